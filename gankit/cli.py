@@ -1,0 +1,91 @@
+"""`gankit` command line: a thin shell over the Python API.
+
+    gankit train [--preset NAME] [--FIELD VALUE ...] [--dry-run] [--resume RUN_DIR]
+    gankit presets
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from . import __version__
+from .config import PRESETS, Config, add_config_arguments, preset_config
+from .errors import GankitError
+
+
+def _train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a GAN (see `gankit presets`)",
+                       description="Train a GAN. Start from a preset and override any Config field "
+                                   "with its flag; the resolved config is printed and saved in the run folder.",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default=None, help="named experiment (`gankit presets` lists them); default: 'default'")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR from its newest valid checkpoint "
+                        "(--epochs/--steps may be raised to train longer)")
+    p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    add_config_arguments(p.add_argument_group("config fields (override the preset)"))
+
+
+def _overrides(args) -> dict:
+    from .config import field_types
+    return {k: getattr(args, k) for k in field_types() if getattr(args, k, None) is not None}
+
+
+def cmd_train(args) -> int:
+    from .runs import check_run_dir
+    overrides = _overrides(args)
+    if args.resume:
+        if args.preset:
+            raise GankitError("--preset cannot be combined with --resume: the run's own config is used")
+        run_dir = check_run_dir(args.resume)
+        saved = json.loads((run_dir / "config.json").read_text())["config"]
+        cfg = Config.from_dict({**saved, **overrides}, source=str(run_dir / "config.json")).resolved()
+    else:
+        cfg = preset_config(args.preset or "default", **overrides)
+    cfg.validate()
+    print(json.dumps(cfg.to_dict(), indent=2))
+    if args.dry_run:
+        return 0
+    from .train import train
+    train(cfg, resume=args.resume, command=sys.argv)
+    return 0
+
+
+def cmd_presets(args) -> int:
+    keys = ["model", "objective", "batch_size", "epochs", "n_critic"]
+    rows = []
+    for name, values in PRESETS.items():
+        cfg = preset_config(name)
+        opt = f"{cfg.d_optimizer} {cfg.d_lr:g}" + (f"/{cfg.g_lr:g}" if cfg.g_lr != cfg.d_lr else "")
+        rows.append([name] + [str(getattr(cfg, k)) for k in keys] + [opt, values["about"]])
+    header = ["preset"] + keys + ["optimizer lr", "about"]
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
+    for r in [header] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gankit", description="Train, study and evaluate GANs on small image datasets.")
+    parser.add_argument("--version", action="version", version=f"gankit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _train_parser(sub)
+    sub.add_parser("presets", help="list the named experiments")
+    return parser
+
+
+COMMANDS = {"train": cmd_train, "presets": cmd_presets}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except GankitError as e:
+        code = getattr(e, "exit_code", 2)
+        print(f"gankit {args.command}: error: {e}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        print(f"gankit {args.command}: interrupted", file=sys.stderr)
+        return 130

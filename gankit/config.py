@@ -1,0 +1,277 @@
+"""The one typed Config, its presets and its validation.
+
+Every default lives here, one comment per field; the CLI flags (`--d-lr 1e-4`) are generated
+from these fields and the Python API takes the same names, as torch-fidelity feeds both from
+one DEFAULTS. Presets are dicts of overrides, like StyleGAN2-ADA's cfg_specs.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+from .data import DATASETS
+from .errors import ConfigError
+from .losses import OBJECTIVES
+from .models import MODELS, build_models, has_batchnorm
+from .optim import OPTIMIZERS
+
+
+@dataclass
+class Config:
+    # What to train.
+    preset: str = "default"  # preset the values came from (recorded in the run name)
+    dataset: str = "fashion-mnist"  # a key of gankit.data.DATASETS
+    data_root: str | None = None  # folder with the IDX files; None: $GANKIT_DATA, Debian, download
+    channels: int = 1  # image channels (Fashion-MNIST and MNIST are grayscale)
+    model: str = "dcgan"  # a key of gankit.models.MODELS
+    z_dim: int = 100  # latent dimensions
+    hidden_dim: int = 256  # width of the mlp-lab6 hidden layers
+    d_norm: str = "batch"  # D's normalisation in models that have one: batch | layer | none
+    init: str = "normal02"  # weight init: normal02 (DCGAN paper) | default (PyTorch's)
+    # How to train it.
+    objective: str = "bce"  # a key of gankit.losses.OBJECTIVES
+    n_critic: int = 1  # D steps per G step
+    clip: float | None = None  # WGAN weight clipping bound; None: the objective's default
+    gp_weight: float | None = None  # gradient penalty weight; None: the objective's default
+    epochs: int = 15  # passes over the training set (by D, one real batch per D step)
+    steps: int = 0  # if > 0, total D steps instead of `epochs` (short runs, tests)
+    batch_size: int = 128  # real images per D step (per process under DDP)
+    g_optimizer: str = "adam"  # adam | adamw | rmsprop | sgd
+    d_optimizer: str = "adam"  # adam | adamw | rmsprop | sgd
+    g_lr: float = 2e-4  # G learning rate
+    d_lr: float = 2e-4  # D learning rate
+    g_betas: tuple[float, float] = (0.5, 0.999)  # G Adam betas (RMSprop: alpha=b2; SGD: momentum=b1)
+    d_betas: tuple[float, float] = (0.5, 0.999)  # D Adam betas (RMSprop: alpha=b2; SGD: momentum=b1)
+    g_weight_decay: float = 0.0  # G weight decay
+    d_weight_decay: float = 0.0  # D weight decay
+    ema: float = 0.0  # decay of an exponential moving average of G's weights; 0: off
+    # Where and how fast.
+    seed: int = 0  # seeds weights, data order, noise and the fixed grid z
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    precision: str = "fp32"  # fp32 | bf16 (autocast; losses and penalty stay fp32)
+    deterministic: bool = False  # torch.use_deterministic_algorithms for bitwise-repeatable runs
+    # What to write.
+    out_dir: str = "runs"  # parent folder of run folders
+    log_every: int = 100  # D steps between log ticks (stats.jsonl, TensorBoard, NaN checks)
+    ckpt_every: int = 1  # epochs between checkpoints (last.pt is rewritten each time)
+    keep: int = 2  # periodic checkpoints kept besides last.pt
+    grid_size: int = 64  # fixed-z samples in the per-epoch grid (8 per row)
+
+    # ---- derived values -------------------------------------------------------------
+    def resolved(self) -> "Config":
+        """A copy with objective-dependent defaults filled in, so the saved config says
+        exactly what ran."""
+        cfg = dataclasses.replace(self)
+        obj = OBJECTIVES.get(cfg.objective)
+        if obj is not None:
+            if cfg.clip is None:
+                cfg.clip = obj.default_clip
+            if cfg.gp_weight is None:
+                cfg.gp_weight = obj.default_gp
+        cfg.g_betas = tuple(cfg.g_betas)
+        cfg.d_betas = tuple(cfg.d_betas)
+        return cfg
+
+    def validate(self) -> "Config":
+        """Raise ConfigError naming the field and the reason for anything that cannot run.
+        Called on a resolved config before any work is done."""
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("model", self.model, MODELS)
+        _choice("objective", self.objective, OBJECTIVES)
+        _choice("g_optimizer", self.g_optimizer, OPTIMIZERS)
+        _choice("d_optimizer", self.d_optimizer, OPTIMIZERS)
+        _choice("init", self.init, ("normal02", "default"))
+        _choice("d_norm", self.d_norm, ("batch", "layer", "none"))
+        _choice("precision", self.precision, ("fp32", "bf16"))
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
+        for name in ("channels", "z_dim", "hidden_dim", "n_critic", "batch_size", "log_every",
+                     "ckpt_every", "grid_size"):
+            _positive(name, getattr(self, name))
+        if self.channels != 1 and self.dataset in ("fashion-mnist", "mnist"):
+            raise ConfigError(f"dataset {self.dataset} is grayscale: channels must be 1, got {self.channels}")
+        if self.steps < 0:
+            raise ConfigError(f"steps must be >= 0 (0 means: use epochs), got {self.steps}")
+        if self.steps == 0:
+            _positive("epochs", self.epochs)
+        if self.keep < 0:
+            raise ConfigError(f"keep must be >= 0, got {self.keep}")
+        for who in ("g", "d"):
+            lr, betas, wd = (getattr(self, f"{who}_{k}") for k in ("lr", "betas", "weight_decay"))
+            if not (math.isfinite(lr) and lr > 0):
+                raise ConfigError(f"{who}_lr must be a positive number, got {lr}")
+            if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+                raise ConfigError(f"{who}_betas must be two numbers in [0, 1), got {betas}")
+            if not (math.isfinite(wd) and wd >= 0):
+                raise ConfigError(f"{who}_weight_decay must be >= 0, got {wd}")
+        if not (0.0 <= self.ema < 1.0):
+            raise ConfigError(f"ema is a decay in [0, 1) (0 turns EMA off), got {self.ema}")
+        clip, gp = self.clip or 0.0, self.gp_weight or 0.0
+        if clip < 0 or gp < 0 or not (math.isfinite(clip) and math.isfinite(gp)):
+            raise ConfigError(f"clip and gp_weight must be >= 0, got clip={clip}, gp_weight={gp}")
+        if clip > 0 and gp > 0:
+            raise ConfigError(
+                "weight clipping and a gradient penalty together: the penalty replaces clipping "
+                "(Gulrajani et al. 2017); set --clip 0 or --gp-weight 0")
+        if OBJECTIVES[self.objective].wasserstein and clip == 0 and gp == 0:
+            raise ConfigError(
+                f"objective {self.objective} needs a Lipschitz constraint on the critic: "
+                "--clip 0.01 (WGAN) or --gp-weight 10 (WGAN-GP)")
+        if self.d_norm != "batch" and not MODELS[self.model].d_norm:
+            raise ConfigError(f"model {self.model}'s discriminator has no normalisation layers, "
+                              f"so d_norm={self.d_norm} does not apply; models with one: "
+                              + ", ".join(k for k, v in MODELS.items() if v.d_norm))
+        if gp > 0:
+            _, D = build_models(dataclasses.replace(self, init="default"))
+            if has_batchnorm(D):
+                raise ConfigError(
+                    f"a gradient penalty with a BatchNorm critic ({self.model}, d_norm=batch) is "
+                    "invalid: the penalty is per sample and BatchNorm mixes the batch. "
+                    "Use --d-norm layer (as Gulrajani et al. 2017) or --d-norm none")
+        return self
+
+    # ---- JSON -----------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["g_betas"], d["d_betas"] = list(self.g_betas), list(self.d_betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "config") -> "Config":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown config field(s) {unknown}")
+        cfg = cls(**d)
+        cfg.g_betas, cfg.d_betas = tuple(cfg.g_betas), tuple(cfg.d_betas)
+        return cfg
+
+    def save(self, path: Path, **extra) -> None:
+        Path(path).write_text(json.dumps({"config": self.to_dict(), **extra}, indent=2) + "\n")
+
+
+def _choice(name: str, value, valid) -> None:
+    if value not in valid:
+        raise ConfigError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
+
+
+def _positive(name: str, value) -> None:
+    if not (isinstance(value, int) and value >= 1):
+        raise ConfigError(f"{name} must be a whole number >= 1, got {value}")
+
+
+# ---- presets: each course-lab experiment by name ------------------------------------------
+# Values not named take the Config defaults above. `about` is shown by `gankit presets`.
+PRESETS: dict[str, dict] = {
+    "default": dict(
+        about="best quality per CPU minute: DCGAN, BCE, Adam 2e-4, G EMA",
+        model="dcgan", objective="bce", init="normal02", batch_size=128, epochs=15, ema=0.999),
+    "lab04-mlp": dict(
+        about="lab 4 vanilla GAN: MLP, BCE, Adam 2e-4 b(0.5,0.999)",
+        model="mlp", objective="bce", init="default", batch_size=64, epochs=20),
+    "lab04-cnn": dict(
+        about="lab 4 CNN GAN: Linear + Upsample + Conv, BCE, Adam 2e-4 b(0.5,0.999)",
+        model="cnn-upsample", objective="bce", init="normal02", batch_size=64, epochs=20),
+    "dcgan-report": dict(
+        about="DCGAN report: DCGAN, BCE, N(0,0.02) init, Adam 2e-4 b(0.5,0.999)",
+        model="dcgan", objective="bce", init="normal02", batch_size=128, epochs=15),
+    "lab6-gan": dict(
+        about="lab 6 GAN: MLP (h=256), BCE, Adam 2e-4",
+        model="mlp-lab6", objective="bce", init="default", batch_size=64, epochs=20,
+        g_betas=(0.9, 0.999), d_betas=(0.9, 0.999)),
+    "lab6-dcgan": dict(
+        about="lab 6 DCGAN: FC + ConvT G, conv/maxpool D, BCE, Adam 2e-4",
+        model="dcgan-fc", objective="bce", init="default", batch_size=64, epochs=20,
+        g_betas=(0.9, 0.999), d_betas=(0.9, 0.999)),
+    "lab6-wgan": dict(
+        about="lab 6 WGAN: dcgan-fc, RMSprop 5e-5, clip 0.01, n_critic 5",
+        model="dcgan-fc", objective="wgan", init="default", batch_size=64, epochs=20,
+        g_optimizer="rmsprop", d_optimizer="rmsprop", g_lr=5e-5, d_lr=5e-5,
+        g_betas=(0.0, 0.99), d_betas=(0.0, 0.99), clip=0.01, n_critic=5),
+    "wgan-gp": dict(
+        about="WGAN-GP: DCGAN with a LayerNorm critic, Adam 1e-4 b(0,0.9), n_critic 5, gp 10",
+        model="dcgan", d_norm="layer", objective="wgan-gp", init="normal02", batch_size=64,
+        epochs=20, g_lr=1e-4, d_lr=1e-4, g_betas=(0.0, 0.9), d_betas=(0.0, 0.9), n_critic=5,
+        gp_weight=10.0),
+}
+
+
+def preset_config(name: str, **overrides) -> Config:
+    """The resolved Config of preset `name` with `overrides` applied (not yet validated)."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}'; valid: {', '.join(PRESETS)}")
+    values = {k: v for k, v in PRESETS[name].items() if k != "about"}
+    values.update(overrides)
+    values["preset"] = name
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {unknown}; valid: {', '.join(sorted(known))}")
+    return Config(**values).resolved()
+
+
+# ---- CLI flags from the dataclass ----------------------------------------------------------
+def field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def field_help() -> dict[str, str]:
+    """The one-line comment after each field, read from this file, for `--help`."""
+    out = {}
+    for line in Path(__file__).read_text().splitlines():
+        s = line.strip()
+        if ":" in s and "  # " in s and not s.startswith("#"):
+            name = s.split(":", 1)[0]
+            out[name] = s.split("  # ", 1)[1]
+    return out
+
+
+def add_config_arguments(parser) -> None:
+    """One `--field-name` flag per Config field; defaults stay None so only the flags given
+    override the preset."""
+    helps = field_help()
+    for name, tp in field_types().items():
+        if name == "preset":
+            continue
+        flag = "--" + name.replace("_", "-")
+        kind = _base_type(tp)
+        h = helps.get(name, "")
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
+                                default=None, help=h)
+        elif kind is tuple:
+            parser.add_argument(flag, dest=name, type=float, nargs=2, metavar=("B1", "B2"),
+                                default=None, help=h)
+        else:
+            parser.add_argument(flag, dest=name, type=_parser_for(kind, name), default=None,
+                                help=h, metavar=name.upper())
+
+
+def _base_type(tp):
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return tuple
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _base_type(args[0])
+    return tp
+
+
+def _parser_for(kind, name):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__} for --{name.replace('_', '-')}, got '{text}'")
+        if kind is float and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} must be finite, got '{text}'")
+        return value
+    parse.__name__ = kind.__name__
+    return parse

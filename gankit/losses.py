@@ -1,0 +1,86 @@
+"""GAN objectives on discriminator logits, kept apart from the models.
+
+- bce: the minimax GAN of Goodfellow et al. 2014 with the non-saturating generator loss.
+  `softplus(-l) = -log sigmoid(l)`, so this is exactly the labs' Sigmoid + BCELoss, computed
+  stably from logits.
+- wgan: Wasserstein GAN, Arjovsky et al. 2017 (critic; Lipschitz by weight clipping).
+- wgan-gp: the same losses with the gradient penalty of Gulrajani et al. 2017.
+- hinge: Lim & Ye 2017 / Miyato et al. 2018.
+- lsgan: least squares GAN, Mao et al. 2017 (a=0, b=c=1).
+
+An objective only says how logits become losses, how logits are shown as "D(x)", and the
+defaults of its Lipschitz constraint; the training loop applies clipping and the penalty from
+the config, so it never asks which objective it runs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Objective:
+    d_loss: Callable[[Tensor, Tensor], Tensor]  # (d_real, d_fake) logits -> scalar loss of D
+    g_loss: Callable[[Tensor], Tensor]  # d_fake logits -> scalar loss of G
+    score: Callable[[Tensor], Tensor]  # logits -> what is reported as D(x), D(G(z))
+    score_label: str  # how plots name that score
+    wasserstein: bool = False  # report E[D(x)] - E[D(G(z))], the critic's distance estimate
+    default_clip: float = 0.0  # weight clipping bound when the config leaves it unset
+    default_gp: float = 0.0  # gradient penalty weight when the config leaves it unset
+    description: str = ""
+
+
+def _identity(t: Tensor) -> Tensor:
+    return t
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "bce": Objective(
+        d_loss=lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean(),
+        g_loss=lambda f: F.softplus(-f).mean(),
+        score=torch.sigmoid, score_label="D(.) = sigmoid(logit)",
+        description="minimax GAN, non-saturating G loss (the labs' BCE)"),
+    "wgan": Objective(
+        d_loss=lambda r, f: f.mean() - r.mean(),
+        g_loss=lambda f: -f.mean(),
+        score=_identity, score_label="critic output", wasserstein=True, default_clip=0.01,
+        description="Wasserstein GAN with weight clipping"),
+    "wgan-gp": Objective(
+        d_loss=lambda r, f: f.mean() - r.mean(),
+        g_loss=lambda f: -f.mean(),
+        score=_identity, score_label="critic output", wasserstein=True, default_gp=10.0,
+        description="Wasserstein GAN with gradient penalty"),
+    "hinge": Objective(
+        d_loss=lambda r, f: F.relu(1 - r).mean() + F.relu(1 + f).mean(),
+        g_loss=lambda f: -f.mean(),
+        score=_identity, score_label="D logit",
+        description="hinge loss"),
+    "lsgan": Objective(
+        d_loss=lambda r, f: 0.5 * ((r - 1) ** 2).mean() + 0.5 * (f ** 2).mean(),
+        g_loss=lambda f: 0.5 * ((f - 1) ** 2).mean(),
+        score=_identity, score_label="D output (target 1 real, 0 fake)",
+        description="least squares GAN"),
+}
+
+
+def gradient_penalty(D: torch.nn.Module, x_real: Tensor, x_fake: Tensor,
+                     generator: torch.Generator | None = None) -> Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates x_hat (Gulrajani et al. 2017).
+    The norm is taken in fp32 whatever precision the forward pass ran in."""
+    eps = torch.rand(x_real.shape[0], 1, 1, 1, device=x_real.device, generator=generator)
+    x_hat = torch.lerp(x_real, x_fake, eps).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x_hat).float().sum(), x_hat, create_graph=True)
+    norm = grad.float().flatten(1).norm(2, dim=1)  # (B,)
+    return ((norm - 1) ** 2).mean()
+
+
+@torch.no_grad()
+def clip_weights(module: torch.nn.Module, bound: float) -> None:
+    """WGAN weight clipping: every parameter into [-bound, bound] (Arjovsky et al. 2017)."""
+    params = list(module.parameters())
+    torch._foreach_clamp_min_(params, -bound)
+    torch._foreach_clamp_max_(params, bound)

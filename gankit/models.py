@@ -1,0 +1,192 @@
+"""Generators and discriminators of the course labs, built exactly as the labs build them.
+
+Architectures follow the labs' code: the MLP GAN of Goodfellow et al. 2014 as written in
+PyTorch-GAN (`mlp`, including its BatchNorm1d(eps=0.8)), the DCGAN of Radford et al. 2015 as in
+the PyTorch DCGAN tutorial adapted to 28x28 (`dcgan`), the upsampling CNN of PyTorch-GAN
+(`cnn-upsample`) and the InfoGAN-style fully connected DCGAN of lab 6 (`dcgan-fc`).
+
+Contracts every entry keeps (tools rely on them, tests check them):
+- G maps z of shape (B, z_dim) to images (B, C, H, W) in [-1, 1]; models that need
+  (B, z_dim, 1, 1) reshape inside. G exposes `z_dim`, `num_classes` and `img_shape`.
+- D maps images to logits of shape (B,). No sigmoid here: it lives in the objective.
+- Models never import the objectives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+
+
+class Generator(nn.Module):
+    """A latent-to-image network: `net` maps z, reshaped to `z_view`, to an image batch."""
+
+    def __init__(self, net: nn.Module, z_dim: int, img_shape: tuple[int, int, int],
+                 z_view: tuple[int, ...] = ()):
+        super().__init__()
+        self.net = net
+        self.z_dim = z_dim
+        self.num_classes = 0
+        self.img_shape = tuple(img_shape)
+        self.z_view = tuple(z_view)  # e.g. (z_dim, 1, 1) for transposed-conv generators
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise ValueError(f"G expects z of shape (B, {self.z_dim}), got {tuple(z.shape)}")
+        if self.z_view:
+            z = z.view(z.shape[0], *self.z_view)  # (B, z_dim) -> (B, z_dim, 1, 1)
+        x = self.net(z)
+        return x.view(x.shape[0], *self.img_shape)  # (B, C, H, W)
+
+
+class Discriminator(nn.Module):
+    """An image-to-logit network; the output is flattened to (B,)."""
+
+    def __init__(self, net: nn.Module, img_shape: tuple[int, int, int]):
+        super().__init__()
+        self.net = net
+        self.img_shape = tuple(img_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(x.shape[0])  # (B, 1, 1, 1) or (B, 1) -> (B,)
+
+
+def _norm2d(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:
+    """The discriminator's normalisation layer. 'layer' is GroupNorm(1, C), i.e. LayerNorm over
+    (C, H, W) with per-channel affine, which Gulrajani et al. 2017 recommend for WGAN-GP critics."""
+    if kind == "batch":
+        return nn.BatchNorm2d(channels, eps=eps)
+    if kind == "layer":
+        return nn.GroupNorm(1, channels, eps=eps)
+    if kind == "none":
+        return nn.Identity()
+    raise ConfigError(f"unknown d_norm '{kind}'; valid: batch, layer, none")
+
+
+# Builders take the resolved Config and return (G, D). Image shape is (channels, 28, 28).
+
+def mlp(cfg) -> tuple[Generator, Discriminator]:
+    c, h, w = img_shape = (cfg.channels, 28, 28)
+    n = c * h * w
+    G = nn.Sequential(
+        nn.Linear(cfg.z_dim, 256), nn.LeakyReLU(0.2), nn.BatchNorm1d(256, eps=0.8),
+        nn.Linear(256, 512), nn.LeakyReLU(0.2), nn.BatchNorm1d(512, eps=0.8),
+        nn.Linear(512, n), nn.Tanh())
+    D = nn.Sequential(
+        nn.Flatten(), nn.Linear(n, 512), nn.LeakyReLU(0.2),
+        nn.Linear(512, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1))
+    return Generator(G, cfg.z_dim, img_shape), Discriminator(D, img_shape)
+
+
+def mlp_lab6(cfg) -> tuple[Generator, Discriminator]:
+    c, h, w = img_shape = (cfg.channels, 28, 28)
+    n, hd = c * h * w, cfg.hidden_dim
+    G = nn.Sequential(
+        nn.Linear(cfg.z_dim, hd), nn.ReLU(), nn.Linear(hd, hd), nn.ReLU(),
+        nn.Linear(hd, n), nn.Tanh())
+    D = nn.Sequential(
+        nn.Flatten(), nn.Linear(n, hd), nn.LeakyReLU(0.1), nn.Linear(hd, hd), nn.LeakyReLU(0.1),
+        nn.Linear(hd, 1))
+    return Generator(G, cfg.z_dim, img_shape), Discriminator(D, img_shape)
+
+
+def dcgan(cfg) -> tuple[Generator, Discriminator]:
+    c = cfg.channels
+    img_shape = (c, 28, 28)
+    G = nn.Sequential(
+        nn.ConvTranspose2d(cfg.z_dim, 512, 4, 1, 0, bias=False), nn.BatchNorm2d(512), nn.ReLU(True),  # 4x4
+        nn.ConvTranspose2d(512, 256, 3, 2, 1, bias=False), nn.BatchNorm2d(256), nn.ReLU(True),  # 7x7
+        nn.ConvTranspose2d(256, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(True),  # 14x14
+        nn.ConvTranspose2d(128, c, 4, 2, 1, bias=False), nn.Tanh())  # 28x28
+    D = nn.Sequential(
+        nn.Conv2d(c, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),  # 14x14
+        nn.Conv2d(64, 128, 4, 2, 1, bias=False), _norm2d(cfg.d_norm, 128), nn.LeakyReLU(0.2, inplace=True),  # 7x7
+        nn.Conv2d(128, 256, 3, 2, 1, bias=False), _norm2d(cfg.d_norm, 256), nn.LeakyReLU(0.2, inplace=True),  # 4x4
+        nn.Conv2d(256, 1, 4, 1, 0, bias=False))  # 1x1
+    return Generator(G, cfg.z_dim, img_shape, (cfg.z_dim, 1, 1)), Discriminator(D, img_shape)
+
+
+def cnn_upsample(cfg) -> tuple[Generator, Discriminator]:
+    c = cfg.channels
+    img_shape = (c, 28, 28)
+    G = nn.Sequential(
+        nn.Linear(cfg.z_dim, 128 * 7 * 7), nn.Unflatten(1, (128, 7, 7)), nn.BatchNorm2d(128),
+        nn.Upsample(scale_factor=2),  # 14x14
+        nn.Conv2d(128, 128, 3, 1, 1), nn.BatchNorm2d(128, eps=0.8), nn.LeakyReLU(0.2, inplace=True),
+        nn.Upsample(scale_factor=2),  # 28x28
+        nn.Conv2d(128, 64, 3, 1, 1), nn.BatchNorm2d(64, eps=0.8), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(64, c, 3, 1, 1), nn.Tanh())
+    D = nn.Sequential(
+        nn.Conv2d(c, 64, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True),  # 14x14
+        nn.Conv2d(64, 128, 4, 2, 1), _norm2d(cfg.d_norm, 128), nn.LeakyReLU(0.2, inplace=True),  # 7x7
+        nn.Conv2d(128, 256, 4, 1, 0), _norm2d(cfg.d_norm, 256), nn.LeakyReLU(0.2, inplace=True),  # 4x4
+        nn.Conv2d(256, 1, 4, 1, 0))  # 1x1
+    return Generator(G, cfg.z_dim, img_shape), Discriminator(D, img_shape)
+
+
+def dcgan_fc(cfg) -> tuple[Generator, Discriminator]:
+    c = cfg.channels
+    img_shape = (c, 28, 28)
+    G = nn.Sequential(
+        nn.Linear(cfg.z_dim, 1024), nn.BatchNorm1d(1024), nn.ReLU(True),
+        nn.Linear(1024, 128 * 7 * 7), nn.BatchNorm1d(128 * 7 * 7), nn.ReLU(True),
+        nn.Unflatten(1, (128, 7, 7)),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(True),  # 14x14
+        nn.ConvTranspose2d(64, c, 4, 2, 1), nn.Tanh())  # 28x28
+    D = nn.Sequential(
+        nn.Conv2d(c, 32, 5), nn.LeakyReLU(0.1, inplace=True), nn.MaxPool2d(2),  # 24 -> 12
+        nn.Conv2d(32, 64, 5), nn.LeakyReLU(0.1, inplace=True), nn.MaxPool2d(2),  # 8 -> 4
+        nn.Flatten(), nn.Linear(64 * 4 * 4, 1024), nn.LeakyReLU(0.1, inplace=True),
+        nn.Linear(1024, 1))
+    return Generator(G, cfg.z_dim, img_shape), Discriminator(D, img_shape)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    build: Callable[..., tuple[Generator, Discriminator]]
+    description: str
+    d_norm: bool  # whether D has normalisation layers that `d_norm` selects
+
+
+MODELS: dict[str, ModelSpec] = {
+    "mlp": ModelSpec(mlp, "lab 4 MLP GAN (PyTorch-GAN), BatchNorm1d(eps=0.8) in G", False),
+    "mlp-lab6": ModelSpec(mlp_lab6, "lab 6 MLP GAN, hidden width `hidden_dim`", False),
+    "dcgan": ModelSpec(dcgan, "DCGAN (Radford et al. 2015) for 28x28, bias-free", True),
+    "cnn-upsample": ModelSpec(cnn_upsample, "lab 4 CNN GAN: Linear + Upsample + Conv", True),
+    "dcgan-fc": ModelSpec(dcgan_fc, "lab 6 DCGAN: FC layers + 2 ConvT; conv/maxpool D", False),
+}
+
+
+def init_normal02(module: nn.Module) -> None:
+    """DCGAN initialisation (Radford et al. 2015): weights N(0, 0.02), norm scales N(1, 0.02),
+    biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)) and m.affine:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def build_models(cfg) -> tuple[Generator, Discriminator]:
+    """Build G and D for a resolved Config on the CPU, initialised as `cfg.init` says.
+    Draws from torch's global RNG: seed it first for reproducible weights."""
+    G, D = MODELS[cfg.model].build(cfg)
+    if cfg.init == "normal02":
+        init_normal02(G)
+        init_normal02(D)
+    return G, D
+
+
+def has_batchnorm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+
+
+def count_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

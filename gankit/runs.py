@@ -1,0 +1,182 @@
+"""Run folders that describe themselves (as StyleGAN2-ADA's `00000-desc/`): the stats log
+(stats.jsonl + TensorBoard), fixed-z grids, the milestone figure and the training plots."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import torch
+from torchvision.utils import make_grid, save_image
+
+from .errors import RunError
+
+RUN_RE = re.compile(r"^(\d{5})-")
+
+
+def create_run_dir(out_dir: str | Path, desc: str) -> Path:
+    """Make `out_dir/NNNNN-desc/` with the next free number. Never reuses an existing folder:
+    os.mkdir fails if another process took the name, and then the next number is tried."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    while True:
+        nums = [int(m.group(1)) for p in out.iterdir() if (m := RUN_RE.match(p.name))]
+        path = out / f"{max(nums, default=-1) + 1:05d}-{desc}"
+        try:
+            os.mkdir(path)
+            return path
+        except FileExistsError:
+            continue
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+class StatsLog:
+    """Appends one JSON line per log tick to stats.jsonl and mirrors the scalars to TensorBoard,
+    grouped by the part before '/' in TensorBoard's tag (Loss/D, D_output/real, ...)."""
+
+    TB_TAGS = {"loss_D": "Loss/D", "loss_G": "Loss/G", "d_real": "D_output/real",
+               "d_fake": "D_output/fake", "wasserstein": "Loss/wasserstein_estimate",
+               "grad_norm_D": "Grad_norm/D", "grad_norm_G": "Grad_norm/G", "lr_D": "LR/D",
+               "lr_G": "LR/G", "img_per_s": "Speed/images_per_s"}
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None):
+        self.path = run_dir / "stats.jsonl"
+        if resume_step is not None:
+            self.truncate_after(resume_step)
+        from torch.utils.tensorboard import SummaryWriter
+        # purge_step drops events a crashed run wrote after the checkpoint we resume from.
+        self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop lines logged after `step` (written by the interrupted run past its checkpoint)."""
+        if not self.path.exists():
+            return
+        keep = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        for key, tag in self.TB_TAGS.items():
+            if row.get(key) is not None:
+                self.tb.add_scalar(tag, row[key], row["step"])
+
+    def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
+        self.tb.add_image(tag, grid, step)
+
+    def close(self) -> None:
+        self.tb.close()
+
+
+def read_stats(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / "stats.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+
+
+def image_grid(x: torch.Tensor, nrow: int = 8) -> torch.Tensor:
+    """(B, C, H, W) in [-1, 1] -> one (C, H', W') grid in [0, 1]."""
+    return make_grid(x.detach().float().cpu(), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1))
+
+
+def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> torch.Tensor:
+    grid = image_grid(x, nrow)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(grid, str(path))
+    return grid
+
+
+# ---- figures ---------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_curves(run_dir: Path, score_label: str) -> None:
+    """loss_curve.png and d_outputs.png from stats.jsonl (x axis: epochs)."""
+    rows = read_stats(run_dir)
+    if not rows:
+        return
+    plt = _plt()
+    ep = [r["epoch"] for r in rows]
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    ax.plot(ep, [r["loss_D"] for r in rows], label="loss_D")
+    ax.plot(ep, [r["loss_G"] for r in rows], label="loss_G")
+    if rows[0].get("wasserstein") is not None:
+        ax.plot(ep, [r["wasserstein"] for r in rows], label="Wasserstein estimate E[D(x)]-E[D(G(z))]", ls="--")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title("Training losses")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "loss_curve.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    ax.plot(ep, [r["d_real"] for r in rows], label="D(x), real images")
+    ax.plot(ep, [r["d_fake"] for r in rows], label="D(G(z)), generated images")
+    if score_label.startswith("D(.) = sigmoid"):
+        ax.axhline(0.5, color="gray", lw=0.8, ls=":")
+        ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(score_label)
+    ax.set_title("Discriminator outputs (mean over each log interval)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run_dir / "d_outputs.png")
+    plt.close(fig)
+
+
+def milestone_path(run_dir: Path, pct: int) -> Path:
+    return run_dir / "images" / f"milestone_{pct:03d}.png"
+
+
+def plot_milestones(run_dir: Path, steps: dict[int, int]) -> None:
+    """milestones.png: the fixed-z row saved at each reached milestone, one labelled row each.
+    `steps` maps percent -> step; rows are read back from images/milestone_PPP.png so a resumed
+    run still shows the rows its first part saved."""
+    from PIL import Image
+    rows = [(pct, step, milestone_path(run_dir, pct)) for pct, step in sorted(steps.items())]
+    rows = [r for r in rows if r[2].exists()]
+    if not rows:
+        return
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.25 * len(rows) + 0.4), dpi=120, squeeze=False)
+    for ax, (pct, step, path) in zip(axes[:, 0], rows):
+        ax.imshow(Image.open(path).convert("RGB"), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(f"{pct}%\nstep {step}", rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle("Same z through training", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(run_dir / "milestones.png")
+    plt.close(fig)
+
+
+def write_models_txt(run_dir: Path, G: torch.nn.Module, D: torch.nn.Module) -> str:
+    from .models import count_params
+    text = (f"Generator ({count_params(G):,} parameters)\n{G}\n\n"
+            f"Discriminator ({count_params(D):,} parameters)\n{D}\n")
+    (run_dir / "models.txt").write_text(text)
+    return text
+
+
+def check_run_dir(path: str | Path) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise RunError(f"{p}: no such run folder")
+    if not (p / "config.json").is_file():
+        raise RunError(f"{p}: not a gankit run folder (no config.json)")
+    return p
