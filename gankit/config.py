@@ -54,7 +54,7 @@ class Config:
     # Where and how fast.
     seed: int = 0  # seeds weights, data order, noise and the fixed grid z
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 (autocast; losses and penalty stay fp32)
+    precision: str = "fp32"  # fp32 | bf16 | auto (bf16 where the hardware has it); losses stay fp32
     deterministic: bool = False  # torch.use_deterministic_algorithms for bitwise-repeatable runs
     # What to write.
     out_dir: str = "runs"  # parent folder of run folders
@@ -68,6 +68,7 @@ class Config:
         """A copy with objective-dependent defaults filled in, so the saved config says
         exactly what ran."""
         cfg = dataclasses.replace(self)
+        _check_types(cfg)
         obj = OBJECTIVES.get(cfg.objective)
         if obj is not None:
             if cfg.clip is None:
@@ -88,7 +89,7 @@ class Config:
         _choice("d_optimizer", self.d_optimizer, OPTIMIZERS)
         _choice("init", self.init, ("normal02", "default"))
         _choice("d_norm", self.d_norm, ("batch", "layer", "none"))
-        _choice("precision", self.precision, ("fp32", "bf16"))
+        _choice("precision", self.precision, ("fp32", "bf16", "auto"))
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
         for name in ("channels", "z_dim", "hidden_dim", "n_critic", "batch_size", "log_every",
@@ -156,6 +157,29 @@ class Config:
         Path(path).write_text(json.dumps({"config": self.to_dict(), **extra}, indent=2) + "\n")
 
 
+def _check_types(cfg: Config) -> None:
+    """Each field holds a value of its declared type (an int is fine where a float is asked);
+    values from the Python API or a hand-edited JSON get the same checks as CLI flags."""
+    for name, tp in field_types().items():
+        value = getattr(cfg, name)
+        optional = type(None) in typing.get_args(tp)
+        kind = _base_type(tp)
+        if value is None and optional:
+            continue
+        if kind is tuple:
+            ok = (isinstance(value, (tuple, list)) and len(value) == 2
+                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+        elif kind is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, kind)
+        if not ok:
+            want = "two numbers" if kind is tuple else kind.__name__ + (" or null" if optional else "")
+            raise ConfigError(f"{name} must be {want}, got {value!r}")
+
+
 def _choice(name: str, value, valid) -> None:
     if value not in valid:
         raise ConfigError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
@@ -170,8 +194,9 @@ def _positive(name: str, value) -> None:
 # Values not named take the Config defaults above. `about` is shown by `gankit presets`.
 PRESETS: dict[str, dict] = {
     "default": dict(
-        about="best quality per CPU minute: DCGAN, BCE, Adam 2e-4, G EMA",
-        model="dcgan", objective="bce", init="normal02", batch_size=128, epochs=15, ema=0.999),
+        about="quality per minute: DCGAN, BCE, Adam 2e-4, EMA of G, bf16 where native",
+        model="dcgan", objective="bce", init="normal02", batch_size=128, epochs=15, ema=0.999,
+        precision="auto"),
     "lab04-mlp": dict(
         about="lab 4 vanilla GAN: MLP, BCE, Adam 2e-4 b(0.5,0.999)",
         model="mlp", objective="bce", init="default", batch_size=64, epochs=20),

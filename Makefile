@@ -1,0 +1,46 @@
+# gankit: `make demo` and `make test` work on a fresh Debian/Ubuntu machine.
+# They create .venv, install gankit with its dependencies, and get Fashion-MNIST.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test test-all install data clean help
+
+help:
+	@echo "make demo   - install, get Fashion-MNIST, train the default preset for 2 epochs (~3 min on 2 CPU cores)"
+	@echo "make test   - install, get Fashion-MNIST, run the test suite (fast tests; ~2 min)"
+	@echo "make test-all - the test suite including slow tests"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# Debian's dataset-fashion-mnist package holds the original IDX files. Skipped when they are
+# already there or GANKIT_DATA points elsewhere.
+data:
+	@if [ -n "$$GANKIT_DATA" ] || [ -f $(FMNIST) ]; then exit 0; fi; \
+	if command -v apt-get >/dev/null 2>&1; then \
+	  echo "Installing Debian's dataset-fashion-mnist (31 MB)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null; \
+	else \
+	  echo "No apt-get here: gankit will try torchvision's download, or set GANKIT_DATA to a folder with the four Fashion-MNIST IDX files."; \
+	fi
+
+demo: install data
+	$(BIN)/gankit train --preset default --epochs 2
+
+test: install data
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: install data
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

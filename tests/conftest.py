@@ -1,0 +1,52 @@
+"""Shared test helpers: IDX files written by the tests themselves and a tiny dataset root."""
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
+    """Write an unsigned-byte IDX file (gzip-compressed when gz)."""
+    array = np.asarray(array, dtype=np.uint8)
+    raw = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes()
+    path.write_bytes(gzip.compress(raw) if gz else raw)
+    return path
+
+
+def tiny_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 images of bright rectangles of 10 sizes (the label), on a dark background."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 28, 28), np.uint8)
+    y = rng.integers(0, 10, n).astype(np.uint8)
+    for i in range(n):
+        h = 6 + 2 * int(y[i])
+        r, c = rng.integers(0, 28 - h + 1, 2)
+        x[i, r:r + h, c:c + max(4, h // 2)] = 200 + rng.integers(0, 56)
+    return x, y
+
+
+def write_dataset(root: Path, n: int = 256, gz: bool = False, layout: str = "flat") -> Path:
+    """A Fashion-MNIST-shaped dataset of n tiny images under root (flat or torchvision layout)."""
+    folder = root / "FashionMNIST" / "raw" if layout == "torchvision" else root
+    folder.mkdir(parents=True, exist_ok=True)
+    ext = ".gz" if gz else ""
+    for split, count in (("train", n), ("t10k", max(n // 4, 16))):
+        x, y = tiny_images(count, seed=0 if split == "train" else 1)
+        write_idx(folder / f"{split}-images-idx3-ubyte{ext}", x, gz)
+        write_idx(folder / f"{split}-labels-idx1-ubyte{ext}", y, gz)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("tinydata"), n=256)
+
+
+@pytest.fixture(autouse=True)
+def _no_env_data_root(monkeypatch):
+    # A developer's GANKIT_DATA must not change what the tests read.
+    monkeypatch.delenv("GANKIT_DATA", raising=False)

@@ -1,0 +1,82 @@
+"""Presets resolve and validate; invalid values and combinations fail before any work."""
+import dataclasses
+import json
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from gankit.config import PRESETS, Config, preset_config
+from gankit.errors import ConfigError
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_validates_and_roundtrips(name):
+    cfg = preset_config(name).validate()
+    assert cfg.preset == name
+    assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_lab_presets_say_what_the_labs_did():
+    w = preset_config("lab6-wgan")
+    assert (w.model, w.objective, w.d_optimizer, w.d_lr, w.clip, w.n_critic) == ("dcgan-fc", "wgan", "rmsprop", 5e-5, 0.01, 5)
+    d = preset_config("dcgan-report")
+    assert (d.model, d.init, d.d_lr, d.d_betas, d.epochs) == ("dcgan", "normal02", 2e-4, (0.5, 0.999), 15)
+    gp = preset_config("wgan-gp")
+    assert (gp.gp_weight, gp.clip, gp.d_betas, gp.d_norm) == (10.0, 0.0, (0.0, 0.9), "layer")
+
+
+def test_objective_defaults_fill_clip_and_gp():
+    assert preset_config("default", objective="wgan", model="dcgan-fc").clip == 0.01
+    assert preset_config("default", objective="wgan-gp", d_norm="layer").gp_weight == 10.0
+    assert preset_config("default").clip == 0.0
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown preset 'lab99'; valid: default, lab04-mlp"):
+        preset_config("lab99")
+    with pytest.raises(ConfigError, match="unknown model 'resnet'; valid: mlp, mlp-lab6, dcgan"):
+        preset_config("default", model="resnet").validate()
+    with pytest.raises(ConfigError, match="unknown config field"):
+        preset_config("default", learning_rate=1)
+
+
+@pytest.mark.parametrize("override, message", [
+    (dict(batch_size=0), "batch_size must be a whole number >= 1"),
+    (dict(epochs=0), "epochs must be"),
+    (dict(n_critic=0), "n_critic must be"),
+    (dict(d_lr=-1e-4), "d_lr must be a positive number"),
+    (dict(g_betas=(0.5, 1.5)), "g_betas must be two numbers in"),
+    (dict(ema=1.0), "ema is a decay"),
+    (dict(device="tpu"), "device 'tpu' is not valid"),
+    (dict(objective="wgan", clip=0.0, model="dcgan-fc"), "needs a Lipschitz constraint"),
+    (dict(objective="wgan", clip=0.01, gp_weight=10.0, model="dcgan-fc"), "clipping and a gradient penalty together"),
+    (dict(objective="wgan-gp"), "BatchNorm critic"),
+    (dict(model="mlp", d_norm="layer"), "has no normalisation layers"),
+    (dict(channels=3), "grayscale"),
+])
+def test_invalid_combinations_fail_with_a_reason(override, message):
+    with pytest.raises(ConfigError, match=message):
+        preset_config("default", **override).validate()
+
+
+def test_steps_replace_epochs():
+    preset_config("default", epochs=0, steps=10).validate()
+    with pytest.raises(ConfigError, match="steps must be >= 0"):
+        preset_config("default", steps=-1).validate()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(
+    st.sampled_from([f.name for f in dataclasses.fields(Config) if f.name not in ("preset", "device")]),
+    st.one_of(st.integers(-5, 5), st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=8),
+              st.none(), st.booleans()),
+    max_size=4))
+def test_fuzz_config_values_validate_or_fail_clearly(values):
+    """Random values for random fields: validation accepts them or raises ConfigError, never
+    another exception type."""
+    try:
+        preset_config("default", **values).validate()
+    except ConfigError:
+        pass
+    except (TypeError, AttributeError) as e:  # pragma: no cover - what the test exists to catch
+        pytest.fail(f"{values}: {type(e).__name__}: {e}")

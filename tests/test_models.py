@@ -1,0 +1,144 @@
+"""Every model x objective keeps the contracts; every model is built exactly as the labs build it."""
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from gankit.config import Config
+from gankit.losses import OBJECTIVES
+from gankit.models import MODELS, build_models, has_batchnorm
+
+
+def sig(m: nn.Module) -> str:
+    """A compact signature of a layer, to compare with the labs' architectures."""
+    b = "" if getattr(m, "bias", None) is not None else ",nobias"
+    if isinstance(m, nn.Linear):
+        return f"Linear({m.in_features},{m.out_features}{b})"
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        name = "ConvT" if isinstance(m, nn.ConvTranspose2d) else "Conv"
+        return f"{name}({m.in_channels},{m.out_channels},{m.kernel_size[0]},{m.stride[0]},{m.padding[0]}{b})"
+    if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return f"{type(m).__name__}({m.num_features}" + (f",eps={m.eps:g})" if m.eps != 1e-5 else ")")
+    if isinstance(m, nn.LeakyReLU):
+        return f"LeakyReLU({m.negative_slope:g})"
+    if isinstance(m, nn.MaxPool2d):
+        return f"MaxPool({m.kernel_size})"
+    if isinstance(m, nn.Upsample):
+        return f"Upsample({m.scale_factor:g})"
+    return type(m).__name__
+
+
+EXPECTED = {
+    "mlp": (
+        ["Linear(100,256)", "LeakyReLU(0.2)", "BatchNorm1d(256,eps=0.8)", "Linear(256,512)", "LeakyReLU(0.2)",
+         "BatchNorm1d(512,eps=0.8)", "Linear(512,784)", "Tanh"],
+        ["Flatten", "Linear(784,512)", "LeakyReLU(0.2)", "Linear(512,256)", "LeakyReLU(0.2)", "Linear(256,1)"]),
+    "mlp-lab6": (
+        ["Linear(100,256)", "ReLU", "Linear(256,256)", "ReLU", "Linear(256,784)", "Tanh"],
+        ["Flatten", "Linear(784,256)", "LeakyReLU(0.1)", "Linear(256,256)", "LeakyReLU(0.1)", "Linear(256,1)"]),
+    "dcgan": (
+        ["ConvT(100,512,4,1,0,nobias)", "BatchNorm2d(512)", "ReLU", "ConvT(512,256,3,2,1,nobias)", "BatchNorm2d(256)",
+         "ReLU", "ConvT(256,128,4,2,1,nobias)", "BatchNorm2d(128)", "ReLU", "ConvT(128,1,4,2,1,nobias)", "Tanh"],
+        ["Conv(1,64,4,2,1,nobias)", "LeakyReLU(0.2)", "Conv(64,128,4,2,1,nobias)", "BatchNorm2d(128)",
+         "LeakyReLU(0.2)", "Conv(128,256,3,2,1,nobias)", "BatchNorm2d(256)", "LeakyReLU(0.2)",
+         "Conv(256,1,4,1,0,nobias)"]),
+    "cnn-upsample": (
+        ["Linear(100,6272)", "Unflatten", "BatchNorm2d(128)", "Upsample(2)", "Conv(128,128,3,1,1)",
+         "BatchNorm2d(128,eps=0.8)", "LeakyReLU(0.2)", "Upsample(2)", "Conv(128,64,3,1,1)", "BatchNorm2d(64,eps=0.8)",
+         "LeakyReLU(0.2)", "Conv(64,1,3,1,1)", "Tanh"],
+        ["Conv(1,64,4,2,1)", "LeakyReLU(0.2)", "Conv(64,128,4,2,1)", "BatchNorm2d(128)", "LeakyReLU(0.2)",
+         "Conv(128,256,4,1,0)", "BatchNorm2d(256)", "LeakyReLU(0.2)", "Conv(256,1,4,1,0)"]),
+    "dcgan-fc": (
+        ["Linear(100,1024)", "BatchNorm1d(1024)", "ReLU", "Linear(1024,6272)", "BatchNorm1d(6272)", "ReLU",
+         "Unflatten", "ConvT(128,64,4,2,1)", "BatchNorm2d(64)", "ReLU", "ConvT(64,1,4,2,1)", "Tanh"],
+        ["Conv(1,32,5,1,0)", "LeakyReLU(0.1)", "MaxPool(2)", "Conv(32,64,5,1,0)", "LeakyReLU(0.1)", "MaxPool(2)",
+         "Flatten", "Linear(1024,1024)", "LeakyReLU(0.1)", "Linear(1024,1)"]),
+}
+
+
+def cfg_for(model, **kw):
+    return Config(model=model, **kw).resolved()
+
+
+def test_every_model_is_specified():
+    assert set(EXPECTED) == set(MODELS)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_architecture_matches_the_lab(model):
+    G, D = build_models(cfg_for(model))
+    assert [sig(m) for m in G.net] == EXPECTED[model][0]
+    assert [sig(m) for m in D.net] == EXPECTED[model][1]
+    # print() shows the layers: every lab layer appears in the printed text
+    assert "Tanh()" in str(G) and "Sigmoid" not in str(D)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+@pytest.mark.parametrize("objective", list(OBJECTIVES))
+def test_shapes_ranges_and_gradients(model, objective):
+    torch.manual_seed(0)
+    cfg = cfg_for(model, objective=objective, d_norm="layer" if objective == "wgan-gp" and MODELS[model].d_norm else "batch")
+    G, D = build_models(cfg)
+    obj = OBJECTIVES[objective]
+    assert (G.z_dim, G.num_classes, G.img_shape) == (100, 0, (1, 28, 28))
+    z = torch.randn(8, 100)
+    x_fake = G(z)
+    assert x_fake.shape == (8, 1, 28, 28)
+    assert x_fake.min() >= -1 and x_fake.max() <= 1
+    x_real = torch.rand(8, 1, 28, 28) * 2 - 1
+    d_real, d_fake = D(x_real), D(x_fake.detach())
+    assert d_real.shape == (8,) and torch.isfinite(d_real).all()
+    obj.d_loss(d_real, d_fake).backward()
+    assert_gradients(D)
+    D.zero_grad()
+    obj.g_loss(D(x_fake)).backward()
+    assert_gradients(G)
+
+
+def assert_gradients(module):
+    """Every parameter gets a finite gradient and every weight tensor a nonzero one. (A bias may
+    get exactly zero: under the WGAN loss D's last bias cancels between E[D(x)] and E[D(G(z))].)"""
+    for name, p in module.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), f"{name} got no gradient"
+        if p.ndim >= 2:
+            assert p.grad.abs().sum() > 0, f"{name} got a zero gradient"
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_eval_mode_sample_does_not_depend_on_batch(model):
+    torch.manual_seed(0)
+    G, _ = build_models(cfg_for(model))
+    G.eval()
+    z = torch.randn(64, 100)
+    with torch.no_grad():
+        alone, batch = G(z[:1]), G(z)
+    torch.testing.assert_close(alone[0], batch[0], rtol=1e-5, atol=1e-5)
+
+
+def test_z_dim_and_hidden_dim_are_configurable():
+    G, D = build_models(cfg_for("mlp-lab6", z_dim=16, hidden_dim=64))
+    assert G.z_dim == 16 and G(torch.randn(2, 16)).shape == (2, 1, 28, 28)
+    assert sig(G.net[0]) == "Linear(16,64)"
+    with pytest.raises(ValueError, match=r"\(B, 16\)"):
+        G(torch.randn(2, 100))
+
+
+def test_normal02_init():
+    torch.manual_seed(0)
+    G, D = build_models(cfg_for("dcgan", init="normal02"))
+    w = torch.cat([m.weight.flatten() for m in G.modules() if isinstance(m, nn.ConvTranspose2d)])
+    assert abs(w.std().item() - 0.02) < 0.002 and abs(w.mean().item()) < 0.001
+    bn = torch.cat([m.weight for m in D.modules() if isinstance(m, nn.BatchNorm2d)])
+    assert abs(bn.mean().item() - 1) < 0.01 and 0.01 < bn.std().item() < 0.03
+    torch.manual_seed(0)
+    G2, _ = build_models(cfg_for("dcgan", init="default"))
+    w2 = torch.cat([m.weight.flatten() for m in G2.modules() if isinstance(m, nn.ConvTranspose2d)])
+    assert w2.std().item() > 0.005 and abs(w2.std().item() - 0.02) > 0.001  # PyTorch's default differs
+
+
+def test_d_norm_layer_removes_batchnorm():
+    _, D = build_models(cfg_for("dcgan", d_norm="layer"))
+    assert not has_batchnorm(D) and any(isinstance(m, nn.GroupNorm) for m in D.modules())
+    _, D = build_models(cfg_for("dcgan", d_norm="none"))
+    assert not has_batchnorm(D)

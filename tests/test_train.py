@@ -1,0 +1,176 @@
+"""The training loop: every artifact of the run folder, exact resume, one run per preset."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from gankit.checkpoint import load_checkpoint, load_generator, verify
+from gankit.cli import main
+from gankit.config import PRESETS, preset_config
+from gankit.data import locate
+from gankit.errors import RunError
+from gankit.train import sample_images, train
+
+ARTIFACTS = ["config.json", "models.txt", "stats.jsonl", "log.txt", "loss_curve.png", "d_outputs.png",
+             "milestones.png", "generator.safetensors", "generator.json", "checkpoints/last.pt",
+             "checkpoints/last.pt.sha256"]
+
+
+def tiny_cfg(root, out, preset="dcgan-report", **kw):
+    """A preset on the tiny dataset: batch 16 (16 steps per epoch), a log tick every 2 steps."""
+    return preset_config(preset, **{**dict(data_root=str(root), out_dir=str(out), batch_size=16,
+                                           log_every=2, steps=12), **kw})
+
+
+def assert_png(path, size=None):
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        assert size is None or im.size == size, f"{path}: {im.size} != {size}"
+
+
+def test_run_writes_every_artifact(tiny_root, tmp_path):
+    run = train(tiny_cfg(tiny_root, tmp_path, steps=20, ema=0.9))  # 256/16 = 16 steps per epoch
+    assert run.name == "00000-dcgan-report-fashion-mnist"
+    for name in ARTIFACTS:
+        assert (run / name).exists(), name
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    assert_png(run / "images" / "epoch_001.png", (242, 242))  # 8x8 grid of 28px, 2px padding
+    assert_png(run / "images" / "step_00000020.png", (242, 242))
+    for pct in (0, 25, 50, 75, 100):
+        assert_png(run / "images" / f"milestone_{pct:03d}.png", (242, 32))
+    for png in ("loss_curve.png", "d_outputs.png", "milestones.png"):
+        assert_png(run / png)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["config"]["preset"] == "dcgan-report" and cfg["torch_version"] == torch.__version__
+    assert "device" in cfg and "command" in cfg and "gankit_version" in cfg
+    models = (run / "models.txt").read_text()
+    assert "ConvTranspose2d(100, 512" in models and "parameters" in models
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(2, 21, 2))
+    for key in ("epoch", "images", "loss_D", "loss_G", "d_real", "d_fake", "grad_norm_D", "grad_norm_G",
+                "lr_D", "lr_G", "img_per_s"):
+        assert all(r[key] is not None for r in rows), key
+    assert all(0 <= r["d_real"] <= 1 and 0 <= r["d_fake"] <= 1 for r in rows)
+    assert verify(run / "checkpoints" / "last.pt") is None
+
+
+def test_exported_generator_reproduces_the_run(tiny_root, tmp_path):
+    run = train(tiny_cfg(tiny_root, tmp_path, ema=0.9, steps=6))
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    G = load_generator(run / "generator.safetensors")  # EMA weights by default when present
+    G_raw = load_generator(run, ema=False)
+    weights = load_file(str(run / "generator.safetensors"))
+    assert any(k.startswith("G_ema.") for k in weights) and any(k.startswith("G.") for k in weights)
+    for k, v in G_raw.state_dict().items():
+        assert torch.equal(v, ckpt["G"][k])
+    z = torch.randn(4, 100)
+    assert sample_images(G, z).shape == (4, 1, 28, 28)
+    # a generator file that does not match its json is refused
+    meta = json.loads((run / "generator.json").read_text())
+    meta["model"] = "mlp"
+    (run / "generator.json").write_text(json.dumps({**meta, "sha256": None}))
+    with pytest.raises(RunError, match="do not match model mlp"):
+        load_generator(run)
+
+
+def test_resume_is_exact(tiny_root, tmp_path):
+    """12 steps straight == 6 steps, then resume to 12 (fresh load from disk): same weights
+    and optimizer state, bit for bit, with EMA and an n_critic cycle crossing the cut."""
+    kw = dict(ema=0.9, log_every=3, model="dcgan-fc", objective="wgan", n_critic=4, clip=0.01,
+              g_optimizer="rmsprop", d_optimizer="rmsprop", init="default")
+    full = train(tiny_cfg(tiny_root, tmp_path / "a", steps=12, **kw))
+    part = train(tiny_cfg(tiny_root, tmp_path / "b", steps=6, **kw))
+    resumed = train(tiny_cfg(tiny_root, tmp_path / "b", steps=12, **kw), resume=part)
+    assert resumed == part
+    a = load_checkpoint(full / "checkpoints" / "last.pt")
+    b = load_checkpoint(resumed / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 12
+    for key in ("G", "D", "G_ema"):
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), f"{key}.{k}"
+    for key in ("opt_G", "opt_D"):
+        for pid, st in a[key]["state"].items():
+            for k, v in st.items():
+                assert torch.equal(v, b[key]["state"][pid][k]), f"{key}[{pid}].{k}"
+    assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])
+    steps = [json.loads(line)["step"] for line in (resumed / "stats.jsonl").read_text().splitlines()]
+    assert steps == [3, 6, 9, 12]
+
+
+def test_resume_refuses_changed_config_and_non_runs(tiny_root, tmp_path):
+    run = train(tiny_cfg(tiny_root, tmp_path, steps=4))
+    with pytest.raises(RunError, match="cannot resume with changed d_lr"):
+        train(tiny_cfg(tiny_root, tmp_path, steps=8, d_lr=1e-3), resume=run)
+    with pytest.raises(RunError, match="not a gankit run folder"):
+        train(tiny_cfg(tiny_root, tmp_path, steps=8), resume=tmp_path)
+
+
+def test_each_run_gets_a_new_folder(tiny_root, tmp_path):
+    a = train(tiny_cfg(tiny_root, tmp_path, steps=2))
+    b = train(tiny_cfg(tiny_root, tmp_path, steps=2))
+    assert (a.name[:5], b.name[:5]) == ("00000", "00001")
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_cli_runs_every_preset(tiny_root, tmp_path, preset, capsys):
+    rc = main(["train", "--preset", preset, "--data-root", str(tiny_root), "--out-dir", str(tmp_path),
+               "--steps", "10", "--batch-size", "16", "--log-every", "5"])
+    assert rc == 0
+    run = next(tmp_path.iterdir())
+    assert run.name.endswith(f"-{preset}-fashion-mnist")
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(torch.isfinite(torch.tensor(r["loss_D"])) for r in rows)
+    assert rows[-1]["loss_G"] is not None  # G trained within 10 steps even with n_critic 5
+    if PRESETS[preset]["objective"].startswith("wgan"):
+        assert rows[-1]["wasserstein"] is not None
+    assert '"preset": "' + preset in capsys.readouterr().out  # the resolved config is printed
+
+
+def test_cli_errors_exit_2_with_one_line(tmp_path, capsys):
+    assert main(["train", "--preset", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown preset 'nope'; valid:" in err and err.count("\n") == 1
+    assert main(["train", "--batch-size", "0", "--out-dir", str(tmp_path)]) == 2
+    assert "batch_size must be" in capsys.readouterr().err
+    assert main(["train", "--data-root", str(tmp_path / "missing"), "--out-dir", str(tmp_path / "runs"), "--steps", "1"]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()  # nothing created before the input was found bad
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--d-lr", "fast"])
+    assert e.value.code == 2
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert "not a gankit run folder" in capsys.readouterr().err
+
+
+def test_dry_run_prints_and_writes_nothing(tmp_path, capsys):
+    assert main(["train", "--preset", "lab6-wgan", "--dry-run", "--out-dir", str(tmp_path / "r")]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["objective"] == "wgan" and cfg["clip"] == 0.01
+    assert not (tmp_path / "r").exists()
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "gankit", "train", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for flag in ("--preset", "--resume", "--dry-run", "--d-lr", "--g-betas", "--d-weight-decay", "--n-critic", "--ema"):
+        assert flag in out.stdout
+
+
+def test_real_fashion_mnist_run(tmp_path):
+    """A few dozen steps on the real Fashion-MNIST (installed by `make`)."""
+    try:
+        locate("fashion-mnist", "train", None, download=False)
+    except Exception as e:
+        pytest.fail(f"Fashion-MNIST is not installed ({e}); `make test` installs it")
+    run = train(preset_config("dcgan-report", out_dir=str(tmp_path), steps=30, log_every=10, precision="bf16"))
+    for name in ARTIFACTS:
+        assert (run / name).exists(), name
+    assert_png(run / "images" / "step_00000030.png", (242, 242))
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30] and rows[-1]["images"] == 30 * 128
+    assert "60000 images" in (run / "log.txt").read_text()
