@@ -2,6 +2,8 @@
 
     gankit train [--preset NAME] [--FIELD VALUE ...] [--dry-run] [--resume RUN_DIR]
     gankit presets
+    gankit sample SRC [--n 8 --seed S | --z FILE]
+    gankit explore nudge|sweep|interpolate|arithmetic|rank SRC ...
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import argparse
 import json
 import sys
 
-from . import __version__
+from . import __version__, latent_cli
 from .config import PRESETS, Config, add_config_arguments, preset_config
 from .errors import GankitError
 
@@ -24,6 +26,7 @@ def _train_parser(sub) -> None:
                    help="continue the run in RUN_DIR from its newest valid checkpoint "
                         "(--epochs/--steps may be raised to train longer)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    p.set_defaults(func=cmd_train)
     add_config_arguments(p.add_argument_group("config fields (override the preset)"))
 
 
@@ -71,17 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(sub)
-    sub.add_parser("presets", help="list the named experiments")
+    sub.add_parser("presets", help="list the named experiments").set_defaults(func=cmd_presets)
+    latent_cli.add_parsers(sub)
     return parser
-
-
-COMMANDS = {"train": cmd_train, "presets": cmd_presets}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return args.func(args)
     except GankitError as e:
         code = getattr(e, "exit_code", 2)
         print(f"gankit {args.command}: error: {e}", file=sys.stderr)

@@ -130,20 +130,19 @@ def locate(name: str, split: str = "train", data_root: str | None = None,
     found = _find_in(cache, ds, split)
     if found:
         return found
+    reason = ""
     if download:
         try:
             import torchvision.datasets as tvd
             cls = {"fashion-mnist": tvd.FashionMNIST, "mnist": tvd.MNIST}[name]
             cls(str(cache), train=(split == "train"), download=True)
+        except Exception as e:  # no network, a mirror down: say what happened, then how to fix it
+            first_line = (str(e).splitlines() or [""])[0][:200]
+            reason = f" (download failed: {type(e).__name__}: {first_line})"
+        else:
             found = _find_in(cache, ds, split)
             if found:
                 return found
-        except Exception as e:  # no network, mirror down: say what happened, then how to fix it
-            reason = f" (download failed: {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''})"
-        else:
-            reason = ""
-    else:
-        reason = ""
     raise DataError(f"{ds.title} not found: no --data-root/GANKIT_DATA, nothing in "
                     f"{', '.join(ds.system_dirs)} or {cache}{reason}. {ds.howto}")
 

@@ -139,26 +139,26 @@ def plot_curves(run_dir: Path, score_label: str) -> None:
     plt.close(fig)
 
 
-def milestone_path(run_dir: Path, pct: int) -> Path:
-    return run_dir / "images" / f"milestone_{pct:03d}.png"
+def milestone_path(run_dir: Path, step: int) -> Path:
+    return run_dir / "images" / f"milestone_{step:08d}.png"
 
 
-def plot_milestones(run_dir: Path, steps: dict[int, int]) -> None:
-    """milestones.png: the fixed-z row saved at each reached milestone, one labelled row each.
-    `steps` maps percent -> step; rows are read back from images/milestone_PPP.png so a resumed
-    run still shows the rows its first part saved."""
+def plot_milestones(run_dir: Path, total: int) -> None:
+    """milestones.png: every fixed-z row saved at a milestone, one row each, labelled with its
+    step and its share of `total` steps. Rows are read back from images/milestone_SSSSSSSS.png,
+    so a resumed run shows the rows of its first part, and a run extended with more epochs
+    keeps its old rows under their true steps."""
     from PIL import Image
-    rows = [(pct, step, milestone_path(run_dir, pct)) for pct, step in sorted(steps.items())]
-    rows = [r for r in rows if r[2].exists()]
+    rows = sorted((int(p.stem.split("_")[1]), p) for p in (run_dir / "images").glob("milestone_*.png"))
     if not rows:
         return
     plt = _plt()
     fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.25 * len(rows) + 0.4), dpi=120, squeeze=False)
-    for ax, (pct, step, path) in zip(axes[:, 0], rows):
+    for ax, (step, path) in zip(axes[:, 0], rows):
         ax.imshow(Image.open(path).convert("RGB"), interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(f"{pct}%\nstep {step}", rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_ylabel(f"{100 * step / total:.0f}%\nstep {step}", rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle("Same z through training", fontsize=10)
     fig.tight_layout()
     fig.savefig(run_dir / "milestones.png")

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from . import __version__
 from .checkpoint import atomic_save, export_generator, load_checkpoint, newest_valid_checkpoint, prune
@@ -31,8 +31,8 @@ from .errors import ConfigError, GankitError, RunError
 from .losses import OBJECTIVES, clip_weights, gradient_penalty
 from .models import build_models
 from .optim import make_optimizer
-from .runs import (StatsLog, create_run_dir, milestone_path, plot_curves, plot_milestones,
-                   save_grid, write_models_txt)
+from .runs import (StatsLog, check_run_dir, create_run_dir, milestone_path, plot_curves,
+                   plot_milestones, save_grid, write_models_txt)
 
 MILESTONES = (0, 25, 50, 75, 100)  # percent of training at which the fixed-z row is kept
 RESUMABLE_CHANGES = {"epochs", "steps", "log_every", "ckpt_every", "keep", "device", "out_dir"}
@@ -75,6 +75,24 @@ def resolve_precision(name: str, device: torch.device) -> str:
             return "fp32"
         return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"
     return "fp32"
+
+
+def ema_with_warmup(decay: float):
+    """EMA update for AveragedModel with the usual warm-up: decay_t = min(decay, (1 + t) / (10 + t))
+    after t updates (as TensorFlow's ExponentialMovingAverage with num_updates), so early in
+    training the average follows G instead of staying near its random initial weights. t stays
+    a device tensor: no host sync per step."""
+    @torch.no_grad()
+    def update(ema_params, params, num_averaged):
+        if not ema_params[0].is_floating_point():  # BatchNorm's num_batches_tracked: follow G
+            for e, p in zip(ema_params, params):
+                e.copy_(p)
+            return
+        t = num_averaged.to(ema_params[0].dtype)
+        d = torch.clamp((1 + t) / (10 + t), max=decay)
+        torch._foreach_mul_(ema_params, d)
+        torch._foreach_add_(ema_params, torch._foreach_mul(params, 1 - d))
+    return update
 
 
 def _git_commit() -> str | None:
@@ -126,7 +144,6 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
     # Checkpoint to resume from, checked before any work.
     state, notes = None, []
     if resume is not None:
-        from .runs import check_run_dir
         run_dir = check_run_dir(resume)
         ckpt_path, notes = newest_valid_checkpoint(run_dir)
         state = load_checkpoint(ckpt_path)
@@ -143,13 +160,16 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
     sampler = EpochSampler(len(x_train), cfg.batch_size, cfg.seed, device)
     spe = sampler.steps_per_epoch
     T = total_steps(cfg, spe)
+    if state is not None and state["step"] >= T:
+        raise RunError(f"{run_dir} already trained {state['step']} steps ({state['step'] / spe:.2f} epochs) of "
+                       f"the {T} asked; raise --epochs or --steps to continue it")
 
     # Models, EMA, optimisers. Weights are drawn on the CPU, so a seed gives the same
     # initial weights on every device.
     torch.manual_seed(cfg.seed)
     G, D = build_models(cfg)
     G, D = G.to(device), D.to(device)
-    G_ema = (AveragedModel(G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    G_ema = (AveragedModel(G, multi_avg_fn=ema_with_warmup(cfg.ema), use_buffers=True)
              if cfg.ema > 0 else None)
     opt_G = make_optimizer(cfg.g_optimizer, G.parameters(), cfg.g_lr, cfg.g_betas, cfg.g_weight_decay, device)
     opt_D = make_optimizer(cfg.d_optimizer, D.parameters(), cfg.d_lr, cfg.d_betas, cfg.d_weight_decay, device)
@@ -185,7 +205,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
     (run_dir / "checkpoints").mkdir(exist_ok=True)
     models_text = write_models_txt(run_dir, G, D)
     log = StatsLog(run_dir, resume_step=start if state is not None else None)
-    milestone_steps = {pct: round(pct / 100 * T) for pct in MILESTONES}
+    milestone_steps = {pct * T // 100 for pct in MILESTONES}
 
     say = _printer(run_dir)
     for note in notes:
@@ -244,6 +264,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
     bar = tqdm(total=T, initial=start, disable=not show_bar, unit="step", dynamic_ncols=True)
     if start == 0:
         save_grid(sample_images(G_show, fixed_z[:8]), milestone_path(run_dir, 0))
+        plot_milestones(run_dir, T)
     t_start = t_tick = time.perf_counter()
     done_tick = start
     G.train()
@@ -321,15 +342,14 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
                 acc_G.zero_()
                 n_D = n_G = 0
                 t_tick, done_tick = time.perf_counter(), done
-            for pct, s in milestone_steps.items():
-                if s == done and pct > 0:
-                    save_grid(sample_images(G_show, fixed_z[:8]), milestone_path(run_dir, pct))
+            if done in milestone_steps:
+                save_grid(sample_images(G_show, fixed_z[:8]), milestone_path(run_dir, done))
             if epoch_end or done == T:
                 name = f"epoch_{done // spe:03d}.png" if epoch_end else f"step_{done:08d}.png"
                 grid = save_grid(sample_images(G_show, fixed_z), run_dir / "images" / name)
                 log.image("samples/fixed_z", grid, done)
                 plot_curves(run_dir, objective.score_label)
-                plot_milestones(run_dir, milestone_steps)
+                plot_milestones(run_dir, T)
                 if done == T or (done // spe) % cfg.ckpt_every == 0:
                     save_checkpoint(done, periodic=epoch_end)
             if stop_signal:

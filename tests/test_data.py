@@ -1,4 +1,4 @@
-import gzip
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +145,37 @@ def test_sampler_epochs_are_permutations_and_ranks_disjoint():
 def test_sampler_refuses_dataset_smaller_than_a_batch():
     with pytest.raises(DataError, match="fewer than one batch"):
         EpochSampler(10, 32, 0, torch.device("cpu"))
+
+
+def _no_system_data(monkeypatch, tmp_path):
+    """Pretend Debian's package is not installed and the cache is empty."""
+    import dataclasses
+    from gankit import data
+    monkeypatch.setitem(data.DATASETS, "fashion-mnist",
+                        dataclasses.replace(data.DATASETS["fashion-mnist"], system_dirs=()))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def test_download_fallback_uses_torchvision_layout(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+    _no_system_data(monkeypatch, tmp_path)
+
+    class FakeFashionMNIST:  # writes what torchvision's download leaves: ROOT/FashionMNIST/raw/*
+        def __init__(self, root, train, download):
+            write_dataset(Path(root), n=32, layout="torchvision")
+
+    monkeypatch.setattr(tvd, "FashionMNIST", FakeFashionMNIST)
+    images, _ = locate("fashion-mnist", "train")
+    assert images == tmp_path / "cache" / "gankit" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+
+
+def test_failed_download_says_how_to_get_the_data(tmp_path, monkeypatch):
+    import torchvision.datasets as tvd
+    _no_system_data(monkeypatch, tmp_path)
+
+    def offline(*a, **k):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(tvd, "FashionMNIST", offline)
+    with pytest.raises(DataError, match=r"download failed: RuntimeError.*apt-get install dataset-fashion-mnist.*--data-root"):
+        locate("fashion-mnist", "train")

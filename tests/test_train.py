@@ -13,7 +13,7 @@ from gankit.cli import main
 from gankit.config import PRESETS, preset_config
 from gankit.data import locate
 from gankit.errors import RunError
-from gankit.train import sample_images, train
+from gankit.train import ema_with_warmup, sample_images, train
 
 ARTIFACTS = ["config.json", "models.txt", "stats.jsonl", "log.txt", "loss_curve.png", "d_outputs.png",
              "milestones.png", "generator.safetensors", "generator.json", "checkpoints/last.pt",
@@ -41,8 +41,8 @@ def test_run_writes_every_artifact(tiny_root, tmp_path):
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     assert_png(run / "images" / "epoch_001.png", (242, 242))  # 8x8 grid of 28px, 2px padding
     assert_png(run / "images" / "step_00000020.png", (242, 242))
-    for pct in (0, 25, 50, 75, 100):
-        assert_png(run / "images" / f"milestone_{pct:03d}.png", (242, 32))
+    for step in (0, 5, 10, 15, 20):  # 0/25/50/75/100 % of 20 steps
+        assert_png(run / "images" / f"milestone_{step:08d}.png", (242, 32))
     for png in ("loss_curve.png", "d_outputs.png", "milestones.png"):
         assert_png(run / png)
     cfg = json.loads((run / "config.json").read_text())
@@ -100,6 +100,11 @@ def test_resume_is_exact(tiny_root, tmp_path):
     assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])
     steps = [json.loads(line)["step"] for line in (resumed / "stats.jsonl").read_text().splitlines()]
     assert steps == [3, 6, 9, 12]
+    # milestones of both parts, each under the step it was taken at
+    milestones = sorted(p.name for p in (resumed / "images").glob("milestone_*.png"))
+    assert milestones == [f"milestone_{s:08d}.png" for s in (0, 1, 3, 4, 6, 9, 12)]
+    with pytest.raises(RunError, match="already trained 12 steps"):
+        train(tiny_cfg(tiny_root, tmp_path / "b", steps=12, **kw), resume=part)
 
 
 def test_resume_refuses_changed_config_and_non_runs(tiny_root, tmp_path):
@@ -174,3 +179,21 @@ def test_real_fashion_mnist_run(tmp_path):
     rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [10, 20, 30] and rows[-1]["images"] == 30 * 128
     assert "60000 images" in (run / "log.txt").read_text()
+
+
+def test_ema_warmup_follows_the_closed_form():
+    from torch.optim.swa_utils import AveragedModel
+    m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = AveragedModel(m, multi_avg_fn=ema_with_warmup(0.999), use_buffers=True)
+    w0 = m[0].weight.detach().clone()
+    ema.update_parameters(m)  # first update copies
+    with torch.no_grad():
+        m[0].weight.add_(1.0)
+    ema.update_parameters(m)  # t = 1: decay (1 + 1) / (10 + 1)
+    torch.testing.assert_close(ema.module[0].weight, w0 * 2 / 11 + (w0 + 1) * 9 / 11)
+    ema.n_averaged.fill_(20000)  # late in training the decay is capped at 0.999
+    before = ema.module[0].weight.detach().clone()
+    with torch.no_grad():
+        m[0].weight.add_(1.0)
+    ema.update_parameters(m)
+    torch.testing.assert_close(ema.module[0].weight, before * 0.999 + m[0].weight.detach() * 0.001)

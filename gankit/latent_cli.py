@@ -1,0 +1,301 @@
+"""`gankit sample` and `gankit explore nudge|sweep|interpolate|arithmetic|rank`: each command
+runs a study from gankit.latent, writes labelled figures and a JSON record of what it did
+(source, weights, seeds, z, dims, deltas, measurements) into RUN_DIR/latent/<command>-<time>/ or
+--out DIR, and never overwrites anything that is already there."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.utils import make_grid
+
+from . import __version__
+from . import latent as L
+from .errors import GankitError
+from .runs import _plt, save_grid
+
+
+# ---- output folder and record -----------------------------------------------------------------
+def out_folder(base: Path, command: str, out: str | None) -> Path:
+    if out:
+        p = Path(out)
+        if p.exists() and any(p.iterdir()):
+            raise GankitError(f"{p}: folder exists and is not empty; choose a new --out (nothing was written)")
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for i in range(1000):
+        p = base / "latent" / (f"{command}-{stamp}" + (f"-{i}" if i else ""))
+        try:
+            p.mkdir(parents=True)
+            return p
+        except FileExistsError:
+            continue
+    raise GankitError(f"cannot make a new folder under {base / 'latent'}")
+
+
+def write_record(folder: Path, command: str, args, G, z: torch.Tensor | None = None, **extra) -> Path:
+    record = {"command": command, "source": str(args.src), "weights": G.weights,
+              "z_dim": G.z_dim, "gankit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              **extra}
+    if z is not None:
+        record["z"] = z.tolist()
+    path = folder / f"{command}.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+# ---- figures ----------------------------------------------------------------------------------
+def labelled_grid(rows: list[tuple[str, torch.Tensor]], path: Path, title: str,
+                  col_labels: list[str] | None = None, scale: float = 0.55) -> None:
+    """One figure: each row a strip of images (n, C, H, W) in [-1, 1] labelled on the left,
+    optional column labels on top."""
+    n = max(len(x) for _, x in rows)
+    # Short rows are filled with white cells so every strip has n cells of the same size.
+    rows = [(label, torch.cat([x.float(), torch.ones(n - len(x), *x.shape[1:])])) for label, x in rows]
+    strips = [make_grid(x, nrow=n, padding=2, normalize=True, value_range=(-1, 1), pad_value=1.0)
+              for _, x in rows]
+    img = torch.cat(strips, dim=1).permute(1, 2, 0).numpy()  # (H_total, W, C)
+    h_row = strips[0].shape[1]
+    w_col = (strips[0].shape[2] - 2) / n
+    plt = _plt()
+    fig_w = max(4.0, n * scale + 1.6)
+    fig_h = len(rows) * scale + 0.9
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=110)
+    ax.imshow(img if img.shape[2] == 3 else img[:, :, 0], cmap="gray", interpolation="nearest", vmin=0, vmax=1)
+    ax.set_yticks([h_row * (i + 0.5) for i in range(len(rows))])
+    ax.set_yticklabels([label for label, _ in rows], fontsize=8)
+    if col_labels:
+        ax.set_xticks([2 + w_col * (i + 0.5) for i in range(len(col_labels))])
+        ax.set_xticklabels(col_labels, fontsize=8)
+        ax.xaxis.tick_top()
+    else:
+        ax.set_xticks([])
+    ax.tick_params(length=0)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    ax.set_title(title, fontsize=9, pad=14 if col_labels else 6)
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:+g}" if v else "0"
+
+
+# ---- commands ---------------------------------------------------------------------------------
+def load(args):
+    for name, low in (("n", 1), ("steps", 2)):
+        value = getattr(args, name, None)
+        if value is not None and value < low:
+            raise GankitError(f"--{name} must be >= {low}, got {value}")
+    return L.load_source(args.src, ema=args.ema)
+
+
+def z_arg(spec: str, G) -> tuple[torch.Tensor, dict]:
+    """A seed ('42') or a z file -> (z (N, z_dim), how it was given)."""
+    try:
+        seed = int(spec)
+    except ValueError:
+        return L.read_z(spec, G.z_dim), {"file": spec}
+    return L.z_from_seed(seed, 1, G.z_dim), {"seed": seed}
+
+
+def cmd_sample(args) -> int:
+    G, base = load(args)
+    if args.z:
+        z, given = L.read_z(args.z, G.z_dim), {"z_file": args.z}
+    else:
+        z, given = L.z_from_seed(args.seed, args.n, G.z_dim), {"seed": args.seed, "n": args.n}
+    folder = out_folder(base, "sample", args.out)
+    x = L.generate(G, z)
+    save_grid(x, folder / "samples.png", nrow=min(8, len(x)))
+    np.save(folder / "z.npy", z.numpy())
+    write_record(folder, "sample", args, G, z, **given, files=["samples.png", "z.npy"])
+    print(f"{len(x)} samples -> {folder / 'samples.png'} (z saved in z.npy; repeat with --z {folder / 'z.npy'})")
+    return 0
+
+
+def cmd_nudge(args) -> int:
+    G, base = load(args)
+    L.check_dims(args.dims, G.z_dim)
+    z = L.z_from_seed(args.seed, args.n, G.z_dim)
+    folder = out_folder(base, "nudge", args.out)
+    measurements = []
+    for delta in args.deltas:
+        combined = []
+        for d in args.dims:
+            ims = L.nudge(G, z, d, delta)  # (3, n, C, H, W)
+            rows = [(f"dim {d}: {_fmt(v)}", ims[i]) for i, v in enumerate((-delta, 0.0, delta))]
+            labelled_grid(rows, folder / f"dim{d:03d}_delta{delta:g}.png",
+                          f"z[{d}] moved by -{delta:g} / 0 / +{delta:g}, {args.n} samples (seed {args.seed})")
+            combined += rows
+            change = ((ims[0] - ims[1]).abs().mean() + (ims[2] - ims[1]).abs().mean()).item() / 4
+            measurements.append({"dim": d, "delta": delta, "mean_abs_change": change})
+        labelled_grid(combined, folder / f"combined_delta{delta:g}.png",
+                      f"{len(args.dims)} dims x (-{delta:g}, 0, +{delta:g}) x {args.n} samples (seed {args.seed})")
+    write_record(folder, "nudge", args, G, z, seed=args.seed, n=args.n, dims=args.dims, deltas=args.deltas,
+                 measurements=measurements)
+    print(f"nudge: {len(args.dims)} dims x {len(args.deltas)} deltas -> {folder}")
+    return 0
+
+
+def cmd_sweep(args) -> int:
+    G, base = load(args)
+    L.check_dims(args.dims, G.z_dim)
+    lo, hi = args.range
+    values = torch.linspace(lo, hi, args.steps).tolist()
+    folder = out_folder(base, "sweep", args.out)
+    zs = []
+    for seed in args.base_seeds:
+        z = L.z_from_seed(seed, 1, G.z_dim)[0]
+        zs.append(z)
+        ims = L.sweep(G, z, args.dims, values)
+        labelled_grid([(f"dim {d}", ims[i]) for i, d in enumerate(args.dims)], folder / f"base{seed}.png",
+                      f"base seed {seed}: each row sets one dimension to the value above it",
+                      col_labels=[f"{v:+.1f}" for v in values])
+    write_record(folder, "sweep", args, G, torch.stack(zs), base_seeds=args.base_seeds, dims=args.dims,
+                 values=values)
+    print(f"sweep: {len(args.base_seeds)} base vectors x {len(args.dims)} dims x {len(values)} values -> {folder}")
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    G, base = load(args)
+    z0, g0 = z_arg(args.src_from, G)
+    z1, g1 = z_arg(args.to, G)
+    zs = L.INTERPOLATIONS[args.method](z0[0], z1[0], args.steps)
+    x = L.generate(G, zs)
+    folder = out_folder(base, "interpolate", args.out)
+    labelled_grid([(args.method, x)], folder / "strip.png",
+                  f"{args.method} from {g0} to {g1}", col_labels=[f"{t:.2f}" for t in torch.linspace(0, 1, args.steps).tolist()])
+    files = ["strip.png"]
+    if args.gif:
+        from PIL import Image
+        frames = [Image.fromarray(f) for f in
+                  (x.add(1).mul(127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).squeeze(-1).numpy())]
+        frames = [f.resize((f.width * 4, f.height * 4), Image.NEAREST) for f in frames]
+        frames += frames[-2:0:-1]  # there and back
+        frames[0].save(folder / "interpolation.gif", save_all=True, append_images=frames[1:], duration=120, loop=0)
+        files.append("interpolation.gif")
+    write_record(folder, "interpolate", args, G, zs, method=args.method, steps=args.steps, start=g0, end=g1, files=files)
+    print(f"interpolate ({args.method}, {args.steps} steps) -> {folder}")
+    return 0
+
+
+def cmd_arithmetic(args) -> int:
+    G, base = load(args)
+    parts = {}
+    for name in ("a", "b", "c"):
+        vecs = [z_arg(s, G) for s in getattr(args, name)]
+        z = torch.cat([v for v, _ in vecs])
+        parts[name] = (z, [g for _, g in vecs])
+    means = {k: z.mean(0) for k, (z, _) in parts.items()}
+    result = means["a"] - means["b"] + means["c"]
+    folder = out_folder(base, "arithmetic", args.out)
+    ims = L.generate(G, torch.stack([means["a"], means["b"], means["c"], result]))
+    labelled_grid([("", ims)], folder / "arithmetic.png", "a - b + c (each input the mean of its vectors)",
+                  col_labels=["a", "b", "c", "a - b + c"], scale=1.0)
+    rows = []
+    for k, (z, _) in parts.items():
+        rows.append((k, L.generate(G, z)))
+    labelled_grid(rows, folder / "inputs.png", "the vectors averaged into a, b and c")
+    write_record(folder, "arithmetic", args, G, torch.stack([means["a"], means["b"], means["c"], result]),
+                 a=parts["a"][1], b=parts["b"][1], c=parts["c"][1], z_order=["a", "b", "c", "a-b+c"])
+    print(f"arithmetic -> {folder / 'arithmetic.png'}")
+    return 0
+
+
+def cmd_rank(args) -> int:
+    G, base = load(args)
+    t0 = time.perf_counter()
+    rows = L.rank_dims(G, n=args.n, delta=args.delta, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    folder = out_folder(base, "rank", args.out)
+    keys = list(rows[0])
+    with open(folder / "rank.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.09), 3.2), dpi=110)
+    ax.bar(range(len(rows)), [r["mean_abs_change"] for r in rows], color="tab:blue")
+    step = max(1, len(rows) // 25)
+    ax.set_xticks(range(0, len(rows), step))
+    ax.set_xticklabels([str(rows[i]["dim"]) for i in range(0, len(rows), step)], fontsize=7, rotation=90)
+    ax.set_xlabel("latent dimension (sorted by influence)")
+    ax.set_ylabel("mean |pixel change|")
+    ax.set_title(f"How much each dimension changes the image (z +- {args.delta:g}, {args.n} samples)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(folder / "rank.png", metadata={"Software": None})
+    plt.close(fig)
+    write_record(folder, "rank", args, G, None, n=args.n, delta=args.delta, seed=args.seed, seconds=round(seconds, 2),
+                 measurements=rows)
+    print(f"{'rank':>4} {'dim':>4} {'mean |change|':>14}")
+    show = rows[:10] + ([None] if len(rows) > 20 else []) + rows[-10:] if len(rows) > 20 else rows
+    for r in show:
+        print("   ..." if r is None else f"{r['rank']:>4} {r['dim']:>4} {r['mean_abs_change']:>14.5f}")
+    print(f"rank: {len(rows)} dimensions in {seconds:.1f} s -> {folder}")
+    return 0
+
+
+# ---- parsers ----------------------------------------------------------------------------------
+def _common(p) -> None:
+    p.add_argument("src", help="a run folder or a generator.safetensors file")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                   help="use the EMA weights (default: EMA when the run trained one)")
+    p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR/latent/<command>-<time>)")
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("sample", help="images from seeds or chosen latent vectors")
+    _common(p)
+    p.add_argument("--n", type=int, default=8, help="number of samples (with --seed; default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default: 0)")
+    p.add_argument("--z", default=None, help="latent vector(s) from a .npy, .pt or JSON file instead of a seed")
+    p.set_defaults(func=cmd_sample)
+
+    ex = sub.add_parser("explore", help="latent-space studies: nudge, sweep, interpolate, arithmetic, rank")
+    es = ex.add_subparsers(dest="study", required=True, metavar="STUDY")
+    p = es.add_parser("nudge", help="move single dimensions by -delta/0/+delta")
+    _common(p)
+    p.add_argument("--dims", type=int, nargs="+", required=True, help="latent dimensions to move (0-based)")
+    p.add_argument("--deltas", type=float, nargs="+", default=[2, 4, 6, 8, 10],
+                   help="amounts to move each dimension by, both ways (default: 2 4 6 8 10)")
+    p.add_argument("--n", type=int, default=8, help="samples per row (default: 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the n base vectors (default: 0)")
+    p.set_defaults(func=cmd_nudge)
+    p = es.add_parser("sweep", help="set single dimensions of base vectors to a range of values")
+    _common(p)
+    p.add_argument("--base-seeds", type=int, nargs="+", default=[0], help="one figure per base vector (default: 0)")
+    p.add_argument("--dims", type=int, nargs="+", required=True, help="latent dimensions to sweep, one row each")
+    p.add_argument("--range", type=float, nargs=2, default=[-4.0, 4.0], metavar=("LO", "HI"),
+                   help="values the dimension is set to (default: -4 4)")
+    p.add_argument("--steps", type=int, default=9, help="values from LO to HI, one column each (default: 9)")
+    p.set_defaults(func=cmd_sweep)
+    p = es.add_parser("interpolate", help="images along a path between two latent vectors")
+    _common(p)
+    p.add_argument("--from", dest="src_from", required=True, help="seed or z file")
+    p.add_argument("--to", required=True, help="seed or z file")
+    p.add_argument("--steps", type=int, default=10, help="images along the path, ends included (default: 10)")
+    p.add_argument("--method", choices=list(L.INTERPOLATIONS), default="slerp",
+                   help="straight line, or great circle keeping a Gaussian z's norm (default: slerp)")
+    p.add_argument("--gif", action="store_true", help="also write an animated GIF")
+    p.set_defaults(func=cmd_interpolate)
+    p = es.add_parser("arithmetic", help="a - b + c on latent vectors (each the mean of several)")
+    _common(p)
+    for name in ("a", "b", "c"):
+        p.add_argument(f"--{name}", nargs="+", required=True, help="seeds or z files (averaged)")
+    p.set_defaults(func=cmd_arithmetic)
+    p = es.add_parser("rank", help="rank latent dimensions by how much they change the image")
+    _common(p)
+    p.add_argument("--n", type=int, default=256, help="random base vectors to average over (default: 256)")
+    p.add_argument("--delta", type=float, default=2.0, help="how far each dimension is moved, both ways (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the base vectors (default: 0)")
+    p.set_defaults(func=cmd_rank)

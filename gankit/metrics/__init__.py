@@ -1,0 +1,148 @@
+"""Sample quality as a library: `compute_metrics(source, reference, names, n)`.
+
+Features and class probabilities come from the dataset's evaluator (gankit.metrics.evaluator);
+metric names carry the feature network and the sample count (`fid_fmnist10k`), so numbers from
+different protocols never mix. Reference features are cached under a hash of what produced them
+(dataset, split, evaluator sha256, n).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import load_split, to_float
+from ..errors import GankitError
+from . import scores
+from .evaluator import SHORT_NAMES, embed, load_evaluator
+
+METRICS = ("fid", "kid", "is", "precision", "recall", "density", "coverage", "classes")
+
+
+def protocol(dataset: str, n: int) -> str:
+    """`fmnist10k` for 10,000 samples scored with the Fashion-MNIST evaluator."""
+    return SHORT_NAMES.get(dataset, dataset) + (f"{n // 1000}k" if n % 1000 == 0 else str(n))
+
+
+# ---- sources ----------------------------------------------------------------------------------
+def load_images(source: str | Path, n: int, seed: int = 0, ema: bool | None = None,
+                device: str = "cpu") -> torch.Tensor:
+    """n images (N, C, H, W) in [-1, 1] from a run folder or generator file (sampled with `seed`),
+    a folder of PNGs, or an .npy/.pt tensor (uint8 in [0, 255] or float in [-1, 1])."""
+    p = Path(source)
+    if not p.exists():
+        raise GankitError(f"{p}: no such run, generator, image folder or tensor file")
+    if p.suffix == ".safetensors" or (p.is_dir() and (p / "generator.safetensors").exists()):
+        from ..checkpoint import load_generator
+        from ..latent import generate, z_from_seed
+        G = load_generator(p, ema=ema).to(device)
+        return generate(G, z_from_seed(seed, n, G.z_dim))
+    if p.is_dir():
+        from PIL import Image
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
+        if not files:
+            raise GankitError(f"{p}: no images (PNG, JPEG, BMP, WebP) and no generator.safetensors in it")
+        if len(files) < n:
+            raise GankitError(f"{p}: {len(files)} images, fewer than the {n} asked (--n)")
+        arrays = []
+        for f in files[:n]:
+            try:
+                with Image.open(f) as im:
+                    arrays.append(np.asarray(im.convert("L")))
+            except Exception as e:
+                raise GankitError(f"{f}: cannot read image ({type(e).__name__})") from None
+        return to_float(torch.from_numpy(np.stack(arrays))[:, None])
+    if p.suffix in (".npy", ".pt"):
+        x = (torch.from_numpy(np.load(p, allow_pickle=False)) if p.suffix == ".npy"
+             else torch.load(p, map_location="cpu", weights_only=True))
+        if not isinstance(x, torch.Tensor):
+            raise GankitError(f"{p}: holds a {type(x).__name__}, not a tensor")
+        if x.ndim == 3:
+            x = x[:, None]
+        if len(x) < n:
+            raise GankitError(f"{p}: {len(x)} images, fewer than the {n} asked (--n)")
+        x = x[:n]
+        if x.dtype == torch.uint8:
+            return to_float(x.clone())
+        x = x.float()
+        if torch.isfinite(x).all() and (x.min() < -1.001 or x.max() > 1.001):
+            raise GankitError(f"{p}: float images must lie in [-1, 1] (got {x.min():.3g}..{x.max():.3g}); "
+                              f"save uint8 in [0, 255] otherwise")
+        return x
+    raise GankitError(f"{p}: not a run folder, generator.safetensors, image folder, .npy or .pt file")
+
+
+# ---- reference features, cached ---------------------------------------------------------------
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gankit" / "reference"
+
+
+def reference_features(dataset: str, split: str, n: int, model, card: dict,
+                       data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and probabilities of the first n images of a split, cached under a hash of
+    (dataset, split, evaluator sha256, n)."""
+    key = hashlib.sha256(f"{dataset}|{split}|{card['sha256']}|{n}".encode()).hexdigest()[:16]
+    path = _cache_dir() / f"{dataset}-{split}-{n}-{key}.pt"
+    if path.exists():
+        cached = torch.load(path, weights_only=True)
+        return cached["features"], cached["probs"]
+    x, _ = load_split(dataset, split, data_root)
+    if len(x) < n:
+        raise GankitError(f"{dataset} {split} has {len(x)} images, fewer than n={n}")
+    feats, probs = embed(model, to_float(x[:n]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save({"features": feats, "probs": probs}, tmp)
+    os.replace(tmp, path)
+    return feats, probs
+
+
+# ---- the metrics ------------------------------------------------------------------------------
+def score_features(feats: torch.Tensor, probs: torch.Tensor, ref_feats: torch.Tensor, tag: str,
+                   names=METRICS) -> dict:
+    """Every asked metric of (feats, probs) against reference features, keyed `<metric>_<tag>`."""
+    unknown = sorted(set(names) - set(METRICS))
+    if unknown:
+        raise GankitError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
+    out = {}
+    if "fid" in names:
+        out[f"fid_{tag}"] = scores.fid(feats, ref_feats)
+    if "kid" in names:
+        out[f"kid_{tag}"], out[f"kid_{tag}_std"] = scores.kid(feats, ref_feats)
+    if "is" in names:
+        out[f"is_{tag}"], out[f"is_{tag}_std"] = scores.inception_score(probs)
+    if "precision" in names or "recall" in names:
+        out[f"precision_{tag}"], out[f"recall_{tag}"] = scores.precision_recall(ref_feats, feats)
+    if "density" in names or "coverage" in names:
+        out[f"density_{tag}"], out[f"coverage_{tag}"] = scores.density_coverage(ref_feats, feats)
+    if "classes" in names:
+        hist = scores.class_histogram(probs)
+        out[f"class_entropy_{tag}"] = hist["class_entropy"]
+        out[f"rarest_class_share_{tag}"] = hist["rarest_class_share"]
+        out[f"class_shares_{tag}"] = hist["class_shares"]
+    return out
+
+
+def compute_metrics(source, reference: str = "fashion-mnist", names=METRICS, n: int = 10000, seed: int = 0,
+                    ema: bool | None = None, split: str = "test", data_root: str | None = None,
+                    device: str = "cpu") -> dict:
+    """Score n images from `source` (run folder, generator file, PNG folder, .npy/.pt tensor)
+    against the first n images of `reference`'s `split`, with that dataset's evaluator."""
+    model, card = load_evaluator(reference, device)
+    ref_feats, _ = reference_features(reference, split, n, model, card, data_root)
+    x = source if isinstance(source, torch.Tensor) else load_images(source, n, seed, ema, device)
+    feats, probs = embed(model, x)
+    return score_features(feats, probs, ref_feats, protocol(reference, n), names)
+
+
+def real_floor(reference: str = "fashion-mnist", names=METRICS, n: int = 10000,
+               data_root: str | None = None, device: str = "cpu") -> dict:
+    """The same metrics for n real training images against n test images: the best a perfect
+    generator can expect under this protocol."""
+    model, card = load_evaluator(reference, device)
+    ref_feats, _ = reference_features(reference, "test", n, model, card, data_root)
+    feats, probs = reference_features(reference, "train", n, model, card, data_root)
+    return score_features(feats, probs, ref_feats, protocol(reference, n), names)

@@ -1,0 +1,138 @@
+"""Sample-quality scores on feature vectors and class probabilities.
+
+- FID: Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017).
+- KID: unbiased MMD^2 with the cubic polynomial kernel, mean and std over subsets
+  (Binkowski et al. 2018).
+- IS: exp(E_x KL(p(y|x) || p(y))), mean and std over splits (Salimans et al. 2016).
+- Precision / recall: k-NN manifold estimates, k = 3 (Kynkäänniemi et al. 2019).
+- Density / coverage: Naeem et al. 2020, k = 5.
+- Class histogram: the share of each predicted class, its entropy and the rarest class's share.
+
+All functions take float64-able tensors on the CPU and return Python floats.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from scipy import linalg
+
+from ..errors import GankitError
+
+
+def _check(name: str, x: torch.Tensor, min_rows: int = 2) -> torch.Tensor:
+    if x.ndim != 2:
+        raise GankitError(f"{name}: expected a (N, D) feature matrix, got shape {tuple(x.shape)}")
+    if len(x) < min_rows:
+        raise GankitError(f"{name}: needs at least {min_rows} samples, got {len(x)}")
+    if not torch.isfinite(x).all():
+        raise GankitError(f"{name}: features hold non-finite values (nan or inf)")
+    return x.double()
+
+
+def gaussian_stats(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of (N, D) features. FID needs N > D for a full-rank covariance."""
+    f = _check("FID", features, 2)
+    n, d = f.shape
+    if n <= d:
+        raise GankitError(f"FID: {n} samples for {d}-dimensional features; the covariance needs more "
+                          f"samples than dimensions (use n >= {d + 1}, ideally 10k)")
+    mu = f.mean(0)
+    fc = f - mu
+    return mu.numpy(), (fc.T @ fc / (n - 1)).numpy()
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
+    """||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)), as in the reference TTUR code."""
+    diff = mu1 - mu2
+    covmean, _ = linalg.sqrtm(sigma1 @ sigma2, disp=False)
+    if not np.isfinite(covmean).all():  # near-singular product: regularise as the reference does
+        offset = np.eye(sigma1.shape[0]) * 1e-6
+        covmean = linalg.sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    covmean = covmean.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def fid(feat_a: torch.Tensor, feat_b: torch.Tensor) -> float:
+    return frechet_distance(*gaussian_stats(feat_a), *gaussian_stats(feat_b))
+
+
+def kid(feat_a: torch.Tensor, feat_b: torch.Tensor, subsets: int = 50, subset_size: int = 1000,
+        seed: int = 0) -> tuple[float, float]:
+    """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 over random subsets: (mean, std)."""
+    a, b = _check("KID", feat_a), _check("KID", feat_b)
+    m = min(subset_size, len(a), len(b))
+    d = a.shape[1]
+    g = torch.Generator().manual_seed(seed)
+    vals = []
+    for _ in range(subsets):
+        x = a[torch.randperm(len(a), generator=g)[:m]]
+        y = b[torch.randperm(len(b), generator=g)[:m]]
+        kxx = (x @ x.T / d + 1) ** 3
+        kyy = (y @ y.T / d + 1) ** 3
+        kxy = (x @ y.T / d + 1) ** 3
+        mmd = ((kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
+               + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2 * kxy.mean())
+        vals.append(mmd.item())
+    return float(np.mean(vals)), float(np.std(vals))
+
+
+def inception_score(probs: torch.Tensor, splits: int = 10) -> tuple[float, float]:
+    """IS from class probabilities (N, K): mean and std over `splits` equal parts."""
+    p = _check("IS", probs, splits).clamp_min(1e-12)
+    scores = []
+    for part in p.chunk(splits):
+        py = part.mean(0, keepdim=True)
+        kl = (part * (part.log() - py.log())).sum(1).mean()
+        scores.append(math.exp(kl.item()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+CHUNK = 2048  # rows per distance block: 2048 x 10k float32 distances are 80 MB
+
+
+def _kth_nn_radius(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Distance from each row of x to its k-th nearest other row."""
+    return torch.cat([torch.cdist(c, x).kthvalue(k + 1, dim=1).values  # +1: the row itself is at 0
+                      for c in x.split(CHUNK)])
+
+
+def _inside_counts(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each point, how many balls (centres, radii) hold it; for each ball, whether any point is in it."""
+    per_point, any_point = [], torch.zeros(len(centres), dtype=torch.bool)
+    for c in points.split(CHUNK):
+        inside = torch.cdist(c, centres) <= radii[None, :]
+        per_point.append(inside.sum(1))
+        any_point |= inside.any(0)
+    return torch.cat(per_point), any_point
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Precision: share of fakes inside the real manifold (union of k-NN balls of reals);
+    recall: share of reals inside the fake manifold (Kynkäänniemi et al. 2019)."""
+    r = _check("precision/recall", real, k + 1).float()
+    f = _check("precision/recall", fake, k + 1).float()
+    in_real, _ = _inside_counts(f, r, _kth_nn_radius(r, k))
+    in_fake, _ = _inside_counts(r, f, _kth_nn_radius(f, k))
+    return (in_real > 0).double().mean().item(), (in_fake > 0).double().mean().item()
+
+
+def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> tuple[float, float]:
+    """Density: mean number of real k-NN balls holding each fake, over k; coverage: share of real
+    balls holding at least one fake (Naeem et al. 2020)."""
+    r = _check("density/coverage", real, k + 1).float()
+    f = _check("density/coverage", fake, 1).float()
+    counts, covered = _inside_counts(f, r, _kth_nn_radius(r, k))
+    return counts.double().sum().item() / (k * len(f)), covered.double().mean().item()
+
+
+def class_histogram(probs: torch.Tensor) -> dict:
+    """Share of each predicted class, its entropy (nats; log K when balanced) and the rarest
+    class's share (0 when a mode is missing)."""
+    p = _check("class histogram", probs, 1)
+    counts = torch.bincount(p.argmax(1), minlength=p.shape[1]).double()
+    share = counts / counts.sum()
+    nz = share[share > 0]
+    return {"class_shares": share.tolist(), "class_entropy": float(-(nz * nz.log()).sum()),
+            "rarest_class_share": float(share.min())}
