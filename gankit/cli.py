@@ -4,6 +4,9 @@
     gankit presets
     gankit sample SRC [--n 8 --seed S | --z FILE]
     gankit explore nudge|sweep|interpolate|arithmetic|rank SRC ...
+    gankit eval SRC [--metrics ...] [--n 10000]
+    gankit compare RUN RUN ...
+    gankit evaluator train --dataset fashion-mnist
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import argparse
 import json
 import sys
 
-from . import __version__, latent_cli
+from . import __version__, latent_cli, metrics_cli
 from .config import PRESETS, Config, add_config_arguments, preset_config
 from .errors import GankitError
 
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     sub.add_parser("presets", help="list the named experiments").set_defaults(func=cmd_presets)
     latent_cli.add_parsers(sub)
+    metrics_cli.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,162 @@
+"""`gankit eval`, `gankit compare` and `gankit evaluator train`: thin shells over gankit.metrics."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from . import metrics as M
+from .errors import GankitError
+from .runs import _plt, atomic_write_text, check_run_dir, read_stats
+
+SHOWN = [("fid", "FID"), ("kid", "KID"), ("is", "IS"), ("precision", "precision"), ("recall", "recall"),
+         ("density", "density"), ("coverage", "coverage"), ("class_entropy", "class entropy"),
+         ("rarest_class_share", "rarest class")]
+
+
+def _value(results: dict, metric: str, tag: str) -> str:
+    v = results.get(f"{metric}_{tag}")
+    if v is None:
+        return "-"
+    std = results.get(f"{metric}_{tag}_std")
+    if metric == "kid":
+        return f"{v * 1e3:.2f}e-3" + (f" ± {std * 1e3:.2f}e-3" if std is not None else "")
+    return f"{v:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+
+
+def print_table(columns: list[tuple[str, dict]], tag: str) -> None:
+    """Rows = metrics, one column per (title, results)."""
+    rows = [(label, [_value(r, m, tag) for _, r in columns]) for m, label in SHOWN
+            if any(f"{m}_{tag}" in r for _, r in columns)]
+    widths = [max(len(t), *(len(v[i]) for _, v in rows)) for i, (t, _) in enumerate(columns)]
+    name_w = max(len(f"{label}") for label, _ in rows) + 2
+    print(f"{'metric (' + tag + ')':<{name_w + 2}}" + "  ".join(t.rjust(w) for (t, _), w in zip(columns, widths)))
+    for label, vals in rows:
+        print(f"{label:<{name_w + 2}}" + "  ".join(v.rjust(w) for v, w in zip(vals, widths)))
+
+
+def metrics_file(src: Path) -> Path:
+    folder = src if src.is_dir() else src.parent
+    return folder / "metrics.json"
+
+
+def save_results(path: Path, key: str, results: dict) -> None:
+    """Merge `results` under `key` into metrics.json (atomic; other keys are kept)."""
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[key] = results
+    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+
+
+def cmd_eval(args) -> int:
+    if args.n < 2:
+        raise GankitError(f"--n must be >= 2, got {args.n}")
+    src = Path(args.src)
+    t0 = time.perf_counter()
+    results = M.compute_metrics(src, args.dataset, args.metrics, args.n, args.seed, args.ema, device=args.device)
+    seconds = time.perf_counter() - t0
+    floor = M.real_floor(args.dataset, args.metrics, args.n, device=args.device)
+    tag = M.protocol(args.dataset, args.n)
+    print_table([(src.name or str(src), results), (f"real data (train vs test)", floor)], tag)
+    print(f"{args.n} samples, evaluator {args.dataset}, {seconds:.1f} s")
+    record = {**results, "n": args.n, "seed": args.seed, "ema": args.ema, "seconds": round(seconds, 2),
+              "real_floor": floor, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    out = Path(args.out) if args.out else metrics_file(src)
+    key = f"{tag}" + ("" if args.ema is None else ("-ema" if args.ema else "-raw"))
+    save_results(out, key, record)
+    print(f"wrote {out} [{key}]")
+    return 0
+
+
+def _last_grid(run: Path) -> Path | None:
+    grids = sorted((run / "images").glob("epoch_*.png")) + sorted((run / "images").glob("step_*.png"))
+    return max(grids, key=lambda p: p.stat().st_mtime) if grids else None
+
+
+def cmd_compare(args) -> int:
+    runs = [check_run_dir(r) for r in args.runs]
+    tag = M.protocol(args.dataset, args.n)
+    columns = []
+    for run in runs:
+        cfg = json.loads((run / "config.json").read_text())["config"]
+        results = M.compute_metrics(run, args.dataset, M.METRICS, args.n, args.seed, device=args.device)
+        stats = read_stats(run)
+        results["_info"] = {"preset": cfg["preset"], "model": cfg["model"], "objective": cfg["objective"],
+                            "epochs": stats[-1]["epoch"] if stats else 0,
+                            "train_s": stats[-1]["time_s"] if stats else None}
+        columns.append((run.name, results))
+    floor = M.real_floor(args.dataset, M.METRICS, args.n, device=args.device)
+    print_table(columns + [("real data", floor)], tag)
+    out = Path(args.out or "comparison")
+    if out.exists() and any(out.iterdir()):
+        raise GankitError(f"{out}: folder exists and is not empty; choose a new --out")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.json").write_text(json.dumps({name: r for name, r in columns} | {"real_floor": floor},
+                                                    indent=1) + "\n")
+    # One figure: each run's last fixed-z grid side by side, then losses and FID curves overlaid.
+    from PIL import Image
+    plt = _plt()
+    fig = plt.figure(figsize=(4 * len(runs), 7.5), dpi=110)
+    gs = fig.add_gridspec(2, len(runs), height_ratios=[1.2, 1])
+    for i, (run, (_, r)) in enumerate(zip(runs, columns)):
+        ax = fig.add_subplot(gs[0, i])
+        grid = _last_grid(run)
+        if grid:
+            ax.imshow(Image.open(grid).convert("RGB"), interpolation="nearest")
+        ax.set_axis_off()
+        info = r["_info"]
+        ax.set_title(f"{run.name}\n{info['model']} / {info['objective']}, {info['epochs']:g} ep\n"
+                     f"FID {r.get(f'fid_{tag}', float('nan')):.2f}", fontsize=8)
+    ax = fig.add_subplot(gs[1, :])
+    for run in runs:
+        stats = read_stats(run)
+        ax.plot([s["epoch"] for s in stats], [s["loss_G"] for s in stats], label=f"{run.name} loss_G")
+        ax.plot([s["epoch"] for s in stats], [s["loss_D"] for s in stats], ls="--", label=f"{run.name} loss_D")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "comparison.png")
+    plt.close(fig)
+    print(f"wrote {out / 'comparison.json'} and {out / 'comparison.png'}")
+    return 0
+
+
+def cmd_evaluator_train(args) -> int:
+    from .metrics.evaluator import train_evaluator
+    train_evaluator(args.dataset, epochs=args.epochs, seed=args.seed, data_root=args.data_root, out_dir=args.out)
+    return 0
+
+
+def add_parsers(sub) -> None:
+    import argparse
+    p = sub.add_parser("eval", help="sample quality: FID, KID, IS, precision/recall, density/coverage, classes")
+    p.add_argument("src", help="run folder, generator.safetensors, folder of PNGs, or .npy/.pt images")
+    p.add_argument("--metrics", nargs="+", default=list(M.METRICS), choices=M.METRICS, metavar="METRIC",
+                   help=f"which metrics (default: all of {', '.join(M.METRICS)})")
+    p.add_argument("--n", type=int, default=10000, help="samples (and reference test images); default 10000")
+    p.add_argument("--dataset", default="fashion-mnist", help="whose evaluator and test set (default: fashion-mnist)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated samples")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None, help="EMA weights (default: when present)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="metrics file (default: metrics.json beside the source)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("compare", help="compare runs: metrics table, grids side by side, curves overlaid")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--n", type=int, default=10000)
+    p.add_argument("--dataset", default="fashion-mnist")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="folder for comparison.json and comparison.png (default: ./comparison)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("evaluator", help="the domain evaluator behind the metrics")
+    es = p.add_subparsers(dest="evaluator_command", required=True, metavar="ACTION")
+    t = es.add_parser("train", help="train a dataset's evaluator (ships in gankit/metrics/weights)")
+    t.add_argument("--dataset", default="fashion-mnist")
+    t.add_argument("--epochs", type=int, default=8)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data-root", default=None)
+    t.add_argument("--out", default=None, help="folder for <dataset>.safetensors + .json (default: the package's)")
+    t.set_defaults(func=cmd_evaluator_train)

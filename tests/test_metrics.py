@@ -1,0 +1,131 @@
+"""Known answers for every metric, and the evaluator's contracts."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gankit.errors import GankitError
+from gankit.metrics import load_images, protocol, scores
+from gankit.metrics.evaluator import Evaluator, embed
+
+
+def gauss(n, d, mean=0.0, std=1.0, seed=0):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * std + mean
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    x = gauss(500, 8)
+    assert scores.fid(x, x) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_matches_the_closed_form():
+    # For diagonal covariances: ||mu1-mu2||^2 + sum (s1 + s2 - 2 sqrt(s1 s2)) = ... + sum (sqrt s1 - sqrt s2)^2
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    s1, s2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(s1) - np.sqrt(s2)) ** 2).sum()
+    assert scores.frechet_distance(mu1, np.diag(s1), mu2, np.diag(s2)) == pytest.approx(expected)
+    # and estimated from samples it approaches that value
+    a = gauss(200000, 3, seed=1) * torch.tensor(np.sqrt(s1)) + torch.tensor(mu1)
+    b = gauss(200000, 3, seed=2) * torch.tensor(np.sqrt(s2)) + torch.tensor(mu2)
+    assert scores.fid(a, b) == pytest.approx(expected, rel=0.02)
+
+
+def test_fid_needs_more_samples_than_dimensions():
+    with pytest.raises(GankitError, match="more samples than dimensions"):
+        scores.fid(gauss(100, 128), gauss(500, 128))
+
+
+def test_non_finite_and_wrong_shapes_are_refused():
+    x = gauss(50, 4)
+    x[3, 1] = float("nan")
+    with pytest.raises(GankitError, match="non-finite"):
+        scores.fid(x, gauss(50, 4))
+    with pytest.raises(GankitError, match=r"\(N, D\) feature matrix"):
+        scores.kid(gauss(50, 4)[None], gauss(50, 4))
+
+
+def test_kid_is_unbiased_near_zero_for_identical_distributions():
+    a, b = gauss(2000, 16, seed=1), gauss(2000, 16, seed=2)
+    mean, std = scores.kid(a, b, subsets=20, subset_size=500)
+    assert abs(mean) < 3 * std + 1e-4
+    shifted, _ = scores.kid(a, gauss(2000, 16, mean=1.0, seed=3), subsets=20, subset_size=500)
+    assert shifted > 10 * max(abs(mean), 1e-4)
+
+
+def test_inception_score_extremes():
+    uniform = torch.full((1000, 10), 0.1)
+    assert scores.inception_score(uniform)[0] == pytest.approx(1.0)
+    confident = torch.eye(10).repeat(100, 1)  # perfectly confident, balanced over 10 classes
+    mean, std = scores.inception_score(confident)
+    assert mean == pytest.approx(10.0, rel=1e-6) and std < 1e-6
+
+
+def test_precision_recall_density_coverage_of_a_set_against_itself():
+    x = gauss(600, 8)
+    assert scores.precision_recall(x, x) == (1.0, 1.0)
+    density, coverage = scores.density_coverage(x, x)
+    assert coverage == 1.0 and density > 0.9
+
+
+def test_precision_recall_detect_a_missing_mode():
+    real = torch.cat([gauss(300, 2, mean=-10.0, seed=1), gauss(300, 2, mean=10.0, seed=2)])
+    fake = gauss(600, 2, mean=-10.0, seed=3)  # only one of the two modes
+    precision, recall = scores.precision_recall(real, fake)
+    assert precision > 0.9 and 0.3 < recall < 0.6
+    _, coverage = scores.density_coverage(real, fake)
+    assert 0.3 < coverage < 0.6
+
+
+def test_class_histogram():
+    probs = torch.eye(10).repeat(10, 1)
+    h = scores.class_histogram(probs)
+    assert h["class_entropy"] == pytest.approx(np.log(10)) and h["rarest_class_share"] == pytest.approx(0.1)
+    collapsed = scores.class_histogram(torch.eye(10)[[3] * 50])
+    assert collapsed["class_entropy"] == 0.0 and collapsed["rarest_class_share"] == 0.0
+
+
+def test_embedding_is_independent_of_batch_size():
+    torch.manual_seed(0)
+    model = Evaluator()
+    x = torch.rand(300, 1, 28, 28) * 2 - 1
+    f1, p1 = embed(model, x, batch=300)
+    f2, p2 = embed(model, x, batch=7)
+    torch.testing.assert_close(f1, f2, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(p1, p2, rtol=1e-4, atol=1e-6)
+    assert f1.shape == (300, 128) and p1.shape == (300, 10)
+
+
+def test_evaluator_refuses_rgb_and_wrong_sizes():
+    with pytest.raises(GankitError, match="grayscale only"):
+        embed(Evaluator(), torch.zeros(2, 3, 28, 28))
+    with pytest.raises(GankitError, match=r"\(N, 1, 28, 28\)"):
+        embed(Evaluator(), torch.zeros(2, 1, 64, 64))
+
+
+def test_protocol_names():
+    assert protocol("fashion-mnist", 10000) == "fmnist10k"
+    assert protocol("mnist", 5000) == "mnist5k"
+    assert protocol("fashion-mnist", 1234) == "fmnist1234"
+
+
+def test_image_sources(tmp_path):
+    from PIL import Image
+    x = torch.randint(0, 256, (12, 28, 28), dtype=torch.uint8)
+    np.save(tmp_path / "x.npy", x.numpy())
+    torch.save(x.float() / 127.5 - 1, tmp_path / "x.pt")
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(x[i].numpy()).save(folder / f"{i:03d}.png")
+    a = load_images(tmp_path / "x.npy", 12)
+    b = load_images(tmp_path / "x.pt", 12)
+    c = load_images(folder, 12)
+    assert a.shape == b.shape == c.shape == (12, 1, 28, 28)
+    torch.testing.assert_close(a, c)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+    with pytest.raises(GankitError, match="fewer than the 20 asked"):
+        load_images(folder, 20)
+    torch.save(x.float(), tmp_path / "bad.pt")
+    with pytest.raises(GankitError, match=r"must lie in \[-1, 1\]"):
+        load_images(tmp_path / "bad.pt", 12)
