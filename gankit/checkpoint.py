@@ -50,6 +50,10 @@ def atomic_save(obj, path: Path) -> None:
         side_tmp.write_text(f"{digest}  {path.name}\n")
         os.replace(side_tmp, side)
         _fsync_dir(path.parent)
+    except OSError as e:  # disk full, quota, permissions: keep the previous file, say so
+        tmp.unlink(missing_ok=True)
+        raise RunError(f"{path}: could not write the checkpoint ({e.strerror or e}); the previous "
+                       f"checkpoint there is intact") from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -96,14 +100,15 @@ def prune(folder: Path, keep: int) -> None:
 
 
 # ---- generator export -----------------------------------------------------------------------
-def export_generator(run_dir: Path, G: torch.nn.Module, G_ema: torch.nn.Module | None, cfg, step: int) -> Path:
-    """generator.safetensors (G's weights under `G.`, and `G_ema.` when EMA is on) and
-    generator.json (what rebuilds G: the config fields the model reads, shapes, step)."""
+def export_generator(run_dir: Path, G: torch.nn.Module, G_ema: torch.nn.Module | None, cfg, step: int,
+                     name: str = "generator", **extra) -> Path:
+    """NAME.safetensors (G's weights under `G.`, and `G_ema.` when EMA is on) and NAME.json (what
+    rebuilds G: the config fields the model reads, shapes, step, and `extra`)."""
     from . import __version__
     tensors = {f"G.{k}": v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     if G_ema is not None:
         tensors.update({f"G_ema.{k}": v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()})
-    path = Path(run_dir) / "generator.safetensors"
+    path = Path(run_dir) / f"{name}.safetensors"
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp))
     os.replace(tmp, path)
@@ -111,9 +116,11 @@ def export_generator(run_dir: Path, G: torch.nn.Module, G_ema: torch.nn.Module |
         "gankit_version": __version__, "model": cfg.model, "z_dim": cfg.z_dim, "num_classes": 0,
         "img_shape": list(G.img_shape), "channels": cfg.channels, "hidden_dim": cfg.hidden_dim,
         "d_norm": cfg.d_norm, "dataset": cfg.dataset, "step": step, "has_ema": G_ema is not None,
-        "sha256": sha256_file(path),
+        "sha256": sha256_file(path), **extra,
     }
-    (Path(run_dir) / "generator.json").write_text(json.dumps(meta, indent=2) + "\n")
+    atomic = path.with_suffix(".json.tmp")
+    atomic.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(atomic, path.with_suffix(".json"))
     return path
 
 

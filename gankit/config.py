@@ -62,6 +62,8 @@ class Config:
     ckpt_every: int = 1  # epochs between checkpoints (last.pt is rewritten each time)
     keep: int = 2  # periodic checkpoints kept besides last.pt
     grid_size: int = 64  # fixed-z samples in the per-epoch grid (8 per row)
+    eval_every: int = -1  # D steps between quality evaluations; -1: each epoch (if the dataset has an evaluator); 0: off
+    eval_n: int = 5000  # generated and test images per quality evaluation
 
     # ---- derived values -------------------------------------------------------------
     def resolved(self) -> "Config":
@@ -101,6 +103,10 @@ class Config:
             raise ConfigError(f"steps must be >= 0 (0 means: use epochs), got {self.steps}")
         if self.steps == 0:
             _positive("epochs", self.epochs)
+        if self.eval_every < -1:
+            raise ConfigError(f"eval_every must be -1 (each epoch), 0 (off) or a number of steps, got {self.eval_every}")
+        if self.eval_every != 0 and self.eval_n <= 128:
+            raise ConfigError(f"eval_n must exceed the evaluator's 128 feature dimensions for FID, got {self.eval_n}")
         if self.keep < 0:
             raise ConfigError(f"keep must be >= 0, got {self.keep}")
         for who in ("g", "d"):

@@ -47,25 +47,31 @@ class StatsLog:
 
     def __init__(self, run_dir: Path, resume_step: int | None = None):
         self.path = run_dir / "stats.jsonl"
+        self.quality_path = run_dir / "quality.jsonl"
+        self.warnings_path = run_dir / "warnings.jsonl"
         if resume_step is not None:
-            self.truncate_after(resume_step)
+            for p in (self.path, self.quality_path, self.warnings_path):
+                truncate_after(p, resume_step)
         from torch.utils.tensorboard import SummaryWriter
         # purge_step drops events a crashed run wrote after the checkpoint we resume from.
         self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
 
-    def truncate_after(self, step: int) -> None:
-        """Drop lines logged after `step` (written by the interrupted run past its checkpoint)."""
-        if not self.path.exists():
-            return
-        keep = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
-        atomic_write_text(self.path, "".join(ln + "\n" for ln in keep))
-
     def write(self, row: dict) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        _append(self.path, row)
         for key, tag in self.TB_TAGS.items():
             if row.get(key) is not None:
                 self.tb.add_scalar(tag, row[key], row["step"])
+
+    def quality(self, row: dict) -> None:
+        """One quality evaluation (quality.jsonl; TensorBoard Quality/<metric>)."""
+        _append(self.quality_path, row)
+        for key, value in row.items():
+            if key not in ("step", "epoch") and isinstance(value, float):
+                self.tb.add_scalar(f"Quality/{key}", value, row["step"])
+
+    def warning(self, step: int, message: str) -> None:
+        _append(self.warnings_path, {"step": step, "warning": message})
+        self.tb.add_text("warnings", message, step)
 
     def image(self, tag: str, grid: torch.Tensor, step: int) -> None:
         self.tb.add_image(tag, grid, step)
@@ -74,8 +80,21 @@ class StatsLog:
         self.tb.close()
 
 
-def read_stats(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "stats.jsonl"
+def _append(path: Path, row: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def truncate_after(path: Path, step: int) -> None:
+    """Drop lines logged after `step` (written by an interrupted run past its checkpoint)."""
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+
+def read_stats(run_dir: Path, name: str = "stats.jsonl") -> list[dict]:
+    """The rows of a run's stats.jsonl (or quality.jsonl, warnings.jsonl)."""
+    path = Path(run_dir) / name
     if not path.exists():
         return []
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
@@ -137,6 +156,19 @@ def plot_curves(run_dir: Path, score_label: str) -> None:
     fig.tight_layout()
     fig.savefig(run_dir / "d_outputs.png")
     plt.close(fig)
+
+    quality = read_stats(run_dir, "quality.jsonl")
+    fid_key = next((k for k in (quality[0] if quality else {}) if k.startswith("fid_")), None)
+    if fid_key:
+        fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
+        ax.plot([r["epoch"] for r in quality], [r[fid_key] for r in quality], marker="o")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(fid_key)
+        ax.set_title("FID against the test set with the dataset's evaluator (lower is better)")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(run_dir / "fid_curve.png")
+        plt.close(fig)
 
 
 def milestone_path(run_dir: Path, step: int) -> Path:

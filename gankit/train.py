@@ -164,6 +164,15 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
         raise RunError(f"{run_dir} already trained {state['step']} steps ({state['step'] / spe:.2f} epochs) of "
                        f"the {T} asked; raise --epochs or --steps to continue it")
 
+    # Quality judge: the dataset's evaluator, its reference features and fixed z, set up once.
+    judge = None
+    if cfg.eval_every != 0:
+        from .metrics import make_judge
+        judge = make_judge(cfg.dataset, cfg.eval_n, cfg.seed + 2, cfg.z_dim, device, cfg.data_root)
+        if judge is None and cfg.eval_every > 0:
+            raise ConfigError(f"--eval-every {cfg.eval_every}: there is no evaluator for {cfg.dataset}; "
+                              f"train one with `gankit evaluator train --dataset {cfg.dataset}`")
+
     # Models, EMA, optimisers. Weights are drawn on the CPU, so a seed gives the same
     # initial weights on every device.
     torch.manual_seed(cfg.seed)
@@ -183,6 +192,8 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
     grad_norms = torch.zeros(2, device=device)
     n_D = n_G = 0
     start, elapsed = 0, 0.0  # steps done and training seconds before this process
+    best_fid = math.inf  # best FID so far; best.safetensors holds that generator
+    low_D_ticks = 0  # consecutive log ticks with loss_D near 0
 
     if state is not None:
         G.load_state_dict(state["G"])
@@ -196,6 +207,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
         acc_D.copy_(state["acc_D"])
         acc_G.copy_(state["acc_G"])
         n_D, n_G, start, elapsed = state["n_D"], state["n_G"], state["step"], state["elapsed"]
+        best_fid, low_D_ticks = state["best_fid"], state["low_D_ticks"]
     else:
         desc = f"{cfg.preset}-{cfg.dataset}"
         run_dir = create_run_dir(cfg.out_dir, desc)
@@ -213,6 +225,12 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
     if state is None:
         say(models_text.rstrip())
     say(f"run folder: {run_dir}")
+    if judge is None and cfg.eval_every != 0:
+        say(f"note: no evaluator for {cfg.dataset}, so sample quality is not tracked")
+
+    def warn(step: int, message: str) -> None:
+        say(f"warning (step {step}): {message}")
+        log.warning(step, message)
     say(f"training {cfg.model} / {cfg.objective} on {cfg.dataset} ({len(x_train)} images) on {device}, "
         f"{precision}; batch {cfg.batch_size}, {spe} steps per epoch, {T} steps "
         f"({T / spe:.2f} epochs), G updated every {cfg.n_critic} step(s)")
@@ -231,6 +249,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
             "rng": {"torch": torch.get_rng_state(), "noise": noise.get_state()},
             "acc_D": acc_D, "acc_G": acc_G, "n_D": n_D, "n_G": n_G,
             "elapsed": elapsed + time.perf_counter() - t_start,
+            "best_fid": best_fid, "low_D_ticks": low_D_ticks,
         }
         folder = run_dir / "checkpoints"
         atomic_save(ckpt, folder / "last.pt")
@@ -318,7 +337,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
             done = step + 1
             bar.update(1)
             epoch_end = done % spe == 0
-            if done % cfg.log_every == 0 or done == T:
+            if done % cfg.log_every == 0 or epoch_end or done == T:
                 values = torch.cat([acc_D / max(n_D, 1), acc_G / max(n_G, 1), grad_norms]).tolist()
                 check_finite(values, done)
                 now = time.perf_counter()
@@ -334,16 +353,37 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
                 bar.set_postfix(loss_D=f"{values[0]:.3f}", loss_G=f"{values[4]:.3f}",
                                 Dx=f"{values[1]:.3f}", DGz=f"{values[2]:.3f}",
                                 img_s=f"{row['img_per_s']:.0f}", refresh=False)
-                if not show_bar and done % spe == 0:
+                if not show_bar and epoch_end:
                     say(f"epoch {done // spe}/{math.ceil(T / spe)} step {done}/{T}: loss_D {values[0]:.4f} "
                         f"loss_G {values[4]:.4f} D(x) {values[1]:.3f} D(G(z)) {values[2]:.3f} "
                         f"{row['img_per_s']:.0f} img/s")
+                # D's loss pinned near 0 for long: D wins every comparison and G learns nothing.
+                low_D_ticks = low_D_ticks + 1 if (not objective.wasserstein and values[0] < 0.05) else 0
+                if low_D_ticks == 5:
+                    warn(done, f"loss_D has stayed below 0.05 for 5 log ticks ({5 * cfg.log_every} steps): D "
+                               f"separates real from fake perfectly and G's gradient vanishes; consider a lower "
+                               f"--d-lr, a smaller D, or another objective")
                 acc_D.zero_()
                 acc_G.zero_()
                 n_D = n_G = 0
                 t_tick, done_tick = time.perf_counter(), done
             if done in milestone_steps:
                 save_grid(sample_images(G_show, fixed_z[:8]), milestone_path(run_dir, done))
+            # Quality: evaluator metrics, best generator by FID, collapse warnings.
+            if judge is not None and (done == T or (epoch_end if cfg.eval_every == -1 else done % cfg.eval_every == 0)):
+                q = judge(G_show)
+                log.quality({"step": done, "epoch": round(done / spe, 4), **q})
+                fid, coverage = q[f"fid_{judge.tag}"], q[f"coverage_{judge.tag}"]
+                say(f"quality at step {done}: fid_{judge.tag} {fid:.2f}, coverage {coverage:.3f}, "
+                    f"class entropy {q[f'class_entropy_{judge.tag}']:.3f}")
+                if fid < best_fid:
+                    best_fid = fid
+                    export_generator(run_dir, G, G_ema.module if G_ema is not None else None, cfg, done,
+                                     name="best", **{f"fid_{judge.tag}": fid})
+                if coverage < 0.1 or q[f"rarest_class_share_{judge.tag}"] == 0:
+                    warn(done, f"mode collapse: coverage {coverage:.3f}, rarest class share "
+                               f"{q[f'rarest_class_share_{judge.tag}']:.3f} (classes G no longer makes)")
+            # Epoch end: the fixed-z grid, plots, checkpoint.
             if epoch_end or done == T:
                 name = f"epoch_{done // spe:03d}.png" if epoch_end else f"step_{done:08d}.png"
                 grid = save_grid(sample_images(G_show, fixed_z), run_dir / "images" / name)

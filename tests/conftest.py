@@ -46,6 +46,19 @@ def tiny_root(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("tinydata"), n=256)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    # Reference features are cached under XDG_CACHE_HOME; the tests use their own.
+    import os
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        del os.environ["XDG_CACHE_HOME"]
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 @pytest.fixture(autouse=True)
 def _no_env_data_root(monkeypatch):
     # A developer's GANKIT_DATA must not change what the tests read.

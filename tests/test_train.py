@@ -23,7 +23,7 @@ ARTIFACTS = ["config.json", "models.txt", "stats.jsonl", "log.txt", "loss_curve.
 def tiny_cfg(root, out, preset="dcgan-report", **kw):
     """A preset on the tiny dataset: batch 16 (16 steps per epoch), a log tick every 2 steps."""
     return preset_config(preset, **{**dict(data_root=str(root), out_dir=str(out), batch_size=16,
-                                           log_every=2, steps=12), **kw})
+                                           log_every=2, steps=12, eval_every=0), **kw})
 
 
 def assert_png(path, size=None):
@@ -124,7 +124,7 @@ def test_each_run_gets_a_new_folder(tiny_root, tmp_path):
 @pytest.mark.parametrize("preset", list(PRESETS))
 def test_cli_runs_every_preset(tiny_root, tmp_path, preset, capsys):
     rc = main(["train", "--preset", preset, "--data-root", str(tiny_root), "--out-dir", str(tmp_path),
-               "--steps", "10", "--batch-size", "16", "--log-every", "5"])
+               "--steps", "10", "--batch-size", "16", "--log-every", "5", "--eval-every", "0"])
     assert rc == 0
     run = next(tmp_path.iterdir())
     assert run.name.endswith(f"-{preset}-fashion-mnist")
@@ -172,9 +172,13 @@ def test_real_fashion_mnist_run(tmp_path):
         locate("fashion-mnist", "train", None, download=False)
     except Exception as e:
         pytest.fail(f"Fashion-MNIST is not installed ({e}); `make test` installs it")
-    run = train(preset_config("dcgan-report", out_dir=str(tmp_path), steps=30, log_every=10, precision="bf16"))
-    for name in ARTIFACTS:
+    run = train(preset_config("dcgan-report", out_dir=str(tmp_path), steps=30, log_every=10, precision="bf16",
+                              eval_n=1000))
+    for name in ARTIFACTS + ["quality.jsonl", "best.safetensors", "best.json", "fid_curve.png"]:
         assert (run / name).exists(), name
+    quality = [json.loads(line) for line in (run / "quality.jsonl").read_text().splitlines()]
+    assert quality[-1]["step"] == 30 and quality[-1]["fid_fmnist1k"] > 0
+    assert json.loads((run / "best.json").read_text())["fid_fmnist1k"] == quality[-1]["fid_fmnist1k"]
     assert_png(run / "images" / "step_00000030.png", (242, 242))
     rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [10, 20, 30] and rows[-1]["images"] == 30 * 128

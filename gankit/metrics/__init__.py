@@ -146,3 +146,24 @@ def real_floor(reference: str = "fashion-mnist", names=METRICS, n: int = 10000,
     ref_feats, _ = reference_features(reference, "test", n, model, card, data_root)
     feats, probs = reference_features(reference, "train", n, model, card, data_root)
     return score_features(feats, probs, ref_feats, protocol(reference, n), names)
+
+
+def make_judge(dataset: str, n: int, seed: int, z_dim: int, device, data_root: str | None = None):
+    """For evaluation during training: a function G -> metrics of n samples from fixed z (drawn
+    from `seed`) against n test images, with `.tag` naming the protocol; None when the dataset
+    has no evaluator. The reference features are computed (or read from cache) once, here."""
+    from ..latent import generate, z_from_seed
+    try:
+        model, card = load_evaluator(dataset, device)
+    except GankitError:
+        return None
+    ref_feats, _ = reference_features(dataset, "test", n, model, card, data_root)
+    z = z_from_seed(seed, n, z_dim)
+    tag = protocol(dataset, n)
+
+    def judge(G) -> dict:
+        feats, probs = embed(model, generate(G, z))
+        return score_features(feats, probs, ref_feats, tag)
+
+    judge.tag = tag
+    return judge

@@ -1,0 +1,107 @@
+"""Runs survive faults: signals, a full disk, corrupt or malicious checkpoints."""
+import errno
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gankit import checkpoint
+from gankit.checkpoint import atomic_save, load_checkpoint, newest_valid_checkpoint, verify
+from gankit.config import preset_config
+from gankit.errors import RunError
+from gankit.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny(root, out, **kw):
+    return preset_config("dcgan-report", **{**dict(data_root=str(root), out_dir=str(out), batch_size=16,
+                                                   log_every=2, steps=8, eval_every=0), **kw})
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_a_checkpoint_and_resume_continues(tiny_root, tmp_path, signum, code):
+    cmd = [sys.executable, "-m", "gankit", "train", "--model", "mlp", "--data-root", str(tiny_root),
+           "--out-dir", str(tmp_path), "--steps", "1000000", "--batch-size", "16", "--log-every", "5",
+           "--eval-every", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    stats = None
+    while time.time() < deadline:
+        found = list(tmp_path.glob("*/stats.jsonl"))
+        if found and found[0].read_text().count("\n") >= 2:
+            stats = found[0]
+            break
+        time.sleep(0.2)
+    assert stats is not None, "training did not start"
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert f"stopped by {signal.Signals(signum).name}" in err and "--resume" in err
+    run = stats.parent
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["step"] > 0 and verify(run / "checkpoints" / "last.pt") is None
+    out = subprocess.run([sys.executable, "-m", "gankit", "train", "--resume", str(run), "--steps",
+                          str(ckpt["step"] + 3)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == ckpt["step"] + 3
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_save({"step": 1, "w": torch.ones(3)}, path)
+    good = path.read_bytes()
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full_disk)
+    with pytest.raises(RunError, match="No space left on device.*previous checkpoint there is intact"):
+        atomic_save({"step": 2, "w": torch.zeros(3)}, path)
+    assert path.read_bytes() == good and verify(path) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "last.pt.sha256"]  # no temp file left
+
+
+def test_resume_skips_a_corrupt_checkpoint_and_says_so(tiny_root, tmp_path):
+    run = train(tiny(tiny_root, tmp_path, steps=16, keep=2))  # 16 steps = 1 epoch: step_00000016.pt + last.pt
+    last = run / "checkpoints" / "last.pt"
+    data = bytearray(last.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    last.write_bytes(bytes(data))
+    os.utime(last)  # newest by time, but its hash no longer verifies
+    path, notes = newest_valid_checkpoint(run)
+    assert path.name == "step_00000016.pt" and "skipped last.pt: sha256" in notes[0]
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_malicious_pickle_is_refused(tiny_root, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = train(tiny(tiny_root, tmp_path / "runs", steps=4))
+    last = run / "checkpoints" / "last.pt"
+    with open(last, "wb") as f:
+        pickle.dump({"step": 1, "G": Exploit()}, f, protocol=2)
+    # even with a matching hash, loading refuses to run code
+    (run / "checkpoints" / "last.pt.sha256").write_text(f"{checkpoint.sha256_file(last)}  last.pt\n")
+    with pytest.raises(RunError, match="refused to load"):
+        train(tiny(tiny_root, tmp_path / "runs", steps=8), resume=run)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_existing_run_folders_are_never_reused(tiny_root, tmp_path):
+    (tmp_path / "00000-dcgan-report-fashion-mnist").mkdir()
+    (tmp_path / "00000-dcgan-report-fashion-mnist" / "mine.txt").write_text("keep")
+    run = train(tiny(tiny_root, tmp_path, steps=2))
+    assert run.name.startswith("00001-")
+    assert (tmp_path / "00000-dcgan-report-fashion-mnist" / "mine.txt").read_text() == "keep"
