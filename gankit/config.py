@@ -55,6 +55,7 @@ class Config:
     seed: int = 0  # seeds weights, data order, noise and the fixed grid z
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     precision: str = "fp32"  # fp32 | bf16 | auto (bf16 where the hardware has it); losses stay fp32
+    on_nan: str = "stop"  # non-finite losses: stop (with a message) | rollback (last checkpoint, lr halved, <= 3 times)
     deterministic: bool = False  # torch.use_deterministic_algorithms for bitwise-repeatable runs
     # What to write.
     out_dir: str = "runs"  # parent folder of run folders
@@ -92,6 +93,7 @@ class Config:
         _choice("init", self.init, ("normal02", "default"))
         _choice("d_norm", self.d_norm, ("batch", "layer", "none"))
         _choice("precision", self.precision, ("fp32", "bf16", "auto"))
+        _choice("on_nan", self.on_nan, ("stop", "rollback"))
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
         for name in ("channels", "z_dim", "hidden_dim", "n_critic", "batch_size", "log_every",

@@ -32,8 +32,9 @@ from .losses import OBJECTIVES, clip_weights, gradient_penalty
 from .models import build_models
 from .optim import make_optimizer
 from .runs import (StatsLog, check_run_dir, create_run_dir, milestone_path, plot_curves,
-                   plot_milestones, save_grid, write_models_txt)
+                   plot_milestones, save_grid, truncate_after, write_models_txt)
 
+MAX_ROLLBACKS = 3  # --on-nan rollback gives up after this many
 MILESTONES = (0, 25, 50, 75, 100)  # percent of training at which the fixed-z row is kept
 RESUMABLE_CHANGES = {"epochs", "steps", "log_every", "ckpt_every", "keep", "device", "out_dir"}
 
@@ -195,7 +196,11 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
     best_fid = math.inf  # best FID so far; best.safetensors holds that generator
     low_D_ticks = 0  # consecutive log ticks with loss_D near 0
 
-    if state is not None:
+    rollbacks = 0  # times the NaN policy reloaded the last good checkpoint
+
+    def restore(state: dict) -> tuple:
+        """Load a checkpoint into the live models, optimisers, RNGs and accumulators; returns the
+        loop's counters (step, n_D, n_G, elapsed, best_fid, low_D_ticks, rollbacks)."""
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
         if G_ema is not None:
@@ -206,8 +211,11 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
         torch.set_rng_state(state["rng"]["torch"])
         acc_D.copy_(state["acc_D"])
         acc_G.copy_(state["acc_G"])
-        n_D, n_G, start, elapsed = state["n_D"], state["n_G"], state["step"], state["elapsed"]
-        best_fid, low_D_ticks = state["best_fid"], state["low_D_ticks"]
+        return (state["step"], state["n_D"], state["n_G"], state["elapsed"], state["best_fid"],
+                state["low_D_ticks"], state["rollbacks"])
+
+    if state is not None:
+        start, n_D, n_G, elapsed, best_fid, low_D_ticks, rollbacks = restore(state)
     else:
         desc = f"{cfg.preset}-{cfg.dataset}"
         run_dir = create_run_dir(cfg.out_dir, desc)
@@ -249,7 +257,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
             "rng": {"torch": torch.get_rng_state(), "noise": noise.get_state()},
             "acc_D": acc_D, "acc_G": acc_G, "n_D": n_D, "n_G": n_G,
             "elapsed": elapsed + time.perf_counter() - t_start,
-            "best_fid": best_fid, "low_D_ticks": low_D_ticks,
+            "best_fid": best_fid, "low_D_ticks": low_D_ticks, "rollbacks": rollbacks,
         }
         folder = run_dir / "checkpoints"
         atomic_save(ckpt, folder / "last.pt")
@@ -258,14 +266,10 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
             prune(folder, cfg.keep)
         export_generator(run_dir, G, G_ema.module if G_ema is not None else None, cfg, done)
 
-    def check_finite(values: list[float], done: int) -> None:
-        if not all(math.isfinite(v) for v in values):
-            names = ["loss_D", "D(x)", "D(G(z))", "wasserstein", "loss_G", "grad_norm_D", "grad_norm_G"]
-            bad = ", ".join(f"{k}={v}" for k, v in zip(names, values) if not math.isfinite(v))
-            raise TrainingStopped(
-                f"non-finite values in the {cfg.log_every} steps up to step {done}: {bad}. "
-                f"Nothing after the last checkpoint was saved; lower the learning rates or try "
-                f"another objective.", exit_code=3)
+    def nonfinite(values: list[float], done: int) -> str | None:
+        names = ["loss_D", "D(x)", "D(G(z))", "wasserstein", "loss_G", "grad_norm_D", "grad_norm_G"]
+        bad = ", ".join(f"{k}={v}" for k, v in zip(names, values) if not math.isfinite(v))
+        return f"non-finite values in the steps up to step {done}: {bad}" if bad else None
 
     stop_signal: list[int] = []  # set by the handler, read once per step (a host-side flag)
 
@@ -281,16 +285,18 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
     show_bar = sys.stderr.isatty() if progress is None else progress
     from tqdm import tqdm
     bar = tqdm(total=T, initial=start, disable=not show_bar, unit="step", dynamic_ncols=True)
+    t_start = t_tick = time.perf_counter()
     if start == 0:
         save_grid(sample_images(G_show, fixed_z[:8]), milestone_path(run_dir, 0))
         plot_milestones(run_dir, T)
-    t_start = t_tick = time.perf_counter()
+        save_checkpoint(0, periodic=False)  # resumable at once, and a base for --on-nan rollback
     done_tick = start
     G.train()
     D.train()
 
     try:
-        for step in range(start, T):
+        step = start
+        while step < T:
             update_G = step % cfg.n_critic == cfg.n_critic - 1
             x_real = to_float(x_train[sampler.indices(step)])  # (B, C, H, W) in [-1, 1]
             z = torch.randn(cfg.batch_size, cfg.z_dim, device=device, generator=noise)
@@ -339,7 +345,31 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
             epoch_end = done % spe == 0
             if done % cfg.log_every == 0 or epoch_end or done == T:
                 values = torch.cat([acc_D / max(n_D, 1), acc_G / max(n_G, 1), grad_norms]).tolist()
-                check_finite(values, done)
+                problem = nonfinite(values, done)
+                if problem and cfg.on_nan == "rollback" and rollbacks < MAX_ROLLBACKS:
+                    # Reload the last good checkpoint, halve both learning rates, go on from there.
+                    ckpt_path, _ = newest_valid_checkpoint(run_dir)
+                    # The rollback count spans the run, so it is not taken from the checkpoint.
+                    step, n_D, n_G, _, best_fid, low_D_ticks, _ = restore(load_checkpoint(ckpt_path))
+                    rollbacks += 1
+                    for opt, lr in ((opt_G, cfg.g_lr), (opt_D, cfg.d_lr)):
+                        for group in opt.param_groups:
+                            group["lr"] = lr * 0.5 ** rollbacks
+                    for path in (log.path, log.quality_path, log.warnings_path):
+                        truncate_after(path, step)
+                    warn(step, f"{problem}; rolled back to {ckpt_path.name} (step {step}) with learning rates "
+                               f"halved to G {opt_G.param_groups[0]['lr']:.3g}, D {opt_D.param_groups[0]['lr']:.3g} "
+                               f"(rollback {rollbacks} of {MAX_ROLLBACKS})")
+                    bar.reset(total=T)
+                    bar.update(step)
+                    t_tick, done_tick = time.perf_counter(), step
+                    continue
+                if problem:
+                    raise TrainingStopped(
+                        f"{problem}. Nothing after the last checkpoint was saved"
+                        + (f" ({rollbacks} rollbacks already tried)" if rollbacks else "")
+                        + "; lower the learning rates, try another objective, or use --on-nan rollback",
+                        exit_code=3)
                 now = time.perf_counter()
                 row = {"step": done, "epoch": round(done / spe, 4), "images": done * cfg.batch_size,
                        "loss_D": values[0], "loss_G": values[4] if n_G else None,
@@ -392,6 +422,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
                 plot_milestones(run_dir, T)
                 if done == T or (done // spe) % cfg.ckpt_every == 0:
                     save_checkpoint(done, periodic=epoch_end)
+            step = done
             if stop_signal:
                 save_checkpoint(done, periodic=False)
                 signum = stop_signal[0]

@@ -105,3 +105,65 @@ def test_existing_run_folders_are_never_reused(tiny_root, tmp_path):
     run = train(tiny(tiny_root, tmp_path, steps=2))
     assert run.name.startswith("00001-")
     assert (tmp_path / "00000-dcgan-report-fashion-mnist" / "mine.txt").read_text() == "keep"
+
+
+def _nan_after(monkeypatch, calls: int):
+    """Make the BCE objective's D loss NaN from its `calls`-th call on (a diverging run)."""
+    import dataclasses
+    from gankit import losses
+    bce = losses.OBJECTIVES["bce"]
+    count = {"n": 0}
+
+    def d_loss(r, f):
+        count["n"] += 1
+        out = bce.d_loss(r, f)
+        return out * float("nan") if count["n"] >= calls else out
+
+    monkeypatch.setitem(losses.OBJECTIVES, "bce", dataclasses.replace(bce, d_loss=d_loss))
+    return count
+
+
+def test_nan_stops_with_a_message_and_no_poisoned_checkpoint(tiny_root, tmp_path, monkeypatch):
+    from gankit.train import TrainingStopped
+    _nan_after(monkeypatch, 5)
+    with pytest.raises(TrainingStopped, match=r"non-finite values in the steps up to step 6: loss_D=nan") as e:
+        train(tiny(tiny_root, tmp_path, steps=20, log_every=3))
+    assert e.value.exit_code == 3
+    run = next(tmp_path.iterdir())
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 0 and all(torch.isfinite(v).all() for v in ckpt["G"].values() if v.is_floating_point())
+
+
+def test_nan_rollback_reloads_and_halves_learning_rates(tiny_root, tmp_path, monkeypatch):
+    count = _nan_after(monkeypatch, 20)  # step 20 diverges, after the epoch-end checkpoint at 16
+    run = None
+    # Once NaN starts, every later loss is NaN too: the policy rolls back 3 times, then stops.
+    from gankit.train import TrainingStopped
+    with pytest.raises(TrainingStopped, match=r"3 rollbacks already tried"):
+        train(tiny(tiny_root, tmp_path, steps=40, log_every=4, on_nan="rollback"))
+    run = next(tmp_path.iterdir())
+    warnings = [json.loads(x) for x in (run / "warnings.jsonl").read_text().splitlines()]
+    assert [w["step"] for w in warnings] == [16, 16, 16]
+    assert "rolled back to" in warnings[0]["warning"] and "rollback 3 of 3" in warnings[-1]["warning"]
+    assert "halved to G 0.0001, D 0.0001" in warnings[0]["warning"]
+    assert "halved to G 2.5e-05, D 2.5e-05" in warnings[2]["warning"]
+    steps = [json.loads(x)["step"] for x in (run / "stats.jsonl").read_text().splitlines()]
+    assert steps == [4, 8, 12, 16]  # rows after the checkpoint were dropped at each rollback
+
+
+def test_nan_rollback_recovers_from_a_transient_nan(tiny_root, tmp_path, monkeypatch):
+    import dataclasses
+    from gankit import losses
+    bce = losses.OBJECTIVES["bce"]
+    count = {"n": 0}
+
+    def d_loss(r, f):  # one NaN at the 18th D step only
+        count["n"] += 1
+        out = bce.d_loss(r, f)
+        return out * float("nan") if count["n"] == 18 else out
+
+    monkeypatch.setitem(losses.OBJECTIVES, "bce", dataclasses.replace(bce, d_loss=d_loss))
+    run = train(tiny(tiny_root, tmp_path, steps=24, log_every=4, on_nan="rollback"))
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["step"] == 24 and ckpt["rollbacks"] == 1
+    assert ckpt["opt_D"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
