@@ -156,4 +156,5 @@ def load_generator(path: str | Path, ema: bool | None = None) -> torch.nn.Module
         raise RunError(f"{path}: weights do not match model {meta['model']} in {meta_path.name}: "
                        f"{str(e).splitlines()[0]}") from None
     G.weights = "G_ema" if use_ema else "G"  # which weights were loaded, for records
+    G.dataset = meta["dataset"]  # what it was trained on, to pick the evaluator
     return G.eval()

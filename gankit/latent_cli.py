@@ -18,6 +18,7 @@ from . import __version__
 from . import latent as L
 from .errors import GankitError
 from .runs import _plt, save_grid
+from .train import resolve_precision
 
 
 # ---- output folder and record -----------------------------------------------------------------
@@ -65,7 +66,7 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], path: Path, title: str,
     w_col = (strips[0].shape[2] - 2) / n
     plt = _plt()
     fig_w = max(4.0, n * scale + 1.6)
-    fig_h = len(rows) * scale + 0.9
+    fig_h = len(rows) * scale + (1.3 if col_labels else 0.9)
     fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=110)
     ax.imshow(img if img.shape[2] == 3 else img[:, :, 0], cmap="gray", interpolation="nearest", vmin=0, vmax=1)
     ax.set_yticks([h_row * (i + 0.5) for i in range(len(rows))])
@@ -83,6 +84,10 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], path: Path, title: str,
     fig.tight_layout()
     fig.savefig(path, metadata={"Software": None})
     plt.close(fig)
+
+
+def _describe(given: dict) -> str:
+    return f"seed {given['seed']}" if "seed" in given else Path(given["file"]).name
 
 
 def _fmt(v: float) -> str:
@@ -174,7 +179,7 @@ def cmd_interpolate(args) -> int:
     x = L.generate(G, zs)
     folder = out_folder(base, "interpolate", args.out)
     labelled_grid([(args.method, x)], folder / "strip.png",
-                  f"{args.method} from {g0} to {g1}", col_labels=[f"{t:.2f}" for t in torch.linspace(0, 1, args.steps).tolist()])
+                  f"{args.method} from {_describe(g0)} to {_describe(g1)}", col_labels=[f"{t:.2f}" for t in torch.linspace(0, 1, args.steps).tolist()])
     files = ["strip.png"]
     if args.gif:
         from PIL import Image
@@ -212,10 +217,28 @@ def cmd_arithmetic(args) -> int:
     return 0
 
 
+def _classifier(G):
+    """The evaluator of G's dataset as an images -> logits function, when one ships and G makes
+    grayscale 28x28 images; else None (rank then measures pixel change only)."""
+    from .metrics.evaluator import load_evaluator
+    if G.img_shape != (1, 28, 28):
+        return None
+    try:
+        model, _ = load_evaluator(getattr(G, "dataset", "fashion-mnist"))
+    except GankitError:
+        return None
+    return lambda x: model(x.float())
+
+
 def cmd_rank(args) -> int:
     G, base = load(args)
+    classifier = _classifier(G)
+    # 2 x n x z_dim generator and classifier passes: bf16 where the hardware does it natively.
+    device = next(G.parameters()).device
+    precision = resolve_precision("auto", device)
     t0 = time.perf_counter()
-    rows = L.rank_dims(G, n=args.n, delta=args.delta, seed=args.seed)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        rows = L.rank_dims(G, n=args.n, delta=args.delta, seed=args.seed, classifier=classifier)
     seconds = time.perf_counter() - t0
     folder = out_folder(base, "rank", args.out)
     keys = list(rows[0])
@@ -230,17 +253,23 @@ def cmd_rank(args) -> int:
     ax.set_xticks(range(0, len(rows), step))
     ax.set_xticklabels([str(rows[i]["dim"]) for i in range(0, len(rows), step)], fontsize=7, rotation=90)
     ax.set_xlabel("latent dimension (sorted by influence)")
-    ax.set_ylabel("mean |pixel change|")
-    ax.set_title(f"How much each dimension changes the image (z +- {args.delta:g}, {args.n} samples)", fontsize=9)
+    ax.set_ylabel("mean |pixel change|", color="tab:blue")
+    if "class_flip_rate" in rows[0]:
+        ax2 = ax.twinx()
+        ax2.plot(range(len(rows)), [r["class_flip_rate"] for r in rows], ".", color="tab:red", ms=4)
+        ax2.set_ylabel("share of samples whose class flips", color="tab:red")
+    ax.set_title(f"How much each dimension changes the image (z ± {args.delta:g}, {args.n} samples)", fontsize=9)
     fig.tight_layout()
     fig.savefig(folder / "rank.png", metadata={"Software": None})
     plt.close(fig)
     write_record(folder, "rank", args, G, None, n=args.n, delta=args.delta, seed=args.seed, seconds=round(seconds, 2),
-                 measurements=rows)
-    print(f"{'rank':>4} {'dim':>4} {'mean |change|':>14}")
-    show = rows[:10] + ([None] if len(rows) > 20 else []) + rows[-10:] if len(rows) > 20 else rows
+                 precision=precision, classifier="evaluator" if classifier else None, measurements=rows)
+    flips = "class_flip_rate" in rows[0]
+    print(f"{'rank':>4} {'dim':>4} {'mean |change|':>14}" + ("  class flips" if flips else ""))
+    show = rows[:10] + [None] + rows[-10:] if len(rows) > 20 else rows
     for r in show:
-        print("   ..." if r is None else f"{r['rank']:>4} {r['dim']:>4} {r['mean_abs_change']:>14.5f}")
+        print("   ..." if r is None else f"{r['rank']:>4} {r['dim']:>4} {r['mean_abs_change']:>14.5f}"
+              + (f"  {r['class_flip_rate']:>11.3f}" if flips else ""))
     print(f"rank: {len(rows)} dimensions in {seconds:.1f} s -> {folder}")
     return 0
 
