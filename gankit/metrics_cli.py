@@ -52,10 +52,12 @@ def cmd_eval(args) -> int:
         raise GankitError(f"--n must be >= 2, got {args.n}")
     src = Path(args.src)
     t0 = time.perf_counter()
-    results = M.compute_metrics(src, args.dataset, args.metrics, args.n, args.seed, args.ema, device=args.device)
+    results = M.compute_metrics(src, args.dataset, args.metrics, args.n, args.seed, args.ema, device=args.device,
+                                inception_weights=args.inception_weights)
     seconds = time.perf_counter() - t0
-    floor = M.real_floor(args.dataset, args.metrics, args.n, device=args.device)
-    tag = M.protocol(args.dataset, args.n)
+    floor = M.real_floor(args.dataset, args.metrics, args.n, device=args.device,
+                         inception_weights=args.inception_weights)
+    tag = M.protocol(args.dataset, args.n, "inception" if args.inception_weights else None)
     print_table([(src.name or str(src), results), (f"real data (train vs test)", floor)], tag)
     print(f"{args.n} samples, evaluator {args.dataset}, {seconds:.1f} s")
     record = {**results, "n": args.n, "seed": args.seed, "ema": args.ema, "seconds": round(seconds, 2),
@@ -140,6 +142,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None, help="EMA weights (default: when present)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="metrics file (default: metrics.json beside the source)")
+    p.add_argument("--inception-weights", default=None, metavar="PATH",
+                   help="use Inception-v3 features (torch-fidelity's pt_inception-2015-12-05 state dict) "
+                        "instead of the evaluator; metric names then read *_inception10k")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("compare", help="compare runs: metrics table, grids side by side, curves overlaid")

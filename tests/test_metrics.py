@@ -129,3 +129,52 @@ def test_image_sources(tmp_path):
     torch.save(x.float(), tmp_path / "bad.pt")
     with pytest.raises(GankitError, match=r"must lie in \[-1, 1\]"):
         load_images(tmp_path / "bad.pt", 12)
+
+
+@pytest.fixture(scope="module")
+def stand_in_inception(tmp_path_factory):
+    """torch-fidelity's InceptionV3 with random weights saved as a state dict: the real Inception
+    weights cannot be downloaded here, so this checks the code path, not the numbers."""
+    tfe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    orig_load, orig_url = tfe.FeatureExtractorInceptionV3.load_state_dict, tfe.load_state_dict_from_url
+    tfe.load_state_dict_from_url = lambda *a, **k: {}
+    tfe.FeatureExtractorInceptionV3.load_state_dict = lambda self, sd, *a, **k: None
+    try:
+        torch.manual_seed(0)
+        model = tfe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
+    finally:
+        tfe.FeatureExtractorInceptionV3.load_state_dict, tfe.load_state_dict_from_url = orig_load, orig_url
+    path = tmp_path_factory.mktemp("inception") / "stand_in.pt"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.mark.slow
+def test_inception_path_with_a_stand_in_network(stand_in_inception, tmp_path):
+    from gankit.metrics import compute_metrics
+    x = torch.randint(0, 256, (40, 28, 28), dtype=torch.uint8)
+    np.save(tmp_path / "x.npy", x.numpy())
+    r = compute_metrics(tmp_path / "x.npy", "fashion-mnist", names=("kid", "is", "precision"), n=40,
+                        inception_weights=str(stand_in_inception))
+    assert set(r) >= {"kid_inception40", "is_inception40", "precision_inception40"}
+    assert not any(k.endswith("fmnist40") for k in r)  # the two scales never mix
+    with pytest.raises(GankitError, match="more samples than dimensions"):
+        compute_metrics(tmp_path / "x.npy", "fashion-mnist", names=("fid",), n=40,
+                        inception_weights=str(stand_in_inception))
+
+
+def test_inception_weights_file_is_loaded_without_pickles(tmp_path):
+    import os
+    import pickle
+
+    from gankit.metrics.inception import load_inception
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    bad = tmp_path / "evil.pt"
+    bad.write_bytes(pickle.dumps({"w": Exploit()}, protocol=2))
+    with pytest.raises(GankitError, match="refused to load as plain tensors"):
+        load_inception(bad)
+    assert not (tmp_path / "pwned").exists()

@@ -22,9 +22,10 @@ from .evaluator import SHORT_NAMES, embed, load_evaluator
 METRICS = ("fid", "kid", "is", "precision", "recall", "density", "coverage", "classes")
 
 
-def protocol(dataset: str, n: int) -> str:
-    """`fmnist10k` for 10,000 samples scored with the Fashion-MNIST evaluator."""
-    return SHORT_NAMES.get(dataset, dataset) + (f"{n // 1000}k" if n % 1000 == 0 else str(n))
+def protocol(dataset: str, n: int, net: str | None = None) -> str:
+    """`fmnist10k` for 10,000 samples scored with the Fashion-MNIST evaluator; `inception10k`
+    with Inception features (net='inception')."""
+    return (net or SHORT_NAMES.get(dataset, dataset)) + (f"{n // 1000}k" if n % 1000 == 0 else str(n))
 
 
 # ---- sources ----------------------------------------------------------------------------------
@@ -80,7 +81,7 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gankit" / "reference"
 
 
-def reference_features(dataset: str, split: str, n: int, model, card: dict,
+def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
                        data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and probabilities of the first n images of a split, cached under a hash of
     (dataset, split, evaluator sha256, n)."""
@@ -92,7 +93,7 @@ def reference_features(dataset: str, split: str, n: int, model, card: dict,
     x, _ = load_split(dataset, split, data_root)
     if len(x) < n:
         raise GankitError(f"{dataset} {split} has {len(x)} images, fewer than n={n}")
-    feats, probs = embed(model, to_float(x[:n]))
+    feats, probs = embed_fn(to_float(x[:n]))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({"features": feats, "probs": probs}, tmp)
@@ -126,26 +127,38 @@ def score_features(feats: torch.Tensor, probs: torch.Tensor, ref_feats: torch.Te
     return out
 
 
+def _feature_network(reference: str, inception_weights: str | None, device):
+    """(embed function, a card with a sha256 naming the network, the metric-name prefix)."""
+    if inception_weights:
+        from ..checkpoint import sha256_file
+        from .inception import embed_inception, load_inception
+        model = load_inception(inception_weights, device)
+        return (lambda x: embed_inception(model, x)), {"sha256": sha256_file(Path(inception_weights))}, "inception"
+    model, card = load_evaluator(reference, device)
+    return (lambda x: embed(model, x)), card, SHORT_NAMES.get(reference, reference)
+
+
 def compute_metrics(source, reference: str = "fashion-mnist", names=METRICS, n: int = 10000, seed: int = 0,
                     ema: bool | None = None, split: str = "test", data_root: str | None = None,
-                    device: str = "cpu") -> dict:
+                    device: str = "cpu", inception_weights: str | None = None) -> dict:
     """Score n images from `source` (run folder, generator file, PNG folder, .npy/.pt tensor)
-    against the first n images of `reference`'s `split`, with that dataset's evaluator."""
-    model, card = load_evaluator(reference, device)
-    ref_feats, _ = reference_features(reference, split, n, model, card, data_root)
+    against the first n images of `reference`'s `split`, with that dataset's evaluator, or with
+    Inception-v3 features when `inception_weights` is given (names then read `fid_inception10k`)."""
+    embed_fn, card, net = _feature_network(reference, inception_weights, device)
+    ref_feats, _ = reference_features(reference, split, n, embed_fn, card, data_root)
     x = source if isinstance(source, torch.Tensor) else load_images(source, n, seed, ema, device)
-    feats, probs = embed(model, x)
-    return score_features(feats, probs, ref_feats, protocol(reference, n), names)
+    feats, probs = embed_fn(x)
+    return score_features(feats, probs, ref_feats, protocol(reference, n, net), names)
 
 
 def real_floor(reference: str = "fashion-mnist", names=METRICS, n: int = 10000,
-               data_root: str | None = None, device: str = "cpu") -> dict:
+               data_root: str | None = None, device: str = "cpu", inception_weights: str | None = None) -> dict:
     """The same metrics for n real training images against n test images: the best a perfect
     generator can expect under this protocol."""
-    model, card = load_evaluator(reference, device)
-    ref_feats, _ = reference_features(reference, "test", n, model, card, data_root)
-    feats, probs = reference_features(reference, "train", n, model, card, data_root)
-    return score_features(feats, probs, ref_feats, protocol(reference, n), names)
+    embed_fn, card, net = _feature_network(reference, inception_weights, device)
+    ref_feats, _ = reference_features(reference, "test", n, embed_fn, card, data_root)
+    feats, probs = reference_features(reference, "train", n, embed_fn, card, data_root)
+    return score_features(feats, probs, ref_feats, protocol(reference, n, net), names)
 
 
 def make_judge(dataset: str, n: int, seed: int, z_dim: int, device, data_root: str | None = None):
@@ -157,7 +170,7 @@ def make_judge(dataset: str, n: int, seed: int, z_dim: int, device, data_root: s
         model, card = load_evaluator(dataset, device)
     except GankitError:
         return None
-    ref_feats, _ = reference_features(dataset, "test", n, model, card, data_root)
+    ref_feats, _ = reference_features(dataset, "test", n, lambda x: embed(model, x), card, data_root)
     z = z_from_seed(seed, n, z_dim)
     tag = protocol(dataset, n)
 
