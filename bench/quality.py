@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gankit.config import PRESETS  # noqa: E402
 from gankit.metrics import compute_metrics, protocol, real_floor  # noqa: E402
 
-COLUMNS = [("fid", "FID", 2), ("kid", "KID×10³", 2), ("is", "IS", 2), ("precision", "precision", 3),
+COLUMNS = [("fid", "FID", 2), ("kid", "KID", 3), ("is", "IS", 2), ("precision", "precision", 3),
            ("recall", "recall", 3), ("coverage", "coverage", 3)]
 
 
@@ -51,7 +51,7 @@ def main() -> None:
     tag = protocol("fashion-mnist", args.n)
 
     def value(r: dict, key: str) -> float:
-        return r[f"{key}_{tag}"] * (1e3 if key == "kid" else 1)
+        return r[f"{key}_{tag}"]
 
     runs_dir = Path(args.runs) if args.runs else Path(tempfile.mkdtemp(prefix="gankit-quality-"))
     results: dict[str, list[dict]] = {}

@@ -19,8 +19,6 @@ def _value(results: dict, metric: str, tag: str) -> str:
     if v is None:
         return "-"
     std = results.get(f"{metric}_{tag}_std")
-    if metric == "kid":
-        return f"{v * 1e3:.2f}e-3" + (f" ± {std * 1e3:.2f}e-3" if std is not None else "")
     return f"{v:.3f}" + (f" ± {std:.3f}" if std is not None else "")
 
 
@@ -97,8 +95,8 @@ def cmd_compare(args) -> int:
     # One figure: each run's last fixed-z grid side by side, then losses and FID curves overlaid.
     from PIL import Image
     plt = _plt()
-    fig = plt.figure(figsize=(4 * len(runs), 7.5), dpi=110)
-    gs = fig.add_gridspec(2, len(runs), height_ratios=[1.2, 1])
+    fig = plt.figure(figsize=(max(8, 4 * len(runs)), 7.5), dpi=110)
+    gs = fig.add_gridspec(2, max(2, len(runs)), height_ratios=[1.2, 1])
     for i, (run, (_, r)) in enumerate(zip(runs, columns)):
         ax = fig.add_subplot(gs[0, i])
         grid = _last_grid(run)
@@ -107,16 +105,32 @@ def cmd_compare(args) -> int:
         ax.set_axis_off()
         info = r["_info"]
         ax.set_title(f"{run.name}\n{info['model']} / {info['objective']}, {info['epochs']:g} ep\n"
-                     f"FID {r.get(f'fid_{tag}', float('nan')):.2f}", fontsize=8)
-    ax = fig.add_subplot(gs[1, :])
+                     f"fid_{tag} {r.get(f'fid_{tag}', float('nan')):.2f}", fontsize=8)
+    half = max(2, len(runs)) // 2
+    ax = fig.add_subplot(gs[1, :half])
     for run in runs:
         stats = read_stats(run)
-        ax.plot([s["epoch"] for s in stats], [s["loss_G"] for s in stats], label=f"{run.name} loss_G")
-        ax.plot([s["epoch"] for s in stats], [s["loss_D"] for s in stats], ls="--", label=f"{run.name} loss_D")
+        line, = ax.plot([s["epoch"] for s in stats], [s["loss_G"] for s in stats], label=f"{run.name[:5]} loss_G")
+        ax.plot([s["epoch"] for s in stats], [s["loss_D"] for s in stats], ls="--", color=line.get_color(),
+                label=f"{run.name[:5]} loss_D")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
+    ax.set_title("losses", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    ax = fig.add_subplot(gs[1, half:])
+    for run in runs:  # FID tracked during training (quality.jsonl), when it was
+        q = read_stats(run, "quality.jsonl")
+        key = next((k for k in (q[0] if q else {}) if k.startswith("fid_")), None)
+        if key:
+            ax.plot([r["epoch"] for r in q], [r[key] for r in q], marker="o", label=f"{run.name[:5]} {key}")
+    ax.set_xlabel("epoch")
+    ax.set_title("FID during training (lower is better)", fontsize=9)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no run tracked FID during training", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     fig.savefig(out / "comparison.png")
     plt.close(fig)

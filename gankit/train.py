@@ -128,10 +128,11 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> int:
 
 
 def train(cfg: Config, resume: str | Path | None = None, command: list[str] | None = None,
-          progress: bool | None = None) -> Path:
+          progress: bool | None = None, stop_after: int | None = None) -> Path:
     """Train as `cfg` says and return the run folder. With `resume`, continue the run in that
     folder from its newest valid checkpoint; `cfg` may differ from the saved one only in
-    RESUMABLE_CHANGES (e.g. more epochs)."""
+    RESUMABLE_CHANGES (e.g. more epochs). `stop_after` stops at that step as a signal would
+    (checkpoint, no extra log tick), leaving the run resumable."""
     cfg = cfg.resolved().validate()
     device = resolve_device(cfg.device)
     torch.backends.cudnn.benchmark = not cfg.deterministic
@@ -388,11 +389,14 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
                         f"loss_G {values[4]:.4f} D(x) {values[1]:.3f} D(G(z)) {values[2]:.3f} "
                         f"{row['img_per_s']:.0f} img/s")
                 # D's loss pinned near 0 for long: D wins every comparison and G learns nothing.
-                low_D_ticks = low_D_ticks + 1 if (not objective.wasserstein and values[0] < 0.05) else 0
+                # (For BCE the same shows as D(x) - D(G(z)) saturating near 1.)
+                pinned = not objective.wasserstein and (
+                    values[0] < 0.05 or (objective.score is torch.sigmoid and values[1] - values[2] > 0.98))
+                low_D_ticks = low_D_ticks + 1 if pinned else 0
                 if low_D_ticks == 5:
-                    warn(done, f"loss_D has stayed below 0.05 for 5 log ticks ({5 * cfg.log_every} steps): D "
-                               f"separates real from fake perfectly and G's gradient vanishes; consider a lower "
-                               f"--d-lr, a smaller D, or another objective")
+                    warn(done, f"D has won outright for 5 log ticks ({5 * cfg.log_every} steps): loss_D "
+                               f"{values[0]:.4f}, D(x) {values[1]:.3f}, D(G(z)) {values[2]:.3f}; G's gradient "
+                               f"vanishes. Consider a lower --d-lr, a smaller D, or another objective")
                 acc_D.zero_()
                 acc_G.zero_()
                 n_D = n_G = 0
@@ -423,6 +427,10 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
                 if done == T or (done // spe) % cfg.ckpt_every == 0:
                     save_checkpoint(done, periodic=epoch_end)
             step = done
+            if done == stop_after and done < T:
+                save_checkpoint(done, periodic=False)
+                say(f"stopped at step {done} as asked; continue with: gankit train --resume {run_dir}")
+                break
             if stop_signal:
                 save_checkpoint(done, periodic=False)
                 signum = stop_signal[0]
@@ -435,7 +443,8 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
         for s, h in handlers.items():
             signal.signal(s, h)
 
-    say(f"done: {T} steps. Run folder: {run_dir}")
+    if step == T:
+        say(f"done: {T} steps. Run folder: {run_dir}")
     return run_dir
 
 

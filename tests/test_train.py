@@ -107,6 +107,53 @@ def test_resume_is_exact(tiny_root, tmp_path):
         train(tiny_cfg(tiny_root, tmp_path / "b", steps=12, **kw), resume=part)
 
 
+TIMING = ("img_per_s", "time_s")
+
+
+@pytest.mark.parametrize("cut", [5, 16, 18])  # mid-epoch, at the epoch boundary, inside an n_critic cycle
+def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tiny_root, tmp_path, cut):
+    """k steps, then `gankit train --resume` in a new process to N: same weights, optimizer states,
+    RNG and the same stats.jsonl rows (timing fields aside) as N steps straight."""
+    kw = dict(ema=0.99, log_every=3, n_critic=3, model="mlp", init="default")
+    full = train(tiny_cfg(tiny_root, tmp_path / "a", steps=24, **kw))
+    part = train(tiny_cfg(tiny_root, tmp_path / "b", steps=24, **kw), stop_after=cut)
+    assert load_checkpoint(part / "checkpoints" / "last.pt")["step"] == cut
+    out = subprocess.run([sys.executable, "-m", "gankit", "train", "--resume", str(part)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    a = load_checkpoint(full / "checkpoints" / "last.pt")
+    b = load_checkpoint(part / "checkpoints" / "last.pt")
+    for key in ("G", "D", "G_ema"):
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), f"{key}.{k}"
+    for key in ("opt_G", "opt_D"):
+        for pid, st in a[key]["state"].items():
+            for k, v in st.items():
+                assert torch.equal(v, b[key]["state"][pid][k]), f"{key}[{pid}].{k}"
+    assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])
+    rows = [{k: v for k, v in json.loads(x).items() if k not in TIMING}
+            for x in (full / "stats.jsonl").read_text().splitlines()]
+    rows_b = [{k: v for k, v in json.loads(x).items() if k not in TIMING}
+              for x in (part / "stats.jsonl").read_text().splitlines()]
+    assert rows == rows_b
+
+
+def test_deterministic_runs_are_bitwise_identical(tiny_root, tmp_path):
+    a = train(tiny_cfg(tiny_root, tmp_path / "a", steps=8, deterministic=True))
+    b = train(tiny_cfg(tiny_root, tmp_path / "b", steps=8, deterministic=True))
+    ca, cb = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (a, b))
+    for key in ("G", "D"):
+        assert all(torch.equal(ca[key][k], cb[key][k]) for k in ca[key])
+    assert (a / "images" / "step_00000008.png").read_bytes() == (b / "images" / "step_00000008.png").read_bytes()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on machines without CUDA")
+def test_cuda_without_cuda_fails_before_any_work(tmp_path, capsys):
+    assert main(["train", "--device", "cuda", "--out-dir", str(tmp_path / "r"), "--steps", "1"]) == 2
+    assert "CUDA is not available" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_resume_refuses_changed_config_and_non_runs(tiny_root, tmp_path):
     run = train(tiny_cfg(tiny_root, tmp_path, steps=4))
     with pytest.raises(RunError, match="cannot resume with changed d_lr"):
@@ -201,3 +248,11 @@ def test_ema_warmup_follows_the_closed_form():
         m[0].weight.add_(1.0)
     ema.update_parameters(m)
     torch.testing.assert_close(ema.module[0].weight, before * 0.999 + m[0].weight.detach() * 0.001)
+
+
+def test_warns_when_d_wins_outright(tiny_root, tmp_path):
+    # A strong, fast D against a G that barely learns: D separates the two within a few steps.
+    run = train(tiny_cfg(tiny_root, tmp_path, preset="lab6-gan", steps=40, log_every=2, d_lr=5e-3, g_lr=1e-7))
+    warnings = [json.loads(x) for x in (run / "warnings.jsonl").read_text().splitlines()]
+    assert warnings and "D has won outright for 5 log ticks" in warnings[0]["warning"]
+    assert "warning (step" in (run / "log.txt").read_text()
