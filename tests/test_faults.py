@@ -167,3 +167,21 @@ def test_nan_rollback_recovers_from_a_transient_nan(tiny_root, tmp_path, monkeyp
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] == 24 and ckpt["rollbacks"] == 1
     assert ckpt["opt_D"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+
+
+def test_second_ctrl_c_leaves_at_once_and_corrupts_nothing(tiny_root, tmp_path):
+    cmd = [sys.executable, "-m", "gankit", "train", "--model", "mlp", "--data-root", str(tiny_root),
+           "--out-dir", str(tmp_path), "--steps", "1000000", "--batch-size", "16", "--log-every", "5",
+           "--eval-every", "0"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob("*/stats.jsonl")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)  # impatient user: the second one must not wait for anything
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    run = next(tmp_path.iterdir())
+    path, _ = newest_valid_checkpoint(run)  # whatever was on disk still verifies and loads
+    assert load_checkpoint(path)["step"] >= 0
+    assert not list((run / "checkpoints").glob(".*tmp*"))  # no half-written temp file left behind

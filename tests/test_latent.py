@@ -152,3 +152,17 @@ def test_cli_errors_exit_2_and_overwrite_nothing(run, tmp_path, capsys):
     assert main(["sample", str(run), "--out", str(keep)]) == 2
     assert (keep / "mine.png").read_bytes() == b"precious" and len(list(keep.iterdir())) == 1
     assert main(["sample", str(run), "--no-ema", "--n", "0"]) == 2
+
+
+@pytest.mark.parametrize("argv", [
+    ["explore", "nudge", "--dims", "3", "7", "--deltas", "2", "--n", "4", "--seed", "5"],
+    ["explore", "sweep", "--base-seeds", "5", "--dims", "3", "--steps", "5"],
+    ["explore", "interpolate", "--from", "1", "--to", "2", "--steps", "5", "--method", "lerp"],
+    ["explore", "arithmetic", "--a", "1", "--b", "2", "--c", "3"],
+])
+def test_same_arguments_give_the_same_png_bytes(run, tmp_path, argv):
+    outs = []
+    for k in ("x", "y"):
+        assert main(argv[:2] + [str(run)] + argv[2:] + ["--out", str(tmp_path / k)]) == 0
+        outs.append({p.name: p.read_bytes() for p in sorted((tmp_path / k).glob("*.png"))})
+    assert outs[0] and outs[0] == outs[1]

@@ -256,3 +256,14 @@ def test_warns_when_d_wins_outright(tiny_root, tmp_path):
     warnings = [json.loads(x) for x in (run / "warnings.jsonl").read_text().splitlines()]
     assert warnings and "D has won outright for 5 log ticks" in warnings[0]["warning"]
     assert "warning (step" in (run / "log.txt").read_text()
+
+
+def test_truncated_idx_fails_before_any_work(tmp_path, capsys):
+    from conftest import write_dataset
+    root = write_dataset(tmp_path / "data", n=64)
+    f = root / "train-images-idx3-ubyte"
+    f.write_bytes(f.read_bytes()[:-10])
+    assert main(["train", "--data-root", str(root), "--out-dir", str(tmp_path / "runs"), "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "train-images-idx3-ubyte: truncated" in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()
