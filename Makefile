@@ -7,11 +7,11 @@ STAMP  := $(VENV)/.installed-stamp
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-all install data clean help
+.PHONY: demo test test-all install data browser clean help
 
 help:
 	@echo "make demo   - install, get Fashion-MNIST, train the default preset for 2 epochs (~3 min on 2 CPU cores)"
-	@echo "make test   - install, get Fashion-MNIST, run the test suite (fast tests; ~2 min)"
+	@echo "make test   - install, get Fashion-MNIST and chromium, run the test suite (fast tests; ~4 min)"
 	@echo "make test-all - the test suite including slow tests"
 
 $(STAMP): pyproject.toml
@@ -33,13 +33,20 @@ data:
 	  echo "No apt-get here: gankit will try torchvision's download, or set GANKIT_DATA to a folder with the four Fashion-MNIST IDX files."; \
 	fi
 
+# Debian's chromium, for the test that renders a report in a real browser (Playwright drives it).
+browser:
+	@if command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then exit 0; fi; \
+	echo "Installing Debian's chromium for the browser test"; \
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null
+
 demo: install data
 	$(BIN)/gankit train --preset default --epochs 2
+	$(BIN)/gankit report "$$(ls -td runs/*/ | head -1)"
 
-test: install data
+test: install data browser
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: install data
+test-all: install data browser
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -7,12 +7,14 @@
     gankit eval SRC [--metrics ...] [--n 10000]
     gankit compare RUN RUN ...
     gankit evaluator train --dataset fashion-mnist
+    gankit report RUN [RUN ...] [-o report.html] [--md]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import __version__, latent_cli, metrics_cli
 from .config import PRESETS, Config, add_config_arguments, preset_config
@@ -72,6 +74,16 @@ def cmd_presets(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import build_report
+    out = args.output or (str(Path(args.runs[0]) / "report.html") if len(args.runs) == 1 else "report.html")
+    if args.md:
+        out = str(Path(out).with_suffix(".md"))
+    path = build_report(args.runs, out, markdown=args.md)
+    print(f"report: {path}" + (f" (images in {path.with_name(path.stem + '_files')})" if args.md else ""))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gankit", description="Train, study and evaluate GANs on small image datasets.")
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
@@ -80,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the named experiments").set_defaults(func=cmd_presets)
     latent_cli.add_parsers(sub)
     metrics_cli.add_parsers(sub)
+    p = sub.add_parser("report", help="the lab report of a run (or a comparison of runs) as one HTML file")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("-o", "--output", default=None,
+                   help="report file (default: RUN/report.html for one run, ./report.html for several)")
+    p.add_argument("--md", action="store_true", help="write Markdown with its PNGs in a folder beside it instead")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

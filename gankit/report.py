@@ -1,0 +1,322 @@
+"""The lab report: one self-contained HTML file (or Markdown with its PNGs beside it) written
+from what one or several run folders already saved. Nothing is recomputed; sections whose
+files a run lacks (no latent study, no metrics) are left out.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .runs import _plt, check_run_dir, read_stats
+
+EXPLAIN = {
+    "trained": "The configuration this run trained with, as saved in its config.json.",
+    "networks": "The two networks exactly as PyTorch prints them, with their parameter counts.",
+    "losses": "loss_D and loss_G per log interval. For BCE, loss_D near 2·ln2 ≈ 1.39 and loss_G near "
+              "ln2 ≈ 0.69 mean neither network wins; loss_D falling towards 0 means D wins outright.",
+    "d_outputs": "Mean D(x) on real and D(G(z)) on generated images. Healthy BCE training keeps them apart "
+                 "but away from 1 and 0; D(x) pinned at 1 with D(G(z)) at 0 means G has stopped learning.",
+    "milestones": "The same 8 latent vectors at 0, 25, 50, 75 and 100 % of training: how one sample evolves.",
+    "grid": "The fixed latent vectors after the last epoch (64 samples).",
+    "quality": "Scores from gankit's Fashion-MNIST evaluator. FID (lower is better) measures how far the "
+               "feature statistics of the samples are from the test set's; the real-data row is the floor "
+               "(training images scored the same way). Precision is the share of samples that look real, "
+               "recall and coverage the share of the real variety the samples reach.",
+    "fid_curve": "FID of 5,000 samples against the test set, measured during training.",
+    "latent": "Latent-space studies run on this generator (gankit sample / explore).",
+    "warnings": "What the run warned about while training.",
+    "comparison": "The runs side by side: settings, scores, the last fixed-z grid of each, and their curves.",
+}
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict
+    meta: dict
+    stats: list
+    quality: list
+    warnings: list
+    metrics: dict
+    studies: list = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def last_grid(self) -> Path | None:
+        grids = sorted((self.path / "images").glob("epoch_*.png")) + sorted((self.path / "images").glob("step_*.png"))
+        return max(grids, key=lambda p: p.stat().st_mtime) if grids else None
+
+    def final_scores(self) -> dict:
+        """Scores from the latest `gankit eval` (metrics.json), else the last in-training evaluation."""
+        if self.metrics:
+            key = max(self.metrics, key=lambda k: self.metrics[k].get("created", ""))
+            return {k: v for k, v in self.metrics[key].items() if isinstance(v, float)} | {
+                "_floor": self.metrics[key].get("real_floor", {})}
+        return {k: v for k, v in (self.quality[-1] if self.quality else {}).items() if isinstance(v, float) and k != "epoch"}
+
+
+def load_run(path: str | Path) -> Run:
+    p = check_run_dir(path)
+    meta = json.loads((p / "config.json").read_text())
+    metrics = json.loads((p / "metrics.json").read_text()) if (p / "metrics.json").exists() else {}
+    studies = []
+    for folder in sorted((p / "latent").glob("*-*")) if (p / "latent").is_dir() else []:
+        records = list(folder.glob("*.json"))
+        if records:
+            studies.append((folder, json.loads(records[0].read_text())))
+    return Run(p, meta["config"], meta, read_stats(p), read_stats(p, "quality.jsonl"), read_stats(p, "warnings.jsonl"),
+               metrics, studies)
+
+
+# ---- rendering helpers ------------------------------------------------------------------------
+class Writer:
+    """Collects the body as HTML, or as Markdown with images copied beside it."""
+
+    def __init__(self, markdown_dir: Path | None = None):
+        self.parts: list[str] = []
+        self.md_dir = markdown_dir
+        self.n_images = 0
+
+    def heading(self, level: int, text: str, explain: str | None = None) -> None:
+        if self.md_dir:
+            self.parts.append(f"{'#' * level} {text}\n" + (f"\n*{explain}*\n" if explain else ""))
+        else:
+            self.parts.append(f"<h{level}>{html.escape(text)}</h{level}>"
+                              + (f'<p class="explain">{html.escape(explain)}</p>' if explain else ""))
+
+    def text(self, text: str) -> None:
+        self.parts.append(text + "\n" if self.md_dir else f"<p>{html.escape(text)}</p>")
+
+    def pre(self, text: str, summary: str) -> None:
+        if self.md_dir:
+            self.parts.append(f"```\n{text}\n```\n")
+        else:
+            self.parts.append(f"<details><summary>{html.escape(summary)}</summary><pre>{html.escape(text)}</pre></details>")
+
+    def image(self, data: bytes | Path, alt: str, pixels: bool = False) -> None:
+        """An image; `pixels` for small sample grids, scaled up without smoothing."""
+        raw = data.read_bytes() if isinstance(data, Path) else data
+        self.n_images += 1
+        if self.md_dir:
+            name = f"img{self.n_images:03d}.png"
+            (self.md_dir / name).write_bytes(raw)
+            self.parts.append(f"![{alt}]({self.md_dir.name}/{name})\n")
+        else:
+            b64 = base64.b64encode(raw).decode()
+            cls = ' class="pixels"' if pixels else ""
+            self.parts.append(f'<figure><img{cls} src="data:image/png;base64,{b64}" alt="{html.escape(alt)}">'
+                              f"<figcaption>{html.escape(alt)}</figcaption></figure>")
+
+    def table(self, header: list[str], rows: list[list[str]]) -> None:
+        if self.md_dir:
+            self.parts.append("| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+                              + "".join("| " + " | ".join(r) + " |\n" for r in rows))
+        else:
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+            body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+            self.parts.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
+
+    def items(self, lines: list[str]) -> None:
+        if self.md_dir:
+            self.parts.append("".join(f"- {x}\n" for x in lines))
+        else:
+            self.parts.append("<ul>" + "".join(f"<li>{html.escape(x)}</li>" for x in lines) + "</ul>")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x) for x in v)
+    return str(v)
+
+
+def _figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+SCORE_NAMES = [("fid", "FID"), ("kid", "KID"), ("is", "IS"), ("precision", "precision"), ("recall", "recall"),
+               ("coverage", "coverage")]
+
+
+def _score_cells(scores: dict) -> list[str]:
+    cells = []
+    for key, _ in SCORE_NAMES:
+        k = next((k for k in scores if k.startswith(f"{key}_") and not k.endswith("_std")), None)
+        cells.append(f"{scores[k]:.3f}" if k else "-")
+    return cells
+
+
+# ---- sections -----------------------------------------------------------------------------
+def write_run(w: Writer, run: Run, level: int = 2) -> None:
+    c, s = run.config, run.stats
+    w.heading(level, f"Run {run.name}")
+    w.heading(level + 1, "What was trained", EXPLAIN["trained"])
+    trained = s[-1] if s else {}
+    rows = [["preset", c["preset"]], ["dataset", c["dataset"]], ["model", c["model"]],
+            ["objective", c["objective"] + (f", clip {c['clip']}" if c.get("clip") else "")
+             + (f", gradient penalty {c['gp_weight']}" if c.get("gp_weight") else "")],
+            ["trained", f"{trained.get('epoch', 0):g} epochs, {trained.get('step', 0)} steps, batch {c['batch_size']}, "
+                        f"n_critic {c['n_critic']}"],
+            ["G optimizer", f"{c['g_optimizer']} lr {c['g_lr']:g} betas {_fmt(c['g_betas'])} weight decay {c['g_weight_decay']:g}"],
+            ["D optimizer", f"{c['d_optimizer']} lr {c['d_lr']:g} betas {_fmt(c['d_betas'])} weight decay {c['d_weight_decay']:g}"],
+            ["init, z_dim, EMA", f"{c['init']}, {c['z_dim']}, {c['ema'] or 'off'}"],
+            ["device, precision", f"{run.meta.get('device')}, {run.meta.get('precision', c['precision'])}"],
+            ["training time", f"{trained.get('time_s', 0):.0f} s"],
+            ["gankit, torch", f"{run.meta.get('gankit_version')}, {run.meta.get('torch_version')}"],
+            ["command", " ".join(run.meta.get("command") or [])]]
+    w.table(["setting", "value"], rows)
+    if (run.path / "models.txt").exists():
+        text = (run.path / "models.txt").read_text()
+        w.heading(level + 1, "The networks", EXPLAIN["networks"])
+        w.text(" · ".join(line for line in text.splitlines() if "parameters)" in line))
+        w.pre(text.rstrip(), "print(G) and print(D)")
+    for key, file, title in (("losses", "loss_curve.png", "Losses"), ("d_outputs", "d_outputs.png", "D(x) and D(G(z))"),
+                             ("milestones", "milestones.png", "Samples through training")):
+        if (run.path / file).exists():
+            w.heading(level + 1, title, EXPLAIN[key])
+            w.image(run.path / file, title)
+    grid = run.last_grid()
+    if grid:
+        w.heading(level + 1, "Last fixed-z grid", EXPLAIN["grid"])
+        w.image(grid, f"{grid.stem.replace('_', ' ')}", pixels=True)
+    scores = run.final_scores()
+    if scores or run.quality:
+        w.heading(level + 1, "Sample quality", EXPLAIN["quality"])
+        if scores:
+            floor = scores.pop("_floor", {})
+            rows = [["this run"] + _score_cells(scores)] + ([["real data (floor)"] + _score_cells(floor)] if floor else [])
+            name = next((k for k in scores if k.startswith("fid_")), "fid")
+            w.table(["", f"FID ({name[4:]})"] + [label for _, label in SCORE_NAMES[1:]], rows)
+        if (run.path / "fid_curve.png").exists():
+            w.image(run.path / "fid_curve.png", EXPLAIN["fid_curve"])
+    if run.studies:
+        w.heading(level + 1, "Latent-space studies", EXPLAIN["latent"])
+        for folder, record in run.studies:
+            write_study(w, folder, record, level + 2)
+    if run.warnings:
+        w.heading(level + 1, "Warnings", EXPLAIN["warnings"])
+        w.items([f"step {x['step']}: {x['warning']}" for x in run.warnings])
+
+
+STUDY_TEXT = {
+    "sample": "Samples from chosen latent vectors (the z used is saved beside them).",
+    "nudge": "Single dimensions moved by -delta, 0 and +delta for the same base vectors: rows that change "
+             "together show what a dimension controls.",
+    "sweep": "One base vector, one dimension per row set to each value of the sweep.",
+    "interpolate": "A straight (lerp) or great-circle (slerp) path between two latent vectors.",
+    "arithmetic": "a - b + c on latent vectors, each input the mean of its vectors.",
+    "rank": "How much moving each dimension changes the image (and how often the predicted class flips).",
+}
+
+
+def write_study(w: Writer, folder: Path, record: dict, level: int) -> None:
+    cmd = record.get("command", folder.name.split("-")[0])
+    args = {k: v for k, v in record.items()
+            if k in ("seed", "n", "dims", "deltas", "base_seeds", "values", "method", "steps", "delta")}
+    w.heading(level, f"{cmd}: {', '.join(f'{k} {_fmt(v)}' for k, v in args.items())}", STUDY_TEXT.get(cmd))
+    pngs = sorted(folder.glob("*.png"))
+    if cmd == "nudge":  # the per-dimension figures repeat what the combined ones show
+        pngs = [p for p in pngs if p.name.startswith("combined")]
+    for png in pngs:
+        w.image(png, f"{cmd}: {png.stem}")
+    if cmd == "rank":
+        rows = record["measurements"]
+        flips = "class_flip_rate" in rows[0]
+        show = rows[:10] + rows[-10:] if len(rows) > 20 else rows
+        w.table(["rank", "dim", "mean |pixel change|"] + (["class flips"] if flips else []),
+                [[str(r["rank"]), str(r["dim"]), f"{r['mean_abs_change']:.4f}"]
+                 + ([f"{r['class_flip_rate']:.3f}"] if flips else []) for r in show])
+
+
+def write_comparison(w: Writer, runs: list[Run]) -> None:
+    w.heading(2, "Comparison", EXPLAIN["comparison"])
+    scored = any(r.final_scores() for r in runs)  # score columns only when some run has scores
+    rows = []
+    for r in runs:
+        last = r.stats[-1] if r.stats else {}
+        scores = _score_cells({k: v for k, v in r.final_scores().items() if k != "_floor"}) if scored else []
+        rows.append([r.name, r.config["preset"], r.config["objective"], r.config["model"], f"{last.get('epoch', 0):g}",
+                     f"{last.get('time_s', 0):.0f} s"] + scores)
+    w.table(["run", "preset", "objective", "model", "epochs", "time"]
+            + ([label for _, label in SCORE_NAMES] if scored else []), rows)
+    from PIL import Image
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.6), dpi=110, squeeze=False)
+    for ax, r in zip(axes[0], runs):
+        grid = r.last_grid()
+        if grid:
+            ax.imshow(Image.open(grid).convert("RGB"), interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"{r.name[:5]} {r.config['preset']}\n{r.config['model']} / {r.config['objective']}", fontsize=8)
+    fig.tight_layout()
+    w.image(_figure_png(fig), "last fixed-z grid of each run")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    for r in runs:
+        ep = [x["epoch"] for x in r.stats]
+        line, = axes[0].plot(ep, [x["loss_D"] for x in r.stats], label=f"{r.name[:5]} loss_D")
+        axes[0].plot(ep, [x["loss_G"] for x in r.stats], ls="--", color=line.get_color(), label=f"{r.name[:5]} loss_G")
+        key = next((k for k in (r.quality[0] if r.quality else {}) if k.startswith("fid_")), None)
+        if key:
+            axes[1].plot([x["epoch"] for x in r.quality], [x[key] for x in r.quality], marker="o", label=f"{r.name[:5]} {key}")
+    axes[0].set_title("losses", fontsize=9)
+    axes[1].set_title("FID during training (lower is better)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    if not axes[1].lines:
+        axes[1].text(0.5, 0.5, "no run tracked FID during training", ha="center", va="center", transform=axes[1].transAxes)
+    fig.tight_layout()
+    w.image(_figure_png(fig), "losses and FID of the runs, overlaid")
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:960px;margin:0 auto;padding:1rem;
+color:#222;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{border-bottom:2px solid #ddd;padding-bottom:.2rem;margin-top:2.2rem}
+h3{margin-top:1.6rem}.explain{color:#555;font-style:italic;margin-top:-.4rem}
+figure{margin:.6rem 0}img{max-width:100%;height:auto}img.pixels{width:484px;image-rendering:pixelated}
+figcaption{font-size:.85rem;color:#666}table{border-collapse:collapse;font-size:.9rem}
+td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}th{background:#f3f3f3}
+.scroll{overflow-x:auto}pre{font-size:.75rem;overflow-x:auto;background:#f7f7f7;padding:.5rem}
+@media print{details{display:block}details>pre{display:block}h2{page-break-before:auto}figure{page-break-inside:avoid}}
+"""
+
+
+def build_report(run_dirs: list[str | Path], out: str | Path, markdown: bool = False) -> Path:
+    """Write the report of one run, or a comparison followed by each run, to `out`."""
+    runs = [load_run(p) for p in run_dirs]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md_dir = None
+    if markdown:
+        md_dir = out.with_name(out.stem + "_files")
+        if md_dir.exists():
+            shutil.rmtree(md_dir)
+        md_dir.mkdir()
+    w = Writer(md_dir)
+    title = f"GAN lab report: {runs[0].name}" if len(runs) == 1 else f"GAN lab report: {len(runs)} runs compared"
+    if len(runs) > 1:
+        write_comparison(w, runs)
+    for r in runs:
+        write_run(w, r)
+    if markdown:
+        out.write_text(f"# {title}\n\n" + "\n".join(w.parts))
+    else:
+        out.write_text(f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+                       f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+                       f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+                       f"<h1>{html.escape(title)}</h1>" + "".join(w.parts) + "</body></html>\n")
+    return out

@@ -1,0 +1,84 @@
+"""The report: self-contained, renders in a real browser, leaves out what a run lacks."""
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gankit.cli import main
+from gankit.config import preset_config
+from gankit.train import train
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_root):
+    out = tmp_path_factory.mktemp("report-runs")
+    a = train(preset_config("dcgan-report", data_root=str(tiny_root), out_dir=str(out), batch_size=16, steps=20,
+                            log_every=4, eval_every=0))
+    b = train(preset_config("lab6-wgan", data_root=str(tiny_root), out_dir=str(out), batch_size=16, steps=20,
+                            log_every=4, eval_every=0))
+    assert main(["explore", "nudge", str(a), "--dims", "1", "2", "--deltas", "3", "--n", "4"]) == 0
+    assert main(["explore", "rank", str(a), "--n", "8"]) == 0
+    return a, b
+
+
+def test_report_of_one_run_has_every_section(runs):
+    run = runs[0]
+    assert main(["report", str(run)]) == 0
+    text = (run / "report.html").read_text()
+    for heading in ("What was trained", "The networks", "Losses", "D(x) and D(G(z))", "Samples through training",
+                    "Last fixed-z grid", "Latent-space studies", "nudge:", "rank:"):
+        assert heading in text, heading
+    assert "ConvTranspose2d(100, 512" in text  # print(G)
+    assert "http://" not in text and "https://" not in text  # nothing to fetch
+
+
+def test_report_leaves_out_what_a_run_lacks(runs):
+    run = runs[1]  # no latent study, no metrics, no quality tracking
+    assert main(["report", str(run)]) == 0
+    text = (run / "report.html").read_text()
+    assert "What was trained" in text and "Losses" in text
+    for absent in ("Latent-space studies", "Sample quality"):
+        assert absent not in text
+
+
+def test_markdown_with_images_beside(runs, tmp_path):
+    assert main(["report", str(runs[0]), "--md", "-o", str(tmp_path / "lab.md")]) == 0
+    text = (tmp_path / "lab.md").read_text()
+    images = re.findall(r"^!\[.*\]\(([^()]+)\)$", text, flags=re.M)
+    assert len(images) >= 5 and all((tmp_path / name).exists() for name in images)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+def test_report_renders_in_a_real_browser(runs, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    out = tmp_path / "compare.html"
+    assert main(["report", str(runs[0]), str(runs[1]), "-o", str(out)]) == 0
+    errors, requests = [], []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1000, "height": 800})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(out.as_uri())
+        page.wait_for_load_state("load")
+        widths = page.eval_on_selector_all("img", "imgs => imgs.map(i => i.complete ? i.naturalWidth : 0)")
+        page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(out.as_uri())
+        overflow = phone.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1")
+        browser.close()
+    assert widths and all(w > 0 for w in widths), widths
+    assert not errors, errors
+    assert all(u.startswith(("file:", "data:")) for u in requests), [u for u in requests if not u.startswith(("file:", "data:"))]
+    assert not overflow, "the page scrolls sideways on a phone"
+    assert (tmp_path / "report.png").stat().st_size > 10_000
+    # Keep the screenshot where a person can look at it after the test run.
+    keep = Path(__file__).resolve().parents[1] / "runs" / "report-screenshot.png"
+    keep.parent.mkdir(exist_ok=True)
+    shutil.copy(tmp_path / "report.png", keep)
