@@ -27,10 +27,11 @@ def print_table(columns: list[tuple[str, dict]], tag: str) -> None:
     rows = [(label, [_value(r, m, tag) for _, r in columns]) for m, label in SHOWN
             if any(f"{m}_{tag}" in r for _, r in columns)]
     widths = [max(len(t), *(len(v[i]) for _, v in rows)) for i, (t, _) in enumerate(columns)]
-    name_w = max(len(f"{label}") for label, _ in rows) + 2
-    print(f"{'metric (' + tag + ')':<{name_w + 2}}" + "  ".join(t.rjust(w) for (t, _), w in zip(columns, widths)))
+    first = f"metric ({tag})"
+    name_w = max(len(first), *(len(label) for label, _ in rows)) + 2
+    print(first.ljust(name_w) + "  ".join(t.rjust(w) for (t, _), w in zip(columns, widths)))
     for label, vals in rows:
-        print(f"{label:<{name_w + 2}}" + "  ".join(v.rjust(w) for v, w in zip(vals, widths)))
+        print(label.ljust(name_w) + "  ".join(v.rjust(w) for v, w in zip(vals, widths)))
 
 
 def metrics_file(src: Path) -> Path:

@@ -223,7 +223,10 @@ STUDY_TEXT = {
 def write_study(w: Writer, folder: Path, record: dict, level: int) -> None:
     cmd = record.get("command", folder.name.split("-")[0])
     args = {k: v for k, v in record.items()
-            if k in ("seed", "n", "dims", "deltas", "base_seeds", "values", "method", "steps", "delta")}
+            if k in ("seed", "n", "dims", "deltas", "base_seeds", "method", "steps", "delta")}
+    for k in ("a", "b", "c"):  # arithmetic inputs: lists of {"seed": s} or {"file": f}
+        if k in record:
+            args[k] = [g.get("seed", g.get("file")) for g in record[k]]
     w.heading(level, f"{cmd}: {', '.join(f'{k} {_fmt(v)}' for k, v in args.items())}", STUDY_TEXT.get(cmd))
     pngs = sorted(folder.glob("*.png"))
     if cmd == "nudge":  # the per-dimension figures repeat what the combined ones show
