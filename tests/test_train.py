@@ -78,6 +78,18 @@ def test_exported_generator_reproduces_the_run(tiny_root, tmp_path):
         load_generator(run)
 
 
+def assert_same_state(a: dict, b: dict) -> None:
+    """Two checkpoints hold bit-identical G, D, G_ema, optimizer states and noise RNG."""
+    for key in ("G", "D", "G_ema"):
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), f"{key}.{k}"
+    for key in ("opt_G", "opt_D"):
+        for pid, st in a[key]["state"].items():
+            for k, v in st.items():
+                assert torch.equal(v, b[key]["state"][pid][k]), f"{key}[{pid}].{k}"
+    assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])
+
+
 def test_resume_is_exact(tiny_root, tmp_path):
     """12 steps straight == 6 steps, then resume to 12 (fresh load from disk): same weights
     and optimizer state, bit for bit, with EMA and an n_critic cycle crossing the cut."""
@@ -90,14 +102,7 @@ def test_resume_is_exact(tiny_root, tmp_path):
     a = load_checkpoint(full / "checkpoints" / "last.pt")
     b = load_checkpoint(resumed / "checkpoints" / "last.pt")
     assert a["step"] == b["step"] == 12
-    for key in ("G", "D", "G_ema"):
-        for k in a[key]:
-            assert torch.equal(a[key][k], b[key][k]), f"{key}.{k}"
-    for key in ("opt_G", "opt_D"):
-        for pid, st in a[key]["state"].items():
-            for k, v in st.items():
-                assert torch.equal(v, b[key]["state"][pid][k]), f"{key}[{pid}].{k}"
-    assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])
+    assert_same_state(a, b)
     steps = [json.loads(line)["step"] for line in (resumed / "stats.jsonl").read_text().splitlines()]
     assert steps == [3, 6, 9, 12]
     # milestones of both parts, each under the step it was taken at
@@ -123,14 +128,7 @@ def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tiny_root, tmp_p
     assert out.returncode == 0, out.stderr
     a = load_checkpoint(full / "checkpoints" / "last.pt")
     b = load_checkpoint(part / "checkpoints" / "last.pt")
-    for key in ("G", "D", "G_ema"):
-        for k in a[key]:
-            assert torch.equal(a[key][k], b[key][k]), f"{key}.{k}"
-    for key in ("opt_G", "opt_D"):
-        for pid, st in a[key]["state"].items():
-            for k, v in st.items():
-                assert torch.equal(v, b[key]["state"][pid][k]), f"{key}[{pid}].{k}"
-    assert torch.equal(a["rng"]["noise"], b["rng"]["noise"])
+    assert_same_state(a, b)
     rows = [{k: v for k, v in json.loads(x).items() if k not in TIMING}
             for x in (full / "stats.jsonl").read_text().splitlines()]
     rows_b = [{k: v for k, v in json.loads(x).items() if k not in TIMING}
