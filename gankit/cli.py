@@ -24,8 +24,7 @@ from .errors import GankitError
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a GAN (see `gankit presets`)",
                        description="Train a GAN. Start from a preset and override any Config field "
-                                   "with its flag; the resolved config is printed and saved in the run folder.",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   "with its flag; the resolved config is printed and saved in the run folder.")
     p.add_argument("--preset", default=None, help="named experiment (`gankit presets` lists them); default: 'default'")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its newest valid checkpoint "

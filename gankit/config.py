@@ -270,12 +270,20 @@ def add_config_arguments(parser) -> None:
     """One `--field-name` flag per Config field; defaults stay None so only the flags given
     override the preset."""
     helps = field_help()
+    registries = {"dataset": DATASETS, "model": MODELS, "objective": OBJECTIVES, "g_optimizer": OPTIMIZERS,
+                  "d_optimizer": OPTIMIZERS}
+    defaults = Config()
     for name, tp in field_types().items():
         if name == "preset":
             continue
         flag = "--" + name.replace("_", "-")
         kind = _base_type(tp)
         h = helps.get(name, "")
+        if name in registries:
+            h = "one of: " + ", ".join(registries[name])
+        default = getattr(defaults, name)
+        h += f" [default {' '.join(map(str, default)) if isinstance(default, tuple) else default}; presets may change it]"
+        h = h.replace("%", "%%")
         if kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
                                 default=None, help=h)
