@@ -2,7 +2,8 @@
 
     python bench/epoch_times.py [--presets default dcgan-report ...] [--epochs 1] [--out bench/EPOCH_TIMES.md]
 
-Each preset runs as `gankit train --preset P --epochs N` in a fresh process. Printed and written
+Each preset runs as `gankit train --preset P --epochs N --eval-every 0` in a fresh process
+(training alone: no in-training quality evaluation). Printed and written
 per preset: wall time of the whole command, the loop's own training time (stats.jsonl time_s,
 without start-up, plots and checkpoints), images/s of the loop, peak resident memory of the
 process, and the final losses. The header records device, versions and date.
@@ -55,7 +56,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
             cmd = [sys.executable, "-m", "gankit", "train", "--preset", preset, "--epochs", str(args.epochs),
-                   "--device", args.device, "--out-dir", tmp, "--log-every", "50"]
+                   "--device", args.device, "--out-dir", tmp, "--log-every", "50", "--eval-every", "0"]
             t0 = time.perf_counter()
             log_path = Path(tmp) / f"{preset}.log"
             with open(log_path, "w") as log:
