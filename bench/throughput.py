@@ -144,11 +144,10 @@ def main() -> None:
                 ref, flops = reference_images_per_s(model, batch, args.device, root)
                 g32 = gankit_images_per_s(model, batch, args.device, "fp32", Path(tmp))
                 gauto = gankit_images_per_s(model, batch, args.device, "auto", Path(tmp))
-                step_flops = flops  # same architecture and batch: the same arithmetic per step
-                share32 = g32 / batch * step_flops / rate32
-                share16 = gauto / batch * step_flops / rate16
+                share32 = g32 / batch * flops / rate32  # FLOPs of the labs' step, the same arithmetic
+                share16 = gauto / batch * flops / rate16
                 line = (f"| {model} | {batch} | {ref:.0f} | {g32:.0f} | {g32 / ref:.2f}x | {gauto:.0f} | "
-                        f"{gauto / ref:.2f}x | {step_flops / 1e9:.2f} | {100 * share32:.1f}% | {100 * share16:.1f}% |")
+                        f"{gauto / ref:.2f}x | {flops / 1e9:.2f} | {100 * share32:.1f}% | {100 * share16:.1f}% |")
                 print(line, flush=True)
                 lines.append(line)
     shutil.rmtree(root, ignore_errors=True)

@@ -17,7 +17,7 @@ from torchvision.utils import make_grid
 from . import __version__
 from . import latent as L
 from .errors import GankitError
-from .runs import _plt, save_grid
+from .runs import pyplot, save_grid
 from .train import resolve_precision
 
 
@@ -64,7 +64,7 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], path: Path, title: str,
     img = torch.cat(strips, dim=1).permute(1, 2, 0).numpy()  # (H_total, W, C)
     h_row = strips[0].shape[1]
     w_col = (strips[0].shape[2] - 2) / n
-    plt = _plt()
+    plt = pyplot()
     fig_w = max(4.0, n * scale + 1.6)
     fig_h = len(rows) * scale + (1.3 if col_labels else 0.9)
     fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=110)
@@ -246,7 +246,7 @@ def cmd_rank(args) -> int:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6, len(rows) * 0.09), 3.2), dpi=110)
     ax.bar(range(len(rows)), [r["mean_abs_change"] for r in rows], color="tab:blue")
     step = max(1, len(rows) // 25)

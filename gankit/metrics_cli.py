@@ -7,7 +7,7 @@ from pathlib import Path
 
 from . import metrics as M
 from .errors import GankitError
-from .runs import _plt, atomic_write_text, check_run_dir, read_stats
+from .runs import atomic_write_text, check_run_dir, comparison_figure, pyplot, read_stats
 
 SHOWN = [("fid", "FID"), ("kid", "KID"), ("is", "IS"), ("precision", "precision"), ("recall", "recall"),
          ("density", "density"), ("coverage", "coverage"), ("class_entropy", "class entropy"),
@@ -68,11 +68,6 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _last_grid(run: Path) -> Path | None:
-    grids = sorted((run / "images").glob("epoch_*.png")) + sorted((run / "images").glob("step_*.png"))
-    return max(grids, key=lambda p: p.stat().st_mtime) if grids else None
-
-
 def cmd_compare(args) -> int:
     runs = [check_run_dir(r) for r in args.runs]
     tag = M.protocol(args.dataset, args.n)
@@ -94,47 +89,11 @@ def cmd_compare(args) -> int:
     (out / "comparison.json").write_text(json.dumps({name: r for name, r in columns} | {"real_floor": floor},
                                                     indent=1) + "\n")
     # One figure: each run's last fixed-z grid side by side, then losses and FID curves overlaid.
-    from PIL import Image
-    plt = _plt()
-    fig = plt.figure(figsize=(max(8, 4 * len(runs)), 7.5), dpi=110)
-    gs = fig.add_gridspec(2, max(2, len(runs)), height_ratios=[1.2, 1])
-    for i, (run, (_, r)) in enumerate(zip(runs, columns)):
-        ax = fig.add_subplot(gs[0, i])
-        grid = _last_grid(run)
-        if grid:
-            ax.imshow(Image.open(grid).convert("RGB"), interpolation="nearest")
-        ax.set_axis_off()
-        info = r["_info"]
-        ax.set_title(f"{run.name}\n{info['model']} / {info['objective']}, {info['epochs']:g} ep\n"
-                     f"fid_{tag} {r.get(f'fid_{tag}', float('nan')):.2f}", fontsize=8)
-    half = max(2, len(runs)) // 2
-    ax = fig.add_subplot(gs[1, :half])
-    for run in runs:
-        stats = read_stats(run)
-        line, = ax.plot([s["epoch"] for s in stats], [s["loss_G"] for s in stats], label=f"{run.name[:5]} loss_G")
-        ax.plot([s["epoch"] for s in stats], [s["loss_D"] for s in stats], ls="--", color=line.get_color(),
-                label=f"{run.name[:5]} loss_D")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title("losses", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax = fig.add_subplot(gs[1, half:])
-    for run in runs:  # FID tracked during training (quality.jsonl), when it was
-        q = read_stats(run, "quality.jsonl")
-        key = next((k for k in (q[0] if q else {}) if k.startswith("fid_")), None)
-        if key:
-            ax.plot([r["epoch"] for r in q], [r[key] for r in q], marker="o", label=f"{run.name[:5]} {key}")
-    ax.set_xlabel("epoch")
-    ax.set_title("FID during training (lower is better)", fontsize=9)
-    ax.grid(alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no run tracked FID during training", ha="center", va="center", transform=ax.transAxes)
-    fig.tight_layout()
+    titles = [f"{run.name}\n{r['_info']['model']} / {r['_info']['objective']}, {r['_info']['epochs']:g} ep\n"
+              f"fid_{tag} {r.get(f'fid_{tag}', float('nan')):.2f}" for run, (_, r) in zip(runs, columns)]
+    fig = comparison_figure(runs, titles)
     fig.savefig(out / "comparison.png")
-    plt.close(fig)
+    pyplot().close(fig)
     print(f"wrote {out / 'comparison.json'} and {out / 'comparison.png'}")
     return 0
 

@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runs import _plt, check_run_dir, read_stats
+from .runs import check_run_dir, comparison_figure, last_grid, pyplot, read_stats
 
 EXPLAIN = {
     "trained": "The configuration this run trained with, as saved in its config.json.",
@@ -48,10 +48,6 @@ class Run:
     @property
     def name(self) -> str:
         return self.path.name
-
-    def last_grid(self) -> Path | None:
-        grids = sorted((self.path / "images").glob("epoch_*.png")) + sorted((self.path / "images").glob("step_*.png"))
-        return max(grids, key=lambda p: p.stat().st_mtime) if grids else None
 
     def final_scores(self) -> dict:
         """Scores from the latest `gankit eval` (metrics.json), else the last in-training evaluation."""
@@ -141,7 +137,7 @@ def _fmt(v) -> str:
 def _figure_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
-    _plt().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -186,7 +182,7 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
         if (run.path / file).exists():
             w.heading(level + 1, title, EXPLAIN[key])
             w.image(run.path / file, title)
-    grid = run.last_grid()
+    grid = last_grid(run.path)
     if grid:
         w.heading(level + 1, "Last fixed-z grid", EXPLAIN["grid"])
         w.image(grid, f"{grid.stem.replace('_', ' ')}", pixels=True)
@@ -253,36 +249,9 @@ def write_comparison(w: Writer, runs: list[Run]) -> None:
                      f"{last.get('time_s', 0):.0f} s"] + scores)
     w.table(["run", "preset", "objective", "model", "epochs", "time"]
             + ([label for _, label in SCORE_NAMES] if scored else []), rows)
-    from PIL import Image
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.2 * len(runs), 3.6), dpi=110, squeeze=False)
-    for ax, r in zip(axes[0], runs):
-        grid = r.last_grid()
-        if grid:
-            ax.imshow(Image.open(grid).convert("RGB"), interpolation="nearest")
-        ax.set_axis_off()
-        ax.set_title(f"{r.name[:5]} {r.config['preset']}\n{r.config['model']} / {r.config['objective']}", fontsize=8)
-    fig.tight_layout()
-    w.image(_figure_png(fig), "last fixed-z grid of each run")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
-    for r in runs:
-        ep = [x["epoch"] for x in r.stats]
-        line, = axes[0].plot(ep, [x["loss_D"] for x in r.stats], label=f"{r.name[:5]} loss_D")
-        axes[0].plot(ep, [x["loss_G"] for x in r.stats], ls="--", color=line.get_color(), label=f"{r.name[:5]} loss_G")
-        key = next((k for k in (r.quality[0] if r.quality else {}) if k.startswith("fid_")), None)
-        if key:
-            axes[1].plot([x["epoch"] for x in r.quality], [x[key] for x in r.quality], marker="o", label=f"{r.name[:5]} {key}")
-    axes[0].set_title("losses", fontsize=9)
-    axes[1].set_title("FID during training (lower is better)", fontsize=9)
-    for ax in axes:
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    if not axes[1].lines:
-        axes[1].text(0.5, 0.5, "no run tracked FID during training", ha="center", va="center", transform=axes[1].transAxes)
-    fig.tight_layout()
-    w.image(_figure_png(fig), "losses and FID of the runs, overlaid")
+    titles = [f"{r.name[:5]} {r.config['preset']}\n{r.config['model']} / {r.config['objective']}" for r in runs]
+    w.image(_figure_png(comparison_figure([r.path for r in runs], titles)),
+            "the last fixed-z grid of each run; losses and FID of the runs, overlaid")
 
 
 CSS = """

@@ -113,7 +113,7 @@ def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> torch.Tensor:
 
 
 # ---- figures ---------------------------------------------------------------------------------
-def _plt():
+def pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -125,7 +125,7 @@ def plot_curves(run_dir: Path, score_label: str) -> None:
     rows = read_stats(run_dir)
     if not rows:
         return
-    plt = _plt()
+    plt = pyplot()
     ep = [r["epoch"] for r in rows]
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
@@ -158,17 +158,66 @@ def plot_curves(run_dir: Path, score_label: str) -> None:
     plt.close(fig)
 
     quality = read_stats(run_dir, "quality.jsonl")
-    fid_key = next((k for k in (quality[0] if quality else {}) if k.startswith("fid_")), None)
-    if fid_key:
+    key = fid_key(quality)
+    if key:
         fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
-        ax.plot([r["epoch"] for r in quality], [r[fid_key] for r in quality], marker="o")
+        ax.plot([r["epoch"] for r in quality], [r[key] for r in quality], marker="o")
         ax.set_xlabel("epoch")
-        ax.set_ylabel(fid_key)
+        ax.set_ylabel(key)
         ax.set_title("FID against the test set with the dataset's evaluator (lower is better)")
         ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(run_dir / "fid_curve.png")
         plt.close(fig)
+
+
+def fid_key(quality: list[dict]) -> str | None:
+    """The FID column of quality.jsonl rows (its name carries the protocol, e.g. fid_fmnist5k)."""
+    return next((k for k in (quality[0] if quality else {}) if k.startswith("fid_")), None)
+
+
+def last_grid(run_dir: Path) -> Path | None:
+    """The newest fixed-z grid of a run (images/epoch_*.png or step_*.png)."""
+    grids = [*(Path(run_dir) / "images").glob("epoch_*.png"), *(Path(run_dir) / "images").glob("step_*.png")]
+    return max(grids, key=lambda p: p.stat().st_mtime) if grids else None
+
+
+def comparison_figure(run_dirs: list[Path], titles: list[str]):
+    """Several runs in one figure: each run's last fixed-z grid on top (titled), their losses and
+    their FID during training (when tracked) overlaid below. Returns the matplotlib figure."""
+    from PIL import Image
+    plt = pyplot()
+    fig = plt.figure(figsize=(max(8, 3.6 * len(run_dirs)), 7.5), dpi=110)
+    rows = fig.add_gridspec(2, 1, height_ratios=[1.2, 1])
+    top, bottom = rows[0].subgridspec(1, len(run_dirs)), rows[1].subgridspec(1, 2)
+    for i, (run, title) in enumerate(zip(run_dirs, titles)):
+        ax = fig.add_subplot(top[0, i])
+        grid = last_grid(run)
+        if grid:
+            ax.imshow(Image.open(grid).convert("RGB"), interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=8)
+    losses, fids = fig.add_subplot(bottom[0, 0]), fig.add_subplot(bottom[0, 1])
+    for run in run_dirs:
+        stats, quality = read_stats(run), read_stats(run, "quality.jsonl")
+        label = Path(run).name[:5]
+        line, = losses.plot([r["epoch"] for r in stats], [r["loss_G"] for r in stats], label=f"{label} loss_G")
+        losses.plot([r["epoch"] for r in stats], [r["loss_D"] for r in stats], ls="--", color=line.get_color(),
+                    label=f"{label} loss_D")
+        key = fid_key(quality)
+        if key:
+            fids.plot([r["epoch"] for r in quality], [r[key] for r in quality], marker="o", label=f"{label} {key}")
+    losses.set_title("losses", fontsize=9)
+    fids.set_title("FID during training (lower is better)", fontsize=9)
+    for ax in (losses, fids):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    if not fids.lines:
+        fids.text(0.5, 0.5, "no run tracked FID during training", ha="center", va="center", transform=fids.transAxes)
+    fig.tight_layout()
+    return fig
 
 
 def milestone_path(run_dir: Path, step: int) -> Path:
@@ -184,7 +233,7 @@ def plot_milestones(run_dir: Path, total: int) -> None:
     rows = sorted((int(p.stem.split("_")[1]), p) for p in (run_dir / "images").glob("milestone_*.png"))
     if not rows:
         return
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.25 * len(rows) + 0.4), dpi=120, squeeze=False)
     for ax, (step, path) in zip(axes[:, 0], rows):
         ax.imshow(Image.open(path).convert("RGB"), interpolation="nearest")
