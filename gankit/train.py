@@ -212,6 +212,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
         torch.set_rng_state(state["rng"]["torch"])
         acc_D.copy_(state["acc_D"])
         acc_G.copy_(state["acc_G"])
+        grad_norms.copy_(state["grad_norms"])
         return (state["step"], state["n_D"], state["n_G"], state["elapsed"], state["best_fid"],
                 state["low_D_ticks"], state["rollbacks"])
 
@@ -256,7 +257,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
             "G_ema": G_ema.state_dict() if G_ema is not None else None,
             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "noise": noise.get_state()},
-            "acc_D": acc_D, "acc_G": acc_G, "n_D": n_D, "n_G": n_G,
+            "acc_D": acc_D, "acc_G": acc_G, "grad_norms": grad_norms, "n_D": n_D, "n_G": n_G,
             "elapsed": elapsed + time.perf_counter() - t_start,
             "best_fid": best_fid, "low_D_ticks": low_D_ticks, "rollbacks": rollbacks,
         }
@@ -299,6 +300,8 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
         step = start
         while step < T:
             update_G = step % cfg.n_critic == cfg.n_critic - 1
+            # Gradient norms are only read at log ticks, so only the step before one computes them.
+            tick = (step + 1) % cfg.log_every == 0 or (step + 1) % spe == 0 or step + 1 == T
             x_real = to_float(x_train[sampler.indices(step)])  # (B, C, H, W) in [-1, 1]
             z = torch.randn(cfg.batch_size, cfg.z_dim, device=device, generator=noise)
 
@@ -314,7 +317,8 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
                 loss_D = loss_D + cfg.gp_weight * gradient_penalty(D, x_real, x_fake.detach().to(x_real.dtype), noise)
             opt_D.zero_grad(set_to_none=True)
             loss_D.backward()
-            grad_norms[0] = _grad_norm(D)
+            if tick:
+                grad_norms[0] = _grad_norm(D)
             opt_D.step()
             if cfg.clip > 0:
                 clip_weights(D, cfg.clip)
@@ -331,7 +335,8 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
                 loss_G = objective.g_loss(d_fake_G)
                 opt_G.zero_grad(set_to_none=True)
                 loss_G.backward()
-                grad_norms[1] = _grad_norm(G)
+                if tick:
+                    grad_norms[1] = _grad_norm(G)
                 opt_G.step()
                 D.requires_grad_(True)
                 acc_G += loss_G.detach()
@@ -344,7 +349,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
             done = step + 1
             bar.update(1)
             epoch_end = done % spe == 0
-            if done % cfg.log_every == 0 or epoch_end or done == T:
+            if tick:
                 values = torch.cat([acc_D / max(n_D, 1), acc_G / max(n_G, 1), grad_norms]).tolist()
                 problem = nonfinite(values, done)
                 if problem and cfg.on_nan == "rollback" and rollbacks < MAX_ROLLBACKS:
