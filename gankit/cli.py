@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except GankitError as e:
         code = getattr(e, "exit_code", 2)
+        if getattr(e, "quiet", False):
+            return code
         print(f"gankit {args.command}: error: {e}", file=sys.stderr)
         return code
     except KeyboardInterrupt:

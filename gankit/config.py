@@ -57,6 +57,12 @@ class Config:
     precision: str = "fp32"  # fp32 | bf16 | auto (bf16 where the hardware has it); losses stay fp32
     on_nan: str = "stop"  # non-finite losses: stop (with a message) | rollback (last checkpoint, lr halved, <= 3 times)
     deterministic: bool = False  # torch.use_deterministic_algorithms for bitwise-repeatable runs
+    data_on_device: bool = True  # the dataset as one uint8 tensor on the device; off: kept on the CPU, each batch copied over
+    host_sync: bool = False  # read the losses on the host every step as lab loops do (.item()); off: only at log ticks
+    optim_impl: str = "foreach"  # optimizer kernels: foreach (multi-tensor) | fused (one kernel per step) | loop (per tensor)
+    channels_last: bool = False  # channels_last memory format for conv weights and image batches
+    compile: bool = False  # torch.compile G and D (on CUDA with CUDA graphs, mode reduce-overhead); the gradient penalty stays eager
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over all ranks' batches (SyncBatchNorm)
     # What to write.
     out_dir: str = "runs"  # parent folder of run folders
     log_every: int = 100  # D steps between log ticks (stats.jsonl, TensorBoard, NaN checks)
@@ -94,6 +100,7 @@ class Config:
         _choice("d_norm", self.d_norm, ("batch", "layer", "none"))
         _choice("precision", self.precision, ("fp32", "bf16", "auto"))
         _choice("on_nan", self.on_nan, ("stop", "rollback"))
+        _choice("optim_impl", self.optim_impl, ("foreach", "fused", "loop"))
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
         for name in ("channels", "z_dim", "hidden_dim", "n_critic", "batch_size", "log_every",

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 
 from .errors import GankitError, RunError
-from .train import sample_images
 
 
 def load_source(src: str | Path, ema: bool | None = None) -> tuple[torch.nn.Module, Path]:
@@ -31,6 +30,18 @@ def load_source(src: str | Path, ema: bool | None = None) -> tuple[torch.nn.Modu
                        f"saved its first checkpoint?)")
     G = load_generator(p, ema=ema)
     return G, (p if p.is_dir() else p.parent)
+
+
+@torch.no_grad()
+def sample_images(G: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """G(z) in eval mode (BatchNorm uses running statistics, so a sample does not depend on the
+    rest of the batch), restoring G's mode afterwards."""
+    was_training = G.training
+    G.eval()
+    try:
+        return G(z).float()
+    finally:
+        G.train(was_training)
 
 
 def z_from_seed(seed: int, n: int, z_dim: int) -> torch.Tensor:

@@ -68,10 +68,12 @@ OBJECTIVES: dict[str, Objective] = {
 
 
 def gradient_penalty(D: torch.nn.Module, x_real: Tensor, x_fake: Tensor,
-                     generator: torch.Generator | None = None) -> Tensor:
+                     generator: torch.Generator | None = None, eps: Tensor | None = None) -> Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates x_hat (Gulrajani et al. 2017).
-    The norm is taken in fp32 whatever precision the forward pass ran in."""
-    eps = torch.rand(x_real.shape[0], 1, 1, 1, device=x_real.device, generator=generator)
+    The norm is taken in fp32 whatever precision the forward pass ran in. `eps` (B, 1, 1, 1), the
+    interpolation weights, is drawn from `generator` unless given."""
+    if eps is None:
+        eps = torch.rand(x_real.shape[0], 1, 1, 1, device=x_real.device, generator=generator)
     x_hat = torch.lerp(x_real, x_fake, eps).requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x_hat).float().sum(), x_hat, create_graph=True)
     norm = grad.float().flatten(1).norm(2, dim=1)  # (B,)

@@ -12,7 +12,11 @@ OPTIMIZERS = {
 }
 
 
-def make_optimizer(name: str, params, lr: float, betas, weight_decay: float, device: torch.device):
-    # foreach kernels batch the per-parameter updates into a few launches; on CUDA they are
-    # the default already, on the CPU they are measured in bench/.
-    return OPTIMIZERS[name](list(params), lr, tuple(betas), weight_decay, foreach=True)
+def make_optimizer(name: str, params, lr: float, betas, weight_decay: float, impl: str = "foreach"):
+    """impl: 'foreach' batches the per-parameter updates into a few multi-tensor kernels, 'fused'
+    does the whole update in one kernel (Adam/AdamW/SGD; others fall back to foreach), 'loop'
+    updates one tensor at a time (the plain path, for comparison)."""
+    kw = {"foreach": impl == "foreach"}
+    if impl == "fused":
+        kw = {"fused": True} if name in ("adam", "adamw", "sgd") else {"foreach": True}
+    return OPTIMIZERS[name](list(params), lr, tuple(betas), weight_decay, **kw)

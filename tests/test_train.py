@@ -13,7 +13,9 @@ from gankit.cli import main
 from gankit.config import PRESETS, preset_config
 from gankit.data import locate
 from gankit.errors import RunError
-from gankit.train import ema_with_warmup, sample_images, train
+from gankit.ema import EMA
+from gankit.latent import sample_images
+from gankit.train import train
 
 ARTIFACTS = ["config.json", "models.txt", "stats.jsonl", "log.txt", "loss_curve.png", "d_outputs.png",
              "milestones.png", "generator.safetensors", "generator.json", "checkpoints/last.pt",
@@ -232,21 +234,26 @@ def test_real_fashion_mnist_run(tmp_path):
 
 
 def test_ema_warmup_follows_the_closed_form():
-    from torch.optim.swa_utils import AveragedModel
     m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
-    ema = AveragedModel(m, multi_avg_fn=ema_with_warmup(0.999), use_buffers=True)
+    ema = EMA(m, 0.999)
+    with torch.no_grad():
+        m[0].weight.add_(3.0)
+        m[1].num_batches_tracked += 7
+    ema.update(m)  # first update copies
+    torch.testing.assert_close(ema.module[0].weight, m[0].weight)
+    assert int(ema.module[1].num_batches_tracked) == 7
     w0 = m[0].weight.detach().clone()
-    ema.update_parameters(m)  # first update copies
     with torch.no_grad():
         m[0].weight.add_(1.0)
-    ema.update_parameters(m)  # t = 1: decay (1 + 1) / (10 + 1)
+    ema.update(m)  # t = 1: decay (1 + 1) / (10 + 1)
     torch.testing.assert_close(ema.module[0].weight, w0 * 2 / 11 + (w0 + 1) * 9 / 11)
-    ema.n_averaged.fill_(20000)  # late in training the decay is capped at 0.999
+    ema.n_updates.fill_(20000)  # late in training the decay is capped at 0.999
     before = ema.module[0].weight.detach().clone()
     with torch.no_grad():
         m[0].weight.add_(1.0)
-    ema.update_parameters(m)
+    ema.update(m)
     torch.testing.assert_close(ema.module[0].weight, before * 0.999 + m[0].weight.detach() * 0.001)
+    assert not any(p.requires_grad for p in ema.parameters())
 
 
 def test_warns_when_d_wins_outright(tiny_root, tmp_path):

@@ -164,7 +164,8 @@ def real_floor(reference: str = "fashion-mnist", names=METRICS, n: int = 10000,
 def make_judge(dataset: str, n: int, seed: int, z_dim: int, device, data_root: str | None = None):
     """For evaluation during training: a function G -> metrics of n samples from fixed z (drawn
     from `seed`) against n test images, with `.tag` naming the protocol; None when the dataset
-    has no evaluator. The reference features are computed (or read from cache) once, here."""
+    has no evaluator. `.score(images)` scores images made elsewhere (from `.z`, e.g. gathered
+    from several ranks). The reference features are computed (or read from cache) once, here."""
     from ..latent import generate, z_from_seed
     try:
         model, card = load_evaluator(dataset, device)
@@ -175,8 +176,8 @@ def make_judge(dataset: str, n: int, seed: int, z_dim: int, device, data_root: s
     tag = protocol(dataset, n)
 
     def judge(G) -> dict:
-        feats, probs = embed(model, generate(G, z))
-        return score_features(feats, probs, ref_feats, tag)
+        return judge.score(generate(G, z))
 
-    judge.tag = tag
+    judge.score = lambda images: score_features(*embed(model, images), ref_feats, tag)
+    judge.tag, judge.z = tag, z
     return judge
