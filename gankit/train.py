@@ -233,6 +233,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
     grad_norms = torch.zeros(2, device=device)
     n_D = n_G = 0
     start, elapsed = 0, 0.0  # steps done and training seconds before this process
+    eval_s = 0.0  # of all seconds so far, those spent on quality evaluations
     best_fid = math.inf  # best FID so far; best.safetensors holds that generator
     low_D_ticks = 0  # consecutive log ticks with loss_D near 0
 
@@ -240,7 +241,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
 
     def restore(state: dict) -> tuple:
         """Load a checkpoint into the live models, optimisers, RNGs and accumulators; returns the
-        loop's counters (step, n_D, n_G, elapsed, best_fid, low_D_ticks, rollbacks)."""
+        loop's counters (step, n_D, n_G, elapsed, eval_s, best_fid, low_D_ticks, rollbacks)."""
         G.load_state_dict(state["G"])
         D.load_state_dict(state["D"])
         if G_ema is not None:
@@ -256,11 +257,11 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
         acc_D.copy_(state["acc_D"])
         acc_G.copy_(state["acc_G"])
         grad_norms.copy_(state["grad_norms"])
-        return (state["step"], state["n_D"], state["n_G"], state["elapsed"], state["best_fid"],
+        return (state["step"], state["n_D"], state["n_G"], state["elapsed"], state.get("eval_s", 0.0), state["best_fid"],
                 state["low_D_ticks"], state["rollbacks"])
 
     if state is not None:
-        start, n_D, n_G, elapsed, best_fid, low_D_ticks, rollbacks = restore(state)
+        start, n_D, n_G, elapsed, eval_s, best_fid, low_D_ticks, rollbacks = restore(state)
     elif ddp.main:
         run_dir = create_run_dir(cfg.out_dir, f"{cfg.preset}-{cfg.dataset}")
         cfg.save(run_dir / "config.json", gankit_version=__version__, git_commit=_git_commit(),
@@ -306,7 +307,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             "opt_G": opt_G.state_dict(), "opt_D": opt_D.state_dict(),
             "rng": {"torch": torch.get_rng_state(), "noise": noise.get_state()},
             "acc_D": acc_D, "acc_G": acc_G, "grad_norms": grad_norms, "n_D": n_D, "n_G": n_G,
-            "elapsed": elapsed + time.perf_counter() - t_start,
+            "elapsed": elapsed + time.perf_counter() - t_start, "eval_s": eval_s,
             "best_fid": best_fid, "low_D_ticks": low_D_ticks, "rollbacks": rollbacks,
         }
         folder = run_dir / "checkpoints"
@@ -410,7 +411,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
                     # Reload the last good checkpoint, halve both learning rates, go on from there.
                     ckpt_path = newest_valid_checkpoint(run_dir)[0] if main else None
                     # The rollback count spans the run, so it is not taken from the checkpoint.
-                    step, n_D, n_G, _, best_fid, low_D_ticks, _ = restore(
+                    step, n_D, n_G, _, _, best_fid, low_D_ticks, _ = restore(
                         ddp.share(load_checkpoint(ckpt_path) if main else None))
                     rollbacks += 1
                     for opt, lr in ((opt_G, cfg.g_lr), (opt_D, cfg.d_lr)):
@@ -468,12 +469,16 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             # Quality: evaluator metrics, best generator by FID, collapse warnings. Every rank
             # makes its rows of the samples; rank 0 scores them all.
             if eval_z is not None and (done == T or (epoch_end if cfg.eval_every == -1 else done % cfg.eval_every == 0)):
+                t_eval = time.perf_counter()
                 n_pad = -(-len(eval_z) // W) * W
                 z_mine = torch.cat([eval_z, eval_z[:n_pad - len(eval_z)]])[ddp.rank::W]
                 images = ddp.gather_rows(generate(G_show, z_mine).to(device))[:len(eval_z)]
                 if main:
                     q = judge.score(images)
-                    log.quality({"step": done, "epoch": round(done / spe, 4), **q})
+                    eval_s += time.perf_counter() - t_eval
+                    wall = elapsed + time.perf_counter() - t_start
+                    log.quality({"step": done, "epoch": round(done / spe, 4), "time_s": round(wall, 2),
+                                 "train_time_s": round(wall - eval_s, 2), **q})
                     fid, coverage = q[f"fid_{judge.tag}"], q[f"coverage_{judge.tag}"]
                     say(f"quality at step {done}: fid_{judge.tag} {fid:.2f}, coverage {coverage:.3f}, "
                         f"class entropy {q[f'class_entropy_{judge.tag}']:.3f}")

@@ -179,3 +179,18 @@ def test_failed_download_says_how_to_get_the_data(tmp_path, monkeypatch):
     monkeypatch.setattr(tvd, "FashionMNIST", offline)
     with pytest.raises(DataError, match=r"download failed: RuntimeError.*apt-get install dataset-fashion-mnist.*--data-root"):
         locate("fashion-mnist", "train")
+
+
+def test_sampler_draws_uniformly_chi_square():
+    # Which images land in the first batch of an epoch, over 3000 epochs: every one of the 100
+    # images should be there equally often (300 times). A biased sampler fails the chi-square test.
+    from scipy.stats import chisquare
+    s = EpochSampler(100, 10, seed=0, device=torch.device("cpu"))
+    counts = torch.bincount(torch.cat([s.indices(e * s.steps_per_epoch) for e in range(3000)]), minlength=100)
+    assert counts.sum() == 30000
+    assert chisquare(counts.numpy()).pvalue > 1e-3
+    # and the sampler's test has teeth: drawing the first 90 images only is caught
+    skewed = counts.clone()
+    skewed[:90] += skewed[90:].sum() // 90
+    skewed[90:] = 0
+    assert chisquare(skewed.numpy()).pvalue < 1e-6

@@ -1,0 +1,73 @@
+"""Does bf16 cost quality? The same preset trained in fp32 and in bf16 autocast for the same
+number of steps, over several seeds, judged by gankit's evaluator (FID of 10k samples against the
+10k test images, the fmnist10k protocol). bf16 passes when its mean lies within the seed-to-seed
+spread (mean +- std) of fp32.
+
+    python bench/precision.py [--preset default] [--epochs 1] [--seeds 0 1 2] [--device cpu]
+
+Writes bench/PRECISION.md and PRECISION.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import sys
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from gankit.config import preset_config
+from gankit.metrics import compute_metrics
+from gankit.train import train
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="default")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("PRECISION.md")))
+    args = ap.parse_args()
+    results: dict[str, list] = {"fp32": [], "bf16": []}
+    seconds: dict[str, list] = {"fp32": [], "bf16": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            for precision in ("fp32", "bf16"):
+                cfg = preset_config(args.preset, epochs=args.epochs, precision=precision, seed=seed,
+                                    device=args.device, eval_every=0, out_dir=tmp, keep=0)
+                t0 = time.perf_counter()
+                run = train(cfg, progress=False)
+                seconds[precision].append(time.perf_counter() - t0)
+                m = compute_metrics(str(run), names=["fid"], n=args.n, device=args.device)
+                key = next(k for k in m if k.startswith("fid_"))
+                results[precision].append(m[key])
+                print(f"seed {seed} {precision}: {key} {m[key]:.2f} ({seconds[precision][-1]:.0f} s)", flush=True)
+    stats = {p: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for p, v in results.items()}
+    lo, hi = stats["fp32"][0] - stats["fp32"][1], stats["fp32"][0] + stats["fp32"][1]
+    verdict = "within" if lo <= stats["bf16"][0] <= hi else "OUTSIDE"
+    device = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
+              else f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads")
+    text = (f"# fp32 against bf16: quality at equal steps\n\n"
+            f"Measured by `python bench/precision.py --preset {args.preset} --epochs {args.epochs} --seeds "
+            f"{' '.join(map(str, args.seeds))} --n {args.n} --device {args.device}` on {time.strftime('%Y-%m-%d')}: "
+            f"{device}, torch {torch.__version__}. {key} of the exported generator (EMA where the preset has it), "
+            f"mean +- std over {len(args.seeds)} seeds; wall seconds per run include start-up.\n\n"
+            f"| precision | {key} per seed | mean +- std | seconds per run |\n|---|---|---|---|\n"
+            + "".join(f"| {p} | {', '.join(f'{v:.2f}' for v in results[p])} | {stats[p][0]:.2f} +- {stats[p][1]:.2f} | "
+                      f"{statistics.mean(seconds[p]):.0f} |\n" for p in ("fp32", "bf16"))
+            + f"\nbf16's mean is {verdict} fp32's seed-to-seed spread [{lo:.2f}, {hi:.2f}].\n")
+    Path(args.out).write_text(text)
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"results": results, "seconds": seconds,
+                                                               "key": key, "verdict": verdict}, indent=2) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Time to quality: training seconds until the generator reaches a stated FID, for gankit's
+default preset and for the labs' loop (bench/labloop.py, the dcgan-report settings), on the same
+device in the same run. Evaluation time is not counted; both are judged by the same evaluator,
+samples and protocol (fid_fmnist5k: 5000 samples against 5000 test images).
+
+    python bench/time_to_quality.py [--target 60] [--eval-every 117] [--max-epochs 6] [--device cpu]
+
+Appends its result to bench/TIME_TO_QUALITY.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from labloop import LabStep, lab_loader, torchvision_root
+from gankit.config import preset_config
+from gankit.metrics import make_judge
+from gankit.train import train
+
+
+def gankit_run(target: float, every: int, max_epochs: int, device: str, out: Path, seed: int) -> tuple[float | None, list]:
+    """Trains `every` steps at a time (resuming exactly) until the target is met."""
+    cfg = preset_config("default", steps=every, eval_every=every, eval_n=5000, device=device,
+                        out_dir=str(out), seed=seed, log_every=every)
+    run, curve = None, []
+    while cfg.steps <= max_epochs * 468:
+        run = train(cfg, resume=run, progress=False)
+        row = json.loads((run / "quality.jsonl").read_text().splitlines()[-1])
+        curve.append((row["step"], row["train_time_s"], row["fid_fmnist5k"]))
+        if row["fid_fmnist5k"] <= target:
+            return row["train_time_s"], curve
+        cfg.steps += every
+    return None, curve
+
+
+def lab_run(target: float, every: int, max_epochs: int, device: str, seed: int) -> tuple[float | None, list]:
+    root = torchvision_root()
+    judge = make_judge("fashion-mnist", 5000, seed + 2, 100, torch.device(device))
+    step = LabStep("dcgan", device, seed)
+    loader = lab_loader(root, 128)
+    curve, trained, n = [], 0.0, 0
+    for _ in range(max_epochs):
+        t0 = time.perf_counter()
+        for x, _ in loader:
+            step(x)
+            n += 1
+            if n % every == 0:
+                trained += time.perf_counter() - t0
+                fid = judge(step.G)["fid_fmnist5k"]
+                step.G.train()
+                curve.append((n, round(trained, 2), fid))
+                print(f"labs' loop step {n}: {trained:.1f} s, fid_fmnist5k {fid:.2f}", flush=True)
+                if fid <= target:
+                    return trained, curve
+                t0 = time.perf_counter()
+        trained += time.perf_counter() - t0
+    return None, curve
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--target", type=float, default=60.0, help="fid_fmnist5k to reach")
+    ap.add_argument("--eval-every", type=int, default=117, help="steps between evaluations (both loops)")
+    ap.add_argument("--max-epochs", type=int, default=6)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(Path(__file__).with_name("TIME_TO_QUALITY.md")))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        g_hit, g_curve = gankit_run(args.target, args.eval_every, args.max_epochs, args.device, Path(tmp), args.seed)
+    l_hit, l_curve = lab_run(args.target, args.eval_every, args.max_epochs, args.device, args.seed)
+    device = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
+              else f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads")
+    fmt = lambda hit: f"{hit:.0f} s" if hit is not None else f"not reached in {args.max_epochs} epochs"
+    ratio = f"{l_hit / g_hit:.2f}x" if g_hit and l_hit else "n/a"
+    text = (f"\n## {time.strftime('%Y-%m-%d')}: {device}, torch {torch.__version__}, seed {args.seed}\n\n"
+            f"`python bench/time_to_quality.py --target {args.target:g} --eval-every {args.eval_every} "
+            f"--max-epochs {args.max_epochs} --device {args.device} --seed {args.seed}`\n\n"
+            f"| loop | training seconds to fid_fmnist5k <= {args.target:g} |\n|---|---|\n"
+            f"| gankit `default` preset | {fmt(g_hit)} |\n| labs' loop (dcgan-report settings) | {fmt(l_hit)} |\n"
+            f"| speed-up | {ratio} |\n\n"
+            f"Curves (step, training s, fid): gankit {[(s, t, round(f, 1)) for s, t, f in g_curve]}; "
+            f"labs' loop {[(s, t, round(f, 1)) for s, t, f in l_curve]}\n")
+    out = Path(args.out)
+    if not out.exists():
+        out.write_text("# Time to quality\n\nTraining seconds (evaluations excluded) until fid_fmnist5k reaches the "
+                       "target, measured by bench/time_to_quality.py.\n")
+    with out.open("a") as f:
+        f.write(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
