@@ -115,7 +115,8 @@ def export_generator(run_dir: Path, G: torch.nn.Module, G_ema: torch.nn.Module |
     meta = {
         "gankit_version": __version__, "model": cfg.model, "z_dim": cfg.z_dim, "num_classes": 0,
         "img_shape": list(G.img_shape), "channels": cfg.channels, "hidden_dim": cfg.hidden_dim,
-        "d_norm": cfg.d_norm, "dataset": cfg.dataset, "step": step, "has_ema": G_ema is not None,
+        "d_norm": cfg.d_norm, "g_width": cfg.g_width, "d_width": cfg.d_width, "image_size": cfg.image_size,
+        "dataset": cfg.dataset, "step": step, "has_ema": G_ema is not None,
         "sha256": sha256_file(path), **extra,
     }
     atomic = path.with_suffix(".json.tmp")

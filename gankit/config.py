@@ -15,7 +15,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from .data import DATASETS
+from .data import DATASET_CHOICES
 from .errors import ConfigError
 from .losses import OBJECTIVES
 from .models import MODELS, build_models, has_batchnorm
@@ -26,12 +26,17 @@ from .optim import OPTIMIZERS
 class Config:
     # What to train.
     preset: str = "default"  # preset the values came from (recorded in the run name)
-    dataset: str = "fashion-mnist"  # a key of gankit.data.DATASETS
-    data_root: str | None = None  # folder with the IDX files; None: $GANKIT_DATA, Debian, download
-    channels: int = 1  # image channels (Fashion-MNIST and MNIST are grayscale)
+    dataset: str = "fashion-mnist"  # fashion-mnist | mnist | folder (any folder of images, with --data-root)
+    data_root: str | None = None  # folder with the IDX files (None: $GANKIT_DATA, Debian, download), or of the images
+    channels: int = 1  # image channels (Fashion-MNIST and MNIST are grayscale; a folder may be 1 or 3)
+    image_size: int = 0  # side of the square images: 28 | 32 | 64 | 128; 0: the model's own size
+    hflip: bool = False  # flip half of every real batch horizontally (faces; not for digits or clothes)
+    bad_files: str = "skip"  # unreadable files in a folder dataset: skip (listed by name) | fail
     model: str = "dcgan"  # a key of gankit.models.MODELS
     z_dim: int = 100  # latent dimensions
     hidden_dim: int = 256  # width of the mlp-lab6 hidden layers
+    g_width: int = 64  # G's base channel width in the dcgan32/64/128 and dcgan64-paper models (ngf)
+    d_width: int = 64  # D's base channel width in those models (ndf)
     d_norm: str = "batch"  # D's normalisation in models that have one: batch | layer | none
     init: str = "normal02"  # weight init: normal02 (DCGAN paper) | default (PyTorch's)
     # How to train it.
@@ -84,6 +89,8 @@ class Config:
                 cfg.clip = obj.default_clip
             if cfg.gp_weight is None:
                 cfg.gp_weight = obj.default_gp
+        if cfg.image_size == 0 and cfg.model in MODELS:
+            cfg.image_size = MODELS[cfg.model].size
         cfg.g_betas = tuple(cfg.g_betas)
         cfg.d_betas = tuple(cfg.d_betas)
         return cfg
@@ -91,7 +98,8 @@ class Config:
     def validate(self) -> "Config":
         """Raise ConfigError naming the field and the reason for anything that cannot run.
         Called on a resolved config before any work is done."""
-        _choice("dataset", self.dataset, DATASETS)
+        _choice("dataset", self.dataset, DATASET_CHOICES)
+        _choice("bad_files", self.bad_files, ("skip", "fail"))
         _choice("model", self.model, MODELS)
         _choice("objective", self.objective, OBJECTIVES)
         _choice("g_optimizer", self.g_optimizer, OPTIMIZERS)
@@ -103,11 +111,21 @@ class Config:
         _choice("optim_impl", self.optim_impl, ("foreach", "fused", "loop"))
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
-        for name in ("channels", "z_dim", "hidden_dim", "n_critic", "batch_size", "log_every",
-                     "ckpt_every", "grid_size"):
+        for name in ("channels", "z_dim", "hidden_dim", "g_width", "d_width", "n_critic", "batch_size",
+                     "log_every", "ckpt_every", "grid_size"):
             _positive(name, getattr(self, name))
         if self.channels != 1 and self.dataset in ("fashion-mnist", "mnist"):
             raise ConfigError(f"dataset {self.dataset} is grayscale: channels must be 1, got {self.channels}")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        if self.dataset == "folder" and not self.data_root:
+            raise ConfigError("dataset folder needs --data-root DIR, the folder of images (searched recursively)")
+        native = MODELS[self.model].size
+        if self.image_size != native:
+            same = [k for k, v in MODELS.items() if v.size == self.image_size]
+            raise ConfigError(f"model {self.model} makes {native}x{native} images, not {self.image_size}x"
+                              f"{self.image_size}" + (f"; models at {self.image_size}: {', '.join(same)}" if same
+                                                      else f"; image sizes: {sorted({v.size for v in MODELS.values()})}"))
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0 (0 means: use epochs), got {self.steps}")
         if self.steps == 0:
@@ -239,6 +257,14 @@ PRESETS: dict[str, dict] = {
         model="dcgan", d_norm="layer", objective="wgan-gp", init="normal02", batch_size=64,
         epochs=20, g_lr=1e-4, d_lr=1e-4, g_betas=(0.0, 0.9), d_betas=(0.0, 0.9), n_critic=5,
         gp_weight=10.0),
+    "faces64": dict(
+        about="faces at 64x64 (an image folder): DCGAN k5, Adam, D lr 1e-4 < G lr 2e-4, wd 1e-4 D / 1e-6 G",
+        dataset="folder", channels=3, image_size=64, model="dcgan64", objective="bce", init="normal02",
+        batch_size=64, epochs=25, g_lr=2e-4, d_lr=1e-4, g_weight_decay=1e-6, d_weight_decay=1e-4, hflip=True),
+    "faces128": dict(
+        about="faces at 128x128: as faces64 with one more layer in G and D",
+        dataset="folder", channels=3, image_size=128, model="dcgan128", objective="bce", init="normal02",
+        batch_size=64, epochs=25, g_lr=2e-4, d_lr=1e-4, g_weight_decay=1e-6, d_weight_decay=1e-4, hflip=True),
 }
 
 
@@ -277,7 +303,7 @@ def add_config_arguments(parser) -> None:
     """One `--field-name` flag per Config field; defaults stay None so only the flags given
     override the preset."""
     helps = field_help()
-    registries = {"dataset": DATASETS, "model": MODELS, "objective": OBJECTIVES, "g_optimizer": OPTIMIZERS,
+    registries = {"dataset": DATASET_CHOICES, "model": MODELS, "objective": OBJECTIVES, "g_optimizer": OPTIMIZERS,
                   "d_optimizer": OPTIMIZERS}
     defaults = Config()
     for name, tp in field_types().items():

@@ -154,6 +154,31 @@ def load_split(name: str, split: str = "train", data_root: str | None = None) ->
     return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
 
 
+DATASET_CHOICES = (*DATASETS, "folder")  # "folder": any folder of images (gankit.folder)
+
+
+def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> (N, C, size, size) uint8, bilinear with antialiasing (Fashion-MNIST at
+    32 or 64 for comparison with the higher-resolution models)."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x
+    out = [torch.nn.functional.interpolate(c.float(), size=(size, size), mode="bilinear", antialias=True,
+                                           align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+           for c in x.split(4096)]
+    return torch.cat(out)
+
+
+def training_images(cfg, say=print, progress: bool = True) -> torch.Tensor:
+    """The training images a resolved Config asks for, as (N, C, S, S) uint8 on the CPU."""
+    if cfg.dataset == "folder":
+        from .folder import load_folder
+        x = load_folder(cfg.data_root, cfg.image_size, cfg.channels, cfg.bad_files,
+                        cache_dir=Path(cfg.out_dir) / ".cache", progress=progress, say=say)
+        return torch.from_numpy(x)
+    x, _ = load_split(cfg.dataset, "train", cfg.data_root)
+    return resize_uint8(x, cfg.image_size)
+
+
 def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1], on whatever device the batch lives."""
     return x_uint8.float().div_(127.5).sub_(1.0)

@@ -51,11 +51,12 @@ def cmd_eval(args) -> int:
         raise GankitError(f"--n must be >= 2, got {args.n}")
     src = Path(args.src)
     t0 = time.perf_counter()
-    results = M.compute_metrics(src, args.dataset, args.metrics, args.n, args.seed, args.ema, device=args.device,
-                                inception_weights=args.inception_weights)
+    x = M.load_images(src, args.n, args.seed, args.ema, args.device)
+    results = M.compute_metrics(x, args.dataset, args.metrics, args.n, data_root=args.data_root,
+                                device=args.device, inception_weights=args.inception_weights)
     seconds = time.perf_counter() - t0
-    floor = M.real_floor(args.dataset, args.metrics, args.n, device=args.device,
-                         inception_weights=args.inception_weights)
+    floor = M.real_floor(args.dataset, args.metrics, args.n, data_root=args.data_root, device=args.device,
+                         inception_weights=args.inception_weights, shape=(x.shape[1], x.shape[-1]))
     tag = M.protocol(args.dataset, args.n, "inception" if args.inception_weights else None)
     print_table([(src.name or str(src), results), (f"real data (train vs test)", floor)], tag)
     print(f"{args.n} samples, evaluator {args.dataset}, {seconds:.1f} s")
@@ -111,7 +112,10 @@ def add_parsers(sub) -> None:
     p.add_argument("--metrics", nargs="+", default=list(M.METRICS), choices=M.METRICS, metavar="METRIC",
                    help=f"which metrics (default: all of {', '.join(M.METRICS)})")
     p.add_argument("--n", type=int, default=10000, help="samples (and reference test images); default 10000")
-    p.add_argument("--dataset", default="fashion-mnist", help="whose evaluator and test set (default: fashion-mnist)")
+    p.add_argument("--dataset", default="fashion-mnist",
+                   help="whose evaluator and test set: fashion-mnist, mnist, or folder (the images in --data-root, "
+                        "with --inception-weights) (default: fashion-mnist)")
+    p.add_argument("--data-root", default=None, help="where the reference dataset lives (for folder: the image folder)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated samples")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None, help="EMA weights (default: when present)")
     p.add_argument("--device", default="cpu")

@@ -67,7 +67,7 @@ def _norm2d(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:
     raise ConfigError(f"unknown d_norm '{kind}'; valid: batch, layer, none")
 
 
-# Builders take the resolved Config and return (G, D). Image shape is (channels, 28, 28).
+# Builders take the resolved Config and return (G, D). The labs' models make (channels, 28, 28).
 
 def mlp(cfg) -> tuple[Generator, Discriminator]:
     c, h, w = img_shape = (cfg.channels, 28, 28)
@@ -145,11 +145,60 @@ def dcgan_fc(cfg) -> tuple[Generator, Discriminator]:
     return Generator(G, cfg.z_dim, img_shape), Discriminator(D, img_shape)
 
 
+# Higher resolutions. Builders read the base widths g_width (ngf) and d_width (ndf).
+
+def dcgan_k5(size: int):
+    """The DCGAN of our users' face experiments at `size` (32, 64, 128): 5x5 kernels, stride 2,
+    padding 2, one more layer per doubling. G: z -> 4x4 (ConvT 4x4 from 1x1) -> doublings by
+    ConvT(5, 2, 2, output_padding 1) -> tanh. D mirrors it with Conv(5, 2, 2) down to a 4x4 map,
+    which one 4x4 convolution takes straight to 1x1. Widths halve per doubling in G and double
+    in D, capped at 8x the base width."""
+    doublings = {32: 3, 64: 4, 128: 5}[size]
+
+    def build(cfg) -> tuple[Generator, Discriminator]:
+        c, ngf, ndf = cfg.channels, cfg.g_width, cfg.d_width
+        img_shape = (c, size, size)
+        g_ch = [ngf * min(8, 2 ** (doublings - 1 - i)) for i in range(doublings)]  # e.g. 512 256 128 64
+        g = [nn.ConvTranspose2d(cfg.z_dim, g_ch[0], 4, 1, 0, bias=False), nn.BatchNorm2d(g_ch[0]), nn.ReLU(True)]
+        for a, b in zip(g_ch, g_ch[1:]):
+            g += [nn.ConvTranspose2d(a, b, 5, 2, 2, output_padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(True)]
+        g += [nn.ConvTranspose2d(g_ch[-1], c, 5, 2, 2, output_padding=1, bias=False), nn.Tanh()]
+        d_ch = [ndf * min(8, 2 ** i) for i in range(doublings)]  # e.g. 64 128 256 512
+        d = [nn.Conv2d(c, d_ch[0], 5, 2, 2, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        for a, b in zip(d_ch, d_ch[1:]):
+            d += [nn.Conv2d(a, b, 5, 2, 2, bias=False), _norm2d(cfg.d_norm, b), nn.LeakyReLU(0.2, inplace=True)]
+        d += [nn.Conv2d(d_ch[-1], 1, 4, 1, 0, bias=False)]  # 4x4 -> 1x1
+        return (Generator(nn.Sequential(*g), cfg.z_dim, img_shape, (cfg.z_dim, 1, 1)),
+                Discriminator(nn.Sequential(*d), img_shape))
+    return build
+
+
+def dcgan64_paper(cfg) -> tuple[Generator, Discriminator]:
+    """The DCGAN of Radford et al. 2015 at 64x64 (4x4 kernels, stride 2, padding 1), as in the
+    PyTorch DCGAN tutorial."""
+    c, ngf, ndf = cfg.channels, cfg.g_width, cfg.d_width
+    img_shape = (c, 64, 64)
+    G = nn.Sequential(
+        nn.ConvTranspose2d(cfg.z_dim, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),  # 4x4
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),  # 8x8
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),  # 16x16
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),  # 32x32
+        nn.ConvTranspose2d(ngf, c, 4, 2, 1, bias=False), nn.Tanh())  # 64x64
+    D = nn.Sequential(
+        nn.Conv2d(c, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),  # 32x32
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), _norm2d(cfg.d_norm, ndf * 2), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), _norm2d(cfg.d_norm, ndf * 4), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), _norm2d(cfg.d_norm, ndf * 8), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False))  # 4x4 -> 1x1
+    return Generator(G, cfg.z_dim, img_shape, (cfg.z_dim, 1, 1)), Discriminator(D, img_shape)
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     build: Callable[..., tuple[Generator, Discriminator]]
     description: str
     d_norm: bool  # whether D has normalisation layers that `d_norm` selects
+    size: int = 28  # side of the images it makes and judges
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -158,6 +207,10 @@ MODELS: dict[str, ModelSpec] = {
     "dcgan": ModelSpec(dcgan, "DCGAN (Radford et al. 2015) for 28x28, bias-free", True),
     "cnn-upsample": ModelSpec(cnn_upsample, "lab 4 CNN GAN: Linear + Upsample + Conv", True),
     "dcgan-fc": ModelSpec(dcgan_fc, "lab 6 DCGAN: FC layers + 2 ConvT; conv/maxpool D", False),
+    "dcgan32": ModelSpec(dcgan_k5(32), "DCGAN with 5x5 kernels at 32x32 (3 doublings)", True, 32),
+    "dcgan64": ModelSpec(dcgan_k5(64), "DCGAN with 5x5 kernels at 64x64 (faces64)", True, 64),
+    "dcgan128": ModelSpec(dcgan_k5(128), "DCGAN with 5x5 kernels at 128x128 (faces128)", True, 128),
+    "dcgan64-paper": ModelSpec(dcgan64_paper, "DCGAN of the paper at 64x64, 4x4 kernels", True, 64),
 }
 
 

@@ -25,10 +25,10 @@ import torch
 from . import __version__
 from .checkpoint import atomic_save, export_generator, load_checkpoint, newest_valid_checkpoint, prune
 from .config import Config
-from .data import EpochSampler, load_split, to_float
+from .data import EpochSampler, to_float, training_images
 from .dist import Dist, setup as setup_dist, wrap as wrap_ddp
 from .ema import EMA
-from .errors import ConfigError, GankitError, RunError
+from .errors import ConfigError, DataError, GankitError, RunError
 from .latent import generate, sample_images
 from .losses import OBJECTIVES, clip_weights, gradient_penalty
 from .models import build_models
@@ -155,7 +155,21 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
 
     # Data: the whole split as one uint8 tensor on the device; each rank takes its own slice of
     # every global batch.
-    x_train, _ = load_split(cfg.dataset, "train", cfg.data_root)
+    # Rank 0 reads (and for a folder decodes and caches) first; the others then read its cache.
+    if ddp.main:
+        try:
+            x_train = training_images(cfg, say=notes.append)
+            ddp.share(None)
+        except GankitError as e:
+            ddp.share(e)
+    else:
+        ddp.share(None)
+        x_train = training_images(cfg, say=lambda msg: None, progress=False)
+    if cfg.data_on_device and device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if x_train.nbytes > 0.5 * free:
+            raise DataError(f"the training images need {x_train.nbytes / 2**30:.1f} GiB, more than half of the "
+                            f"{free / 2**30:.1f} GiB free on {device}; use --no-data-on-device or a smaller --image-size")
     if cfg.data_on_device:
         x_train = x_train.to(device)
     elif device.type == "cuda":
@@ -178,7 +192,13 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
     # Quality judge: the dataset's evaluator and reference features on rank 0; every rank makes
     # its share of the samples from the same fixed z.
     judge, eval_z = None, None
-    if cfg.eval_every != 0:
+    judgeable = cfg.image_size == 28 and cfg.dataset != "folder"  # the evaluators judge 28x28 digits/clothes
+    if cfg.eval_every != 0 and not judgeable:
+        if cfg.eval_every > 0:
+            raise ConfigError(f"--eval-every {cfg.eval_every}: gankit's evaluators judge 28x28 Fashion-MNIST/MNIST "
+                              f"images; for {cfg.dataset} at {cfg.image_size}x{cfg.image_size} use `gankit eval` "
+                              f"with --inception-weights after training")
+    elif cfg.eval_every != 0:
         if ddp.main:
             from .metrics import make_judge
             try:
@@ -281,12 +301,14 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
         say(models_text.rstrip())
     say(f"run folder: {run_dir}")
     if eval_z is None and cfg.eval_every != 0:
-        say(f"note: no evaluator for {cfg.dataset}, so sample quality is not tracked")
+        say(f"note: no evaluator for {cfg.dataset} at {cfg.image_size}x{cfg.image_size}, so sample quality "
+            f"is not tracked during training")
 
     def warn(step: int, message: str) -> None:
         say(f"warning (step {step}): {message}")
         log.warning(step, message)
-    say(f"training {cfg.model} / {cfg.objective} on {cfg.dataset} ({len(x_train)} images) on {device}, "
+    say(f"training {cfg.model} / {cfg.objective} on {cfg.dataset} ({len(x_train)} images, {cfg.channels}x{cfg.image_size}x"
+        f"{cfg.image_size}) on {device}, "
         f"{precision}; batch {cfg.batch_size}"
         + (f" per process x {W} processes = global batch {cfg.batch_size * W}" if W > 1 else "")
         + f", {spe} steps per epoch, {T} steps ({T / spe:.2f} epochs), G updated every {cfg.n_critic} step(s)")
@@ -353,7 +375,11 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             # Gradient norms are only read at log ticks, so only the step before one computes them.
             tick = (step + 1) % cfg.log_every == 0 or (step + 1) % spe == 0 or step + 1 == T
             x_real = x_train[sampler.indices(step)].to(device, non_blocking=True)
-            x_real = to_float(x_real).contiguous(memory_format=memory_format)  # (B, C, H, W) in [-1, 1]
+            x_real = to_float(x_real)  # (B, C, H, W) in [-1, 1]
+            if cfg.hflip:  # half the batch mirrored, drawn like the noise (resumable, rank-consistent)
+                flip = torch.rand(W * cfg.batch_size, device=device, generator=noise)[ddp.rank::W] < 0.5
+                x_real = torch.where(flip[:, None, None, None], x_real.flip(-1), x_real)
+            x_real = x_real.contiguous(memory_format=memory_format)
             z = draw(cfg.batch_size, cfg.z_dim)
 
             # Update D. The fake batch is made once; it keeps G's graph only when G learns from

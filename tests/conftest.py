@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
@@ -63,3 +64,21 @@ def _private_cache(tmp_path_factory):
 def _no_env_data_root(monkeypatch):
     # A developer's GANKIT_DATA must not change what the tests read.
     monkeypatch.delenv("GANKIT_DATA", raising=False)
+
+
+@pytest.fixture(scope="session")
+def stand_in_inception(tmp_path_factory):
+    """torch-fidelity's InceptionV3 with random weights saved as a state dict: the real Inception
+    weights cannot be downloaded here, so this checks the code path, not the numbers."""
+    tfe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    orig_load, orig_url = tfe.FeatureExtractorInceptionV3.load_state_dict, tfe.load_state_dict_from_url
+    tfe.load_state_dict_from_url = lambda *a, **k: {}
+    tfe.FeatureExtractorInceptionV3.load_state_dict = lambda self, sd, *a, **k: None
+    try:
+        torch.manual_seed(0)
+        model = tfe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
+    finally:
+        tfe.FeatureExtractorInceptionV3.load_state_dict, tfe.load_state_dict_from_url = orig_load, orig_url
+    path = tmp_path_factory.mktemp("inception") / "stand_in.pt"
+    torch.save(model.state_dict(), path)
+    return path

@@ -131,24 +131,6 @@ def test_image_sources(tmp_path):
         load_images(tmp_path / "bad.pt", 12)
 
 
-@pytest.fixture(scope="module")
-def stand_in_inception(tmp_path_factory):
-    """torch-fidelity's InceptionV3 with random weights saved as a state dict: the real Inception
-    weights cannot be downloaded here, so this checks the code path, not the numbers."""
-    tfe = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
-    orig_load, orig_url = tfe.FeatureExtractorInceptionV3.load_state_dict, tfe.load_state_dict_from_url
-    tfe.load_state_dict_from_url = lambda *a, **k: {}
-    tfe.FeatureExtractorInceptionV3.load_state_dict = lambda self, sd, *a, **k: None
-    try:
-        torch.manual_seed(0)
-        model = tfe.FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"])
-    finally:
-        tfe.FeatureExtractorInceptionV3.load_state_dict, tfe.load_state_dict_from_url = orig_load, orig_url
-    path = tmp_path_factory.mktemp("inception") / "stand_in.pt"
-    torch.save(model.state_dict(), path)
-    return path
-
-
 @pytest.mark.slow
 def test_inception_path_with_a_stand_in_network(stand_in_inception, tmp_path):
     from gankit.metrics import compute_metrics

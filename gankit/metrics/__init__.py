@@ -81,16 +81,36 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gankit" / "reference"
 
 
+def _folder_split(data_root: str | None, split: str, n: int, shape: tuple[int, int]) -> tuple[torch.Tensor, str]:
+    """A folder has no test split: 'test' is n images of a fixed shuffle of it, 'train' the next
+    n, so the real-data floor compares two disjoint halves. Returns (images, folder key)."""
+    from ..folder import cache_key, find_images, load_folder
+    channels, size = shape
+    x = torch.from_numpy(load_folder(data_root, size, channels, say=lambda m: None, progress=False))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    part = order[:n] if split == "test" else order[n:2 * n]
+    if len(part) < n:
+        raise GankitError(f"{data_root}: {len(x)} readable images, too few for {n} {split} images "
+                          f"({'n' if split == 'test' else '2n'} needed); lower --n")
+    root = Path(data_root).expanduser()
+    return x[part], cache_key(root, find_images(root), size, channels)
+
+
 def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
-                       data_root: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       data_root: str | None = None, shape: tuple[int, int] = (3, 64)) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and probabilities of the first n images of a split, cached under a hash of
-    (dataset, split, evaluator sha256, n)."""
-    key = hashlib.sha256(f"{dataset}|{split}|{card['sha256']}|{n}".encode()).hexdigest()[:16]
+    (dataset, split, evaluator sha256, n). For dataset 'folder' (the images under data_root,
+    decoded at shape = (channels, size)) the key also holds the folder's contents."""
+    x, folder_key = None, ""
+    if dataset == "folder":
+        x, folder_key = _folder_split(data_root, split, n, shape)
+    key = hashlib.sha256(f"{dataset}|{split}|{card['sha256']}|{n}|{folder_key}".encode()).hexdigest()[:16]
     path = _cache_dir() / f"{dataset}-{split}-{n}-{key}.pt"
     if path.exists():
         cached = torch.load(path, weights_only=True)
         return cached["features"], cached["probs"]
-    x, _ = load_split(dataset, split, data_root)
+    if x is None:
+        x, _ = load_split(dataset, split, data_root)
     if len(x) < n:
         raise GankitError(f"{dataset} {split} has {len(x)} images, fewer than n={n}")
     feats, probs = embed_fn(to_float(x[:n]))
@@ -134,6 +154,9 @@ def _feature_network(reference: str, inception_weights: str | None, device):
         from .inception import embed_inception, load_inception
         model = load_inception(inception_weights, device)
         return (lambda x: embed_inception(model, x)), {"sha256": sha256_file(Path(inception_weights))}, "inception"
+    if reference == "folder":
+        raise GankitError("an image folder has no evaluator of its own: score it with Inception features "
+                          "(--inception-weights PATH, torch-fidelity's pt_inception-2015-12-05 weights)")
     model, card = load_evaluator(reference, device)
     return (lambda x: embed(model, x)), card, SHORT_NAMES.get(reference, reference)
 
@@ -145,19 +168,20 @@ def compute_metrics(source, reference: str = "fashion-mnist", names=METRICS, n: 
     against the first n images of `reference`'s `split`, with that dataset's evaluator, or with
     Inception-v3 features when `inception_weights` is given (names then read `fid_inception10k`)."""
     embed_fn, card, net = _feature_network(reference, inception_weights, device)
-    ref_feats, _ = reference_features(reference, split, n, embed_fn, card, data_root)
     x = source if isinstance(source, torch.Tensor) else load_images(source, n, seed, ema, device)
+    ref_feats, _ = reference_features(reference, split, n, embed_fn, card, data_root, (x.shape[1], x.shape[-1]))
     feats, probs = embed_fn(x)
     return score_features(feats, probs, ref_feats, protocol(reference, n, net), names)
 
 
 def real_floor(reference: str = "fashion-mnist", names=METRICS, n: int = 10000,
-               data_root: str | None = None, device: str = "cpu", inception_weights: str | None = None) -> dict:
+               data_root: str | None = None, device: str = "cpu", inception_weights: str | None = None,
+               shape: tuple[int, int] = (3, 64)) -> dict:
     """The same metrics for n real training images against n test images: the best a perfect
     generator can expect under this protocol."""
     embed_fn, card, net = _feature_network(reference, inception_weights, device)
-    ref_feats, _ = reference_features(reference, "test", n, embed_fn, card, data_root)
-    feats, probs = reference_features(reference, "train", n, embed_fn, card, data_root)
+    ref_feats, _ = reference_features(reference, "test", n, embed_fn, card, data_root, shape)
+    feats, probs = reference_features(reference, "train", n, embed_fn, card, data_root, shape)
     return score_features(feats, probs, ref_feats, protocol(reference, n, net), names)
 
 

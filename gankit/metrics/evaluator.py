@@ -49,11 +49,13 @@ class Evaluator(nn.Module):
 
 
 def check_images(x: torch.Tensor, what: str = "images") -> None:
-    if x.ndim != 4 or x.shape[2:] != (28, 28):
-        raise GankitError(f"{what}: the evaluator takes (N, 1, 28, 28) images, got shape {tuple(x.shape)}")
-    if x.shape[1] != 1:
+    if x.ndim == 4 and x.shape[1] != 1:
         raise GankitError(f"{what}: {x.shape[1]}-channel images; the Fashion-MNIST/MNIST evaluator takes "
-                          f"grayscale only. For RGB images use Inception features (--inception-weights PATH)")
+                          f"grayscale only. For RGB images use Inception features (--inception-weights PATH; "
+                          f"for an image folder: --dataset folder --data-root DIR)")
+    if x.ndim != 4 or x.shape[2:] != (28, 28):
+        raise GankitError(f"{what}: the evaluator takes (N, 1, 28, 28) images, got shape {tuple(x.shape)}; "
+                          f"for other sizes use Inception features (--inception-weights PATH)")
     if not torch.isfinite(x).all():
         raise GankitError(f"{what}: non-finite pixel values")
 
