@@ -36,19 +36,16 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).with_name("PRECISION.md")))
     args = ap.parse_args()
     results: dict[str, list] = {"fp32": [], "bf16": []}
-    seconds: dict[str, list] = {"fp32": [], "bf16": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for precision in ("fp32", "bf16"):
                 cfg = preset_config(args.preset, epochs=args.epochs, precision=precision, seed=seed,
                                     device=args.device, eval_every=0, out_dir=tmp, keep=0)
-                t0 = time.perf_counter()
                 run = train(cfg, progress=False)
-                seconds[precision].append(time.perf_counter() - t0)
                 m = compute_metrics(str(run), names=["fid"], n=args.n, device=args.device)
                 key = next(k for k in m if k.startswith("fid_"))
                 results[precision].append(m[key])
-                print(f"seed {seed} {precision}: {key} {m[key]:.2f} ({seconds[precision][-1]:.0f} s)", flush=True)
+                print(f"seed {seed} {precision}: {key} {m[key]:.2f}", flush=True)
     stats = {p: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for p, v in results.items()}
     lo, hi = stats["fp32"][0] - stats["fp32"][1], stats["fp32"][0] + stats["fp32"][1]
     verdict = "within" if lo <= stats["bf16"][0] <= hi else "OUTSIDE"
@@ -58,13 +55,13 @@ def main() -> None:
             f"Measured by `python bench/precision.py --preset {args.preset} --epochs {args.epochs} --seeds "
             f"{' '.join(map(str, args.seeds))} --n {args.n} --device {args.device}` on {time.strftime('%Y-%m-%d')}: "
             f"{device}, torch {torch.__version__}. {key} of the exported generator (EMA where the preset has it), "
-            f"mean +- std over {len(args.seeds)} seeds; wall seconds per run include start-up.\n\n"
-            f"| precision | {key} per seed | mean +- std | seconds per run |\n|---|---|---|---|\n"
-            + "".join(f"| {p} | {', '.join(f'{v:.2f}' for v in results[p])} | {stats[p][0]:.2f} +- {stats[p][1]:.2f} | "
-                      f"{statistics.mean(seconds[p]):.0f} |\n" for p in ("fp32", "bf16"))
+            f"mean +- std over {len(args.seeds)} seeds (speed is measured by bench/throughput.py, not here).\n\n"
+            f"| precision | {key} per seed | mean +- std |\n|---|---|---|\n"
+            + "".join(f"| {p} | {', '.join(f'{v:.2f}' for v in results[p])} | {stats[p][0]:.2f} +- {stats[p][1]:.2f} |\n"
+                      for p in ("fp32", "bf16"))
             + f"\nbf16's mean is {verdict} fp32's seed-to-seed spread [{lo:.2f}, {hi:.2f}].\n")
     Path(args.out).write_text(text)
-    Path(args.out).with_suffix(".json").write_text(json.dumps({"results": results, "seconds": seconds,
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"results": results,
                                                                "key": key, "verdict": verdict}, indent=2) + "\n")
     print(text)
 

@@ -58,7 +58,7 @@ def cmd_eval(args) -> int:
     floor = M.real_floor(args.dataset, args.metrics, args.n, data_root=args.data_root, device=args.device,
                          inception_weights=args.inception_weights, shape=(x.shape[1], x.shape[-1]))
     tag = M.protocol(args.dataset, args.n, "inception" if args.inception_weights else None)
-    print_table([(src.name or str(src), results), (f"real data (train vs test)", floor)], tag)
+    print_table([(src.name or str(src), results), ("real data (train vs test)", floor)], tag)
     print(f"{args.n} samples, evaluator {args.dataset}, {seconds:.1f} s")
     record = {**results, "n": args.n, "seed": args.seed, "ema": args.ema, "seconds": round(seconds, 2),
               "real_floor": floor, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

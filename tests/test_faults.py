@@ -135,7 +135,7 @@ def test_nan_stops_with_a_message_and_no_poisoned_checkpoint(tiny_root, tmp_path
 
 
 def test_nan_rollback_reloads_and_halves_learning_rates(tiny_root, tmp_path, monkeypatch):
-    count = _nan_after(monkeypatch, 20)  # step 20 diverges, after the epoch-end checkpoint at 16
+    _nan_after(monkeypatch, 20)  # step 20 diverges, after the epoch-end checkpoint at 16
     run = None
     # Once NaN starts, every later loss is NaN too: the policy rolls back 3 times, then stops.
     from gankit.train import TrainingStopped

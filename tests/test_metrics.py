@@ -1,5 +1,4 @@
 """Known answers for every metric, and the evaluator's contracts."""
-import json
 
 import numpy as np
 import pytest

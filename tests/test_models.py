@@ -1,5 +1,4 @@
 """Every model x objective keeps the contracts; every model is built exactly as the labs build it."""
-import dataclasses
 
 import pytest
 import torch
