@@ -10,8 +10,9 @@ from gankit.errors import ConfigError
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
-def test_every_preset_validates_and_roundtrips(name):
-    cfg = preset_config(name).validate()
+def test_every_preset_validates_and_roundtrips(name, tmp_path):
+    folder = PRESETS[name].get("dataset") == "folder"
+    cfg = preset_config(name, **({"data_root": str(tmp_path)} if folder else {})).validate()
     assert cfg.preset == name
     assert Config.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
 

@@ -16,7 +16,8 @@ def sig(m: nn.Module) -> str:
         return f"Linear({m.in_features},{m.out_features}{b})"
     if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
         name = "ConvT" if isinstance(m, nn.ConvTranspose2d) else "Conv"
-        return f"{name}({m.in_channels},{m.out_channels},{m.kernel_size[0]},{m.stride[0]},{m.padding[0]}{b})"
+        op = f",op{m.output_padding[0]}" if isinstance(m, nn.ConvTranspose2d) and m.output_padding[0] else ""
+        return f"{name}({m.in_channels},{m.out_channels},{m.kernel_size[0]},{m.stride[0]},{m.padding[0]}{op}{b})"
     if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return f"{type(m).__name__}({m.num_features}" + (f",eps={m.eps:g})" if m.eps != 1e-5 else ")")
     if isinstance(m, nn.LeakyReLU):
@@ -53,6 +54,37 @@ EXPECTED = {
          "Unflatten", "ConvT(128,64,4,2,1)", "BatchNorm2d(64)", "ReLU", "ConvT(64,1,4,2,1)", "Tanh"],
         ["Conv(1,32,5,1,0)", "LeakyReLU(0.1)", "MaxPool(2)", "Conv(32,64,5,1,0)", "LeakyReLU(0.1)", "MaxPool(2)",
          "Flatten", "Linear(1024,1024)", "LeakyReLU(0.1)", "Linear(1024,1)"]),
+    # Our users' face DCGAN: 5x5 kernels, stride 2, padding 2; the 4x4 map convolved straight to 1x1.
+    "dcgan32": (
+        ["ConvT(100,256,4,1,0,nobias)", "BatchNorm2d(256)", "ReLU", "ConvT(256,128,5,2,2,op1,nobias)",
+         "BatchNorm2d(128)", "ReLU", "ConvT(128,64,5,2,2,op1,nobias)", "BatchNorm2d(64)", "ReLU",
+         "ConvT(64,1,5,2,2,op1,nobias)", "Tanh"],
+        ["Conv(1,64,5,2,2,nobias)", "LeakyReLU(0.2)", "Conv(64,128,5,2,2,nobias)", "BatchNorm2d(128)", "LeakyReLU(0.2)",
+         "Conv(128,256,5,2,2,nobias)", "BatchNorm2d(256)", "LeakyReLU(0.2)", "Conv(256,1,4,1,0,nobias)"]),
+    "dcgan64": (
+        ["ConvT(100,512,4,1,0,nobias)", "BatchNorm2d(512)", "ReLU", "ConvT(512,256,5,2,2,op1,nobias)",
+         "BatchNorm2d(256)", "ReLU", "ConvT(256,128,5,2,2,op1,nobias)", "BatchNorm2d(128)", "ReLU",
+         "ConvT(128,64,5,2,2,op1,nobias)", "BatchNorm2d(64)", "ReLU", "ConvT(64,1,5,2,2,op1,nobias)", "Tanh"],
+        ["Conv(1,64,5,2,2,nobias)", "LeakyReLU(0.2)", "Conv(64,128,5,2,2,nobias)", "BatchNorm2d(128)", "LeakyReLU(0.2)",
+         "Conv(128,256,5,2,2,nobias)", "BatchNorm2d(256)", "LeakyReLU(0.2)", "Conv(256,512,5,2,2,nobias)",
+         "BatchNorm2d(512)", "LeakyReLU(0.2)", "Conv(512,1,4,1,0,nobias)"]),
+    "dcgan128": (
+        ["ConvT(100,512,4,1,0,nobias)", "BatchNorm2d(512)", "ReLU", "ConvT(512,512,5,2,2,op1,nobias)",
+         "BatchNorm2d(512)", "ReLU", "ConvT(512,256,5,2,2,op1,nobias)", "BatchNorm2d(256)", "ReLU",
+         "ConvT(256,128,5,2,2,op1,nobias)", "BatchNorm2d(128)", "ReLU", "ConvT(128,64,5,2,2,op1,nobias)",
+         "BatchNorm2d(64)", "ReLU", "ConvT(64,1,5,2,2,op1,nobias)", "Tanh"],
+        ["Conv(1,64,5,2,2,nobias)", "LeakyReLU(0.2)", "Conv(64,128,5,2,2,nobias)", "BatchNorm2d(128)", "LeakyReLU(0.2)",
+         "Conv(128,256,5,2,2,nobias)", "BatchNorm2d(256)", "LeakyReLU(0.2)", "Conv(256,512,5,2,2,nobias)",
+         "BatchNorm2d(512)", "LeakyReLU(0.2)", "Conv(512,512,5,2,2,nobias)", "BatchNorm2d(512)", "LeakyReLU(0.2)",
+         "Conv(512,1,4,1,0,nobias)"]),
+    # The DCGAN paper's 64x64 networks (PyTorch DCGAN tutorial).
+    "dcgan64-paper": (
+        ["ConvT(100,512,4,1,0,nobias)", "BatchNorm2d(512)", "ReLU", "ConvT(512,256,4,2,1,nobias)", "BatchNorm2d(256)",
+         "ReLU", "ConvT(256,128,4,2,1,nobias)", "BatchNorm2d(128)", "ReLU", "ConvT(128,64,4,2,1,nobias)",
+         "BatchNorm2d(64)", "ReLU", "ConvT(64,1,4,2,1,nobias)", "Tanh"],
+        ["Conv(1,64,4,2,1,nobias)", "LeakyReLU(0.2)", "Conv(64,128,4,2,1,nobias)", "BatchNorm2d(128)", "LeakyReLU(0.2)",
+         "Conv(128,256,4,2,1,nobias)", "BatchNorm2d(256)", "LeakyReLU(0.2)", "Conv(256,512,4,2,1,nobias)",
+         "BatchNorm2d(512)", "LeakyReLU(0.2)", "Conv(512,1,4,1,0,nobias)"]),
 }
 
 
@@ -77,15 +109,17 @@ def test_architecture_matches_the_lab(model):
 @pytest.mark.parametrize("objective", list(OBJECTIVES))
 def test_shapes_ranges_and_gradients(model, objective):
     torch.manual_seed(0)
-    cfg = cfg_for(model, objective=objective, d_norm="layer" if objective == "wgan-gp" and MODELS[model].d_norm else "batch")
+    cfg = cfg_for(model, objective=objective, d_norm="layer" if objective == "wgan-gp" and MODELS[model].d_norm else "batch",
+                  g_width=16, d_width=16)
     G, D = build_models(cfg)
     obj = OBJECTIVES[objective]
-    assert (G.z_dim, G.num_classes, G.img_shape) == (100, 0, (1, 28, 28))
+    s = MODELS[model].size
+    assert (G.z_dim, G.num_classes, G.img_shape) == (100, 0, (1, s, s))
     z = torch.randn(8, 100)
     x_fake = G(z)
-    assert x_fake.shape == (8, 1, 28, 28)
+    assert x_fake.shape == (8, 1, s, s)
     assert x_fake.min() >= -1 and x_fake.max() <= 1
-    x_real = torch.rand(8, 1, 28, 28) * 2 - 1
+    x_real = torch.rand(8, 1, s, s) * 2 - 1
     d_real, d_fake = D(x_real), D(x_fake.detach())
     assert d_real.shape == (8,) and torch.isfinite(d_real).all()
     obj.d_loss(d_real, d_fake).backward()
@@ -107,7 +141,7 @@ def assert_gradients(module):
 @pytest.mark.parametrize("model", list(MODELS))
 def test_eval_mode_sample_does_not_depend_on_batch(model):
     torch.manual_seed(0)
-    G, _ = build_models(cfg_for(model))
+    G, _ = build_models(cfg_for(model, g_width=16))
     G.eval()
     z = torch.randn(64, 100)
     with torch.no_grad():
