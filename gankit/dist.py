@@ -23,10 +23,11 @@ class Dist:
     local_rank: int = 0
     world_size: int = 1
     flag_group: object = None  # gloo group for host-side flags
+    launched: bool = False  # under torchrun (also with one process: DDP and NCCL then run on one GPU)
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        return self.launched
 
     @property
     def main(self) -> bool:
@@ -100,7 +101,7 @@ def wrap(module: torch.nn.Module, device: torch.device, sync_buffers: bool) -> t
 
 
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return all(k in os.environ for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
 def setup(device_name: str) -> tuple[Dist, str]:
@@ -126,4 +127,4 @@ def setup(device_name: str) -> tuple[Dist, str]:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     flag_group = dist.new_group(backend="gloo") if backend != "gloo" else None
-    return Dist(rank, local_rank, world, flag_group), device_name
+    return Dist(rank, local_rank, world, flag_group, launched=True), device_name

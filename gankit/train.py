@@ -310,7 +310,8 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
     say(f"training {cfg.model} / {cfg.objective} on {cfg.dataset} ({len(x_train)} images, {cfg.channels}x{cfg.image_size}x"
         f"{cfg.image_size}) on {device}, "
         f"{precision}; batch {cfg.batch_size}"
-        + (f" per process x {W} processes = global batch {cfg.batch_size * W}" if W > 1 else "")
+        + (f" per process x {W} processes = global batch {cfg.batch_size * W} (DDP, "
+           f"{torch.distributed.get_backend()})" if ddp.enabled else "")
         + f", {spe} steps per epoch, {T} steps ({T / spe:.2f} epochs), G updated every {cfg.n_critic} step(s)")
 
     def save_checkpoint(done: int, periodic: bool) -> None:
@@ -539,7 +540,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             if signum:
                 save_checkpoint(done, periodic=False)
                 raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {done}"
-                                      + (f" (sent to one or more of the {W} processes)" if ddp.enabled else "")
+                                      + (f" (sent to one or more of the {W} processes)" if W > 1 else "")
                                       + f"; checkpoint saved. Continue with: gankit train --resume {run_dir}",
                                       exit_code=128 + signum)
     finally:
@@ -549,7 +550,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
         for s, h in handlers.items():
             signal.signal(s, h)
 
-    if ddp.enabled:
+    if W > 1:
         diff = ddp.max_param_difference(torch.nn.ModuleList([G, D]))
         say(f"ranks in sync: max |parameter difference| between rank 0 and the other {W - 1} rank(s) = {diff:g}")
     if step == T:
