@@ -11,8 +11,8 @@ gankit variants (each a switch of the Config, so each part of the fast path is m
   auto     the fast path with precision 'auto' (bf16 autocast where the hardware has it): the default
   auto+cl  auto with channels_last;  auto+fused  with fused optimizers;  auto+compile  with torch.compile
 
-Timing: reference, after 5 warm-up steps, 3 repeats of 20 steps, median; gankit, the median
-images/s of the last 2 of 3 log ticks of 20 steps each (the first tick holds the warm-up and, for
+Timing: reference, after 5 warm-up steps, 5 repeats of 20 steps, median; gankit, the median
+images/s of the last 5 of 6 log ticks of 20 steps each (the first tick holds the warm-up and, for
 compile, the compilation). FLOPs per step: torch's FlopCounterMode around gankit runs of 8 and 4
 steps, difference / 4 (everything else those runs do is the same), and around one reference step.
 Share: achieved FLOP/s over this device's best measured matmul rate in the precision used.
@@ -74,7 +74,7 @@ def reference(model: str, batch: int, device: str, root: Path) -> tuple[float, f
     for _ in range(5):
         step(next(it)[0])
     rates = []
-    for _ in range(3):
+    for _ in range(5):
         t0 = time.perf_counter()
         for _ in range(20):
             step(next(it)[0])
@@ -90,7 +90,7 @@ def gankit_cfg(model: str, batch: int, device: str, out: Path, **kw):
 
 
 def gankit_images_per_s(model: str, batch: int, device: str, variant: str, out: Path) -> float:
-    run = train(gankit_cfg(model, batch, device, out, steps=60, log_every=20, **VARIANTS[variant]), progress=False)
+    run = train(gankit_cfg(model, batch, device, out, steps=120, log_every=20, **VARIANTS[variant]), progress=False)
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     return statistics.median(r["img_per_s"] for r in rows[1:])
 

@@ -153,9 +153,9 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             state = e
         state = ddp.share(state)
 
-    # Data: the whole split as one uint8 tensor on the device; each rank takes its own slice of
-    # every global batch.
-    # Rank 0 reads (and for a folder decodes and caches) first; the others then read its cache.
+    # Data: the whole training set as one uint8 tensor on the device; each rank takes its own
+    # slice of every global batch. Rank 0 reads first (for a folder: decodes and caches it), the
+    # others then read its cache.
     if ddp.main:
         try:
             x_train = training_images(cfg, say=notes.append)
@@ -208,7 +208,8 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
                                       f"train one with `gankit evaluator train --dataset {cfg.dataset}`")
             except GankitError as e:
                 judge = e
-        if ddp.share(judge is not None if not isinstance(judge, BaseException) else judge):
+        found = judge if isinstance(judge, BaseException) else judge is not None  # an error goes to all ranks
+        if ddp.share(found):
             from .latent import z_from_seed
             eval_z = z_from_seed(cfg.seed + 2, cfg.eval_n, cfg.z_dim)
 
