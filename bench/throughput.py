@@ -146,7 +146,10 @@ def main() -> None:
             f"arithmetic than the labs' step). Share: achieved FLOP/s over the matmul rate of the precision used. "
             f"Variants are explained at the top of bench/throughput.py.\n\n"
             "| model | batch | loop | img/s | vs labs' loop | GFLOP per step | share of matmul peak |\n"
-            "|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n")
+            "|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+            + ("\nA share above 100% means the convolution kernels outran the matmul probe: the probe's rate is "
+               "what torch's matmul reaches here, not the hardware's peak.\n"
+               if any(float(x.split("|")[-2].strip().rstrip("%")) > 100 for x in lines) else ""))
     Path(args.out).write_text(text)
     print(text)
 
