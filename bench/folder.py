@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import device_name  # noqa: E402
 from gankit.config import preset_config  # noqa: E402
 from gankit.folder import load_folder  # noqa: E402
 from gankit.train import train  # noqa: E402
@@ -74,8 +71,7 @@ def main() -> None:
             for precision in ("fp32", "auto"):
                 rates[preset, precision] = train_rate(preset, precision, root, runs, args.device, args.steps)
                 print(f"{preset} {precision}: {rates[preset, precision]:.0f} img/s", flush=True)
-    device = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
-              else f"CPU ({platform.processor() or platform.machine()}), {os.cpu_count()} cores")
+    device = device_name(args.device)
     text = (f"# Image folders: cache and training speed\n\nMeasured by `python bench/folder.py --images {args.images} "
             f"--device {args.device} --steps {args.steps}` on {time.strftime('%Y-%m-%d')}: {device}, torch "
             f"{torch.__version__}. {args.images} synthetic 178x218 JPEGs; decoding uses one process per core.\n\n"

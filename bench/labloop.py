@@ -9,14 +9,13 @@ The architecture is gankit's (the labs' layers, tested equal), so only the loop 
 from __future__ import annotations
 
 import gzip
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import common  # noqa: F401,E402  (puts the repository on sys.path)
 from gankit.config import preset_config  # noqa: E402
 from gankit.data import locate  # noqa: E402
 from gankit.models import build_models  # noqa: E402

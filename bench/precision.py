@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -19,8 +18,7 @@ from pathlib import Path
 
 import torch
 
-import sys
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import device_name
 from gankit.config import preset_config
 from gankit.metrics import compute_metrics
 from gankit.train import train
@@ -49,8 +47,7 @@ def main() -> None:
     stats = {p: (statistics.mean(v), statistics.stdev(v) if len(v) > 1 else 0.0) for p, v in results.items()}
     lo, hi = stats["fp32"][0] - stats["fp32"][1], stats["fp32"][0] + stats["fp32"][1]
     verdict = "within" if lo <= stats["bf16"][0] <= hi else "OUTSIDE"
-    device = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
-              else f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads")
+    device = device_name(args.device)
     text = (f"# fp32 against bf16: quality at equal steps\n\n"
             f"Measured by `python bench/precision.py --preset {args.preset} --epochs {args.epochs} --seeds "
             f"{' '.join(map(str, args.seeds))} --n {args.n} --device {args.device}` on {time.strftime('%Y-%m-%d')}: "

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import torch
+
+from common import append_result, device_name
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,20 +57,15 @@ def main() -> None:
             rows.append((n, ips, line))
             print(f"{n} process(es): {ips:.0f} img/s  [{line}]", flush=True)
     base = rows[0][1]
-    device = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
-              else f"CPU ({platform.processor() or platform.machine()}), {os.cpu_count()} cores")
+    device = device_name(args.device)
     text = (f"\n## {time.strftime('%Y-%m-%d')}: {device}, torch {torch.__version__}\n\n"
             f"`python bench/scaling.py --nprocs {' '.join(map(str, args.nprocs))} --device {args.device} "
             f"--preset {args.preset} --batch {args.batch} --steps {args.steps}`\n\n"
             "| processes | global batch | img/s | vs first row |\n|---|---|---|---|\n"
             + "".join(f"| {n} | {n * args.batch} | {ips:.0f} | {ips / base:.2f}x |\n" for n, ips, _ in rows)
             + "\nThe trainer's own line for the last run: `" + rows[-1][2] + "`\n")
-    out = Path(args.out)
-    if not out.exists():
-        out.write_text("# Data-parallel scaling\n\nImages/s of `torchrun -m gankit train` by number of processes, "
-                       "measured by bench/scaling.py.\n")
-    with out.open("a") as f:
-        f.write(text)
+    append_result(args.out, "Data-parallel scaling", "Images/s of `torchrun -m gankit train` by number of "
+                  "processes, measured by bench/scaling.py.", text)
     print(text)
 
 

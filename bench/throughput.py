@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from common import device_name
 from labloop import LabStep, lab_loader, torchvision_root
 from gankit.config import preset_config
 from gankit.train import resolve_precision, train
@@ -133,8 +134,7 @@ def main() -> None:
                     print(line, flush=True)
                     lines.append(line)
     shutil.rmtree(root, ignore_errors=True)
-    device = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
-              else f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads")
+    device = device_name(args.device)
     text = (f"# Training throughput, gankit against the labs' loop\n\n"
             f"Measured by `python bench/throughput.py --device {args.device} --batch {' '.join(map(str, args.batch))} "
             f"--models {' '.join(args.models)} --variants {' '.join(args.variants)}` on "

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from common import append_result, device_name
 from labloop import LabStep, lab_loader, torchvision_root
 from gankit.config import preset_config
 from gankit.metrics import make_judge
@@ -75,8 +75,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         g_hit, g_curve = gankit_run(args.target, args.eval_every, args.max_epochs, args.device, Path(tmp), args.seed)
     l_hit, l_curve = lab_run(args.target, args.eval_every, args.max_epochs, args.device, args.seed)
-    device = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
-              else f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads")
+    device = device_name(args.device)
     fmt = lambda hit: f"{hit:.0f} s" if hit is not None else f"not reached in {args.max_epochs} epochs"
     ratio = f"{l_hit / g_hit:.2f}x" if g_hit and l_hit else "n/a"
     text = (f"\n## {time.strftime('%Y-%m-%d')}: {device}, torch {torch.__version__}, seed {args.seed}\n\n"
@@ -87,12 +86,8 @@ def main() -> None:
             f"| speed-up | {ratio} |\n\n"
             f"Curves (step, training s, fid): gankit {[(s, t, round(f, 1)) for s, t, f in g_curve]}; "
             f"labs' loop {[(s, t, round(f, 1)) for s, t, f in l_curve]}\n")
-    out = Path(args.out)
-    if not out.exists():
-        out.write_text("# Time to quality\n\nTraining seconds (evaluations excluded) until fid_fmnist5k reaches the "
-                       "target, measured by bench/time_to_quality.py.\n")
-    with out.open("a") as f:
-        f.write(text)
+    append_result(args.out, "Time to quality", "Training seconds (evaluations excluded) until fid_fmnist5k "
+                  "reaches the target, measured by bench/time_to_quality.py.", text)
     print(text)
 
 
