@@ -93,8 +93,9 @@ def available_memory() -> int:
 def load_folder(root: str | Path | None, size: int, channels: int, bad_files: str = "skip",
                 cache_dir: str | Path | None = None, workers: int | None = None,
                 progress: bool = True, say=print) -> np.ndarray:
-    """All images under `root` as a (N, C, size, size) uint8 array, from the cache when it is
-    current, else decoded in parallel (a progress bar on a terminal) and cached. Unreadable files
+    """All images under `root` as a (N, C, size, size) uint8 array, from the cache in `cache_dir`
+    (default ~/.cache/gankit/folders; training uses runs/.cache) when it is current, else decoded
+    in parallel (a progress bar on a terminal) and cached. The folder itself is only read. Unreadable files
     are listed by name and skipped (bad_files='skip') or refused ('fail')."""
     if root is None:
         raise DataError("--dataset folder needs --data-root DIR, the folder of images")
@@ -113,7 +114,8 @@ def load_folder(root: str | Path | None, size: int, channels: int, bad_files: st
                         f"in memory, more than half of the {_size(free)} free. Use a smaller "
                         f"--image-size or a subset of the folder; a streaming loader is not built yet")
     key = cache_key(root, files, size, channels)
-    cache = Path(cache_dir or root) / f"folder-{key}.npy"
+    cache = Path(cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gankit" / "folders")
+    cache = cache / f"folder-{key}.npy"
     record = cache.with_suffix(".json")
     if cache.is_file() and record.is_file():
         info = json.loads(record.read_text())

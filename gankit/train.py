@@ -242,11 +242,11 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
         G_train, D_train = torch.compile(G_train, mode=mode), torch.compile(D_train, mode=mode)
         D_frozen = torch.compile(D, mode=mode) if ddp.enabled else D_train
 
-    def draw(*shape: int) -> torch.Tensor:
-        """This rank's rows of a global draw of world_size * shape[0] normal values, so W ranks
-        with batch B see the same noise as one process with batch W * B."""
-        full = torch.randn(W * shape[0], *shape[1:], device=device, generator=noise)
-        return full[ddp.rank::W] if W > 1 else full
+    def draw(fn, *shape: int) -> torch.Tensor:
+        """This rank's rows of one global draw (fn: torch.randn or torch.rand) of W * shape[0] rows
+        from the noise generator, so W ranks with batch B see the same noise as one process with
+        batch W * B, and the draws resume exactly with the generator's state."""
+        return fn(W * shape[0], *shape[1:], device=device, generator=noise)[ddp.rank::W]
 
     # Statistics summed on the device between log ticks: [loss_D, D(x), D(G(z)), wasserstein].
     acc_D = torch.zeros(4, device=device)
@@ -379,10 +379,10 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             x_real = x_train[sampler.indices(step)].to(device, non_blocking=True)
             x_real = to_float(x_real)  # (B, C, H, W) in [-1, 1]
             if cfg.hflip:  # half the batch mirrored, drawn like the noise (resumable, rank-consistent)
-                flip = torch.rand(W * cfg.batch_size, device=device, generator=noise)[ddp.rank::W] < 0.5
+                flip = draw(torch.rand, cfg.batch_size) < 0.5
                 x_real = torch.where(flip[:, None, None, None], x_real.flip(-1), x_real)
             x_real = x_real.contiguous(memory_format=memory_format)
-            z = draw(cfg.batch_size, cfg.z_dim)
+            z = draw(torch.randn, cfg.batch_size, cfg.z_dim)
 
             # Update D. The fake batch is made once; it keeps G's graph only when G learns from
             # it in this step.
@@ -393,7 +393,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
                 d_fake = D_train(x_fake.detach()).float()
             loss_D = objective.d_loss(d_real, d_fake)
             if cfg.gp_weight > 0:
-                eps = torch.rand(W * cfg.batch_size, 1, 1, 1, device=device, generator=noise)[ddp.rank::W]
+                eps = draw(torch.rand, cfg.batch_size, 1, 1, 1)
                 loss_D = loss_D + cfg.gp_weight * gradient_penalty(D, x_real, x_fake.detach().to(x_real.dtype), eps=eps)
             opt_D.zero_grad(set_to_none=True)
             loss_D.backward()

@@ -63,6 +63,7 @@ def test_cache_is_built_once_and_reused(faces, tmp_path, monkeypatch):
     assert "decoded 120 images" in said[0] and all(b in said[0] for b in BAD)  # bad files named
     cache = list(tmp_path.glob("folder-*.npy"))
     assert len(cache) == 1
+    assert not list(faces.rglob("*.npy")) and not list(faces.rglob("*.json"))  # the folder is only read
     record = json.loads(cache[0].with_suffix(".json").read_text())
     assert sorted(b["file"] for b in record["bad"]) == sorted(BAD)
 
