@@ -134,6 +134,10 @@ class Config:
             raise ConfigError(f"eval_every must be -1 (each epoch), 0 (off) or a number of steps, got {self.eval_every}")
         if self.eval_every != 0 and self.eval_n <= 128:
             raise ConfigError(f"eval_n must exceed the evaluator's 128 feature dimensions for FID, got {self.eval_n}")
+        if self.eval_every > 0 and (self.image_size != 28 or self.dataset == "folder"):
+            raise ConfigError(f"--eval-every {self.eval_every}: gankit's evaluators judge 28x28 Fashion-MNIST/MNIST "
+                              f"images; for {self.dataset} at {self.image_size}x{self.image_size} use `gankit eval` "
+                              f"with --inception-weights after training")
         if self.keep < 0:
             raise ConfigError(f"keep must be >= 0, got {self.keep}")
         for who in ("g", "d"):

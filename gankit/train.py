@@ -29,7 +29,7 @@ from .data import EpochSampler, to_float, training_images
 from .dist import Dist, setup as setup_dist, wrap as wrap_ddp
 from .ema import EMA
 from .errors import ConfigError, DataError, GankitError, RunError
-from .latent import generate, sample_images
+from .latent import generate, sample_images, z_from_seed
 from .losses import OBJECTIVES, clip_weights, gradient_penalty
 from .models import build_models
 from .optim import make_optimizer
@@ -193,12 +193,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
     # its share of the samples from the same fixed z.
     judge, eval_z = None, None
     judgeable = cfg.image_size == 28 and cfg.dataset != "folder"  # the evaluators judge 28x28 digits/clothes
-    if cfg.eval_every != 0 and not judgeable:
-        if cfg.eval_every > 0:
-            raise ConfigError(f"--eval-every {cfg.eval_every}: gankit's evaluators judge 28x28 Fashion-MNIST/MNIST "
-                              f"images; for {cfg.dataset} at {cfg.image_size}x{cfg.image_size} use `gankit eval` "
-                              f"with --inception-weights after training")
-    elif cfg.eval_every != 0:
+    if cfg.eval_every != 0 and judgeable:  # (validate() refused --eval-every N > 0 for the others)
         if ddp.main:
             from .metrics import make_judge
             try:
@@ -210,7 +205,6 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
                 judge = e
         found = judge if isinstance(judge, BaseException) else judge is not None  # an error goes to all ranks
         if ddp.share(found):
-            from .latent import z_from_seed
             eval_z = z_from_seed(cfg.seed + 2, cfg.eval_n, cfg.z_dim)
 
     # Models, EMA, optimisers. Weights are drawn on the CPU from the seed, so every device and

@@ -134,6 +134,8 @@ def test_model_size_and_config_checks(tmp_path):
         preset_config("default", image_size=64).validate()
     with pytest.raises(ConfigError, match="dataset folder needs --data-root"):
         preset_config("faces64").validate()
+    with pytest.raises(ConfigError, match="--eval-every 100: gankit's evaluators judge 28x28"):
+        preset_config("default", model="dcgan64", eval_every=100).validate()
     with pytest.raises(ConfigError, match="channels must be 1 .* or 3"):
         preset_config("faces64", data_root=str(tmp_path), channels=4).validate()
 
