@@ -125,6 +125,12 @@ def test_image_sources(tmp_path):
     torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
     with pytest.raises(GankitError, match="fewer than the 20 asked"):
         load_images(folder, 20)
+    rgb = tmp_path / "rgb"  # colour PNGs stay RGB, in channel order
+    rgb.mkdir()
+    for i in range(3):
+        Image.new("RGB", (32, 32), (255, 0, 0)).save(rgb / f"{i}.png")
+    r = load_images(rgb, 3)
+    assert r.shape == (3, 3, 32, 32) and r[:, 0].min() == 1 and r[:, 1:].max() == -1
     torch.save(x.float(), tmp_path / "bad.pt")
     with pytest.raises(GankitError, match=r"must lie in \[-1, 1\]"):
         load_images(tmp_path / "bad.pt", 12)

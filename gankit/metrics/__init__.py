@@ -48,14 +48,20 @@ def load_images(source: str | Path, n: int, seed: int = 0, ema: bool | None = No
             raise GankitError(f"{p}: no images (PNG, JPEG, BMP, WebP) and no generator.safetensors in it")
         if len(files) < n:
             raise GankitError(f"{p}: {len(files)} images, fewer than the {n} asked (--n)")
-        arrays = []
+        arrays, mode = [], None
         for f in files[:n]:
             try:
                 with Image.open(f) as im:
-                    arrays.append(np.asarray(im.convert("L")))
+                    if mode is None:  # the first image decides: grayscale stays 1 channel, colour is RGB
+                        mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+                    arrays.append(np.asarray(im.convert(mode)))
             except Exception as e:
                 raise GankitError(f"{f}: cannot read image ({type(e).__name__})") from None
-        return to_float(torch.from_numpy(np.stack(arrays))[:, None])
+        if len({a.shape for a in arrays}) > 1:
+            raise GankitError(f"{p}: images of different sizes ({sorted({a.shape for a in arrays})[:3]}); "
+                              f"metrics need one size")
+        x = torch.from_numpy(np.stack(arrays))
+        return to_float(x[:, None] if mode == "L" else x.permute(0, 3, 1, 2).contiguous())
     if p.suffix in (".npy", ".pt"):
         x = (torch.from_numpy(np.load(p, allow_pickle=False)) if p.suffix == ".npy"
              else torch.load(p, map_location="cpu", weights_only=True))
