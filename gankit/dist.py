@@ -82,10 +82,6 @@ class Dist:
         dist.all_reduce(diff, op=dist.ReduceOp.MAX)
         return float(diff)
 
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier(group=self.flag_group)
-
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()
