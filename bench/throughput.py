@@ -34,7 +34,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from common import device_name
 from labloop import LabStep, lab_loader, torchvision_root
 from gankit.config import preset_config
-from gankit.train import resolve_precision, train
+from gankit.device import resolve_precision
+from gankit.train import train
 
 VARIANTS = {
     "plain": dict(precision="fp32", data_on_device=False, host_sync=True, optim_impl="loop"),

@@ -6,57 +6,30 @@ beside it. Loading uses `torch.load(weights_only=True)` only, so a checkpoint ca
 """
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import RunError
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from .files import atomic_path, atomic_write_text, sha256_file
 
 
 def atomic_save(obj, path: Path) -> None:
-    """torch.save `obj` to `path` atomically and record its sha256 in `path.sha256`. If anything
-    fails (disk full, kill), the previous file at `path` is untouched and the temp file removed."""
+    """torch.save `obj` to `path` atomically (fsynced) and record its sha256 in `path.sha256`. If
+    anything fails (disk full, kill), the previous file at `path` is untouched."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        digest = sha256_file(tmp)
-        os.replace(tmp, path)
-        side = path.with_name(path.name + ".sha256")
-        side_tmp = side.with_name(side.name + ".tmp")
-        side_tmp.write_text(f"{digest}  {path.name}\n")
-        os.replace(side_tmp, side)
-        _fsync_dir(path.parent)
+        with atomic_path(path, fsync=True) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+            digest = sha256_file(tmp)
+        atomic_write_text(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
     except OSError as e:  # disk full, quota, permissions: keep the previous file, say so
-        tmp.unlink(missing_ok=True)
         raise RunError(f"{path}: could not write the checkpoint ({e.strerror or e}); the previous "
                        f"checkpoint there is intact") from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def verify(path: Path) -> str | None:
@@ -103,32 +76,26 @@ def prune(folder: Path, keep: int) -> None:
 def export_generator(run_dir: Path, G: torch.nn.Module, G_ema: torch.nn.Module | None, cfg, step: int,
                      name: str = "generator", **extra) -> Path:
     """NAME.safetensors (G's weights under `G.`, and `G_ema.` when EMA is on) and NAME.json (what
-    rebuilds G: the config fields the model reads, shapes, step, and `extra`)."""
-    from . import __version__
+    rebuilds G: the run's whole config, G's shapes, the step, and `extra`)."""
+    from .version import __version__
     tensors = {f"G.{k}": v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     if G_ema is not None:
         tensors.update({f"G_ema.{k}": v.detach().cpu().contiguous() for k, v in G_ema.state_dict().items()})
     path = Path(run_dir) / f"{name}.safetensors"
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp))
     meta = {
-        "gankit_version": __version__, "model": cfg.model, "z_dim": cfg.z_dim, "num_classes": 0,
-        "img_shape": list(G.img_shape), "channels": cfg.channels, "hidden_dim": cfg.hidden_dim,
-        "d_norm": cfg.d_norm, "g_width": cfg.g_width, "d_width": cfg.d_width, "image_size": cfg.image_size,
-        "dataset": cfg.dataset, "step": step, "has_ema": G_ema is not None,
+        **cfg.to_dict(), "gankit_version": __version__, "z_dim": G.z_dim, "num_classes": G.num_classes,
+        "img_shape": list(G.img_shape), "step": step, "has_ema": G_ema is not None,
         "sha256": sha256_file(path), **extra,
     }
-    atomic = path.with_suffix(".json.tmp")
-    atomic.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(atomic, path.with_suffix(".json"))
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
     return path
 
 
 def load_generator(path: str | Path, ema: bool | None = None) -> torch.nn.Module:
     """Rebuild G from generator.safetensors + generator.json (no pickles), in eval mode.
     `ema`: True/False picks the weights; None takes G_ema when the file has it."""
-    import dataclasses
     from .config import Config
     from .models import build_models
 

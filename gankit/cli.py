@@ -16,7 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__, latent_cli, metrics_cli
+from . import latent_cli, metrics_cli
+from .version import __version__
 from .config import PRESETS, Config, add_config_arguments, preset_config
 from .errors import GankitError
 

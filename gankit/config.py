@@ -46,6 +46,7 @@ class Config:
     gp_weight: float | None = None  # gradient penalty weight; None: the objective's default
     epochs: int = 15  # passes over the training set (by D, one real batch per D step)
     steps: int = 0  # if > 0, total D steps instead of `epochs` (short runs, tests)
+    minutes: float | None = None  # time budget: stop after this many minutes of training (evaluations not counted), or at epochs/steps if sooner
     batch_size: int = 128  # real images per D step (per process under DDP)
     g_optimizer: str = "adam"  # adam | adamw | rmsprop | sgd
     d_optimizer: str = "adam"  # adam | adamw | rmsprop | sgd
@@ -65,7 +66,7 @@ class Config:
     data_on_device: bool = True  # the dataset as one uint8 tensor on the device; off: kept on the CPU, each batch copied over
     host_sync: bool = False  # read the losses on the host every step as lab loops do (.item()); off: only at log ticks
     optim_impl: str = "foreach"  # optimizer kernels: foreach (multi-tensor) | fused (one kernel per step) | loop (per tensor)
-    channels_last: bool = False  # channels_last memory format for conv weights and image batches
+    channels_last: bool | None = None  # channels_last (NHWC) convolutions; None: auto (on for conv models on the CPU, where measured faster)
     compile: bool = False  # torch.compile G and D (on CUDA with CUDA graphs, mode reduce-overhead); the gradient penalty stays eager
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over all ranks' batches (SyncBatchNorm)
     # What to write.
@@ -134,7 +135,10 @@ class Config:
             raise ConfigError(f"eval_every must be -1 (each epoch), 0 (off) or a number of steps, got {self.eval_every}")
         if self.eval_every != 0 and self.eval_n <= 128:
             raise ConfigError(f"eval_n must exceed the evaluator's 128 feature dimensions for FID, got {self.eval_n}")
-        if self.eval_every > 0 and (self.image_size != 28 or self.dataset == "folder"):
+        if self.minutes is not None and not (math.isfinite(self.minutes) and self.minutes > 0):
+            raise ConfigError(f"minutes must be a positive number of minutes (leave it out for no time budget), "
+                              f"got {self.minutes}")
+        if self.eval_every > 0 and not self.judged_in_training():
             raise ConfigError(f"--eval-every {self.eval_every}: gankit's evaluators judge 28x28 Fashion-MNIST/MNIST "
                               f"images; for {self.dataset} at {self.image_size}x{self.image_size} use `gankit eval` "
                               f"with --inception-weights after training")
@@ -173,6 +177,11 @@ class Config:
                     "invalid: the penalty is per sample and BatchNorm mixes the batch. "
                     "Use --d-norm layer (as Gulrajani et al. 2017) or --d-norm none")
         return self
+
+    def judged_in_training(self) -> bool:
+        """gankit's evaluators judge 28x28 Fashion-MNIST/MNIST images; other runs are scored after
+        training with Inception features (`gankit eval --inception-weights`)."""
+        return self.image_size == 28 and self.dataset != "folder"
 
     # ---- JSON -----------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .errors import DataError
+from .files import cache_root
 
 IDX_UBYTE = 0x08
 
@@ -126,7 +127,7 @@ def locate(name: str, split: str = "train", data_root: str | None = None,
         found = _find_in(Path(d), ds, split)
         if found:
             return found
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gankit"
+    cache = cache_root()
     found = _find_in(cache, ds, split)
     if found:
         return found

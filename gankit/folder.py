@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .files import atomic_path, cache_root
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
@@ -114,7 +115,7 @@ def load_folder(root: str | Path | None, size: int, channels: int, bad_files: st
                         f"in memory, more than half of the {_size(free)} free. Use a smaller "
                         f"--image-size or a subset of the folder; a streaming loader is not built yet")
     key = cache_key(root, files, size, channels)
-    cache = Path(cache_dir or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gankit" / "folders")
+    cache = Path(cache_dir) if cache_dir else cache_root("folders")
     cache = cache / f"folder-{key}.npy"
     record = cache.with_suffix(".json")
     if cache.is_file() and record.is_file():
@@ -147,9 +148,8 @@ def load_folder(root: str | Path | None, size: int, channels: int, bad_files: st
                         f"{bad[0]['file']} ({bad[0]['error']})")
     x = np.stack(good)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f"{cache.stem}.tmp{os.getpid()}.npy")
-    np.save(tmp, x)
-    os.replace(tmp, cache)
+    with atomic_path(cache) as tmp:
+        np.save(tmp, x)
     record.write_text(json.dumps({"root": str(root), "images": len(x), "size": size, "channels": channels,
                                   "crop": "resize shorter side + centre crop", "bad": bad}, indent=1) + "\n")
     say(f"{root}: decoded {len(x)} images at {channels}x{size}x{size} into the cache {cache}"

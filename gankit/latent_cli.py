@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid
 
-from . import __version__
+from .version import __version__
 from . import latent as L
 from .errors import GankitError
 from .runs import pyplot, save_grid
-from .train import resolve_precision
+from .device import resolve_precision
 
 
 # ---- output folder and record -----------------------------------------------------------------

@@ -28,6 +28,7 @@ class Objective:
     g_loss: Callable[[Tensor], Tensor]  # d_fake logits -> scalar loss of G
     score: Callable[[Tensor], Tensor]  # logits -> what is reported as D(x), D(G(z))
     score_label: str  # how plots name that score
+    score_is_probability: bool = False  # the score lies in [0, 1] (plots draw 0.5; "D wins" when D(x) - D(G(z)) > 0.98)
     wasserstein: bool = False  # report E[D(x)] - E[D(G(z))], the critic's distance estimate
     default_clip: float = 0.0  # weight clipping bound when the config leaves it unset
     default_gp: float = 0.0  # gradient penalty weight when the config leaves it unset
@@ -42,7 +43,7 @@ OBJECTIVES: dict[str, Objective] = {
     "bce": Objective(
         d_loss=lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean(),
         g_loss=lambda f: F.softplus(-f).mean(),
-        score=torch.sigmoid, score_label="D(.) = sigmoid(logit)",
+        score=torch.sigmoid, score_label="D(.) = sigmoid(logit)", score_is_probability=True,
         description="minimax GAN, non-saturating G loss (the labs' BCE)"),
     "wgan": Objective(
         d_loss=lambda r, f: f.mean() - r.mean(),

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from . import metrics as M
 from .errors import GankitError
-from .runs import atomic_write_text, check_run_dir, comparison_figure, pyplot, read_stats
+from .files import atomic_write_text
+from .runs import check_run_dir, comparison_figure, pyplot, read_stats
 
 SHOWN = [("fid", "FID"), ("kid", "KID"), ("is", "IS"), ("precision", "precision"), ("recall", "recall"),
          ("density", "density"), ("coverage", "coverage"), ("class_entropy", "class entropy"),

@@ -11,6 +11,7 @@ import torch
 from torchvision.utils import make_grid, save_image
 
 from .errors import RunError
+from .files import atomic_write_text
 
 RUN_RE = re.compile(r"^(\d{5})-")
 
@@ -28,12 +29,6 @@ def create_run_dir(out_dir: str | Path, desc: str) -> Path:
             return path
         except FileExistsError:
             continue
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 class StatsLog:
@@ -120,7 +115,7 @@ def pyplot():
     return plt
 
 
-def plot_curves(run_dir: Path, score_label: str) -> None:
+def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = False) -> None:
     """loss_curve.png and d_outputs.png from stats.jsonl (x axis: epochs)."""
     rows = read_stats(run_dir)
     if not rows:
@@ -145,7 +140,7 @@ def plot_curves(run_dir: Path, score_label: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     ax.plot(ep, [r["d_real"] for r in rows], label="D(x), real images")
     ax.plot(ep, [r["d_fake"] for r in rows], label="D(G(z)), generated images")
-    if score_label.startswith("D(.) = sigmoid"):
+    if score_is_probability:
         ax.axhline(0.5, color="gray", lw=0.8, ls=":")
         ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("epoch")

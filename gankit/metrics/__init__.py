@@ -8,7 +8,6 @@ different protocols never mix. Reference features are cached under a hash of wha
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import torch
 
 from ..data import load_split, to_float
 from ..errors import GankitError
+from ..files import atomic_path, cache_root, sha256_file
 from . import scores
 from .evaluator import SHORT_NAMES, embed, load_evaluator
 
@@ -83,10 +83,6 @@ def load_images(source: str | Path, n: int, seed: int = 0, ema: bool | None = No
 
 
 # ---- reference features, cached ---------------------------------------------------------------
-def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gankit" / "reference"
-
-
 def _folder_split(data_root: str | None, split: str, n: int, shape: tuple[int, int]) -> tuple[torch.Tensor, str]:
     """A folder has no test split: 'test' is n images of a fixed shuffle of it, 'train' the next
     n, so the real-data floor compares two disjoint halves. Returns (images, folder key)."""
@@ -111,7 +107,7 @@ def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
     if dataset == "folder":
         x, folder_key = _folder_split(data_root, split, n, shape)
     key = hashlib.sha256(f"{dataset}|{split}|{card['sha256']}|{n}|{folder_key}".encode()).hexdigest()[:16]
-    path = _cache_dir() / f"{dataset}-{split}-{n}-{key}.pt"
+    path = cache_root("reference") / f"{dataset}-{split}-{n}-{key}.pt"
     if path.exists():
         cached = torch.load(path, weights_only=True)
         return cached["features"], cached["probs"]
@@ -121,9 +117,8 @@ def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
         raise GankitError(f"{dataset} {split} has {len(x)} images, fewer than n={n}")
     feats, probs = embed_fn(to_float(x[:n]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save({"features": feats, "probs": probs}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"features": feats, "probs": probs}, tmp)
     return feats, probs
 
 
@@ -156,7 +151,6 @@ def score_features(feats: torch.Tensor, probs: torch.Tensor, ref_feats: torch.Te
 def _feature_network(reference: str, inception_weights: str | None, device):
     """(embed function, a card with a sha256 naming the network, the metric-name prefix)."""
     if inception_weights:
-        from ..checkpoint import sha256_file
         from .inception import embed_inception, load_inception
         model = load_inception(inception_weights, device)
         return (lambda x: embed_inception(model, x)), {"sha256": sha256_file(Path(inception_weights))}, "inception"

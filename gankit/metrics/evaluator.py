@@ -19,6 +19,7 @@ from torch import nn
 
 from ..data import load_split, to_float
 from ..errors import GankitError
+from ..files import sha256_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 FEATURE_DIM = 128
@@ -81,7 +82,6 @@ def weights_path(dataset: str) -> Path:
 
 def load_evaluator(dataset: str = "fashion-mnist", device: str | torch.device = "cpu") -> tuple[Evaluator, dict]:
     """The shipped evaluator of a dataset and its card, checked against the card's sha256."""
-    from ..checkpoint import sha256_file
     path = weights_path(dataset)
     card_path = path.with_suffix(".json")
     if not path.exists() or not card_path.exists():
@@ -121,7 +121,6 @@ def train_evaluator(dataset: str = "fashion-mnist", epochs: int = 8, batch_size:
     """Train the evaluator with gankit's own loop (AdamW, one-cycle LR, shifts and flips) and write
     `<dataset>.safetensors` and its card `<dataset>.json` to out_dir (default: the package's
     weights folder). Returns the card."""
-    from ..checkpoint import sha256_file
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     x_train, y_train = load_split(dataset, "train", data_root)

@@ -1,0 +1,116 @@
+"""Where gankit runs and how: the device, the precision and the memory format, chosen per device.
+
+bf16 is fast only where the hardware multiplies in bf16: CUDA GPUs with bf16 support and CPUs with
+AVX-512-BF16 or AMX, where a bf16 matmul runs ~2.6-4x faster than fp32. Elsewhere PyTorch
+emulates it, ~100x *slower* than fp32 (a 512x512 bf16 matmul at 1.2 GFLOP/s on an AVX2 EPYC,
+against 134 GFLOP/s for fp32). The CPU's flags are not proof on their own (oneDNN may be capped
+below them, e.g. by ONEDNN_MAX_CPU_ISA), so on a CPU that claims bf16 a short probe (~10 ms)
+measures it. `auto` picks bf16 only where it is native; an explicit `bf16` where it is not gets
+a warning with the measured ratio.
+
+channels_last (NHWC) convolutions: on the CPU oneDNN's NHWC kernels are faster for the DCGAN
+models in both fp32 and bf16 (bench/RESULTS.md), so `auto` turns them on there for models with
+convolutions; on CUDA nothing has been measured yet, so `auto` leaves the default format.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from pathlib import Path
+
+import torch
+
+from .errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' requested but CUDA is not available "
+                          f"(torch {torch.__version__}); use --device cpu or auto")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device 'mps' requested but MPS is not available; use --device cpu or auto")
+    return torch.device(name)
+
+
+def _cpu_flags() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def _matmul_seconds(dtype: torch.dtype, n: int = 256, reps: int = 4) -> float:
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b  # warm-up (kernel selection)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        best = min(best, (time.perf_counter() - t) / reps)
+        if best > 5e-3:  # emulated bf16 (~15-30 ms a product): one round says enough
+            break
+    return best
+
+
+@functools.cache
+def cpu_bf16_speedup() -> float:
+    """fp32 time / bf16 time of a 256x256 matmul on this CPU, measured once per process: ~3 where
+    bf16 is native, ~0.02 where it is emulated. 0.0 without the CPU flags (not measured)."""
+    flags = _cpu_flags()
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        return 0.0
+    return _matmul_seconds(torch.float32) / _matmul_seconds(torch.bfloat16)
+
+
+def native_bf16(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return cpu_bf16_speedup() >= 1.0
+    return False
+
+
+def bf16_warning(device: torch.device) -> str | None:
+    """Why bf16 would be slow on `device`, with the measurement; None where it is native."""
+    if native_bf16(device):
+        return None
+    if device.type != "cpu":
+        return f"{device} has no native bf16 support; bf16 may be slow or unsupported there"
+    speedup = cpu_bf16_speedup()
+    fp32_s = _matmul_seconds(torch.float32)
+    bf16_s = fp32_s / speedup if speedup else _matmul_seconds(torch.bfloat16)
+    flags = "" if speedup else " (no avx512_bf16/amx_bf16 in /proc/cpuinfo)"
+    return (f"this CPU has no native bf16{flags}: a 256x256 bf16 matmul took {bf16_s * 1e3:.1f} ms against "
+            f"{fp32_s * 1e3:.2f} ms in fp32 ({bf16_s / fp32_s:.0f}x slower), so bf16 training runs many times "
+            f"slower than fp32 here; use --precision fp32 or auto")
+
+
+def resolve_precision(name: str, device: torch.device) -> str:
+    """'auto' is bf16 where the device does bf16 matrix work natively, else fp32."""
+    if name != "auto":
+        return name
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def autocast(precision: str, device: torch.device):
+    """The context the forward passes run in: bf16 autocast, or nothing for fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def resolve_channels_last(setting: bool | None, G: torch.nn.Module, D: torch.nn.Module,
+                          device: torch.device) -> bool:
+    """`None` (auto): channels_last on the CPU when G or D has convolutions, else off."""
+    if setting is not None:
+        return setting
+    convs = any(isinstance(m, torch.nn.modules.conv._ConvNd) for net in (G, D) for m in net.modules())
+    return device.type == "cpu" and convs

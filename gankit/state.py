@@ -1,0 +1,142 @@
+"""What a checkpoint holds besides the config: the networks with their optimisers and noise
+generator (`Nets`), and the training loop's counters and accumulators (`Tally`). Each has
+`state_dict()` / `load_state_dict()`, and a checkpoint is the union of the two (flat keys, the
+format gankit has always written)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from .config import Config
+from .device import resolve_channels_last
+from .dist import Dist, wrap as wrap_ddp
+from .ema import EMA
+from .models import build_models
+from .optim import make_optimizer
+
+
+@dataclass
+class Nets:
+    """G, D, the EMA of G, both optimisers and the noise generator; plus what the step calls
+    (G_train, D_train, D_frozen): the networks themselves, or DDP wrappers and compiled versions
+    of them, whose weights stay in G and D."""
+    G: nn.Module
+    D: nn.Module
+    G_ema: EMA | None
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    noise: torch.Generator  # draws z, flips and GP interpolation weights; its state is checkpointed
+    memory_format: torch.memory_format
+    G_train: nn.Module
+    D_train: nn.Module  # D's two passes of the D update
+    D_frozen: nn.Module  # D judging the fake batch in G's update (no DDP: its weights get no gradients there)
+
+    @property
+    def G_show(self) -> nn.Module:
+        """The weights grids and exports show: the EMA when there is one."""
+        return self.G_ema.module if self.G_ema is not None else self.G
+
+    def state_dict(self) -> dict:
+        return {"G": self.G.state_dict(), "D": self.D.state_dict(),
+                "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
+                "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+                "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        if self.G_ema is not None:
+            ema_state = state["G_ema"]
+            if "n_averaged" in ema_state:  # written by gankit 0.1's AveragedModel
+                ema_state = {k: v for k, v in ema_state.items() if k != "n_averaged"}
+                ema_state["n_updates"] = state["G_ema"]["n_averaged"]
+            self.G_ema.load_state_dict(ema_state)
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.noise.set_state(state["rng"]["noise"])
+        torch.set_rng_state(state["rng"]["torch"])
+
+    def finite(self) -> bool:
+        params = [*self.G.parameters(), *self.D.parameters()]
+        return bool(torch.stack([p.isfinite().all() for p in params]).all())
+
+    def scale_learning_rates(self, cfg: Config, factor: float) -> None:
+        for opt, lr in ((self.opt_G, cfg.g_lr), (self.opt_D, cfg.d_lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr * factor
+
+
+def build_nets(cfg: Config, ddp: Dist, device: torch.device) -> Nets:
+    """Models, EMA, optimisers and noise. Weights are drawn on the CPU from the seed, so every
+    device and every rank starts from the same weights."""
+    torch.manual_seed(cfg.seed)
+    G, D = build_models(cfg)
+    if ddp.enabled and cfg.sync_bn:
+        G, D = (torch.nn.SyncBatchNorm.convert_sync_batchnorm(m) for m in (G, D))
+    channels_last = resolve_channels_last(cfg.channels_last, G, D, device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    G = G.to(device, memory_format=memory_format)
+    D = D.to(device, memory_format=memory_format)
+    G_ema = EMA(G, cfg.ema) if cfg.ema > 0 else None
+    opt_G = make_optimizer(cfg.g_optimizer, G.parameters(), cfg.g_lr, cfg.g_betas, cfg.g_weight_decay, cfg.optim_impl)
+    opt_D = make_optimizer(cfg.d_optimizer, D.parameters(), cfg.d_lr, cfg.d_betas, cfg.d_weight_decay, cfg.optim_impl)
+    noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    # D's buffers are not broadcast (rank 0's would overwrite BatchNorm statistics between the
+    # real and fake passes); G's are, so every rank's G is rank 0's.
+    G_train, D_train, D_frozen = G, D, D
+    if ddp.enabled:
+        G_train = wrap_ddp(G, device, sync_buffers=True)
+        D_train = wrap_ddp(D, device, sync_buffers=False)
+    if cfg.compile:
+        mode = "reduce-overhead" if device.type == "cuda" else None
+        G_train, D_train = torch.compile(G_train, mode=mode), torch.compile(D_train, mode=mode)
+        D_frozen = torch.compile(D, mode=mode) if ddp.enabled else D_train
+    return Nets(G, D, G_ema, opt_G, opt_D, noise, memory_format, G_train, D_train, D_frozen)
+
+
+@dataclass
+class Tally:
+    """The loop's counters, and the statistics summed on the device between log ticks (read
+    once per tick, so no step waits for the host)."""
+    acc_D: Tensor  # [loss_D, D(x), D(G(z)), wasserstein], summed over the D steps since the last tick
+    acc_G: Tensor  # [loss_G], summed over the G steps since the last tick
+    grad_norms: Tensor  # [D, G] gradient norms, computed on the step before each tick
+    step: int = 0  # D steps done
+    n_D: int = 0  # D steps since the last tick
+    n_G: int = 0  # G steps since the last tick
+    elapsed: float = 0.0  # seconds (training and evaluations) of earlier processes of this run
+    eval_s: float = 0.0  # of all seconds so far, those spent on quality evaluations
+    best_fid: float = math.inf  # best FID so far; best.safetensors holds that generator
+    low_D_ticks: int = 0  # consecutive log ticks with D winning outright
+    rollbacks: int = 0  # times the NaN policy reloaded the last good checkpoint
+    TENSORS: ClassVar = ("acc_D", "acc_G", "grad_norms")  # updated in place on the device
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> "Tally":
+        return cls(torch.zeros(4, device=device), torch.zeros(1, device=device), torch.zeros(2, device=device))
+
+    def state_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def load_state_dict(self, state: dict, keep: tuple[str, ...] = ()) -> None:
+        """Take every value from `state` except those named in `keep`."""
+        for f in fields(self):
+            if f.name in keep:
+                continue
+            if f.name in self.TENSORS:
+                getattr(self, f.name).copy_(state[f.name])
+            elif f.name in state:  # eval_s is missing from checkpoints of gankit 0.1
+                setattr(self, f.name, state[f.name])
+
+    def reset_tick(self) -> None:
+        self.acc_D.zero_()
+        self.acc_G.zero_()
+        self.n_D = self.n_G = 0
+
+    def means(self) -> Tensor:
+        """[loss_D, D(x), D(G(z)), wasserstein, loss_G, grad_norm_D, grad_norm_G] since the last tick."""
+        return torch.cat([self.acc_D / max(self.n_D, 1), self.acc_G / max(self.n_G, 1), self.grad_norms])
