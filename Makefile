@@ -10,8 +10,8 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: demo test test-all install data browser clean help
 
 help:
-	@echo "make demo   - install, get Fashion-MNIST, train the default preset for 2 epochs (~3 min on 2 CPU cores)"
-	@echo "make test   - install, get Fashion-MNIST and chromium, run the test suite (fast tests; ~4 min)"
+	@echo "make demo   - install, get Fashion-MNIST, train the default preset for 3 minutes, write the report (~4 min after the install)"
+	@echo "make test   - install, get Fashion-MNIST and chromium, run the test suite (fast tests)"
 	@echo "make test-all - the test suite including slow tests"
 
 $(STAMP): pyproject.toml
@@ -40,7 +40,7 @@ browser:
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null
 
 demo: install data
-	$(BIN)/gankit train --preset default --epochs 2
+	$(BIN)/gankit train --preset default --minutes 3
 	$(BIN)/gankit report "$$(ls -td runs/*/ | head -1)"
 
 test: install data browser

@@ -180,6 +180,9 @@ class Clock:
     def train_s(self) -> float:
         return self.wall() - self.tally.eval_s
 
+    def restart(self) -> None:
+        self.t_start = self.t_tick = time.perf_counter()
+
     def tick(self, step: int) -> None:
         self.t_tick, self.step_tick = time.perf_counter(), step
 

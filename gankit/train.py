@@ -155,6 +155,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
         save_checkpoint(0, False, cfg, ddp, nets, tally, clock, out)  # resumable at once; a base for rollback
     G.train()
     D.train()
+    clock.restart()  # the time budget counts training, from the first step
     frac_before, last_step = fraction(tally.step), False
 
     try:

@@ -117,7 +117,7 @@ def accuracy(model: Evaluator, x_uint8: torch.Tensor, y: torch.Tensor) -> float:
 
 def train_evaluator(dataset: str = "fashion-mnist", epochs: int = 8, batch_size: int = 128, lr: float = 3e-3,
                     seed: int = 0, data_root: str | None = None, out_dir: Path | None = None,
-                    precision: str = "bf16", log=print) -> dict:
+                    precision: str = "auto", log=print) -> dict:
     """Train the evaluator with gankit's own loop (AdamW, one-cycle LR, shifts and flips) and write
     `<dataset>.safetensors` and its card `<dataset>.json` to out_dir (default: the package's
     weights folder). Returns the card."""
@@ -129,6 +129,8 @@ def train_evaluator(dataset: str = "fashion-mnist", epochs: int = 8, batch_size:
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps_per_epoch = len(x_train) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
+    from ..device import resolve_precision
+    precision = resolve_precision(precision, torch.device("cpu"))  # bf16 only where it is native
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     t0 = time.perf_counter()
     for epoch in range(epochs):
