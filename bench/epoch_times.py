@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gankit.config import PRESETS  # noqa: E402
+from gankit.runs import read_stats  # noqa: E402
 
 
 def cpu_name() -> str:
@@ -69,7 +70,7 @@ def main() -> None:
                 raise SystemExit(f"{preset}: gankit train exited {os.waitstatus_to_exitcode(status)}")
             peak_mb = usage.ru_maxrss / 1024
             run = sorted(Path(tmp).glob(f"*-{preset}-fashion-mnist"))[-1]
-            rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+            rows = read_stats(run)
             cfg = json.loads((run / "config.json").read_text())
             loop_s = rows[-1]["time_s"]
             img_s = rows[-1]["images"] / loop_s

@@ -9,7 +9,6 @@ random colour on a random background), quality 90. Writes bench/FOLDER.md.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -23,6 +22,7 @@ from common import device_name  # noqa: E402
 from gankit.config import preset_config  # noqa: E402
 from gankit.folder import load_folder  # noqa: E402
 from gankit.train import train  # noqa: E402
+from gankit.runs import read_stats  # noqa: E402
 
 
 def make_images(root: Path, n: int) -> None:
@@ -41,7 +41,7 @@ def train_rate(preset: str, precision: str, root: Path, out: Path, device: str, 
     cfg = preset_config(preset, data_root=str(root), out_dir=str(out), device=device, steps=steps,
                         log_every=steps // 3, keep=0, precision=precision)
     run = train(cfg, progress=False)
-    rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    rows = read_stats(run)
     return statistics.median(r["img_per_s"] for r in rows[1:])
 
 

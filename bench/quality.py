@@ -27,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gankit.config import PRESETS  # noqa: E402
 from gankit.metrics import compute_metrics, protocol, real_floor  # noqa: E402
+from gankit.runs import read_stats  # noqa: E402
 
 COLUMNS = [("fid", "FID", 2), ("kid", "KID", 3), ("is", "IS", 2), ("precision", "precision", 3),
            ("recall", "recall", 3), ("coverage", "coverage", 3)]
@@ -63,7 +64,7 @@ def main() -> None:
             if proc.returncode:
                 raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
             run = sorted(runs_dir.glob(f"*-{preset}-fashion-mnist"), key=lambda p: p.stat().st_mtime)[-1]
-            stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+            stats = read_stats(run)
             t0 = time.perf_counter()
             r = compute_metrics(run, "fashion-mnist", n=args.n, seed=1000 + seed, device=args.device)
             r["train_s"] = stats[-1]["time_s"]

@@ -10,7 +10,6 @@ N > 1; N = 1 here runs under torchrun too, with all threads), so expect little. 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 from common import append_result, device_name
+from gankit.runs import read_stats
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def images_per_s(nproc: int, args, out: Path) -> tuple[float, str]:
     if res.returncode != 0:
         raise SystemExit(f"torchrun with {nproc} process(es) failed:\n{res.stderr[-3000:]}")
     run = max(out.iterdir(), key=lambda p: p.stat().st_mtime)
-    rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    rows = read_stats(run)
     line = next(x for x in (run / "log.txt").read_text().splitlines() if x.startswith("training "))
     return statistics.median(r["img_per_s"] for r in rows[1:]), line
 

@@ -20,7 +20,6 @@ Share: achieved FLOP/s over this device's best measured matmul rate in the preci
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import statistics
@@ -35,6 +34,7 @@ from common import device_name
 from labloop import LabStep, lab_loader, torchvision_root
 from gankit.config import preset_config
 from gankit.device import resolve_precision
+from gankit.runs import read_stats
 from gankit.train import train
 
 VARIANTS = {
@@ -95,7 +95,7 @@ def gankit_cfg(model: str, batch: int, device: str, out: Path, **kw):
 def gankit_images_per_s(model: str, batch: int, device: str, variant: str, out: Path, tick: int = 20) -> float:
     run = train(gankit_cfg(model, batch, device, out, steps=6 * tick, log_every=tick, **VARIANTS[variant]),
                 progress=False)
-    rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    rows = read_stats(run)
     return statistics.median(r["img_per_s"] for r in rows[1:])
 
 
@@ -148,11 +148,11 @@ def main() -> None:
             f"{time.strftime('%Y-%m-%d')}: {device}, torch {torch.__version__}, Python {platform.python_version()}. "
             f"Best measured matmul rate of this device: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, "
             + (f"bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s" if auto == "bf16" else
-               "bf16 not native here (not measured; `auto` is fp32)") + f". Images/s of training (real images through D per second); "
-            f"the ratio is against the labs' loop at the same batch in this run. GFLOP per step: torch's "
-            f"FlopCounterMode (gankit's step skips D's weight gradients in G's update, so it does less "
-            f"arithmetic than the labs' step). Share: achieved FLOP/s over the matmul rate of the precision used. "
-            f"Variants are explained at the top of bench/throughput.py.\n\n"
+               "bf16 not native here (not measured; `auto` is fp32)") + ". Images/s of training (real images through D per second); "
+            "the ratio is against the labs' loop at the same batch in this run. GFLOP per step: torch's "
+            "FlopCounterMode (gankit's step skips D's weight gradients in G's update, so it does less "
+            "arithmetic than the labs' step). Share: achieved FLOP/s over the matmul rate of the precision used. "
+            "Variants are explained at the top of bench/throughput.py.\n\n"
             "| model | batch | loop | img/s | vs labs' loop | GFLOP per step | share of matmul peak |\n"
             "|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
             + ("\nA share above 100% means the convolution kernels outran the matmul probe: the probe's rate is "
@@ -161,7 +161,7 @@ def main() -> None:
     Path(args.out).write_text(text)
     print(text)
     best = max(ratios, key=ratios.get)
-    print(f"gankit against the labs' loop: " + ", ".join(f"{m} b{b} {v} {r:.2f}x" for (m, b, v), r in ratios.items())
+    print("gankit against the labs' loop: " + ", ".join(f"{m} b{b} {v} {r:.2f}x" for (m, b, v), r in ratios.items())
           + f"; best {best[2]} on {best[0]} at batch {best[1]}: {ratios[best]:.2f}x")
 
 

@@ -10,7 +10,6 @@ Appends its result to bench/TIME_TO_QUALITY.md.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from common import append_result, device_name
+from gankit.runs import read_stats
 from labloop import LabStep, lab_loader, torchvision_root
 from gankit.config import preset_config
 from gankit.metrics import make_judge
@@ -31,7 +31,7 @@ def gankit_run(target: float, every: int, max_epochs: int, device: str, out: Pat
     run, curve = None, []
     while cfg.steps <= max_epochs * 468:
         run = train(cfg, resume=run, progress=False)
-        row = json.loads((run / "quality.jsonl").read_text().splitlines()[-1])
+        row = read_stats(run, "quality.jsonl")[-1]
         curve.append((row["step"], row["train_time_s"], row["fid_fmnist5k"]))
         if row["fid_fmnist5k"] <= target:
             return row["train_time_s"], curve

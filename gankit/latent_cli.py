@@ -18,6 +18,7 @@ from .version import __version__
 from . import latent as L
 from .errors import GankitError
 from .runs import pyplot, save_grid
+from .data import to_uint8
 from .device import resolve_precision
 
 
@@ -184,7 +185,7 @@ def cmd_interpolate(args) -> int:
     if args.gif:
         from PIL import Image
         frames = [Image.fromarray(f) for f in
-                  (x.add(1).mul(127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).squeeze(-1).numpy())]
+                  to_uint8(x).permute(0, 2, 3, 1).squeeze(-1).numpy()]
         frames = [f.resize((f.width * 4, f.height * 4), Image.NEAREST) for f in frames]
         frames += frames[-2:0:-1]  # there and back
         frames[0].save(folder / "interpolation.gif", save_all=True, append_images=frames[1:], duration=120, loop=0)

@@ -10,9 +10,6 @@ from .errors import GankitError
 from .files import atomic_write_text
 from .runs import check_run_dir, comparison_figure, pyplot, read_stats
 
-SHOWN = [("fid", "FID"), ("kid", "KID"), ("is", "IS"), ("precision", "precision"), ("recall", "recall"),
-         ("density", "density"), ("coverage", "coverage"), ("class_entropy", "class entropy"),
-         ("rarest_class_share", "rarest class")]
 
 
 def _value(results: dict, metric: str, tag: str) -> str:
@@ -25,7 +22,7 @@ def _value(results: dict, metric: str, tag: str) -> str:
 
 def print_table(columns: list[tuple[str, dict]], tag: str) -> None:
     """Rows = metrics, one column per (title, results)."""
-    rows = [(label, [_value(r, m, tag) for _, r in columns]) for m, label in SHOWN
+    rows = [(label, [_value(r, m, tag) for _, r in columns]) for m, label in M.LABELS.items()
             if any(f"{m}_{tag}" in r for _, r in columns)]
     widths = [max(len(t), *(len(v[i]) for _, v in rows)) for i, (t, _) in enumerate(columns)]
     first = f"metric ({tag})"
@@ -112,7 +109,7 @@ def add_parsers(sub) -> None:
     p.add_argument("src", help="run folder, generator.safetensors, folder of PNGs, or .npy/.pt images")
     p.add_argument("--metrics", nargs="+", default=list(M.METRICS), choices=M.METRICS, metavar="METRIC",
                    help=f"which metrics (default: all of {', '.join(M.METRICS)})")
-    p.add_argument("--n", type=int, default=10000, help="samples (and reference test images); default 10000")
+    p.add_argument("--n", type=int, default=M.DEFAULT_N, help=f"samples (and reference test images); default {M.DEFAULT_N}")
     p.add_argument("--dataset", default="fashion-mnist",
                    help="whose evaluator and test set: fashion-mnist, mnist, or folder (the images in --data-root, "
                         "with --inception-weights) (default: fashion-mnist)")
@@ -128,7 +125,7 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("compare", help="compare runs: metrics table, grids side by side, curves overlaid")
     p.add_argument("runs", nargs="+", help="run folders")
-    p.add_argument("--n", type=int, default=10000)
+    p.add_argument("--n", type=int, default=M.DEFAULT_N)
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")

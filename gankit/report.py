@@ -12,7 +12,8 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .runs import check_run_dir, comparison_figure, last_grid, pyplot, read_stats
+from .metrics import LABELS
+from .runs import MILESTONES, check_run_dir, comparison_figure, last_grid, pyplot, read_stats
 
 EXPLAIN = {
     "trained": "The configuration this run trained with, as saved in its config.json.",
@@ -21,13 +22,14 @@ EXPLAIN = {
               "ln2 ≈ 0.69 mean neither network wins; loss_D falling towards 0 means D wins outright.",
     "d_outputs": "Mean D(x) on real and D(G(z)) on generated images. Healthy BCE training keeps them apart "
                  "but away from 1 and 0; D(x) pinned at 1 with D(G(z)) at 0 means G has stopped learning.",
-    "milestones": "The same 8 latent vectors at 0, 25, 50, 75 and 100 % of training: how one sample evolves.",
-    "grid": "The fixed latent vectors after the last epoch (64 samples).",
+    "milestones": "The same 8 latent vectors at " + ", ".join(map(str, MILESTONES[:-1])) + f" and {MILESTONES[-1]} % "
+                  "of training: how one sample evolves.",
+    "grid": "The fixed latent vectors after the last epoch ({grid_size} samples).",
     "quality": "Scores from gankit's Fashion-MNIST evaluator. FID (lower is better) measures how far the "
                "feature statistics of the samples are from the test set's; the real-data row is the floor "
                "(training images scored the same way). Precision is the share of samples that look real, "
                "recall and coverage the share of the real variety the samples reach.",
-    "fid_curve": "FID of 5,000 samples against the test set, measured during training.",
+    "fid_curve": "FID of {eval_n:,} samples against the test set, measured during training.",
     "latent": "Latent-space studies run on this generator (gankit sample / explore).",
     "warnings": "What the run warned about while training.",
     "comparison": "The runs side by side: settings, scores, the last fixed-z grid of each, and their curves.",
@@ -141,8 +143,7 @@ def _figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-SCORE_NAMES = [("fid", "FID"), ("kid", "KID"), ("is", "IS"), ("precision", "precision"), ("recall", "recall"),
-               ("coverage", "coverage")]
+SCORE_NAMES = [(k, LABELS[k]) for k in ("fid", "kid", "is", "precision", "recall", "coverage")]
 
 
 def _score_cells(scores: dict) -> list[str]:
@@ -184,7 +185,7 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
             w.image(run.path / file, title)
     grid = last_grid(run.path)
     if grid:
-        w.heading(level + 1, "Last fixed-z grid", EXPLAIN["grid"])
+        w.heading(level + 1, "Last fixed-z grid", EXPLAIN["grid"].format(**c))
         w.image(grid, f"{grid.stem.replace('_', ' ')}", pixels=True)
     scores = run.final_scores()
     if scores or run.quality:
@@ -195,7 +196,7 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
             name = next((k for k in scores if k.startswith("fid_")), "fid")
             w.table(["", f"FID ({name[4:]})"] + [label for _, label in SCORE_NAMES[1:]], rows)
         if (run.path / "fid_curve.png").exists():
-            w.image(run.path / "fid_curve.png", EXPLAIN["fid_curve"])
+            w.image(run.path / "fid_curve.png", EXPLAIN["fid_curve"].format(**c))
     if run.studies:
         w.heading(level + 1, "Latent-space studies", EXPLAIN["latent"])
         for folder, record in run.studies:

@@ -14,6 +14,7 @@ from .errors import RunError
 from .files import atomic_write_text
 
 RUN_RE = re.compile(r"^(\d{5})-")
+MILESTONES = (0, 25, 50, 75, 100)  # percent of training at which the fixed-z row is kept
 
 
 def create_run_dir(out_dir: str | Path, desc: str) -> Path:

@@ -13,7 +13,6 @@ gankit/maintenance.py as plain functions.
 """
 from __future__ import annotations
 
-import math
 import signal
 import sys
 from pathlib import Path
@@ -30,10 +29,8 @@ from .losses import OBJECTIVES, clip_weights, gradient_penalty
 from .maintenance import (MAX_ROLLBACKS, Clock, Out, StopFlag, TrainingStopped, adapt_to_world, evaluate,
                           log_tick, make_eval, new_run, nonfinite, read_resume, record_budget, rollback,
                           save_checkpoint, stage_data)
-from .runs import StatsLog, milestone_path, plot_curves, plot_milestones, save_grid, write_models_txt
+from .runs import MILESTONES, StatsLog, milestone_path, plot_curves, plot_milestones, save_grid, write_models_txt
 from .state import Tally, build_nets
-
-MILESTONES = (0, 25, 50, 75, 100)  # percent of training at which the fixed-z row is kept
 
 __all__ = ["train", "TrainingStopped", "MILESTONES", "total_steps"]
 

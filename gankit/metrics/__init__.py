@@ -20,6 +20,11 @@ from . import scores
 from .evaluator import SHORT_NAMES, embed, load_evaluator
 
 METRICS = ("fid", "kid", "is", "precision", "recall", "density", "coverage", "classes")
+DEFAULT_N = 10000  # samples and reference images of `gankit eval` (the fmnist10k protocol)
+# How tables name each score (score_features' keys without the protocol tag), in table order.
+LABELS = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision", "recall": "recall",
+          "density": "density", "coverage": "coverage", "class_entropy": "class entropy",
+          "rarest_class_share": "rarest class"}
 
 
 def protocol(dataset: str, n: int, net: str | None = None) -> str:
@@ -161,7 +166,7 @@ def _feature_network(reference: str, inception_weights: str | None, device):
     return (lambda x: embed(model, x)), card, SHORT_NAMES.get(reference, reference)
 
 
-def compute_metrics(source, reference: str = "fashion-mnist", names=METRICS, n: int = 10000, seed: int = 0,
+def compute_metrics(source, reference: str = "fashion-mnist", names=METRICS, n: int = DEFAULT_N, seed: int = 0,
                     ema: bool | None = None, split: str = "test", data_root: str | None = None,
                     device: str = "cpu", inception_weights: str | None = None) -> dict:
     """Score n images from `source` (run folder, generator file, PNG folder, .npy/.pt tensor)
@@ -174,7 +179,7 @@ def compute_metrics(source, reference: str = "fashion-mnist", names=METRICS, n: 
     return score_features(feats, probs, ref_feats, protocol(reference, n, net), names)
 
 
-def real_floor(reference: str = "fashion-mnist", names=METRICS, n: int = 10000,
+def real_floor(reference: str = "fashion-mnist", names=METRICS, n: int = DEFAULT_N,
                data_root: str | None = None, device: str = "cpu", inception_weights: str | None = None,
                shape: tuple[int, int] = (3, 64)) -> dict:
     """The same metrics for n real training images against n test images: the best a perfect
