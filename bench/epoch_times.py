@@ -23,18 +23,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import device_name  # noqa: E402
 from gankit.config import PRESETS  # noqa: E402
 from gankit.runs import read_stats  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def main() -> None:
@@ -45,7 +36,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).with_name("EPOCH_TIMES.md")))
     args = ap.parse_args()
 
-    device = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"{cpu_name()}, {torch.get_num_threads()} threads"
+    device = device_name(args.device)
     header = (f"# One epoch of each preset on Fashion-MNIST\n\n"
               f"Measured by `python bench/epoch_times.py --epochs {args.epochs} --device {args.device}` on "
               f"{time.strftime('%Y-%m-%d')}: {device}; torch {torch.__version__}, Python {platform.python_version()}.\n"

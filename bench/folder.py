@@ -37,9 +37,9 @@ def make_images(root: Path, n: int) -> None:
         im.save(sub / f"{i:06d}.jpg", quality=90)
 
 
-def train_rate(preset: str, precision: str, root: Path, out: Path, device: str, steps: int) -> float:
+def train_rate(preset: str, precision: str, root: Path, out: Path, device: str, steps: int, batch: int) -> float:
     cfg = preset_config(preset, data_root=str(root), out_dir=str(out), device=device, steps=steps,
-                        log_every=steps // 3, keep=0, precision=precision)
+                        log_every=max(1, steps // 3), keep=0, precision=precision, batch_size=batch)
     run = train(cfg, progress=False)
     rows = read_stats(run)
     return statistics.median(r["img_per_s"] for r in rows[1:])
@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--batch", type=int, default=64, help="training batch (the faces presets' 64)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("FOLDER.md")))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -69,7 +70,7 @@ def main() -> None:
         rates = {}
         for preset in ("faces64", "faces128"):
             for precision in ("fp32", "auto"):
-                rates[preset, precision] = train_rate(preset, precision, root, runs, args.device, args.steps)
+                rates[preset, precision] = train_rate(preset, precision, root, runs, args.device, args.steps, args.batch)
                 print(f"{preset} {precision}: {rates[preset, precision]:.0f} img/s", flush=True)
     device = device_name(args.device)
     text = (f"# Image folders: cache and training speed\n\nMeasured by `python bench/folder.py --images {args.images} "
@@ -84,6 +85,8 @@ def main() -> None:
               f"warm-up); 'auto' is bf16 autocast where the hardware has it.\n")
     Path(args.out).write_text(text)
     print(text)
+    print(f"reading the cache is {times['build 64'] / times['reuse 64']:.0f}x (64x64) and "
+          f"{times['build 128'] / times['reuse 128']:.0f}x (128x128) faster than decoding the folder")
 
 
 if __name__ == "__main__":

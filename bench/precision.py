@@ -20,6 +20,7 @@ import torch
 
 from common import device_name
 from gankit.config import preset_config
+from gankit.device import bf16_warning
 from gankit.metrics import compute_metrics
 from gankit.train import train
 
@@ -28,16 +29,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="default")
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=0, help="train this many steps instead (a smoke test)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(Path(__file__).with_name("PRECISION.md")))
     args = ap.parse_args()
+    why = bf16_warning(torch.device(args.device.split(":")[0] if args.device != "auto" else "cpu"))
+    if why:  # emulated bf16 would take hours and say nothing about the hardware this question is for
+        raise SystemExit(f"bench/precision.py compares fp32 with native bf16, and {why.split(';')[0]}; "
+                         f"run it on a CPU with AVX-512-BF16/AMX or a GPU")
     results: dict[str, list] = {"fp32": [], "bf16": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
             for precision in ("fp32", "bf16"):
-                cfg = preset_config(args.preset, epochs=args.epochs, precision=precision, seed=seed,
+                cfg = preset_config(args.preset, epochs=args.epochs, steps=args.steps, precision=precision, seed=seed,
                                     device=args.device, eval_every=0, out_dir=tmp, keep=0)
                 run = train(cfg, progress=False)
                 m = compute_metrics(str(run), names=["fid"], n=args.n, device=args.device)

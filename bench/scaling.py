@@ -67,6 +67,7 @@ def main() -> None:
     append_result(args.out, "Data-parallel scaling", "Images/s of `torchrun -m gankit train` by number of "
                   "processes, measured by bench/scaling.py.", text)
     print(text)
+    print("images/s against 1 process: " + ", ".join(f"{n} processes {ips / base:.2f}x" for n, ips, _ in rows))
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@
 
 gankit variants (each a switch of the Config, so each part of the fast path is measured):
   plain    the plain path: data on the CPU copied per batch, .item() every step, per-tensor
-           optimizer updates, fp32 (what gankit's loop does with the fast path switched off)
+           optimizer updates, fp32, contiguous (what gankit's loop does with the fast path switched off)
   fp32     the fast path in fp32: data on the device, no per-step sync, foreach optimizers
-  auto     the fast path with precision 'auto' (bf16 autocast where the hardware has it): the default
-  auto+cl  auto with channels_last;  auto+fused  with fused optimizers;  auto+compile  with torch.compile
+  fp32+cl  fp32 with channels_last convolutions
+  auto     precision and channels_last chosen for the device (bf16 where native; channels_last on the CPU)
+  auto-cl  auto without channels_last;  auto+fused  with fused optimizers;  auto+compile  with torch.compile
+  default  the `default` preset itself (auto, and an EMA of G) with the model and batch asked
 
 Timing: reference, after 5 warm-up steps, 5 repeats of 20 steps, median; gankit, the median
 images/s of the last 5 of 6 log ticks of 20 steps each (the first tick holds the warm-up and, for
@@ -38,12 +40,14 @@ from gankit.runs import read_stats
 from gankit.train import train
 
 VARIANTS = {
-    "plain": dict(precision="fp32", data_on_device=False, host_sync=True, optim_impl="loop"),
-    "fp32": dict(precision="fp32"),
+    "plain": dict(precision="fp32", data_on_device=False, host_sync=True, optim_impl="loop", channels_last=False),
+    "fp32": dict(precision="fp32", channels_last=False),
+    "fp32+cl": dict(precision="fp32", channels_last=True),
+    "auto-cl": dict(precision="auto", channels_last=False),
     "auto": dict(precision="auto"),
-    "auto+cl": dict(precision="auto", channels_last=True),
     "auto+fused": dict(precision="auto", optim_impl="fused"),
     "auto+compile": dict(precision="auto", compile=True),
+    "default": dict(preset="default"),
 }
 
 
@@ -87,8 +91,8 @@ def reference(model: str, batch: int, device: str, root: Path, tick: int = 20) -
     return statistics.median(rates), counter.get_total_flops()
 
 
-def gankit_cfg(model: str, batch: int, device: str, out: Path, **kw):
-    return preset_config("dcgan-report", model=model, batch_size=batch, device=device, eval_every=0,
+def gankit_cfg(model: str, batch: int, device: str, out: Path, preset: str = "dcgan-report", **kw):
+    return preset_config(preset, model=model, batch_size=batch, device=device, eval_every=0,
                          out_dir=str(out), keep=0, **kw)
 
 
@@ -113,7 +117,7 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=["mlp", "dcgan", "dcgan-fc"])
     ap.add_argument("--batch", type=int, nargs="+", default=[128])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--variants", nargs="+", default=["plain", "fp32", "auto", "auto+cl"], choices=VARIANTS)
+    ap.add_argument("--variants", nargs="+", default=["plain", "fp32", "fp32+cl", "default"], choices=VARIANTS)
     ap.add_argument("--tick", type=int, default=20, help="steps per timing window (tiny for a smoke test)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
     args = ap.parse_args()
@@ -135,7 +139,7 @@ def main() -> None:
                 for variant in args.variants:
                     ips = gankit_images_per_s(model, batch, args.device, variant, Path(tmp), args.tick)
                     ratios[model, batch, variant] = ips / ref
-                    prec = VARIANTS[variant]["precision"].replace("auto", auto)
+                    prec = VARIANTS[variant].get("precision", "auto").replace("auto", auto)
                     line = (f"| {model} | {batch} | gankit {variant} ({prec}) | {ips:.0f} | {ips / ref:.2f}x | "
                             f"{flops * batch / 1e9:.2f} | {100 * ips * flops / rates[prec]:.1f}% |")
                     print(line, flush=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .device import memory_format_for
 from .errors import RunError
 from .files import atomic_path, atomic_write_text, sha256_file
 
@@ -123,6 +124,7 @@ def load_generator(path: str | Path, ema: bool | None = None) -> torch.nn.Module
     except RuntimeError as e:
         raise RunError(f"{path}: weights do not match model {meta['model']} in {meta_path.name}: "
                        f"{str(e).splitlines()[0]}") from None
+    G.to(memory_format=memory_format_for(G, torch.device("cpu")))  # inference on the CPU: the faster layout
     G.weights = "G_ema" if use_ema else "G"  # which weights were loaded, for records
     G.dataset = meta["dataset"]  # what it was trained on, to pick the evaluator
     return G.eval()

@@ -91,7 +91,8 @@ def check_dims(dims: list[int], z_dim: int) -> None:
 def generate(G: torch.nn.Module, z: torch.Tensor, batch: int = 512) -> torch.Tensor:
     """G(z) in eval mode on G's device, in batches; returns float images on the CPU."""
     device = next(G.parameters()).device
-    return torch.cat([sample_images(G, z[i:i + batch].to(device)).cpu() for i in range(0, len(z), batch)])
+    return torch.cat([sample_images(G, z[i:i + batch].to(device)).cpu().contiguous()
+                      for i in range(0, len(z), batch)])
 
 
 def nudge(G, z: torch.Tensor, dim: int, delta: float) -> torch.Tensor:

@@ -239,8 +239,8 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
                 bar.set_postfix(loss_D=f"{values[0]:.3f}", loss_G=f"{values[4]:.3f}", Dx=f"{values[1]:.3f}",
                                 DGz=f"{values[2]:.3f}", img_s=f"{row['img_per_s']:.0f}", refresh=False)
             frac = 1.0 if last_step else fraction(done)
-            crossed = (done in milestone_steps if not budget_s
-                       else any(frac_before < pct / 100 <= frac for pct in MILESTONES))
+            crossed = (done in milestone_steps if not budget_s  # (with a budget, 100 % is the last step)
+                       else last_step or any(frac_before < pct / 100 <= frac for pct in MILESTONES[1:-1]))
             frac_before = frac
             if crossed and out.main:
                 save_grid(sample_images(nets.G_show, fixed_z[:8]), milestone_path(out.run_dir, done))

@@ -8,6 +8,7 @@ different protocols never mix. Reference features are cached under a hash of wha
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import torch
 
 from ..data import load_split, to_float
 from ..errors import GankitError
-from ..files import atomic_path, cache_root, sha256_file
+from ..files import atomic_path, atomic_write_text, cache_root, sha256_file
 from . import scores
 from .evaluator import SHORT_NAMES, embed, load_evaluator
 
@@ -183,11 +184,25 @@ def real_floor(reference: str = "fashion-mnist", names=METRICS, n: int = DEFAULT
                data_root: str | None = None, device: str = "cpu", inception_weights: str | None = None,
                shape: tuple[int, int] = (3, 64)) -> dict:
     """The same metrics for n real training images against n test images: the best a perfect
-    generator can expect under this protocol."""
+    generator can expect under this protocol. It depends on the data and the feature network
+    alone, so it is cached like the reference features (a k-NN pass over 2 x n features saved)."""
     embed_fn, card, net = _feature_network(reference, inception_weights, device)
+    folder_key = ""
+    if reference == "folder":
+        from ..folder import cache_key, find_images
+        root = Path(data_root).expanduser()
+        folder_key = cache_key(root, find_images(root), shape[1], shape[0])
+    names = sorted(set(names))
+    key = hashlib.sha256(f"{reference}|floor|{card['sha256']}|{n}|{folder_key}|{names}".encode()).hexdigest()[:16]
+    path = cache_root("reference") / f"{reference}-floor-{n}-{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
     ref_feats, _ = reference_features(reference, "test", n, embed_fn, card, data_root, shape)
     feats, probs = reference_features(reference, "train", n, embed_fn, card, data_root, shape)
-    return score_features(feats, probs, ref_feats, protocol(reference, n, net), names)
+    floor = score_features(feats, probs, ref_feats, protocol(reference, n, net), names)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(floor))
+    return floor
 
 
 def make_judge(dataset: str, n: int, seed: int, z_dim: int, device, data_root: str | None = None):

@@ -1,0 +1,63 @@
+"""Every bench/ script runs, with tiny arguments, and ends with the line that states its result,
+so none of them can rot (as diffusers tests its examples). Their figures are not checked here:
+speed belongs to the benchmarks themselves, never to timed tests. They read the real
+Fashion-MNIST, which `make test` installs."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gankit.config import preset_config
+from gankit.train import train
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name not in ("common.py", "labloop.py"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_root):
+    return train(preset_config("dcgan-report", data_root=str(tiny_root), out_dir=str(tmp_path_factory.mktemp("r")),
+                               batch_size=16, steps=4, eval_every=0), progress=False)
+
+
+def args_for(script: str, out: Path, run: Path) -> list[str]:
+    """Tiny arguments per script; each writes its result file into `out`, not into bench/."""
+    md = str(out / "result.md")
+    return {
+        "throughput.py": ["--models", "mlp", "--batch", "16", "--variants", "plain", "default", "--tick", "2", "--out", md],
+        "epoch_times.py": ["--presets", "lab6-gan", "--epochs", "1", "--out", md],
+        "eval_time.py": [str(run), "--n", "200"],
+        "folder.py": ["--images", "12", "--steps", "3", "--batch", "4", "--out", md],
+        "latent_times.py": [str(run), "--out", md],
+        "precision.py": ["--preset", "lab6-gan", "--steps", "3", "--seeds", "0", "--n", "200", "--out", md],
+        "quality.py": ["--presets", "lab6-gan", "--epochs", "1", "--seeds", "0", "--n", "200", "--out", md,
+                       "--runs", str(out / "runs")],
+        "scaling.py": ["--nprocs", "1", "--steps", "4", "--batch", "16", "--out", md],
+        "time_to_quality.py": ["--target", "1000", "--eval-every", "2", "--max-epochs", "1", "--out", md],
+    }[script]
+
+
+LAST_LINE = {  # what each script's last line states: its result against its reference
+    "throughput.py": "gankit against the labs' loop:", "epoch_times.py": "wrote", "eval_time.py": "x the cold-cache run",
+    "folder.py": "faster than decoding", "latent_times.py": "wrote", "precision.py": "seed-to-seed spread",
+    "quality.py": "wrote", "scaling.py": "images/s against 1 process", "time_to_quality.py": "sooner",
+}
+
+
+def test_every_bench_script_is_covered():
+    assert set(SCRIPTS) == set(LAST_LINE), "a bench script without a smoke test: add it to args_for and LAST_LINE"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_bench_script_runs_with_tiny_arguments(script, tmp_path, tiny_run):
+    env = {**os.environ, "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"]}
+    proc = subprocess.run([sys.executable, str(BENCH / script), *args_for(script, tmp_path, tiny_run)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    if script == "precision.py" and "no native bf16" in proc.stderr:
+        assert proc.returncode == 1  # refused with the reason where bf16 would be emulated (hours)
+        return
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert LAST_LINE[script] in last, last
