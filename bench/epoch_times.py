@@ -32,6 +32,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=list(PRESETS))
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=0, help="train this many steps instead of --epochs (a smoke test)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(Path(__file__).with_name("EPOCH_TIMES.md")))
     args = ap.parse_args()
@@ -47,7 +48,7 @@ def main() -> None:
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets:
-            cmd = [sys.executable, "-m", "gankit", "train", "--preset", preset, "--epochs", str(args.epochs),
+            cmd = [sys.executable, "-m", "gankit", "train", "--preset", preset, "--epochs", str(args.epochs), "--steps", str(args.steps),
                    "--device", args.device, "--out-dir", tmp, "--log-every", "50", "--eval-every", "0"]
             t0 = time.perf_counter()
             log_path = Path(tmp) / f"{preset}.log"
@@ -66,7 +67,7 @@ def main() -> None:
             loop_s = rows[-1]["time_s"]
             img_s = rows[-1]["images"] / loop_s
             c = cfg["config"]
-            line = (f"| {preset} | {c['model']} | {c['objective']} | {cfg['precision']} | {args.epochs} | {wall:.0f} | "
+            line = (f"| {preset} | {c['model']} | {c['objective']} | {cfg['precision']} | {rows[-1]['epoch']:g} | {wall:.0f} | "
                     f"{loop_s:.0f} | {img_s:.0f} | {peak_mb:.0f} | {rows[-1]['loss_D']:.3f} | {rows[-1]['loss_G']:.3f} |")
             print(line, flush=True)
             lines.append(line)

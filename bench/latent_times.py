@@ -23,6 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run")
     ap.add_argument("--out", default=str(Path(__file__).with_name("LATENT_TIMES.md")))
+    ap.add_argument("--rank-n", type=int, default=256, help="base vectors of `explore rank` (as the README shows it)")
     args = ap.parse_args()
     run = args.run
     commands = [
@@ -33,7 +34,7 @@ def main() -> None:
          "--steps", "9"],
         ["explore", "interpolate", run, "--from", "1", "--to", "2", "--steps", "10", "--method", "slerp", "--gif"],
         ["explore", "arithmetic", run, "--a", "1", "2", "3", "--b", "4", "5", "--c", "6"],
-        ["explore", "rank", run, "--n", "256", "--delta", "2"],
+        ["explore", "rank", run, "--n", str(args.rank_n), "--delta", "2"],
     ]
     lines = []
     for cmd in commands:

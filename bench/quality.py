@@ -43,6 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=list(PRESETS))
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=0, help="train this many steps instead of --epochs (a smoke test)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--device", default="cpu")
@@ -58,7 +59,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     for preset in args.presets:
         for seed in args.seeds:
-            cmd = [sys.executable, "-m", "gankit", "train", "--preset", preset, "--epochs", str(args.epochs),
+            cmd = [sys.executable, "-m", "gankit", "train", "--preset", preset, "--epochs", str(args.epochs), "--steps", str(args.steps),
                    "--seed", str(seed), "--device", args.device, "--out-dir", str(runs_dir), "--eval-every", "0"]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode:

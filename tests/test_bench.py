@@ -27,12 +27,12 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
     md = str(out / "result.md")
     return {
         "throughput.py": ["--models", "mlp", "--batch", "16", "--variants", "plain", "default", "--tick", "2", "--out", md],
-        "epoch_times.py": ["--presets", "lab6-gan", "--epochs", "1", "--out", md],
+        "epoch_times.py": ["--presets", "lab6-gan", "--steps", "20", "--out", md],
         "eval_time.py": [str(run), "--n", "200"],
-        "folder.py": ["--images", "12", "--steps", "3", "--batch", "4", "--out", md],
-        "latent_times.py": [str(run), "--out", md],
+        "folder.py": ["--images", "12", "--steps", "3", "--batch", "4", "--presets", "faces64", "--out", md],
+        "latent_times.py": [str(run), "--rank-n", "4", "--out", md],
         "precision.py": ["--preset", "lab6-gan", "--steps", "3", "--seeds", "0", "--n", "200", "--out", md],
-        "quality.py": ["--presets", "lab6-gan", "--epochs", "1", "--seeds", "0", "--n", "200", "--out", md,
+        "quality.py": ["--presets", "lab6-gan", "--steps", "20", "--seeds", "0", "--n", "200", "--out", md,
                        "--runs", str(out / "runs")],
         "scaling.py": ["--nprocs", "1", "--steps", "4", "--batch", "16", "--out", md],
         "time_to_quality.py": ["--target", "1000", "--eval-every", "2", "--max-epochs", "1", "--out", md],
