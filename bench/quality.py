@@ -41,7 +41,7 @@ def fmt(values: list[float], digits: int) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", nargs="+", default=list(PRESETS))
+    ap.add_argument("--presets", nargs="+", default=[k for k, v in PRESETS.items() if v.get("dataset") != "folder"])
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--steps", type=int, default=0, help="train this many steps instead of --epochs (a smoke test)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

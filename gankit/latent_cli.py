@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.utils import make_grid
 
 from .version import __version__
 from . import latent as L
@@ -57,6 +56,7 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], path: Path, title: str,
                   col_labels: list[str] | None = None, scale: float = 0.55) -> None:
     """One figure: each row a strip of images (n, C, H, W) in [-1, 1] labelled on the left,
     optional column labels on top."""
+    from torchvision.utils import make_grid
     n = max(len(x) for _, x in rows)
     # Short rows are filled with white cells so every strip has n cells of the same size.
     rows = [(label, torch.cat([x.float(), torch.ones(n - len(x), *x.shape[1:])])) for label, x in rows]

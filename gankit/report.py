@@ -164,7 +164,7 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
             ["objective", c["objective"] + (f", clip {c['clip']}" if c.get("clip") else "")
              + (f", gradient penalty {c['gp_weight']}" if c.get("gp_weight") else "")],
             ["trained", f"{trained.get('epoch', 0):g} epochs, {trained.get('step', 0)} steps, batch {c['batch_size']}, "
-                        f"n_critic {c['n_critic']}"],
+                        f"n_critic {c['n_critic']}" + (f"; a time budget of {c['minutes']:g} minutes" if c.get("minutes") else "")],
             ["G optimizer", f"{c['g_optimizer']} lr {c['g_lr']:g} betas {_fmt(c['g_betas'])} weight decay {c['g_weight_decay']:g}"],
             ["D optimizer", f"{c['d_optimizer']} lr {c['d_lr']:g} betas {_fmt(c['d_betas'])} weight decay {c['d_weight_decay']:g}"],
             ["init, z_dim, EMA", f"{c['init']}, {c['z_dim']}, {c['ema'] or 'off'}"],

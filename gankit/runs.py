@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import torch
-from torchvision.utils import make_grid, save_image
 
 from .errors import RunError
 from .files import atomic_write_text
@@ -98,10 +97,12 @@ def read_stats(run_dir: Path, name: str = "stats.jsonl") -> list[dict]:
 
 def image_grid(x: torch.Tensor, nrow: int = 8) -> torch.Tensor:
     """(B, C, H, W) in [-1, 1] -> one (C, H', W') grid in [0, 1]."""
+    from torchvision.utils import make_grid  # (importing torchvision takes a second; only grids need it)
     return make_grid(x.detach().float().cpu(), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1))
 
 
 def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> torch.Tensor:
+    from torchvision.utils import save_image
     grid = image_grid(x, nrow)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, str(path))
