@@ -335,13 +335,13 @@ def test_time_budget_finishes_cleanly_and_resumes(tiny_root, tmp_path):
     """--minutes: training stops when the budget is spent and finishes as a run that reached its
     last epoch does (final grid, evaluation-free checkpoint, export, plots, milestones); the
     budget is recorded; raising --minutes continues it."""
-    cfg = tiny_cfg(tiny_root, tmp_path, steps=100_000, minutes=0.03, model="mlp", init="default", log_every=50)
+    cfg = tiny_cfg(tiny_root, tmp_path, steps=100_000, minutes=0.05, model="mlp", init="default", log_every=50)
     run = train(cfg)
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     step = ckpt["step"]
     assert 0 < step < 100_000
     budget = json.loads((run / "config.json").read_text())["budget"]
-    assert budget["steps"] == step and budget["minutes"] == 0.03 and budget["train_time_s"] >= 1.8
+    assert budget["steps"] == step and budget["minutes"] == 0.05 and budget["train_time_s"] >= 3.0
     assert f"budget bought {step} steps" in (run / "log.txt").read_text()
     for name in ARTIFACTS:
         assert (run / name).exists(), name
@@ -350,11 +350,14 @@ def test_time_budget_finishes_cleanly_and_resumes(tiny_root, tmp_path):
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == step  # the last step is logged
     milestones = sorted(int(p.stem.split("_")[1]) for p in (run / "images").glob("milestone_*.png"))
-    # 0 %, then the first step past 25, 50 and 75 % of the budget, and the last step
-    assert milestones[0] == 0 and milestones[-1] == step and len(milestones) == 5 and milestones == sorted(set(milestones))
+    # 0 %, the first step past 25, 50 and 75 % of the budget, and the last step. Fractions first
+    # reached at the same step share its row (a slow epoch end can pass two at once), so there
+    # are 3 to 5 rows, depending on the machine's speed.
+    assert milestones[0] == 0 and milestones[-1] == step and 3 <= len(milestones) <= 5
+    assert all(a < b for a, b in zip(milestones, milestones[1:]))
     with pytest.raises(RunError, match="already trained"):
         train(cfg, resume=run)
-    resumed = train(dataclasses.replace(cfg, minutes=0.05), resume=run)
+    resumed = train(dataclasses.replace(cfg, minutes=0.07), resume=run)
     assert resumed == run and load_checkpoint(run / "checkpoints" / "last.pt")["step"] > step
 
 
