@@ -4,6 +4,7 @@ ticks, evaluations, the NaN rollback, checkpoints, and when to stop (signals, th
 Rank 0 alone writes; the functions that need every rank say so."""
 from __future__ import annotations
 
+import json
 import math
 import signal
 import sys
@@ -154,7 +155,6 @@ def new_run(cfg: Config, device: torch.device, precision: str, channels_last: bo
 
 def record_budget(run_dir: Path, minutes: float, step: int, steps_per_epoch: int, train_s: float) -> str:
     """What a time budget bought, said in the log and kept in config.json under `budget`."""
-    import json
     path = run_dir / "config.json"
     saved = json.loads(path.read_text())
     saved["budget"] = {"minutes": minutes, "steps": step, "epochs": round(step / steps_per_epoch, 4),
