@@ -43,18 +43,13 @@ def stages(run: str, n: int) -> dict[str, float]:
     lap(f"generate {n} samples")
     feats, probs = embed(model, x)
     lap("evaluator features")
-    scores.fid(feats, ref)
-    lap("FID")
-    scores.kid(feats, ref)
-    lap("KID")
-    scores.inception_score(probs)
-    lap("IS")
-    scores.precision_recall(ref, feats)
-    lap("precision/recall (k-NN)")
-    scores.density_coverage(ref, feats)
-    lap("density/coverage (k-NN)")
-    scores.class_histogram(probs)
-    lap("class histogram")
+    for name, score in (("FID", lambda: scores.fid(feats, ref)), ("KID", lambda: scores.kid(feats, ref)),
+                        ("IS", lambda: scores.inception_score(probs)),
+                        ("precision/recall (k-NN)", lambda: scores.precision_recall(ref, feats)),
+                        ("density/coverage (k-NN)", lambda: scores.density_coverage(ref, feats)),
+                        ("class histogram", lambda: scores.class_histogram(probs))):
+        score()
+        lap(name)
     return out
 
 
