@@ -94,8 +94,9 @@ def export_generator(run_dir: Path, G: torch.nn.Module, G_ema: torch.nn.Module |
     return path
 
 
-def load_generator(path: str | Path, ema: bool | None = None) -> torch.nn.Module:
-    """Rebuild G from generator.safetensors + generator.json (no pickles), in eval mode.
+def load_generator(path: str | Path, ema: bool | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
+    """Rebuild G from generator.safetensors + generator.json (no pickles), in eval mode on
+    `device`, in the memory format inference is fastest in there (gankit.device.memory_format_for).
     `ema`: True/False picks the weights; None takes G_ema when the file has it."""
     from .config import Config
     from .models import build_models
@@ -124,7 +125,8 @@ def load_generator(path: str | Path, ema: bool | None = None) -> torch.nn.Module
     except RuntimeError as e:
         raise RunError(f"{path}: weights do not match model {meta['model']} in {meta_path.name}: "
                        f"{str(e).splitlines()[0]}") from None
-    G.to(memory_format=memory_format_for(G, torch.device("cpu")))  # inference on the CPU: the faster layout
+    device = torch.device(device)
+    G.to(device, memory_format=memory_format_for(G, device))
     G.weights = "G_ema" if use_ema else "G"  # which weights were loaded, for records
     G.dataset = meta["dataset"]  # what it was trained on, to pick the evaluator
     return G.eval()

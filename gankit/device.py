@@ -64,20 +64,27 @@ def _matmul_seconds(dtype: torch.dtype, n: int = 256, reps: int = 4) -> float:
 
 
 @functools.cache
-def cpu_bf16_speedup() -> float:
-    """fp32 time / bf16 time of a 256x256 matmul on this CPU, measured once per process: ~3 where
-    bf16 is native, ~0.02 where it is emulated. 0.0 without the CPU flags (not measured)."""
+def cpu_matmul_seconds() -> tuple[float, float] | None:
+    """(fp32, bf16) seconds of a 256x256 matmul on this CPU, measured once per process, on one
+    thread: a multi-threaded product on a busy machine waits for its slowest core, which can make
+    fp32 look as slow as emulated bf16; the kernels' ratio is the same per thread. None without
+    the CPU flags (no bf16 kernels to measure)."""
     flags = _cpu_flags()
     if "avx512_bf16" not in flags and "amx_bf16" not in flags:
-        return 0.0
-    # One thread: a multi-threaded product on a busy machine waits for its slowest core, which
-    # can make fp32 look as slow as emulated bf16; the kernels' ratio is the same per thread.
+        return None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _matmul_seconds(torch.float32) / _matmul_seconds(torch.bfloat16)
+        return _matmul_seconds(torch.float32), _matmul_seconds(torch.bfloat16)
     finally:
         torch.set_num_threads(threads)
+
+
+def cpu_bf16_speedup() -> float:
+    """fp32 time / bf16 time of the probe: ~3-4 where bf16 is native, ~0.02 where it is emulated;
+    0.0 without the CPU flags (not measured)."""
+    times = cpu_matmul_seconds()
+    return times[0] / times[1] if times else 0.0
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -94,13 +101,15 @@ def bf16_warning(device: torch.device) -> str | None:
         return None
     if device.type != "cpu":
         return f"{device} has no native bf16 support; bf16 may be slow or unsupported there"
-    speedup = cpu_bf16_speedup()
-    fp32_s = _matmul_seconds(torch.float32)
-    bf16_s = fp32_s / speedup if speedup else _matmul_seconds(torch.bfloat16)
-    flags = "" if speedup else " (no avx512_bf16/amx_bf16 in /proc/cpuinfo)"
-    return (f"this CPU has no native bf16{flags}: a 256x256 bf16 matmul took {bf16_s * 1e3:.1f} ms against "
-            f"{fp32_s * 1e3:.2f} ms in fp32 ({bf16_s / fp32_s:.0f}x slower), so bf16 training runs many times "
-            f"slower than fp32 here; use --precision fp32 or auto")
+    times = cpu_matmul_seconds()
+    if times is None:
+        return ("this CPU has no native bf16 (no avx512_bf16/amx_bf16 in /proc/cpuinfo): PyTorch emulates it, "
+                "~100x slower than fp32, so bf16 training runs many times slower than fp32 here; use "
+                "--precision fp32 or auto")
+    fp32_s, bf16_s = times
+    return (f"this CPU has no native bf16: a 256x256 bf16 matmul took {bf16_s * 1e3:.1f} ms against "
+            f"{fp32_s * 1e3:.2f} ms in fp32 (one thread, {bf16_s / fp32_s:.0f}x slower), so bf16 training runs "
+            f"many times slower than fp32 here; use --precision fp32 or auto")
 
 
 def resolve_precision(name: str, device: torch.device) -> str:

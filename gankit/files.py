@@ -12,7 +12,7 @@ from typing import Iterator
 
 def cache_root(*parts: str) -> Path:
     """`$XDG_CACHE_HOME/gankit/...` (default ~/.cache/gankit/...): datasets, reference features,
-    decoded image folders, the device probe."""
+    decoded image folders."""
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).joinpath("gankit", *parts)
 
 

@@ -300,7 +300,7 @@ def test_bf16_trains_on_tiny_shapes_and_warns_where_it_is_not_native(tiny_root, 
     """bf16 autocast runs through the whole loop (on tiny shapes, so its speed on this CPU does
     not matter); where the CPU has no native bf16 the run says so with the measured ratio."""
     from gankit import device
-    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.0)  # as on a CPU without the flags
+    monkeypatch.setattr(device, "cpu_matmul_seconds", lambda: (2e-4, 1.4e-2))  # as measured with AVX2 kernels
     run = train(tiny_cfg(tiny_root, tmp_path, model="mlp", init="default", steps=4, precision="bf16"))
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert rows and all(torch.isfinite(torch.tensor(r["loss_D"])) for r in rows)
@@ -316,9 +316,9 @@ def test_bf16_trains_on_tiny_shapes_and_warns_where_it_is_not_native(tiny_root, 
 def test_auto_precision_follows_the_measured_bf16_speed(monkeypatch):
     from gankit import device
     cpu = torch.device("cpu")
-    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 3.1)
+    monkeypatch.setattr(device, "cpu_matmul_seconds", lambda: (2e-4, 5e-5))  # native: bf16 4x faster
     assert device.resolve_precision("auto", cpu) == "bf16" and device.bf16_warning(cpu) is None
-    monkeypatch.setattr(device, "cpu_bf16_speedup", lambda: 0.02)  # flags present, bf16 emulated
+    monkeypatch.setattr(device, "cpu_matmul_seconds", lambda: (2e-4, 1.4e-2))  # flags present, bf16 emulated
     assert device.resolve_precision("auto", cpu) == "fp32"
     assert device.resolve_precision("fp32", cpu) == "fp32" and device.resolve_precision("bf16", cpu) == "bf16"
 

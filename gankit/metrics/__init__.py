@@ -45,7 +45,7 @@ def load_images(source: str | Path, n: int, seed: int = 0, ema: bool | None = No
     if p.suffix == ".safetensors" or (p.is_dir() and (p / "generator.safetensors").exists()):
         from ..checkpoint import load_generator
         from ..latent import generate, z_from_seed
-        G = load_generator(p, ema=ema).to(device)
+        G = load_generator(p, ema=ema, device=device)
         return generate(G, z_from_seed(seed, n, G.z_dim))
     if p.is_dir():
         from PIL import Image
