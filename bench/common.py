@@ -18,22 +18,16 @@ def device_name(device: str) -> str:
     on an AVX-512 one: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2)."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
-    from gankit.device import native_bf16
-    model = next((ln.split(":", 1)[1].strip() for ln in _cpuinfo().splitlines() if ln.startswith("model name")),
+    from gankit.device import cpuinfo, native_bf16
+    info = cpuinfo()
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")),
                  platform.processor() or platform.machine())
     caps = [f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
             if k in os.environ]
-    flags = "AVX-512-BF16" if "avx512_bf16" in _cpuinfo() else "AVX2" if "avx2" in _cpuinfo() else "no AVX2"
+    flags = "AVX-512-BF16" if "avx512_bf16" in info else "AVX2" if "avx2" in info else "no AVX2"
     return (f"CPU {model} ({flags}" + (f", capped by {' '.join(caps)}" if caps else "")
             + f"; bf16 {'native' if native_bf16(torch.device('cpu')) else 'emulated'}), {os.cpu_count()} cores, "
             f"{torch.get_num_threads()} threads")
-
-
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
 
 
 def append_result(path: str | Path, title: str, intro: str, text: str) -> None:
