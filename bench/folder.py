@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 
 from common import device_name  # noqa: E402
 from gankit.config import preset_config  # noqa: E402
+from gankit.device import native_bf16  # noqa: E402
 from gankit.folder import load_folder  # noqa: E402
 from gankit.train import train  # noqa: E402
 from gankit.runs import read_stats  # noqa: E402
@@ -69,8 +70,9 @@ def main() -> None:
             print(f"{size}: cache built in {times[f'build {size}']:.1f} s, read again in {times[f'reuse {size}']:.2f} s",
                   flush=True)
         rates = {}
+        precisions = ("fp32", "bf16") if native_bf16(torch.device(args.device)) else ("fp32",)
         for preset in args.presets:
-            for precision in ("fp32", "auto"):
+            for precision in precisions:
                 rates[preset, precision] = train_rate(preset, precision, root, runs, args.device, args.steps, args.batch)
                 print(f"{preset} {precision}: {rates[preset, precision]:.0f} img/s", flush=True)
     device = device_name(args.device)
@@ -82,9 +84,9 @@ def main() -> None:
             f"| read the cache again | {times['reuse 64']:.2f} s | {times['reuse 128']:.2f} s |\n"
             + "".join(f"| training img/s, faces64 / faces128 preset, batch {args.batch}, precision {p} | "
                       f"{rates.get(('faces64', p), float('nan')):.0f} | {rates.get(('faces128', p), float('nan')):.0f} |\n"
-                      for p in ("fp32", "auto"))
+                      for p in precisions)
             + f"\nTraining rates: median of the last 2 of 3 log ticks of {args.steps // 3} steps (the first holds the "
-              f"warm-up); 'auto' is bf16 autocast where the hardware has it.\n")
+              f"warm-up); bf16 (autocast) only where the device does it natively.\n")
     Path(args.out).write_text(text)
     print(text)
     print(f"reading the cache is {times['build 64'] / times['reuse 64']:.0f}x (64x64) and "

@@ -9,6 +9,7 @@ gankit variants (each a switch of the Config, so each part of the fast path is m
            optimizer updates, fp32, contiguous (what gankit's loop does with the fast path switched off)
   fp32     the fast path in fp32: data on the device, no per-step sync, foreach optimizers
   fp32+cl  fp32 with channels_last convolutions
+  bf16     the fast path with bf16 autocast (channels_last as auto picks it); emulated on a CPU without native bf16
   auto     precision and channels_last chosen for the device (bf16 where native; channels_last on the CPU)
   auto-cl  auto without channels_last;  auto+fused  with fused optimizers;  auto+compile  with torch.compile
   default  the `default` preset itself (auto, and an EMA of G) with the model and batch asked
@@ -35,7 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from common import device_name
 from labloop import LabStep, lab_loader, torchvision_root
 from gankit.config import preset_config
-from gankit.device import resolve_precision
+from gankit.device import native_bf16, resolve_precision
 from gankit.runs import read_stats
 from gankit.train import train
 
@@ -43,6 +44,7 @@ VARIANTS = {
     "plain": dict(precision="fp32", data_on_device=False, host_sync=True, optim_impl="loop", channels_last=False),
     "fp32": dict(precision="fp32", channels_last=False),
     "fp32+cl": dict(precision="fp32", channels_last=True),
+    "bf16": dict(precision="bf16"),
     "auto-cl": dict(precision="auto", channels_last=False),
     "auto": dict(precision="auto"),
     "auto+fused": dict(precision="auto", optim_impl="fused"),
@@ -122,9 +124,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
     args = ap.parse_args()
     auto = resolve_precision("auto", torch.device(args.device))
+    native = native_bf16(torch.device(args.device))
     sizes = (1024, 2048, 4096) if args.tick >= 20 else (256,)
     rates = {"fp32": matmul_rate(torch.float32, args.device, sizes),
-             "bf16": matmul_rate(torch.bfloat16, args.device, sizes) if auto == "bf16" else float("nan")}
+             "bf16": matmul_rate(torch.bfloat16, args.device, sizes) if native else float("nan")}
     root = torchvision_root()
     lines, ratios = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,7 +154,7 @@ def main() -> None:
             f"--models {' '.join(args.models)} --variants {' '.join(args.variants)}` on "
             f"{time.strftime('%Y-%m-%d')}: {device}, torch {torch.__version__}, Python {platform.python_version()}. "
             f"Best measured matmul rate of this device: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, "
-            + (f"bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s" if auto == "bf16" else
+            + (f"bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s; `auto` is {auto}" if native else
                "bf16 not native here (not measured; `auto` is fp32)") + ". Images/s of training (real images through D per second); "
             "the ratio is against the labs' loop at the same batch in this run. GFLOP per step: torch's "
             "FlopCounterMode (gankit's step skips D's weight gradients in G's update, so it does less "

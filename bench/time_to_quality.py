@@ -25,18 +25,13 @@ from gankit.train import train
 
 
 def gankit_run(target: float, every: int, max_epochs: int, device: str, out: Path, seed: int) -> tuple[float | None, list]:
-    """Trains `every` steps at a time (resuming exactly) until the target is met."""
-    cfg = preset_config("default", steps=every, eval_every=every, eval_n=5000, device=device,
+    """One run, judged every `every` steps; it ends at the first evaluation that meets the target."""
+    cfg = preset_config("default", steps=max_epochs * 468, eval_every=every, eval_n=5000, device=device,
                         out_dir=str(out), seed=seed, log_every=every)
-    run, curve = None, []
-    while cfg.steps <= max_epochs * 468:
-        run = train(cfg, resume=run, progress=False)
-        row = read_stats(run, "quality.jsonl")[-1]
-        curve.append((row["step"], row["train_time_s"], row["fid_fmnist5k"]))
-        if row["fid_fmnist5k"] <= target:
-            return row["train_time_s"], curve
-        cfg.steps += every
-    return None, curve
+    run = train(cfg, progress=False, on_quality=lambda row: row["fid_fmnist5k"] <= target)
+    curve = [(r["step"], r["train_time_s"], r["fid_fmnist5k"]) for r in read_stats(run, "quality.jsonl")]
+    hit = next((t for _, t, fid in curve if fid <= target), None)
+    return hit, curve
 
 
 def lab_run(target: float, every: int, max_epochs: int, device: str, seed: int) -> tuple[float | None, list]:

@@ -67,7 +67,7 @@ class Config:
     host_sync: bool = False  # read the losses on the host every step as lab loops do (.item()); off: only at log ticks
     optim_impl: str = "foreach"  # optimizer kernels: foreach (multi-tensor) | fused (one kernel per step) | loop (per tensor)
     channels_last: bool | None = None  # channels_last (NHWC) convolutions; None: auto (on for conv models on the CPU, where measured faster)
-    compile: bool = False  # torch.compile G and D (on CUDA with CUDA graphs, mode reduce-overhead); the gradient penalty stays eager
+    compile: bool = False  # torch.compile G and D (Inductor's default mode); the gradient penalty stays eager
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over all ranks' batches (SyncBatchNorm)
     # What to write.
     out_dir: str = "runs"  # parent folder of run folders

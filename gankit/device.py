@@ -114,10 +114,12 @@ def bf16_warning(device: torch.device) -> str | None:
 
 
 def resolve_precision(name: str, device: torch.device) -> str:
-    """'auto' is bf16 where the device does bf16 matrix work natively, else fp32."""
+    """'auto' is bf16 on a CPU that does bf16 matrix work natively, else fp32. On a GPU these small
+    models are bound by kernel launches, not arithmetic, and bf16's extra casts made every one of
+    them slower than fp32 on an H100 (bench/RESULTS_CUDA.md); an explicit bf16 still runs there."""
     if name != "auto":
         return name
-    return "bf16" if native_bf16(device) else "fp32"
+    return "bf16" if device.type == "cpu" and native_bf16(device) else "fp32"
 
 
 def autocast(precision: str, device: torch.device):

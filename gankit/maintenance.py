@@ -246,10 +246,11 @@ def rollback(problem: str, cfg: Config, ddp: Dist, nets: Nets, tally: Tally, out
 
 # ---- quality ---------------------------------------------------------------------------------------
 def evaluate(judge, eval_z: torch.Tensor, done: int, spe: int, cfg: Config, ddp: Dist, nets: Nets,
-             tally: Tally, clock: Clock, out: Out, device: torch.device) -> None:
+             tally: Tally, clock: Clock, out: Out, device: torch.device) -> dict | None:
     """Evaluator metrics of the fixed eval z, the best generator by FID, collapse warnings. Every
-    rank makes its rows of the samples; rank 0 scores them all."""
-    t_eval = time.perf_counter()
+    rank makes its rows of the samples; rank 0 scores them all and returns the quality row (the
+    other ranks None)."""
+    t_eval, row = time.perf_counter(), None
     W = ddp.world_size
     n_pad = -(-len(eval_z) // W) * W
     z_mine = torch.cat([eval_z, eval_z[:n_pad - len(eval_z)]])[ddp.rank::W]
@@ -257,8 +258,9 @@ def evaluate(judge, eval_z: torch.Tensor, done: int, spe: int, cfg: Config, ddp:
     if ddp.main:
         q = judge.score(images)
         tally.eval_s += time.perf_counter() - t_eval
-        out.log.quality({"step": done, "epoch": round(done / spe, 4), "time_s": round(clock.wall(), 2),
-                         "train_time_s": round(clock.train_s(), 2), **q})
+        row = {"step": done, "epoch": round(done / spe, 4), "time_s": round(clock.wall(), 2),
+               "train_time_s": round(clock.train_s(), 2), **q}
+        out.log.quality(row)
         tag = judge.tag
         fid, coverage = q[f"fid_{tag}"], q[f"coverage_{tag}"]
         out.say(f"quality at step {done}: fid_{tag} {fid:.2f}, coverage {coverage:.3f}, "
@@ -271,6 +273,7 @@ def evaluate(judge, eval_z: torch.Tensor, done: int, spe: int, cfg: Config, ddp:
                            f"{q[f'rarest_class_share_{tag}']:.3f} (classes G no longer makes)")
         tally.best_fid = min(tally.best_fid, fid)
     tally.best_fid, tally.eval_s = ddp.share((tally.best_fid, tally.eval_s))
+    return row
 
 
 # ---- checkpoints and stopping ---------------------------------------------------------------------

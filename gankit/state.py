@@ -46,7 +46,10 @@ class Nets:
                 "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
                 "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()}}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> str | None:
+        """Load a checkpoint's weights, optimiser states and random streams. Returns a note for the
+        log when the noise stream cannot continue (a CPU generator's state does not fit a CUDA
+        one): it is then re-seeded from the run's seed and step, so a device change resumes."""
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         if self.G_ema is not None:
@@ -57,8 +60,14 @@ class Nets:
             self.G_ema.load_state_dict(ema_state)
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
-        self.noise.set_state(state["rng"]["noise"])
         torch.set_rng_state(state["rng"]["torch"])
+        noise = state["rng"]["noise"]
+        if noise.numel() == self.noise.get_state().numel():
+            self.noise.set_state(noise)
+            return None
+        self.noise.manual_seed(state["config"]["seed"] + 1 + state["step"])
+        return (f"the noise stream was saved on another kind of device than {self.noise.device.type}: "
+                f"re-seeded at step {state['step']} (the run continues, not bit for bit as on one device)")
 
     def finite(self) -> bool:
         params = [*self.G.parameters(), *self.D.parameters()]
@@ -92,9 +101,10 @@ def build_nets(cfg: Config, ddp: Dist, device: torch.device) -> Nets:
         G_train = wrap_ddp(G, device, sync_buffers=True)
         D_train = wrap_ddp(D, device, sync_buffers=False)
     if cfg.compile:
-        mode = "reduce-overhead" if device.type == "cuda" else None
-        G_train, D_train = torch.compile(G_train, mode=mode), torch.compile(D_train, mode=mode)
-        D_frozen = torch.compile(D, mode=mode) if ddp.enabled else D_train
+        # Inductor's default mode, no CUDA graphs: D runs twice per update (real, then fake) and a
+        # graph's second replay would overwrite the first one's output before backward reads it.
+        G_train, D_train = torch.compile(G_train), torch.compile(D_train)
+        D_frozen = torch.compile(D) if ddp.enabled else D_train
     return Nets(G, D, G_ema, opt_G, opt_D, noise, memory_format, G_train, D_train, D_frozen)
 
 

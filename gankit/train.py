@@ -16,6 +16,7 @@ from __future__ import annotations
 import signal
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -47,16 +48,19 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> int:
 
 
 def train(cfg: Config, resume: str | Path | None = None, command: list[str] | None = None,
-          progress: bool | None = None, stop_after: int | None = None) -> Path:
+          progress: bool | None = None, stop_after: int | None = None,
+          on_quality: Callable[[dict], bool] | None = None) -> Path:
     """Train as `cfg` says and return the run folder. With `resume`, continue the run in that
     folder from its newest valid checkpoint; `cfg` may differ from the saved one only in
     RESUMABLE_CHANGES (e.g. more epochs or minutes). `stop_after` stops at that step as a signal
-    would (checkpoint, no extra log tick), leaving the run resumable. Under torchrun every rank
+    would (checkpoint, no extra log tick), leaving the run resumable. `on_quality` sees each row of
+    quality.jsonl as it is written; when it returns True the run ends there as a finished run does
+    (final grid, checkpoint, export): a quality target, or a tuner's pruning. Under torchrun every rank
     calls this; rank 0 alone writes the run folder."""
     cfg = cfg.resolved().validate()
     ddp, device_name = setup_dist(cfg.device)
     try:
-        return _train(cfg, ddp, resolve_device(device_name), resume, command, progress, stop_after)
+        return _train(cfg, ddp, resolve_device(device_name), resume, command, progress, stop_after, on_quality)
     except TrainingStopped as e:
         if not ddp.main:  # every rank stops at the same step; rank 0 reports it and carries the exit code
             e.exit_code, e.quiet = 0, True
@@ -65,7 +69,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
         ddp.close()
 
 
-def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progress, stop_after) -> Path:
+def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progress, stop_after, on_quality) -> Path:
     torch.backends.cudnn.benchmark = not cfg.deterministic
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=False)
@@ -96,7 +100,8 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
     channels_last = nets.memory_format == torch.channels_last
     tally = Tally.zeros(device)
     if state is not None:
-        nets.load_state_dict(state)
+        note = nets.load_state_dict(state)
+        notes += [note] if note else []
         tally.load_state_dict(state)
     elif ddp.main:
         run_dir = new_run(cfg, device, precision, channels_last, W, command)
@@ -238,14 +243,18 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
                                say_epoch=epoch_end and not show_bar)
                 bar.set_postfix(loss_D=f"{values[0]:.3f}", loss_G=f"{values[4]:.3f}", Dx=f"{values[1]:.3f}",
                                 DGz=f"{values[2]:.3f}", img_s=f"{row['img_per_s']:.0f}", refresh=False)
+            if eval_z is not None and (last_step or (epoch_end if cfg.eval_every == -1 else done % cfg.eval_every == 0)):
+                quality = evaluate(judge, eval_z, done, spe, cfg, ddp, nets, tally, clock, out, device)
+                if on_quality is not None and not last_step:
+                    last_step = bool(ddp.share(bool(on_quality(quality)) if ddp.main else None))
+                    if last_step:
+                        out.say(f"stopping at step {done}: on_quality asked to")
             frac = 1.0 if last_step else fraction(done)
-            crossed = (done in milestone_steps if not budget_s  # (with a budget, 100 % is the last step)
-                       else last_step or any(frac_before < pct / 100 <= frac for pct in MILESTONES[1:-1]))
+            crossed = last_step or (done in milestone_steps if not budget_s  # (100 % is the last step)
+                                    else any(frac_before < pct / 100 <= frac for pct in MILESTONES[1:-1]))
             frac_before = frac
             if crossed and out.main:
                 save_grid(sample_images(nets.G_show, fixed_z[:8]), milestone_path(out.run_dir, done))
-            if eval_z is not None and (last_step or (epoch_end if cfg.eval_every == -1 else done % cfg.eval_every == 0)):
-                evaluate(judge, eval_z, done, spe, cfg, ddp, nets, tally, clock, out, device)
             if epoch_end or last_step:  # the fixed-z grid, plots, checkpoint
                 if out.main:
                     name = f"epoch_{done // spe:03d}.png" if epoch_end else f"step_{done:08d}.png"

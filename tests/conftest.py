@@ -61,6 +61,16 @@ def _private_cache(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
+def _cpu_unless_cuda_test(request, monkeypatch):
+    # The suite checks the CPU path (bit-exact resumes, channels_last's auto rule, the bf16 probe):
+    # on a machine with a GPU, `--device auto` must not move it there. tests/test_cuda.py alone
+    # runs on the GPU. (The variable also hides it from the gankit processes tests start.)
+    if request.node.path.name != "test_cuda.py":
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture(autouse=True)
 def _no_env_data_root(monkeypatch):
     # A developer's GANKIT_DATA must not change what the tests read.
     monkeypatch.delenv("GANKIT_DATA", raising=False)

@@ -233,6 +233,21 @@ def test_real_fashion_mnist_run(tmp_path):
     assert "60000 images" in (run / "log.txt").read_text()
 
 
+def test_on_quality_ends_the_run_as_a_finished_one_and_it_resumes(tmp_path):
+    """train(on_quality=...) sees each quality row; True ends the run there with the final grid,
+    100 % milestone, checkpoint and export; the run can be continued."""
+    seen = []
+    cfg = preset_config("lab04-mlp", out_dir=str(tmp_path), steps=40, log_every=10, eval_every=10, eval_n=500)
+    run = train(cfg, on_quality=lambda row: seen.append(row) or row["step"] == 20)
+    assert [r["step"] for r in seen] == [10, 20] and all(r["fid_fmnist500"] > 0 for r in seen)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 20
+    assert json.loads((run / "generator.json").read_text())["step"] == 20
+    assert (run / "images" / "step_00000020.png").exists() and (run / "images" / "milestone_00000020.png").exists()
+    assert "stopping at step 20: on_quality asked to" in (run / "log.txt").read_text()
+    train(cfg, resume=run)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 40
+
+
 def test_ema_warmup_follows_the_closed_form():
     m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     ema = EMA(m, 0.999)
@@ -345,7 +360,8 @@ def test_time_budget_finishes_cleanly_and_resumes(tiny_root, tmp_path):
     assert f"budget bought {step} steps" in (run / "log.txt").read_text()
     for name in ARTIFACTS:
         assert (run / name).exists(), name
-    assert (run / "images" / f"step_{step:08d}.png").exists()
+    final = f"epoch_{step // 16:03d}.png" if step % 16 == 0 else f"step_{step:08d}.png"  # 16 steps per epoch
+    assert (run / "images" / final).exists(), final
     assert json.loads((run / "generator.json").read_text())["step"] == step
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == step  # the last step is logged
