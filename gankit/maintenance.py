@@ -171,7 +171,7 @@ class Clock:
     seconds spent on quality evaluations (which a time budget does not count)."""
     tally: Tally
     t_start: float = field(default_factory=time.perf_counter)
-    t_tick: float = 0.0  # when the last tick was logged, and at which step (for img/s)
+    train_tick: float = 0.0  # training seconds when the last tick was logged, and at which step (for img/s)
     step_tick: int = 0
 
     def wall(self) -> float:
@@ -181,10 +181,11 @@ class Clock:
         return self.wall() - self.tally.eval_s
 
     def restart(self) -> None:
-        self.t_start = self.t_tick = time.perf_counter()
+        self.t_start = time.perf_counter()
+        self.train_tick = self.train_s()
 
     def tick(self, step: int) -> None:
-        self.t_tick, self.step_tick = time.perf_counter(), step
+        self.train_tick, self.step_tick = self.train_s(), step
 
 
 # ---- each log tick --------------------------------------------------------------------------------
@@ -197,15 +198,15 @@ def log_tick(values: list[float], done: int, cfg: Config, nets: Nets, tally: Tal
              out: Out, objective: Objective, spe: int, world: int, say_epoch: bool) -> dict:
     """One stats.jsonl row (and TensorBoard), the epoch line when no progress bar shows, and the
     warning when D has won outright for long. Returns the row."""
-    now = time.perf_counter()
     had_G = tally.n_G > 0
+    seconds = clock.train_s() - clock.train_tick  # evaluations since the last tick not counted
     row = {"step": done, "epoch": round(done / spe, 4), "images": done * cfg.batch_size * world,
            "loss_D": values[0], "loss_G": values[4] if had_G else None,
            "d_real": values[1], "d_fake": values[2],
            "wasserstein": values[3] if objective.wasserstein else None,
            "grad_norm_D": values[5], "grad_norm_G": values[6] if had_G else None,
            "lr_D": nets.opt_D.param_groups[0]["lr"], "lr_G": nets.opt_G.param_groups[0]["lr"],
-           "img_per_s": round((done - clock.step_tick) * cfg.batch_size * world / max(now - clock.t_tick, 1e-9), 1),
+           "img_per_s": round((done - clock.step_tick) * cfg.batch_size * world / max(seconds, 1e-9), 1),
            "time_s": round(clock.wall(), 2)}
     if out.main:
         out.log.write(row)

@@ -95,18 +95,19 @@ def mlp_lab6(cfg) -> tuple[Generator, Discriminator]:
 
 
 def dcgan(cfg) -> tuple[Generator, Discriminator]:
-    c = cfg.channels
+    """The DCGAN for 28x28; widths from g_width/d_width (64: 512-256-128 in G, 64-128-256 in D)."""
+    c, g, d = cfg.channels, cfg.g_width, cfg.d_width
     img_shape = (c, 28, 28)
     G = nn.Sequential(
-        nn.ConvTranspose2d(cfg.z_dim, 512, 4, 1, 0, bias=False), nn.BatchNorm2d(512), nn.ReLU(True),  # 4x4
-        nn.ConvTranspose2d(512, 256, 3, 2, 1, bias=False), nn.BatchNorm2d(256), nn.ReLU(True),  # 7x7
-        nn.ConvTranspose2d(256, 128, 4, 2, 1, bias=False), nn.BatchNorm2d(128), nn.ReLU(True),  # 14x14
-        nn.ConvTranspose2d(128, c, 4, 2, 1, bias=False), nn.Tanh())  # 28x28
+        nn.ConvTranspose2d(cfg.z_dim, 8 * g, 4, 1, 0, bias=False), nn.BatchNorm2d(8 * g), nn.ReLU(True),  # 4x4
+        nn.ConvTranspose2d(8 * g, 4 * g, 3, 2, 1, bias=False), nn.BatchNorm2d(4 * g), nn.ReLU(True),  # 7x7
+        nn.ConvTranspose2d(4 * g, 2 * g, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * g), nn.ReLU(True),  # 14x14
+        nn.ConvTranspose2d(2 * g, c, 4, 2, 1, bias=False), nn.Tanh())  # 28x28
     D = nn.Sequential(
-        nn.Conv2d(c, 64, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),  # 14x14
-        nn.Conv2d(64, 128, 4, 2, 1, bias=False), _norm2d(cfg.d_norm, 128), nn.LeakyReLU(0.2, inplace=True),  # 7x7
-        nn.Conv2d(128, 256, 3, 2, 1, bias=False), _norm2d(cfg.d_norm, 256), nn.LeakyReLU(0.2, inplace=True),  # 4x4
-        nn.Conv2d(256, 1, 4, 1, 0, bias=False))  # 1x1
+        nn.Conv2d(c, d, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),  # 14x14
+        nn.Conv2d(d, 2 * d, 4, 2, 1, bias=False), _norm2d(cfg.d_norm, 2 * d), nn.LeakyReLU(0.2, inplace=True),  # 7x7
+        nn.Conv2d(2 * d, 4 * d, 3, 2, 1, bias=False), _norm2d(cfg.d_norm, 4 * d), nn.LeakyReLU(0.2, inplace=True),  # 4x4
+        nn.Conv2d(4 * d, 1, 4, 1, 0, bias=False))  # 1x1
     return Generator(G, cfg.z_dim, img_shape, (cfg.z_dim, 1, 1)), Discriminator(D, img_shape)
 
 

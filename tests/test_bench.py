@@ -34,14 +34,18 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "quality.py": ["--presets", "lab6-gan", "--steps", "20", "--seeds", "0", "--n", "200", "--out", md,
                        "--runs", str(out / "runs")],
         "scaling.py": ["--nprocs", "1", "--steps", "4", "--batch", "16", "--out", md],
-        "time_to_quality.py": ["--target", "1000", "--eval-every", "2", "--max-epochs", "1", "--out", md],
+        "time_to_quality.py": ["--lab-epochs", "1", "--lab-steps", "3", "--seeds", "0", "--eval-every", "2", "--out", md],
+        "ablation.py": ["--target", "1000", "--minutes", "0.01", "--seeds", "0", "--variants", "default",
+                        "--eval-images", "512", "--out", md],
+        "demo_vs_labs.py": ["--minutes", "0.01", "--precision", "fp32", "--figure", str(out / "fig.png"), "--out", md],
     }[script]
 
 
 LAST_LINE = {  # what each script's last line states: its result against its reference
     "throughput.py": "gankit against the labs' loop:", "epoch_times.py": "wrote", "eval_time.py": "x the cold-cache run",
     "folder.py": "faster than decoding", "latent_times.py": "wrote", "precision.py": "seed-to-seed spread",
-    "quality.py": "wrote", "scaling.py": "images/s against 1 process", "time_to_quality.py": "sooner",
+    "quality.py": "wrote", "scaling.py": "images/s against 1 process", "time_to_quality.py": "the labs' time",
+    "ablation.py": "wrote", "demo_vs_labs.py": "labs' loop",
 }
 
 

@@ -157,6 +157,18 @@ def test_z_dim_and_hidden_dim_are_configurable():
         G(torch.randn(2, 100))
 
 
+def test_dcgan_widths_are_configurable_and_64_is_the_labs():
+    """g_width/d_width scale the 28x28 DCGAN (the `default` preset runs it at 32); 64 is the
+    labs' architecture, which the lab presets keep."""
+    def channels(net):
+        return [m.out_channels for m in net.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    G, D = build_models(Config(model="dcgan"))
+    assert channels(G) == [512, 256, 128, 1] and channels(D) == [64, 128, 256, 1]
+    G, D = build_models(Config(model="dcgan", g_width=32, d_width=32))
+    assert channels(G) == [256, 128, 64, 1] and channels(D) == [32, 64, 128, 1]
+    assert G(torch.randn(3, 100)).shape == (3, 1, 28, 28) and D(torch.randn(3, 1, 28, 28)).shape == (3,)
+
+
 def test_normal02_init():
     torch.manual_seed(0)
     G, D = build_models(cfg_for("dcgan", init="normal02"))
