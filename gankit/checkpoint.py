@@ -77,7 +77,9 @@ def prune(folder: Path, keep: int) -> None:
 def export_generator(run_dir: Path, G: torch.nn.Module, G_ema: torch.nn.Module | None, cfg, step: int,
                      name: str = "generator", **extra) -> Path:
     """NAME.safetensors (G's weights under `G.`, and `G_ema.` when EMA is on) and NAME.json (what
-    rebuilds G: the run's whole config, G's shapes, the step, and `extra`)."""
+    rebuilds G: the run's whole config, G's shapes, a conditional G's class names, the step, and
+    `extra`)."""
+    from .conditional import class_names
     from .version import __version__
     tensors = {f"G.{k}": v.detach().cpu().contiguous() for k, v in G.state_dict().items()}
     if G_ema is not None:
@@ -88,6 +90,7 @@ def export_generator(run_dir: Path, G: torch.nn.Module, G_ema: torch.nn.Module |
     meta = {
         **cfg.to_dict(), "gankit_version": __version__, "z_dim": G.z_dim, "num_classes": G.num_classes,
         "img_shape": list(G.img_shape), "step": step, "has_ema": G_ema is not None,
+        "class_names": class_names(cfg.dataset, G.num_classes, cfg.data_root) if G.num_classes else [],
         "sha256": sha256_file(path), **extra,
     }
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
@@ -129,4 +132,5 @@ def load_generator(path: str | Path, ema: bool | None = None, device: str | torc
     G.to(device, memory_format=memory_format_for(G, device))
     G.weights = "G_ema" if use_ema else "G"  # which weights were loaded, for records
     G.dataset = meta["dataset"]  # what it was trained on, to pick the evaluator
+    G.class_names = meta.get("class_names") or [str(i) for i in range(G.num_classes)]  # a conditional G's classes
     return G.eval()

@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
+from .conditional import D_CONDITIONING, class_names
 from .data import DATASET_CHOICES
 from .errors import ConfigError
 from .losses import OBJECTIVES
@@ -39,6 +40,10 @@ class Config:
     d_width: int = 64  # D's base channel width in those models (ndf)
     d_norm: str = "batch"  # D's normalisation in models that have one: batch | layer | none
     init: str = "normal02"  # weight init: normal02 (DCGAN paper) | default (PyTorch's)
+    conditional: bool = False  # class-conditional G and D on the dataset's labels (a folder: one class per sub-folder)
+    num_classes: int = 0  # classes of a conditional run, set from the dataset; 0: unconditional
+    d_cond: str = "projection"  # how a conditional D sees the class: concat (the labs' label map) | projection | acgan
+    ac_weight: float = 1.0  # weight of the class loss of an AC-GAN discriminator (d_cond acgan)
     # How to train it.
     objective: str = "bce"  # a key of gankit.losses.OBJECTIVES
     n_critic: int = 1  # D steps per G step
@@ -92,6 +97,8 @@ class Config:
                 cfg.gp_weight = obj.default_gp
         if cfg.image_size == 0 and cfg.model in MODELS:
             cfg.image_size = MODELS[cfg.model].size
+        if cfg.conditional and cfg.num_classes == 0:
+            cfg.num_classes = len(class_names(cfg.dataset, 0, cfg.data_root))
         cfg.g_betas = tuple(cfg.g_betas)
         cfg.d_betas = tuple(cfg.d_betas)
         return cfg
@@ -110,6 +117,14 @@ class Config:
         _choice("precision", self.precision, ("fp32", "bf16", "auto"))
         _choice("on_nan", self.on_nan, ("stop", "rollback"))
         _choice("optim_impl", self.optim_impl, ("foreach", "fused", "loop"))
+        _choice("d_cond", self.d_cond, D_CONDITIONING)
+        if self.num_classes and not self.conditional:
+            raise ConfigError(f"num_classes={self.num_classes} without --conditional: the class count is taken "
+                              f"from the dataset when --conditional is on; leave num_classes at 0")
+        if self.conditional and self.num_classes < 2:
+            raise ConfigError(f"--conditional needs at least 2 classes, got {self.num_classes}")
+        if not (math.isfinite(self.ac_weight) and self.ac_weight >= 0):
+            raise ConfigError(f"ac_weight must be a number >= 0, got {self.ac_weight}")
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
         for name in ("channels", "z_dim", "hidden_dim", "g_width", "d_width", "n_critic", "batch_size",
@@ -270,6 +285,13 @@ PRESETS: dict[str, dict] = {
         model="dcgan", d_norm="layer", objective="wgan-gp", init="normal02", batch_size=64,
         epochs=20, g_lr=1e-4, d_lr=1e-4, g_betas=(0.0, 0.9), d_betas=(0.0, 0.9), n_critic=5,
         gp_weight=10.0),
+    "cgan": dict(
+        about="conditional GAN as course labs write it: lab 4's MLP, the class embedded and joined to z and to the image",
+        model="mlp", conditional=True, d_cond="concat", objective="bce", init="default", batch_size=64, epochs=20),
+    "cdcgan": dict(
+        about="conditional DCGAN: the default recipe with the class joined to z and a projection discriminator",
+        model="dcgan", conditional=True, d_cond="projection", g_width=32, d_width=32, objective="bce",
+        init="normal02", batch_size=64, epochs=15, g_lr=4e-4, d_lr=4e-4, ema=0.999, precision="auto"),
     "faces64": dict(
         about="faces at 64x64 (an image folder): DCGAN k5, Adam, D lr 1e-4 < G lr 2e-4, wd 1e-4 D / 1e-6 G",
         dataset="folder", channels=3, image_size=64, model="dcgan64", objective="bce", init="normal02",

@@ -180,6 +180,17 @@ def training_images(cfg, say=print, progress: bool = True) -> torch.Tensor:
     return resize_uint8(x, cfg.image_size)
 
 
+def training_labels(cfg) -> torch.Tensor:
+    """The class of each training image (int64 (N,), in training_images' order) for a conditional
+    run: the IDX labels, or for a folder each image's sub-folder. Call it after training_images."""
+    if cfg.dataset == "folder":
+        from .folder import folder_labels
+        return torch.from_numpy(folder_labels(cfg.data_root, cfg.image_size, cfg.channels,
+                                              cache_dir=Path(cfg.out_dir) / ".cache"))
+    _, y = load_split(cfg.dataset, "train", cfg.data_root)
+    return y
+
+
 def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] -> float [-1, 1], on whatever device the batch lives."""
     return x_uint8.float().div_(127.5).sub_(1.0)

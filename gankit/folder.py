@@ -114,9 +114,7 @@ def load_folder(root: str | Path | None, size: int, channels: int, bad_files: st
         raise DataError(f"{root}: {len(files)} image files at {channels}x{size}x{size} need {_size(need)} "
                         f"in memory, more than half of the {_size(free)} free. Use a smaller "
                         f"--image-size or a subset of the folder; a streaming loader is not built yet")
-    key = cache_key(root, files, size, channels)
-    cache = Path(cache_dir) if cache_dir else cache_root("folders")
-    cache = cache / f"folder-{key}.npy"
+    cache = _cache_path(root, files, size, channels, cache_dir)
     record = cache.with_suffix(".json")
     if cache.is_file() and record.is_file():
         info = json.loads(record.read_text())
@@ -157,6 +155,47 @@ def load_folder(root: str | Path | None, size: int, channels: int, bad_files: st
            + (" ..." if len(bad) > 10 else "") + f" (all listed in {record})" if bad else ""))
     _check_bad(root, bad, bad_files)  # after caching: a later --bad-files skip needs no second decode
     return x
+
+
+def _cache_path(root: Path, files: list[Path], size: int, channels: int, cache_dir) -> Path:
+    folder = Path(cache_dir) if cache_dir else cache_root("folders")
+    return folder / f"folder-{cache_key(root, files, size, channels)}.npy"
+
+
+def class_folders(root: str | Path | None) -> list[Path]:
+    """A conditional run's classes: root's sub-folders, sorted by name (torchvision ImageFolder's
+    convention: root/CLASS/.../image.png), hidden ones skipped. Refuses a folder that does not
+    follow it, naming what is wrong."""
+    if root is None:
+        raise DataError("--dataset folder needs --data-root DIR, the folder of images")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder")
+    subs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    loose = sorted(p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in EXTENSIONS)
+    if loose:
+        raise DataError(f"{root}: {len(loose)} image(s) lie directly in it (e.g. {loose[0]}); a conditional run "
+                        f"takes its classes from sub-folders (root/CLASS/image.png): move them into one")
+    if len(subs) < 2:
+        raise DataError(f"{root}: --conditional needs one sub-folder per class (root/CLASS/image.png, as "
+                        f"torchvision's ImageFolder) and at least 2 of them; found {len(subs)}")
+    empty = [p.name for p in subs if not find_images(p)]
+    if empty:
+        raise DataError(f"{root}: the class sub-folder(s) {', '.join(empty[:5])} hold no images; every class "
+                        f"needs at least one ({', '.join(EXTENSIONS)})")
+    return subs
+
+
+def folder_labels(root: str | Path, size: int, channels: int, cache_dir: str | Path | None = None) -> np.ndarray:
+    """The class index (its sub-folder, see class_folders) of each image load_folder returned, in
+    the same order: bad files skipped there are skipped here too. Call it after load_folder."""
+    root = Path(root).expanduser()
+    classes = {p.name: i for i, p in enumerate(class_folders(root))}
+    files = find_images(root)
+    bad = {b["file"] for b in json.loads(_cache_path(root, files, size, channels, cache_dir)
+                                         .with_suffix(".json").read_text())["bad"]}
+    kept = [p.relative_to(root) for p in files if str(p.relative_to(root)) not in bad]
+    return np.array([classes[p.parts[0]] for p in kept], dtype=np.int64)
 
 
 def _check_bad(root: Path, bad: list[dict], policy: str) -> None:

@@ -33,13 +33,14 @@ def load_source(src: str | Path, ema: bool | None = None) -> tuple[torch.nn.Modu
 
 
 @torch.no_grad()
-def sample_images(G: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
-    """G(z) in eval mode (BatchNorm uses running statistics, so a sample does not depend on the
-    rest of the batch), restoring G's mode afterwards."""
+def sample_images(G: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+    """G(z) (a conditional G: G(z, y), y the class of each row) in eval mode (BatchNorm uses
+    running statistics, so a sample does not depend on the rest of the batch), restoring G's mode
+    afterwards."""
     was_training = G.training
     G.eval()
     try:
-        return G(z).float()
+        return (G(z) if y is None else G(z, y.to(z.device))).float()
     finally:
         G.train(was_training)
 
@@ -88,11 +89,43 @@ def check_dims(dims: list[int], z_dim: int) -> None:
         raise GankitError(f"dimension(s) {bad} out of range: this generator has z_dim={z_dim} (dims 0..{z_dim - 1})")
 
 
-def generate(G: torch.nn.Module, z: torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """G(z) in eval mode on G's device, in batches; returns float images on the CPU."""
+def generate(G: torch.nn.Module, z: torch.Tensor, batch: int = 512, y: torch.Tensor | None = None) -> torch.Tensor:
+    """G(z) (or G(z, y)) in eval mode on G's device, in batches; returns float images on the CPU."""
     device = next(G.parameters()).device
-    return torch.cat([sample_images(G, z[i:i + batch].to(device)).cpu().contiguous()
-                      for i in range(0, len(z), batch)])
+    return torch.cat([sample_images(G, z[i:i + batch].to(device), None if y is None else y[i:i + batch])
+                      .cpu().contiguous() for i in range(0, len(z), batch)])
+
+
+@torch.no_grad()
+def class_blend(G, z: torch.Tensor, a: int, b: int, steps: int) -> torch.Tensor:
+    """A conditional G's images of one z (z_dim,) as its class embedding moves in a straight line
+    from class a's to class b's: (steps, C, H, W) on the CPU. The style stays, the class changes."""
+    device = next(G.parameters()).device
+    ends = G.embed(torch.tensor([a, b], device=device))
+    t = torch.linspace(0, 1, steps, device=device)[:, None]
+    was_training = G.training
+    G.eval()
+    try:
+        return G.from_embedding(z.to(device).expand(steps, -1), torch.lerp(ends[0], ends[1], t)).float().cpu()
+    finally:
+        G.train(was_training)
+
+
+class ForClass(torch.nn.Module):
+    """A conditional G with its class fixed: z -> G(z, [c] * len(z)), so every latent study of this
+    module (nudges, sweeps, interpolation, ranking) works within class c. Unconditional tools call it
+    like any G."""
+
+    def __init__(self, G: torch.nn.Module, c: int):
+        super().__init__()
+        self.G, self.c = G, c
+        self.z_dim, self.img_shape, self.num_classes = G.z_dim, G.img_shape, 0
+        for attr in ("weights", "dataset", "class_names"):
+            if hasattr(G, attr):
+                setattr(self, attr, getattr(G, attr))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.G(z, torch.full((len(z),), self.c, dtype=torch.long, device=z.device))
 
 
 def nudge(G, z: torch.Tensor, dim: int, delta: float) -> torch.Tensor:

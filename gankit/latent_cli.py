@@ -44,6 +44,8 @@ def write_record(folder: Path, command: str, args, G, z: torch.Tensor | None = N
     record = {"command": command, "source": str(args.src), "weights": G.weights,
               "z_dim": G.z_dim, "gankit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               **extra}
+    if getattr(args, "classes", None):
+        record["classes"] = [G.class_names[c] for c in args.classes]
     if z is not None:
         record["z"] = z.tolist()
     path = folder / f"{command}.json"
@@ -96,12 +98,41 @@ def _fmt(v: float) -> str:
 
 
 # ---- commands ---------------------------------------------------------------------------------
-def load(args):
+def load(args, allow_all: bool = False):
+    """(G, the folder to write under). For a conditional run, G is fixed to the class `--class`
+    names (an index or a name) so every study runs within it; with allow_all, `--class all` (and
+    no --class) returns the conditional G itself and sets args.classes to every class."""
     for name, low in (("n", 1), ("steps", 2)):
         value = getattr(args, name, None)
         if value is not None and value < low:
             raise GankitError(f"--{name} must be >= {low}, got {value}")
-    return L.load_source(args.src, ema=args.ema)
+    G, base = L.load_source(args.src, ema=args.ema)
+    args.classes = None
+    if not G.num_classes:
+        if args.cls is not None:
+            raise GankitError(f"--class {args.cls}: {args.src} is an unconditional run (trained without "
+                              f"--conditional), so it has no classes to choose from")
+        return G, base
+    if args.cls is None or args.cls == "all":
+        if allow_all:
+            args.classes = list(range(G.num_classes))
+            return G, base
+        raise GankitError(f"{args.src} is a class-conditional run: choose the class to study with --class "
+                          f"(an index or one of: {', '.join(G.class_names)})")
+    c = class_index(args.cls, G.class_names)
+    args.classes = [c]
+    return L.ForClass(G, c), base
+
+
+def class_index(spec: str, names: list[str]) -> int:
+    """A class given by index ('7') or name ('sneaker', any case) -> its index."""
+    if spec.isdigit() and int(spec) < len(names):
+        return int(spec)
+    lowered = [n.lower() for n in names]
+    if spec.lower() in lowered:
+        return lowered.index(spec.lower())
+    raise GankitError(f"--class {spec}: no such class; this run's classes are 0..{len(names) - 1}: "
+                      + ", ".join(f"{i} {n}" for i, n in enumerate(names)))
 
 
 def z_arg(spec: str, G) -> tuple[torch.Tensor, dict]:
@@ -114,17 +145,31 @@ def z_arg(spec: str, G) -> tuple[torch.Tensor, dict]:
 
 
 def cmd_sample(args) -> int:
-    G, base = load(args)
+    G, base = load(args, allow_all=True)
     if args.z:
         z, given = L.read_z(args.z, G.z_dim), {"z_file": args.z}
     else:
         z, given = L.z_from_seed(args.seed, args.n, G.z_dim), {"seed": args.seed, "n": args.n}
     folder = out_folder(base, "sample", args.out)
-    x = L.generate(G, z)
-    save_grid(x, folder / "samples.png", nrow=min(8, len(x)))
+    files = ["samples.png", "samples.npy", "z.npy"]
+    if args.classes is not None and len(args.classes) > 1:  # one row per class, the same z in every row
+        y = torch.tensor(args.classes).repeat_interleave(len(z))
+        x = L.generate(G, z.repeat(len(args.classes), 1), y=y)
+        labelled_grid([(G.class_names[c], x[i * len(z):(i + 1) * len(z)]) for i, c in enumerate(args.classes)],
+                      folder / "samples.png", f"{len(z)} latent vectors (columns) made as each class (rows)")
+        np.save(folder / "labels.npy", y.numpy())
+        files.append("labels.npy")
+        given["classes"] = [G.class_names[c] for c in args.classes]
+    else:
+        x = L.generate(G, z)
+        save_grid(x, folder / "samples.png", nrow=min(8, len(x)))
+        if args.classes:
+            given["class"] = G.class_names[args.classes[0]]
+    np.save(folder / "samples.npy", to_uint8(x).numpy())  # (N, C, H, W) uint8, rows in z's order (class-major)
     np.save(folder / "z.npy", z.numpy())
-    write_record(folder, "sample", args, G, z, **given, files=["samples.png", "z.npy"])
-    print(f"{len(x)} samples -> {folder / 'samples.png'} (z saved in z.npy; repeat with --z {folder / 'z.npy'})")
+    write_record(folder, "sample", args, G, z, **given, files=files)
+    print(f"{len(x)} samples -> {folder / 'samples.png'} and samples.npy (uint8); z saved in z.npy: repeat with "
+          f"--z {folder / 'z.npy'}" + (f" --class {args.cls}" if args.cls not in (None, "all") else ""))
     return 0
 
 
@@ -175,12 +220,25 @@ def cmd_sweep(args) -> int:
 def cmd_interpolate(args) -> int:
     G, base = load(args)
     z0, g0 = z_arg(args.src_from, G)
-    z1, g1 = z_arg(args.to, G)
-    zs = L.INTERPOLATIONS[args.method](z0[0], z1[0], args.steps)
-    x = L.generate(G, zs)
+    ts = [f"{t:.2f}" for t in torch.linspace(0, 1, args.steps).tolist()]
+    if args.to_class is not None:  # one z, from class --class to class --to-class
+        if args.classes is None:
+            raise GankitError(f"--to-class: {args.src} is an unconditional run; it has no classes to move between")
+        if args.to is not None:
+            raise GankitError("--to-class keeps z fixed and moves the class; leave out --to (or --to-class)")
+        a, b = args.classes[0], class_index(args.to_class, G.class_names)
+        zs, g1 = z0[:1].expand(args.steps, -1), {"class": G.class_names[b]}
+        x = L.class_blend(G.G, z0[0], a, b, args.steps)
+        title = f"{_describe(g0)} from class {G.class_names[a]} to class {G.class_names[b]} (class embeddings blended)"
+    else:
+        if args.to is None:
+            raise GankitError("interpolate needs --to (a seed or z file), or --to-class for a conditional run")
+        z1, g1 = z_arg(args.to, G)
+        zs = L.INTERPOLATIONS[args.method](z0[0], z1[0], args.steps)
+        x = L.generate(G, zs)
+        title = f"{args.method} from {_describe(g0)} to {_describe(g1)}"
     folder = out_folder(base, "interpolate", args.out)
-    labelled_grid([(args.method, x)], folder / "strip.png",
-                  f"{args.method} from {_describe(g0)} to {_describe(g1)}", col_labels=[f"{t:.2f}" for t in torch.linspace(0, 1, args.steps).tolist()])
+    labelled_grid([(args.method if args.to_class is None else "class", x)], folder / "strip.png", title, col_labels=ts)
     files = ["strip.png"]
     if args.gif:
         from PIL import Image
@@ -281,6 +339,9 @@ def _common(p) -> None:
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                    help="use the EMA weights (default: EMA when the run trained one)")
     p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR/latent/<command>-<time>)")
+    p.add_argument("--class", dest="cls", default=None, metavar="CLASS",
+                   help="a conditional run's class, by index or name (e.g. 7 or sneaker); `gankit sample` also takes "
+                        "'all' (its default there): one row per class, the same z in each")
 
 
 def add_parsers(sub) -> None:
@@ -312,7 +373,9 @@ def add_parsers(sub) -> None:
     p = es.add_parser("interpolate", help="images along a path between two latent vectors")
     _common(p)
     p.add_argument("--from", dest="src_from", required=True, help="seed or z file")
-    p.add_argument("--to", required=True, help="seed or z file")
+    p.add_argument("--to", default=None, help="seed or z file")
+    p.add_argument("--to-class", default=None, metavar="CLASS",
+                   help="a conditional run: keep the --from z and move from class --class to this class instead")
     p.add_argument("--steps", type=int, default=10, help="images along the path, ends included (default: 10)")
     p.add_argument("--method", choices=list(L.INTERPOLATIONS), default="slerp",
                    help="straight line, or great circle keeping a Gaussian z's norm (default: slerp)")

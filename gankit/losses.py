@@ -69,16 +69,28 @@ OBJECTIVES: dict[str, Objective] = {
 
 
 def gradient_penalty(D: torch.nn.Module, x_real: Tensor, x_fake: Tensor,
-                     generator: torch.Generator | None = None, eps: Tensor | None = None) -> Tensor:
+                     generator: torch.Generator | None = None, eps: Tensor | None = None,
+                     labels: Tensor | None = None) -> Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates x_hat (Gulrajani et al. 2017).
     The norm is taken in fp32 whatever precision the forward pass ran in. `eps` (B, 1, 1, 1), the
-    interpolation weights, is drawn from `generator` unless given."""
+    interpolation weights, is drawn from `generator` unless given. A conditional D judges the
+    interpolates under the real batch's `labels`; only its real/fake logit is penalised."""
     if eps is None:
         eps = torch.rand(x_real.shape[0], 1, 1, 1, device=x_real.device, generator=generator)
     x_hat = torch.lerp(x_real, x_fake, eps).requires_grad_(True)
-    (grad,) = torch.autograd.grad(D(x_hat).float().sum(), x_hat, create_graph=True)
+    out = D(x_hat) if labels is None else D(x_hat, labels)
+    logits = out[:, 0] if out.ndim == 2 else out  # (an AC-GAN D's class logits are not the critic)
+    (grad,) = torch.autograd.grad(logits.float().sum(), x_hat, create_graph=True)
     norm = grad.float().flatten(1).norm(2, dim=1)  # (B,)
     return ((norm - 1) ** 2).mean()
+
+
+def class_loss(class_logits: Tensor | None, labels: Tensor | None) -> Tensor | float:
+    """The AC-GAN class loss (Odena et al. 2017): cross-entropy of D's class logits against the
+    labels the images were made or drawn for; 0 for a D without a classifier."""
+    if class_logits is None:
+        return 0.0
+    return F.cross_entropy(class_logits.float(), labels)
 
 
 @torch.no_grad()

@@ -17,13 +17,14 @@ import torch
 
 from .checkpoint import atomic_save, export_generator, load_checkpoint, newest_valid_checkpoint, prune
 from .config import Config
-from .data import training_images
+from .data import training_images, training_labels
 from .dist import Dist
 from .errors import ConfigError, DataError, GankitError, RunError
 from .files import atomic_write_text
-from .latent import generate, z_from_seed
+from .conditional import balanced_labels
+from .latent import generate, sample_images, z_from_seed
 from .losses import Objective
-from .runs import StatsLog, check_run_dir, create_run_dir, truncate_after
+from .runs import StatsLog, check_run_dir, create_run_dir, plot_curves, plot_milestones, save_grid, truncate_after
 from .state import Nets, Tally
 from .version import __version__, git_commit
 
@@ -68,9 +69,10 @@ def read_resume(cfg: Config, ddp: Dist, resume) -> tuple[dict | None, list[str],
     return ddp.share(state), notes, run_dir
 
 
-def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]) -> torch.Tensor:
-    """The whole training set as one uint8 tensor on the device (or pinned on the host). Rank 0
-    reads first (for a folder: decodes and caches it); the other ranks then read its cache."""
+def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The whole training set as one uint8 tensor on the device (or pinned on the host), and for a
+    conditional run its labels beside it (int64, same device), so a batch's labels come with its
+    images. Rank 0 reads first (for a folder: decodes and caches it); the other ranks then read its cache."""
     if ddp.main:
         try:
             x_train = training_images(cfg, say=notes.append)
@@ -80,14 +82,46 @@ def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]) -
     else:
         ddp.share(None)
         x_train = training_images(cfg, say=lambda msg: None, progress=False)
+    y_train = training_labels(cfg) if cfg.num_classes else None
+    if y_train is not None and (len(y_train) != len(x_train) or int(y_train.max()) >= cfg.num_classes):
+        raise DataError(f"{cfg.data_root or cfg.dataset}: {len(x_train)} images with labels up to {int(y_train.max())}, "
+                        f"but the run has {cfg.num_classes} classes (did the class folders change since it started?)")
     if cfg.data_on_device and device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         if x_train.nbytes > 0.5 * free:
             raise DataError(f"the training images need {x_train.nbytes / 2**30:.1f} GiB, more than half of the "
                             f"{free / 2**30:.1f} GiB free on {device}; use --no-data-on-device or a smaller --image-size")
     if cfg.data_on_device:
-        return x_train.to(device)
-    return x_train.pin_memory() if device.type == "cuda" else x_train
+        return x_train.to(device), (y_train.to(device) if y_train is not None else None)
+    if device.type == "cuda":
+        return x_train.pin_memory(), (y_train.pin_memory() if y_train is not None else None)
+    return x_train, y_train
+
+
+def describe_training(cfg: Config, n_images: int, device: torch.device, precision: str, channels_last: bool,
+                      ddp: Dist, spe: int, T: int) -> str:
+    """The log's one-line account of what is about to be trained, where and for how long."""
+    W = ddp.world_size
+    return (f"training {cfg.model} / {cfg.objective} on {cfg.dataset} ({n_images} images, {cfg.channels}x"
+            f"{cfg.image_size}x{cfg.image_size}" + (f", {cfg.num_classes} classes" if cfg.num_classes else "")
+            + f") on {device}, {precision}" + (", channels_last" if channels_last else "") + f"; batch {cfg.batch_size}"
+            + (f" per process x {W} processes = global batch {cfg.batch_size * W} (DDP, "
+               f"{torch.distributed.get_backend()})" if ddp.enabled else "")
+            + f", {spe} steps per epoch, {T} steps ({T / spe:.2f} epochs)"
+            + (f" or {cfg.minutes:g} minutes of training, whichever ends first" if cfg.minutes else "")
+            + f", G updated every {cfg.n_critic} step(s)")
+
+
+def write_figures(out: "Out", nets: Nets, grid: tuple, objective: Objective, done: int, spe: int, epoch_end: bool,
+                  planned: int) -> None:
+    """At an epoch's end (or the last step): the fixed-z grid (grid = (z, labels or None, per row)),
+    the loss and D-output curves, and the milestone strip with `planned` steps as its 100 %."""
+    z, y, nrow = grid
+    name = f"epoch_{done // spe:03d}.png" if epoch_end else f"step_{done:08d}.png"
+    out.log.image("samples/fixed_z", save_grid(sample_images(nets.G_show, z, y), out.run_dir / "images" / name, nrow),
+                  done)
+    plot_curves(out.run_dir, objective.score_label, objective.score_is_probability)
+    plot_milestones(out.run_dir, planned)
 
 
 def adapt_to_world(state: dict, cfg: Config, world: int, notes: list[str]) -> None:
@@ -254,10 +288,12 @@ def evaluate(judge, eval_z: torch.Tensor, done: int, spe: int, cfg: Config, ddp:
     t_eval, row = time.perf_counter(), None
     W = ddp.world_size
     n_pad = -(-len(eval_z) // W) * W
-    z_mine = torch.cat([eval_z, eval_z[:n_pad - len(eval_z)]])[ddp.rank::W]
-    images = ddp.gather_rows(generate(nets.G_show, z_mine).to(device))[:len(eval_z)]
+    mine = lambda t: torch.cat([t, t[:n_pad - len(t)]])[ddp.rank::W]  # noqa: E731 (this rank's rows)
+    y = balanced_labels(len(eval_z), cfg.num_classes) if cfg.num_classes else None  # every class as often
+    images = generate(nets.G_show, mine(eval_z), y=None if y is None else mine(y))
+    images = ddp.gather_rows(images.to(device))[:len(eval_z)]
     if ddp.main:
-        q = judge.score(images)
+        q = judge.score(images, y)
         tally.eval_s += time.perf_counter() - t_eval
         row = {"step": done, "epoch": round(done / spe, 4), "time_s": round(clock.wall(), 2),
                "train_time_s": round(clock.train_s(), 2), **q}
@@ -265,7 +301,8 @@ def evaluate(judge, eval_z: torch.Tensor, done: int, spe: int, cfg: Config, ddp:
         tag = judge.tag
         fid, coverage = q[f"fid_{tag}"], q[f"coverage_{tag}"]
         out.say(f"quality at step {done}: fid_{tag} {fid:.2f}, coverage {coverage:.3f}, "
-                f"class entropy {q[f'class_entropy_{tag}']:.3f}")
+                f"class entropy {q[f'class_entropy_{tag}']:.3f}"
+                + (f", class accuracy {q[f'class_accuracy_{tag}']:.3f}" if y is not None else ""))
         if fid < tally.best_fid:
             export_generator(out.run_dir, nets.G, nets.G_ema.module if nets.G_ema is not None else None, cfg, done,
                              name="best", **{f"fid_{tag}": fid})

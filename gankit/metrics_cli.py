@@ -32,6 +32,19 @@ def print_table(columns: list[tuple[str, dict]], tag: str) -> None:
         print(label.ljust(name_w) + "  ".join(v.rjust(w) for v, w in zip(vals, widths)))
 
 
+def print_per_class(src: Path, results: dict, tag: str) -> None:
+    """A conditional generator's scores class by class, named as its generator.json names them."""
+    meta = (src / "generator.json") if src.is_dir() else src.with_suffix(".json")
+    acc, fid = results[f"class_accuracy_per_class_{tag}"], results.get(f"fid_per_class_{tag}")
+    names = json.loads(meta.read_text()).get("class_names") or [str(i) for i in range(len(acc))]
+    width = max(len(n) for n in names) + 2
+    print("\n" + "class".ljust(width) + "class accuracy" + ("       FID" if fid else ""))
+    for i, name in enumerate(names):
+        print(name.ljust(width) + f"{acc[i]:>14.3f}" + (f"{fid[i]:>10.2f}" if fid else ""))
+    if not fid:
+        print("(FID per class needs more samples per class than the 128 feature dimensions: raise --n)")
+
+
 def metrics_file(src: Path) -> Path:
     folder = src if src.is_dir() else src.parent
     return folder / "metrics.json"
@@ -49,15 +62,18 @@ def cmd_eval(args) -> int:
         raise GankitError(f"--n must be >= 2, got {args.n}")
     src = Path(args.src)
     t0 = time.perf_counter()
-    x = M.load_images(src, args.n, args.seed, args.ema, args.device)
+    x, y = M.load_labelled_images(src, args.n, args.seed, args.ema, args.device)
     results = M.compute_metrics(x, args.dataset, args.metrics, args.n, data_root=args.data_root,
-                                device=args.device, inception_weights=args.inception_weights)
+                                device=args.device, inception_weights=args.inception_weights, labels=y)
     seconds = time.perf_counter() - t0
     floor = M.real_floor(args.dataset, args.metrics, args.n, data_root=args.data_root, device=args.device,
                          inception_weights=args.inception_weights, shape=(x.shape[1], x.shape[-1]))
     tag = M.protocol(args.dataset, args.n, "inception" if args.inception_weights else None)
     print_table([(src.name or str(src), results), ("real data (train vs test)", floor)], tag)
-    print(f"{args.n} samples, evaluator {args.dataset}, {seconds:.1f} s")
+    if y is not None:
+        print_per_class(src, results, tag)
+    print(f"{args.n} samples" + (" (every class equally often)" if y is not None else "")
+          + f", evaluator {args.dataset}, {seconds:.1f} s")
     record = {**results, "n": args.n, "seed": args.seed, "ema": args.ema, "seconds": round(seconds, 2),
               "real_floor": floor, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out = Path(args.out) if args.out else metrics_file(src)

@@ -229,9 +229,13 @@ def init_normal02(module: nn.Module) -> None:
 
 
 def build_models(cfg) -> tuple[Generator, Discriminator]:
-    """Build G and D for a resolved Config on the CPU, initialised as `cfg.init` says.
-    Draws from torch's global RNG: seed it first for reproducible weights."""
-    G, D = MODELS[cfg.model].build(cfg)
+    """Build G and D for a resolved Config on the CPU, initialised as `cfg.init` says; class-
+    conditional ones (gankit.conditional) when cfg.num_classes > 0. Draws from torch's global RNG: seed it first for reproducible weights."""
+    if cfg.num_classes:
+        from .conditional import conditional_models
+        G, D = conditional_models(MODELS[cfg.model].build, cfg)
+    else:
+        G, D = MODELS[cfg.model].build(cfg)
     if cfg.init == "normal02":
         init_normal02(G)
         init_normal02(D)

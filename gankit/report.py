@@ -146,9 +146,15 @@ def _figure_png(fig) -> bytes:
 SCORE_NAMES = [(k, LABELS[k]) for k in ("fid", "kid", "is", "precision", "recall", "coverage")]
 
 
-def _score_cells(scores: dict) -> list[str]:
+def _score_names(*scores: dict) -> list[tuple[str, str]]:
+    """The score columns: class accuracy too when a conditional run has it."""
+    cls = any(k.startswith("class_accuracy_") for s in scores for k in s)
+    return SCORE_NAMES + ([("class_accuracy", LABELS["class_accuracy"])] if cls else [])
+
+
+def _score_cells(scores: dict, names: list[tuple[str, str]] = SCORE_NAMES) -> list[str]:
     cells = []
-    for key, _ in SCORE_NAMES:
+    for key, _ in names:
         k = next((k for k in scores if k.startswith(f"{key}_") and not k.endswith("_std")), None)
         cells.append(f"{scores[k]:.3f}" if k else "-")
     return cells
@@ -168,6 +174,9 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
             ["G optimizer", f"{c['g_optimizer']} lr {c['g_lr']:g} betas {_fmt(c['g_betas'])} weight decay {c['g_weight_decay']:g}"],
             ["D optimizer", f"{c['d_optimizer']} lr {c['d_lr']:g} betas {_fmt(c['d_betas'])} weight decay {c['d_weight_decay']:g}"],
             ["init, z_dim, EMA", f"{c['init']}, {c['z_dim']}, {c['ema'] or 'off'}"],
+            *([["classes", f"{c['num_classes']}, conditional: G joins a class embedding to z; D by {c['d_cond']}"
+                           + (f" (class loss weight {c['ac_weight']:g})" if c["d_cond"] == "acgan" else "")]]
+              if c.get("num_classes") else []),
             ["device, precision", f"{run.meta.get('device')}, {run.meta.get('precision', c['precision'])}"],
             ["training time", f"{trained.get('time_s', 0):.0f} s"],
             ["gankit, torch", f"{run.meta.get('gankit_version')}, {run.meta.get('torch_version')}"],
@@ -192,9 +201,12 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
         w.heading(level + 1, "Sample quality", EXPLAIN["quality"])
         if scores:
             floor = scores.pop("_floor", {})
-            rows = [["this run"] + _score_cells(scores)] + ([["real data (floor)"] + _score_cells(floor)] if floor else [])
+            names = _score_names(scores)
+            rows = ([["this run"] + _score_cells(scores, names)]
+                    + ([["real data (floor)"] + _score_cells(floor, names)] if floor else []))
             name = next((k for k in scores if k.startswith("fid_")), "fid")
-            w.table(["", f"FID ({name[4:]})"] + [label for _, label in SCORE_NAMES[1:]], rows)
+            w.table(["", f"FID ({name[4:]})"] + [label for _, label in names[1:]], rows)
+        write_per_class(w, run)
         if (run.path / "fid_curve.png").exists():
             w.image(run.path / "fid_curve.png", EXPLAIN["fid_curve"].format(**c))
     if run.studies:
@@ -204,6 +216,22 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
     if run.warnings:
         w.heading(level + 1, "Warnings", EXPLAIN["warnings"])
         w.items([f"step {x['step']}: {x['warning']}" for x in run.warnings])
+
+
+def write_per_class(w: Writer, run: Run) -> None:
+    """A conditional run's last evaluation, class by class: how often the evaluator recognises
+    the class G was asked for, and that class's FID against its own test images."""
+    last = run.quality[-1] if run.quality else {}
+    acc = next((v for k, v in last.items() if k.startswith("class_accuracy_per_class_")), None)
+    if not acc:
+        return
+    fid = next((v for k, v in last.items() if k.startswith("fid_per_class_")), None)
+    meta = run.path / "generator.json"
+    names = (json.loads(meta.read_text()).get("class_names") if meta.exists() else None) or [str(i) for i in range(len(acc))]
+    w.text(f"Per class, at step {last['step']}: the share of samples made for the class that the evaluator "
+           f"classifies as it" + (", and the class's FID against its own test images." if fid else "."))
+    w.table(["class", "class accuracy"] + (["FID"] if fid else []),
+            [[n, f"{a:.3f}"] + ([f"{f:.2f}"] if fid else []) for n, a, f in zip(names, acc, fid or [None] * len(acc))])
 
 
 STUDY_TEXT = {
@@ -245,11 +273,14 @@ def write_comparison(w: Writer, runs: list[Run]) -> None:
     rows = []
     for r in runs:
         last = r.stats[-1] if r.stats else {}
-        scores = _score_cells({k: v for k, v in r.final_scores().items() if k != "_floor"}) if scored else []
+    names = _score_names(*(r.final_scores() for r in runs))
+    for r in runs:
+        last = r.stats[-1] if r.stats else {}
+        scores = _score_cells({k: v for k, v in r.final_scores().items() if k != "_floor"}, names) if scored else []
         rows.append([r.name, r.config["preset"], r.config["objective"], r.config["model"], f"{last.get('epoch', 0):g}",
                      f"{last.get('time_s', 0):.0f} s"] + scores)
     w.table(["run", "preset", "objective", "model", "epochs", "time"]
-            + ([label for _, label in SCORE_NAMES] if scored else []), rows)
+            + ([label for _, label in names] if scored else []), rows)
     titles = [f"{r.name[:5]} {r.config['preset']}\n{r.config['model']} / {r.config['objective']}" for r in runs]
     w.image(_figure_png(comparison_figure([r.path for r in runs], titles)),
             "the last fixed-z grid of each run; losses and FID of the runs, overlaid")

@@ -26,11 +26,12 @@ from .device import autocast as autocast_for, bf16_warning, resolve_device, reso
 from .dist import Dist, setup as setup_dist
 from .errors import ConfigError, RunError
 from .latent import sample_images
-from .losses import OBJECTIVES, clip_weights, gradient_penalty
-from .maintenance import (MAX_ROLLBACKS, Clock, Out, StopFlag, TrainingStopped, adapt_to_world, evaluate,
-                          log_tick, make_eval, new_run, nonfinite, read_resume, record_budget, rollback,
-                          save_checkpoint, stage_data)
-from .runs import MILESTONES, StatsLog, milestone_path, plot_curves, plot_milestones, save_grid, write_models_txt
+from .conditional import grid_labels, split_logits
+from .losses import OBJECTIVES, class_loss, clip_weights, gradient_penalty
+from .maintenance import (MAX_ROLLBACKS, Clock, Out, StopFlag, TrainingStopped, adapt_to_world, describe_training,
+                          evaluate, log_tick, make_eval, new_run, nonfinite, read_resume, record_budget, rollback,
+                          save_checkpoint, stage_data, write_figures)
+from .runs import MILESTONES, StatsLog, milestone_path, plot_milestones, save_grid, write_models_txt
 from .state import Tally, build_nets
 
 __all__ = ["train", "TrainingStopped", "MILESTONES", "total_steps"]
@@ -83,7 +84,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
 
     # Checkpoint, data, judge, networks. Each raises before anything is written when input is bad.
     state, notes, run_dir = read_resume(cfg, ddp, resume)
-    x_train = stage_data(cfg, ddp, device, notes)
+    x_train, y_train = stage_data(cfg, ddp, device, notes)
     sampler = EpochSampler(len(x_train), cfg.batch_size, cfg.seed, x_train.device, ddp.rank, W)
     spe = sampler.steps_per_epoch
     T = total_steps(cfg, spe)
@@ -122,14 +123,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
                 f"is not tracked during training")
     if precision == "bf16" and (why := bf16_warning(device)):
         out.warn(tally.step, why)
-    out.say(f"training {cfg.model} / {cfg.objective} on {cfg.dataset} ({len(x_train)} images, {cfg.channels}x"
-            f"{cfg.image_size}x{cfg.image_size}) on {device}, {precision}"
-            + (", channels_last" if channels_last else "") + f"; batch {cfg.batch_size}"
-            + (f" per process x {W} processes = global batch {cfg.batch_size * W} (DDP, "
-               f"{torch.distributed.get_backend()})" if ddp.enabled else "")
-            + f", {spe} steps per epoch, {T} steps ({T / spe:.2f} epochs)"
-            + (f" or {cfg.minutes:g} minutes of training, whichever ends first" if budget_s else "")
-            + f", G updated every {cfg.n_critic} step(s)")
+    out.say(describe_training(cfg, len(x_train), device, precision, channels_last, ddp, spe, T))
 
     def draw(fn, *shape: int) -> torch.Tensor:
         """This rank's rows of one global draw (fn: torch.randn or torch.rand) of W * shape[0] rows
@@ -142,6 +136,10 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
         return max(done / T, clock.train_s() / budget_s) if budget_s else done / T
 
     fixed_z = torch.randn(cfg.grid_size, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    K = cfg.num_classes  # 0: unconditional
+    # The per-epoch grid: 8 per row; a conditional run's: one z per row, one class per column.
+    grid_z, grid_y, grid_nrow = grid_labels(fixed_z, K) if K else (fixed_z, None, 8)
+    row_y = torch.arange(8, device=device) % K if K else None  # the 8 images of a milestone row
     milestone_steps = {pct * T // 100 for pct in MILESTONES}
     stop = StopFlag()
     show_bar = (sys.stderr.isatty() if progress is None else progress) and out.main
@@ -152,7 +150,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
     clock.tick(tally.step)
     if tally.step == 0:
         if out.main:
-            save_grid(sample_images(nets.G_show, fixed_z[:8]), milestone_path(out.run_dir, 0))
+            save_grid(sample_images(nets.G_show, fixed_z[:8], row_y), milestone_path(out.run_dir, 0))
             plot_milestones(out.run_dir, T)
         save_checkpoint(0, False, cfg, ddp, nets, tally, clock, out)  # resumable at once; a base for rollback
     G.train()
@@ -168,24 +166,32 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             update_G = step % cfg.n_critic == cfg.n_critic - 1
             # Gradient norms are only read at log ticks, so only the step before one computes them.
             tick = done % cfg.log_every == 0 or done % spe == 0 or last_step
-            x_real = to_float(x_train[sampler.indices(step)].to(device, non_blocking=True))  # (B, C, H, W) in [-1, 1]
+            idx = sampler.indices(step)
+            x_real = to_float(x_train[idx].to(device, non_blocking=True))  # (B, C, H, W) in [-1, 1]
             if cfg.hflip:  # half the batch mirrored, drawn like the noise (resumable, rank-consistent)
                 flip = draw(torch.rand, cfg.batch_size) < 0.5
                 x_real = torch.where(flip[:, None, None, None], x_real.flip(-1), x_real)
             x_real = x_real.contiguous(memory_format=nets.memory_format)
             z = draw(torch.randn, cfg.batch_size, cfg.z_dim)
+            # A conditional run: the real batch's labels come with its images; the fake batch's
+            # classes are drawn uniformly from the noise stream. (Unconditional: no labels.)
+            y_real = (y_train[idx].to(device, non_blocking=True),) if K else ()
+            y_fake = ((draw(torch.rand, cfg.batch_size) * K).long().clamp_(max=K - 1),) if K else ()
 
             # Update D. The fake batch is made once; it keeps G's graph only when G learns from
-            # it in this step.
+            # it in this step. An AC-GAN D also returns class logits, scored by class_loss.
             with torch.set_grad_enabled(update_G), autocast:
-                x_fake = G_train(z)
+                x_fake = G_train(z, *y_fake)
             with autocast:
-                d_real = D_train(x_real).float()
-                d_fake = D_train(x_fake.detach()).float()
+                d_real, c_real = split_logits(D_train(x_real, *y_real).float())
+                d_fake, c_fake = split_logits(D_train(x_fake.detach(), *y_fake).float())
             loss_D = objective.d_loss(d_real, d_fake)
+            if c_real is not None:
+                loss_D = loss_D + cfg.ac_weight * (class_loss(c_real, *y_real) + class_loss(c_fake, *y_fake))
             if cfg.gp_weight > 0:
                 eps = draw(torch.rand, cfg.batch_size, 1, 1, 1)
-                loss_D = loss_D + cfg.gp_weight * gradient_penalty(D, x_real, x_fake.detach().to(x_real.dtype), eps=eps)
+                loss_D = loss_D + cfg.gp_weight * gradient_penalty(D, x_real, x_fake.detach().to(x_real.dtype), eps=eps,
+                                                                   labels=y_real[0] if K else None)
             nets.opt_D.zero_grad(set_to_none=True)
             loss_D.backward()
             if tick:
@@ -204,8 +210,10 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             if update_G:
                 D.requires_grad_(False)
                 with autocast:
-                    d_fake_G = D_frozen(x_fake).float()
+                    d_fake_G, c_fake_G = split_logits(D_frozen(x_fake, *y_fake).float())
                 loss_G = objective.g_loss(d_fake_G)
+                if c_fake_G is not None:
+                    loss_G = loss_G + cfg.ac_weight * class_loss(c_fake_G, *y_fake)
                 nets.opt_G.zero_grad(set_to_none=True)
                 loss_G.backward()
                 if tick:
@@ -254,14 +262,11 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
                                     else any(frac_before < pct / 100 <= frac for pct in MILESTONES[1:-1]))
             frac_before = frac
             if crossed and out.main:
-                save_grid(sample_images(nets.G_show, fixed_z[:8]), milestone_path(out.run_dir, done))
+                save_grid(sample_images(nets.G_show, fixed_z[:8], row_y), milestone_path(out.run_dir, done))
             if epoch_end or last_step:  # the fixed-z grid, plots, checkpoint
                 if out.main:
-                    name = f"epoch_{done // spe:03d}.png" if epoch_end else f"step_{done:08d}.png"
-                    out.log.image("samples/fixed_z", save_grid(sample_images(nets.G_show, fixed_z),
-                                                               out.run_dir / "images" / name), done)
-                    plot_curves(out.run_dir, objective.score_label, objective.score_is_probability)
-                    plot_milestones(out.run_dir, done if last_step else max(done, round(done / max(frac, 1e-9))))
+                    write_figures(out, nets, (grid_z, grid_y, grid_nrow), objective, done, spe, epoch_end,
+                                  done if last_step else max(done, round(done / max(frac, 1e-9))))
                 if last_step or (done // spe) % cfg.ckpt_every == 0:
                     save_checkpoint(done, epoch_end, cfg, ddp, nets, tally, clock, out)
             if last_step:

@@ -25,7 +25,7 @@ DEFAULT_N = 10000  # samples and reference images of `gankit eval` (the fmnist10
 # How tables name each score (score_features' keys without the protocol tag), in table order.
 LABELS = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision", "recall": "recall",
           "density": "density", "coverage": "coverage", "class_entropy": "class entropy",
-          "rarest_class_share": "rarest class"}
+          "rarest_class_share": "rarest class", "class_accuracy": "class accuracy"}
 
 
 def protocol(dataset: str, n: int, net: str | None = None) -> str:
@@ -39,14 +39,27 @@ def load_images(source: str | Path, n: int, seed: int = 0, ema: bool | None = No
                 device: str = "cpu") -> torch.Tensor:
     """n images (N, C, H, W) in [-1, 1] from a run folder or generator file (sampled with `seed`),
     a folder of PNGs, or an .npy/.pt tensor (uint8 in [0, 255] or float in [-1, 1])."""
+    return load_labelled_images(source, n, seed, ema, device)[0]
+
+
+def load_labelled_images(source: str | Path, n: int, seed: int = 0, ema: bool | None = None,
+                         device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """load_images, and the class each image was made for when the source is a conditional
+    generator (every class equally often); None otherwise."""
     p = Path(source)
     if not p.exists():
         raise GankitError(f"{p}: no such run, generator, image folder or tensor file")
     if p.suffix == ".safetensors" or (p.is_dir() and (p / "generator.safetensors").exists()):
         from ..checkpoint import load_generator
+        from ..conditional import balanced_labels
         from ..latent import generate, z_from_seed
         G = load_generator(p, ema=ema, device=device)
-        return generate(G, z_from_seed(seed, n, G.z_dim))
+        y = balanced_labels(n, G.num_classes) if G.num_classes else None
+        return generate(G, z_from_seed(seed, n, G.z_dim), y=y), y
+    return _load_files(p, n), None
+
+
+def _load_files(p: Path, n: int) -> torch.Tensor:
     if p.is_dir():
         from PIL import Image
         files = sorted(f for f in p.rglob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
@@ -130,8 +143,10 @@ def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
 
 # ---- the metrics ------------------------------------------------------------------------------
 def score_features(feats: torch.Tensor, probs: torch.Tensor, ref_feats: torch.Tensor, tag: str,
-                   names=METRICS) -> dict:
-    """Every asked metric of (feats, probs) against reference features, keyed `<metric>_<tag>`."""
+                   names=METRICS, labels: torch.Tensor | None = None, ref_labels: torch.Tensor | None = None) -> dict:
+    """Every asked metric of (feats, probs) against reference features, keyed `<metric>_<tag>`.
+    With the classes the samples were made for (`labels`, a conditional G), also the class
+    accuracy and, with the reference images' `ref_labels`, the FID per class."""
     unknown = sorted(set(names) - set(METRICS))
     if unknown:
         raise GankitError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
@@ -151,6 +166,8 @@ def score_features(feats: torch.Tensor, probs: torch.Tensor, ref_feats: torch.Te
         out[f"class_entropy_{tag}"] = hist["class_entropy"]
         out[f"rarest_class_share_{tag}"] = hist["rarest_class_share"]
         out[f"class_shares_{tag}"] = hist["class_shares"]
+    if labels is not None:
+        out.update({f"{k}_{tag}": v for k, v in scores.class_scores(feats, probs, labels, ref_feats, ref_labels).items()})
     return out
 
 
@@ -169,15 +186,19 @@ def _feature_network(reference: str, inception_weights: str | None, device):
 
 def compute_metrics(source, reference: str = "fashion-mnist", names=METRICS, n: int = DEFAULT_N, seed: int = 0,
                     ema: bool | None = None, split: str = "test", data_root: str | None = None,
-                    device: str = "cpu", inception_weights: str | None = None) -> dict:
+                    device: str = "cpu", inception_weights: str | None = None,
+                    labels: torch.Tensor | None = None) -> dict:
     """Score n images from `source` (run folder, generator file, PNG folder, .npy/.pt tensor)
     against the first n images of `reference`'s `split`, with that dataset's evaluator, or with
-    Inception-v3 features when `inception_weights` is given (names then read `fid_inception10k`)."""
+    Inception-v3 features when `inception_weights` is given (names then read `fid_inception10k`).
+    Images of a conditional generator (or a tensor given with the `labels` it was made for) are
+    also scored per class."""
     embed_fn, card, net = _feature_network(reference, inception_weights, device)
-    x = source if isinstance(source, torch.Tensor) else load_images(source, n, seed, ema, device)
+    x, y = (source, labels) if isinstance(source, torch.Tensor) else load_labelled_images(source, n, seed, ema, device)
     ref_feats, _ = reference_features(reference, split, n, embed_fn, card, data_root, (x.shape[1], x.shape[-1]))
     feats, probs = embed_fn(x)
-    return score_features(feats, probs, ref_feats, protocol(reference, n, net), names)
+    ref_labels = load_split(reference, split, data_root)[1][:n] if y is not None and reference != "folder" else None
+    return score_features(feats, probs, ref_feats, protocol(reference, n, net), names, labels=y, ref_labels=ref_labels)
 
 
 def real_floor(reference: str = "fashion-mnist", names=METRICS, n: int = DEFAULT_N,
@@ -195,13 +216,19 @@ def real_floor(reference: str = "fashion-mnist", names=METRICS, n: int = DEFAULT
     names = sorted(set(names))
     key = hashlib.sha256(f"{reference}|floor|{card['sha256']}|{n}|{folder_key}|{names}".encode()).hexdigest()[:16]
     path = cache_root("reference") / f"{reference}-floor-{n}-{key}.json"
+    tag = protocol(reference, n, net)
     if path.exists():
-        return json.loads(path.read_text())
-    ref_feats, _ = reference_features(reference, "test", n, embed_fn, card, data_root, shape)
-    feats, probs = reference_features(reference, "train", n, embed_fn, card, data_root, shape)
-    floor = score_features(feats, probs, ref_feats, protocol(reference, n, net), names)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(floor))
+        floor = json.loads(path.read_text())
+    else:
+        ref_feats, _ = reference_features(reference, "test", n, embed_fn, card, data_root, shape)
+        feats, probs = reference_features(reference, "train", n, embed_fn, card, data_root, shape)
+        floor = score_features(feats, probs, ref_feats, tag, names)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(floor))
+    if reference != "folder" and not inception_weights:  # the evaluator's accuracy on the labelled test images
+        _, test_probs = reference_features(reference, "test", n, embed_fn, card, data_root, shape)
+        test_labels = load_split(reference, "test", data_root)[1][:n]
+        floor[f"class_accuracy_{tag}"] = float((test_probs.argmax(1) == test_labels).double().mean())
     return floor
 
 
@@ -210,6 +237,7 @@ def make_judge(dataset: str, n: int, seed: int, z_dim: int, device, data_root: s
     from `seed`) against n test images, with `.tag` naming the protocol; None when the dataset
     has no evaluator. `.score(images)` scores images made elsewhere (from `.z`, e.g. gathered
     from several ranks). The reference features are computed (or read from cache) once, here."""
+    from ..conditional import balanced_labels
     from ..latent import generate, z_from_seed
     try:
         model, card = load_evaluator(dataset, device)
@@ -218,10 +246,18 @@ def make_judge(dataset: str, n: int, seed: int, z_dim: int, device, data_root: s
     ref_feats, _ = reference_features(dataset, "test", n, lambda x: embed(model, x), card, data_root)
     z = z_from_seed(seed, n, z_dim)
     tag = protocol(dataset, n)
+    ref_labels = None
 
     def judge(G) -> dict:
-        return judge.score(generate(G, z))
+        """A conditional G makes every class equally often (balanced_labels), and is scored per class too."""
+        y = balanced_labels(n, G.num_classes) if G.num_classes else None
+        return judge.score(generate(G, z, y=y), y)
 
-    judge.score = lambda images: score_features(*embed(model, images), ref_feats, tag)
-    judge.tag, judge.z = tag, z
+    def score(images: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
+        nonlocal ref_labels
+        if labels is not None and ref_labels is None:
+            ref_labels = load_split(dataset, "test", data_root)[1][:n]
+        return score_features(*embed(model, images), ref_feats, tag, labels=labels, ref_labels=ref_labels)
+
+    judge.score, judge.tag, judge.z = score, tag, z
     return judge

@@ -139,3 +139,22 @@ def class_histogram(probs: torch.Tensor) -> dict:
     nz = share[share > 0]
     return {"class_shares": share.tolist(), "class_entropy": float(-(nz * nz.log()).sum()),
             "rarest_class_share": float(share.min())}
+
+
+def class_scores(feats: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor,
+                 ref_feats: torch.Tensor | None = None, ref_labels: torch.Tensor | None = None) -> dict:
+    """For samples made for known classes: the class accuracy (share of samples made for class c
+    that the evaluator classifies as c), the same per class, and with labelled reference features
+    the FID of each class's samples against that class's reference images (when every class has
+    more samples than the features have dimensions)."""
+    labels = labels.to(probs.device)
+    right = (probs.argmax(1) == labels).double()
+    K = probs.shape[1]
+    per_class = [float(right[labels == c].mean()) if (labels == c).any() else float("nan") for c in range(K)]
+    out = {"class_accuracy": float(right.mean()), "class_accuracy_per_class": per_class}
+    d = feats.shape[1]
+    if ref_feats is not None and ref_labels is not None and all(
+            (labels == c).sum() > d and (ref_labels == c).sum() > d for c in range(K)):
+        # (FID needs more samples than feature dimensions in every class; with fewer it is left out)
+        out["fid_per_class"] = [fid(feats[labels == c], ref_feats[ref_labels == c]) for c in range(K)]
+    return out
