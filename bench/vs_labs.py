@@ -127,7 +127,8 @@ def main() -> None:
         ax.set_title(f"{who.replace('`', '')} ({steps} steps)\nfid_{tag} {rows[who][0][1]['fid_' + tag]:.1f}")
         ax.axis("off")
     fig.suptitle(f"{seconds:.0f} s of training each on {device_name(args.device).split(' (')[0]}; "
-                 f"seed {args.seeds[0]}; the same 64 z")
+                 f"seed {args.seeds[0]}; the same z" + (" (a conditional G: its first rows, one class per column)"
+                                                       if any(G.num_classes for _, G in grids.values()) else ""))
     fig.tight_layout(rect=(0, 0, 1, 0.94))  # room for the suptitle above the panel titles
     Path(args.figure).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.figure, dpi=80)

@@ -97,6 +97,18 @@ def export_generator(run_dir: Path, G: torch.nn.Module, G_ema: torch.nn.Module |
     return path
 
 
+def saved_class_names(meta_path: Path, num_classes: int) -> list[str]:
+    """The class names a generator.json records (a run folder's, or the one beside a .safetensors);
+    their indices as text when it records none."""
+    meta_path = Path(meta_path)
+    if meta_path.is_dir():
+        meta_path = meta_path / "generator.json"
+    elif meta_path.suffix == ".safetensors":
+        meta_path = meta_path.with_suffix(".json")
+    names = json.loads(meta_path.read_text()).get("class_names") if meta_path.exists() else None
+    return names or [str(i) for i in range(num_classes)]
+
+
 def load_generator(path: str | Path, ema: bool | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:
     """Rebuild G from generator.safetensors + generator.json (no pickles), in eval mode on
     `device`, in the memory format inference is fastest in there (gankit.device.memory_format_for).
@@ -132,5 +144,5 @@ def load_generator(path: str | Path, ema: bool | None = None, device: str | torc
     G.to(device, memory_format=memory_format_for(G, device))
     G.weights = "G_ema" if use_ema else "G"  # which weights were loaded, for records
     G.dataset = meta["dataset"]  # what it was trained on, to pick the evaluator
-    G.class_names = meta.get("class_names") or [str(i) for i in range(G.num_classes)]  # a conditional G's classes
+    G.class_names = saved_class_names(meta_path, G.num_classes)  # a conditional G's classes
     return G.eval()

@@ -34,9 +34,9 @@ def print_table(columns: list[tuple[str, dict]], tag: str) -> None:
 
 def print_per_class(src: Path, results: dict, tag: str) -> None:
     """A conditional generator's scores class by class, named as its generator.json names them."""
-    meta = (src / "generator.json") if src.is_dir() else src.with_suffix(".json")
+    from .checkpoint import saved_class_names
     acc, fid = results[f"class_accuracy_per_class_{tag}"], results.get(f"fid_per_class_{tag}")
-    names = json.loads(meta.read_text()).get("class_names") or [str(i) for i in range(len(acc))]
+    names = saved_class_names(src, len(acc))
     width = max(len(n) for n in names) + 2
     print("\n" + "class".ljust(width) + "class accuracy" + ("       FID" if fid else ""))
     for i, name in enumerate(names):

@@ -12,6 +12,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .checkpoint import saved_class_names
 from .metrics import LABELS
 from .runs import MILESTONES, check_run_dir, comparison_figure, last_grid, pyplot, read_stats
 
@@ -226,8 +227,7 @@ def write_per_class(w: Writer, run: Run) -> None:
     if not acc:
         return
     fid = next((v for k, v in last.items() if k.startswith("fid_per_class_")), None)
-    meta = run.path / "generator.json"
-    names = (json.loads(meta.read_text()).get("class_names") if meta.exists() else None) or [str(i) for i in range(len(acc))]
+    names = saved_class_names(run.path, len(acc))
     w.text(f"Per class, at step {last['step']}: the share of samples made for the class that the evaluator "
            f"classifies as it" + (", and the class's FID against its own test images." if fid else "."))
     w.table(["class", "class accuracy"] + (["FID"] if fid else []),
