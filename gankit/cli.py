@@ -8,6 +8,7 @@
     gankit compare RUN RUN ...
     gankit evaluator train --dataset fashion-mnist
     gankit report RUN [RUN ...] [-o report.html] [--md]
+    gankit app RUN [RUN ...] [--host 127.0.0.1] [--port P]
 """
 from __future__ import annotations
 
@@ -84,6 +85,33 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_app(args) -> int:
+    from .app import launch
+    if args.sliders < 1:
+        raise GankitError(f"--sliders must be >= 1, got {args.sliders}")
+    if args.port is not None and not 0 < args.port < 65536:
+        raise GankitError(f"--port must be in 1..65535, got {args.port}")
+    launch(args.runs, host=args.host, port=args.port, device=args.device, sliders=args.sliders)
+    return 0
+
+
+def _app_parser(sub) -> None:
+    p = sub.add_parser("app", help="the latent explorer of runs as a local web page (needs gankit[app])",
+                       description="Serve an interactive latent explorer of the runs: sliders on the most "
+                                   "influential latent dimensions, the seed's 8 images, lab 4's nudge sheet, slerp "
+                                   "between seeds, classes of a conditional run; save z and the image. Only the "
+                                   "runs named here can be opened from the page.")
+    p.add_argument("runs", nargs="+", help="run folders (or generator.safetensors files)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 serves the network)")
+    p.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or the next free one)")
+    p.add_argument("--sliders", type=int, default=8, help="sliders on the most influential dimensions (default: 8)")
+    p.add_argument("--device", default="cpu",
+                   help="where G runs (default: cpu, where a saved z remakes its image bit for bit with "
+                        "`gankit sample`)")
+    p.set_defaults(func=cmd_app)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gankit", description="Train, study and evaluate GANs on small image datasets.")
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
@@ -98,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report file (default: RUN/report.html for one run, ./report.html for several)")
     p.add_argument("--md", action="store_true", help="write Markdown with its PNGs in a folder beside it instead")
     p.set_defaults(func=cmd_report)
+    _app_parser(sub)
     return parser
 
 

@@ -123,6 +123,7 @@ class ForClass(torch.nn.Module):
         for attr in ("weights", "dataset", "class_names"):
             if hasattr(G, attr):
                 setattr(self, attr, getattr(G, attr))
+        self.train(G.training)  # in G's mode: a new Module starts in training mode, and would put G back in it
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.G(z, torch.full((len(z),), self.c, dtype=torch.long, device=z.device))
@@ -151,13 +152,19 @@ def lerp(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
 
 
 def slerp(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
-    """Spherical interpolation (White 2016): follows the great circle, so intermediate vectors keep
-    the norm a Gaussian z typically has. Falls back to lerp for (anti)parallel vectors."""
+    """Spherical interpolation (White 2016) at `steps` evenly spaced points, ends included."""
+    return slerp_at(z0, z1, torch.linspace(0, 1, steps))
+
+
+def slerp_at(z0: torch.Tensor, z1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation at the positions t (a 1-D tensor in [0, 1]) -> (len(t), z_dim). It
+    follows the great circle, so intermediate vectors keep the norm a Gaussian z typically has.
+    Falls back to lerp for (anti)parallel vectors."""
+    t = t.to(z0.dtype)[:, None]
     a, b = z0 / z0.norm(), z1 / z1.norm()
     omega = torch.arccos((a * b).sum().clamp(-1, 1))
     if omega.abs() < 1e-6 or (math.pi - omega).abs() < 1e-6:
-        return lerp(z0, z1, steps)
-    t = torch.linspace(0, 1, steps)[:, None]
+        return (1 - t) * z0 + t * z1
     return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
 
 

@@ -37,6 +37,7 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "time_to_quality.py": ["--lab-epochs", "1", "--lab-steps", "3", "--seeds", "0", "--eval-every", "2", "--out", md],
         "ablation.py": ["--target", "1000", "--minutes", "0.01", "--seeds", "0", "--variants", "default",
                         "--eval-images", "512", "--out", md],
+        "app_latency.py": ["--runs", str(run), "--moves", "2", "--out", md],
         "vs_labs.py": ["--presets", "default", "cdcgan", "--minutes", "0.01", "--curve-images", "500", "--eval-n", "300",
                     "--figure", str(out / "fig.png"), "--out", md],
     }[script]
@@ -46,7 +47,7 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
     "throughput.py": "gankit against the labs' loop:", "epoch_times.py": "wrote", "eval_time.py": "x the cold-cache run",
     "folder.py": "faster than decoding", "latent_times.py": "wrote", "precision.py": "seed-to-seed spread",
     "quality.py": "wrote", "scaling.py": "images/s against 1 process", "time_to_quality.py": "the labs' time",
-    "ablation.py": "wrote", "vs_labs.py": "of labs' loop's",
+    "ablation.py": "wrote", "vs_labs.py": "of labs' loop's", "app_latency.py": "faster",
 }
 
 

@@ -1,0 +1,322 @@
+"""`gankit app RUN [RUN ...]`: the latent explorer as a local web page (Gradio, the optional extra
+`gankit[app]`). The widgets here only pass the page's state to gankit.explorer.Explorer, which
+makes every picture; this module knows nothing about generators.
+
+Safe by default: it binds 127.0.0.1, reads only the runs named on the command line (the page
+picks among them by name; it cannot name a path), serves no file of theirs, and checks an
+uploaded z (size, shape, finite values) before using it.
+"""
+
+import base64
+import html
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import GankitError
+from .explorer import NUDGE_DELTAS, N_BASE, SLIDER_LIMIT, SLIDER_STEP, Explorer, mark, png_bytes, sheet
+
+MAIN_PX = 256   # the main image's width on the page
+ZOOM = 2        # every other picture is drawn at twice the model's resolution (the browser enlarges it)
+
+
+def _gradio():
+    try:
+        import gradio as gr
+    except ImportError:
+        raise GankitError("gankit app needs Gradio: pip install 'gankit[app]' (or pip install gradio)") from None
+    return gr
+
+
+def run_labels(runs: list[str]) -> list[str]:
+    """Names for the run picker: the folder's name, or more of its path where two names clash."""
+    paths = [Path(r).resolve() for r in runs]
+    for depth in range(1, 6):
+        labels = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(p) for p in paths]
+
+
+def img_tag(img: np.ndarray, width: int | None = None, alt: str = "") -> str:
+    """An <img> holding the picture itself as a PNG data URL, drawn with sharp pixels when enlarged.
+    Inline pictures arrive with the answer to a slider move: no files written, none fetched."""
+    size = f' width="{width}"' if width else ""
+    return (f'<img src="data:image/png;base64,{base64.b64encode(png_bytes(img)).decode()}"{size} alt="{alt}" '
+            f'style="image-rendering: pixelated; max-width: none">')
+
+
+def figures(images: np.ndarray, captions) -> str:
+    """Small captioned pictures in a row, each at ZOOM times its resolution."""
+    return "".join(f'<figure style="display:inline-block;margin:2px;text-align:center">'
+                   f'{img_tag(x, x.shape[1] * ZOOM)}<figcaption style="font-size:11px">{html.escape(str(c))}</figcaption>'
+                   f'</figure>'
+                   for x, c in zip(images, captions))
+
+
+class App:
+    """The explorers of the named runs, and the handlers the page's events call."""
+
+    def __init__(self, runs: list[str], device: str = "cpu", sliders: int = 8):
+        self.explorers = {label: Explorer(r, device=device, sliders=sliders)
+                          for label, r in zip(run_labels(runs), runs)}
+        self.k = max(e.k for e in self.explorers.values())
+        self.saves = Path(tempfile.mkdtemp(prefix="gankit-app-"))
+
+    def explorer(self, label: str) -> Explorer:
+        if label not in self.explorers:  # the page can only choose among the runs given at start
+            raise GankitError(f"unknown run {label!r}; this app serves: {', '.join(self.explorers)}")
+        return self.explorers[label]
+
+    # ---- what a run change sets up -------------------------------------------------------------
+    def run_setup(self, label: str) -> dict:
+        e = self.explorer(label)
+        dims, source = e.ranked_dims()
+        nudge_choices = [(f"z[{d}] (rank {i + 1})", d) for i, d in enumerate(dims)]
+        nudge_choices += [(f"z[{d}]", d) for d in range(e.z_dim) if d not in dims]
+        meta = f"**{html.escape(label)}**: z_dim {e.z_dim}, images {'x'.join(map(str, e.img_shape))}"
+        if e.class_names:
+            meta += f", {len(e.class_names)} classes"
+        return {"weights": e.weights, "dims": dims, "classes": [(n, i) for i, n in enumerate(e.class_names)],
+                "nudge": nudge_choices, "info": f"{meta}. Sliders: the {len(dims)} most influential dimensions, "
+                                                f"{source}."}
+
+    def slider_marks(self, label: str, base: np.ndarray, main: int) -> list[float]:
+        e = self.explorer(label)
+        dims, _ = e.ranked_dims()
+        main = min(max(0, int(main)), len(base) - 1)
+        return [mark(base[main][d]) for d in dims] + [0.0] * (self.k - len(dims))
+
+    # ---- the pictures ---------------------------------------------------------------------------
+    def render(self, parts, label, weights, base, main, cls, nudge_dim, to_seed, t, *values) -> dict[str, str]:
+        """The HTML of the page's pictures in `parts` (see Explorer.views) for its state, by name
+        ("main", "eight", "classes", "nudge", "strip", "at_t"), and "timing"."""
+        t0 = time.perf_counter()
+        e = self.explorer(label)
+        v = e.views(weights, np.asarray(base, dtype=np.float32), int(main or 0), list(values[:e.k]), cls,
+                    int(nudge_dim), int(to_seed or 0), float(t), parts=parts)
+        out = {}
+        if v.main is not None:
+            out["main"] = img_tag(v.main, MAIN_PX, "main image")
+            out["eight"] = figures(v.base, range(1, len(v.base) + 1))
+            out["classes"] = figures(v.classes, e.class_names) if v.classes is not None else ""
+        if v.nudge is not None:  # lab 4's sheet as one PNG, the row labels beside it
+            h = (e.img_shape[1] + 2) * ZOOM
+            labels = "".join(f'<div style="height:{h}px;line-height:{h}px;text-align:right">{lb}</div>'
+                             for lb, _ in v.nudge)
+            grid = sheet([tiles for _, tiles in v.nudge])
+            out["nudge"] = (f'<div style="display:flex;gap:6px;align-items:flex-start"><div>{labels}</div>'
+                             f'{img_tag(grid, grid.shape[1] * ZOOM, "nudge sheet")}</div>')
+        if v.strip is not None:
+            out["strip"] = figures(v.strip, [f"{x:.2f}" for x in np.linspace(0, 1, len(v.strip))])
+            out["at_t"] = img_tag(v.at_t, 160, "image at the position")
+        out["timing"] = f"{' + '.join(parts)}: {(time.perf_counter() - t0) * 1000:.0f} ms on the server"
+        return out
+
+    def save(self, label, weights, base, main, cls, *values) -> tuple[list[str], str]:
+        """z.npy (the main vector as shown) and image.png (its image, at the model's resolution) in
+        a new folder, and the command that remakes the image from z.npy."""
+        e = self.explorer(label)
+        dims, _ = e.ranked_dims()
+        v = e.views(weights, np.asarray(base, dtype=np.float32), int(main or 0), list(values[:len(dims)]),
+                    cls, 0, 0, 0.0, parts=("main",))
+        folder = Path(tempfile.mkdtemp(dir=self.saves))
+        np.save(folder / "z.npy", v.z)
+        (folder / "image.png").write_bytes(png_bytes(v.main))
+        cmd = f"gankit sample {e.run} --z z.npy" + ("" if weights == e.weights[0] else " --no-ema")
+        if e.class_names:
+            cmd += f" --class {int(cls or 0)}"
+        return [str(folder / "z.npy"), str(folder / "image.png")], f"Remake this image: `{cmd}`"
+
+
+def build(app: App):
+    """The Gradio Blocks of the explorer."""
+    gr = _gradio()
+    labels = list(app.explorers)
+    first = app.run_setup(labels[0])
+    e0 = app.explorer(labels[0])
+    base0 = e0.seed_vectors(0)
+    marks0 = app.slider_marks(labels[0], base0, 0)
+    with gr.Blocks(title="gankit explorer", analytics_enabled=False) as demo:
+        gr.Markdown("## gankit latent explorer\nA seed stands for its 8 latent vectors (the images of "
+                    "`gankit sample RUN --seed S`); the first, or the one you click, is shown large. A slider rests "
+                    "at that vector's own value and then changes nothing; moved, it sets its dimension of all 8 "
+                    "vectors (the labs' sweep, -4 to +4). Back at its mark, the seed's images return.")
+        info = gr.Markdown(first["info"], elem_id="info")
+        base = gr.State(base0)
+        picks = [(str(i + 1), i) for i in range(N_BASE)]
+        with gr.Row():
+            with gr.Column(scale=1, min_width=300):
+                run = gr.Dropdown(labels, value=labels[0], label="run", visible=len(labels) > 1, elem_id="run")
+                weights = gr.Radio(first["weights"], value=first["weights"][0], label="weights", elem_id="weights")
+                with gr.Row():
+                    seed = gr.Number(0, precision=0, label="seed", minimum=0, elem_id="seed")
+                    rand = gr.Button("random seed", elem_id="random")
+                cls = gr.Dropdown(first["classes"] or [("-", 0)], value=0, label="class",
+                                  visible=bool(first["classes"]), elem_id="class")
+                sliders = []
+                for i in range(app.k):
+                    d = first["dims"][i] if i < len(first["dims"]) else None
+                    sliders.append(gr.Slider(-SLIDER_LIMIT, SLIDER_LIMIT, value=marks0[i], step=SLIDER_STEP,
+                                             label=f"z[{d}]" if d is not None else "", visible=d is not None,
+                                             elem_id=f"slider{i}"))
+                reset = gr.Button("reset sliders", elem_id="reset")
+                upload = gr.File(label=f"load z (.npy, .pt or .json: ({e0.z_dim},) or up to {N_BASE} rows)",
+                                 file_types=[".npy", ".pt", ".json"], type="filepath", elem_id="upload")
+                status = gr.Markdown("", elem_id="status")
+            with gr.Column(scale=2):
+                with gr.Row():
+                    with gr.Column():
+                        gr.Markdown("**main image**")
+                        big = gr.HTML(elem_id="main")
+                    with gr.Column(visible=bool(first["classes"])) as classes_box:
+                        gr.Markdown("**this z as every class**")
+                        classes = gr.HTML(elem_id="classes")
+                gr.Markdown("**the 8 images of the seed, sliders applied**")
+                eight = gr.HTML(elem_id="eight")
+                main = gr.Radio(picks, value=0, label="shown large", elem_id="pick")
+                with gr.Row():
+                    save = gr.Button("save z and image", elem_id="save")
+                    timing = gr.Markdown("", elem_id="timing")
+                saved = gr.File(label="saved", file_count="multiple", interactive=False, elem_id="saved")
+                saved_cmd = gr.Markdown("", elem_id="saved-cmd")
+        with gr.Row():
+            with gr.Column():
+                nudge_dim = gr.Dropdown(first["nudge"], value=first["nudge"][0][1], label="nudged dimension",
+                                        elem_id="nudge-dim")
+                gr.Markdown(f"**lab 4's sheet:** the dimension moved by {', '.join(map(str, NUDGE_DELTAS))} both "
+                            f"ways (rows) in each of the 8 images (columns)")
+                nudge = gr.HTML(elem_id="nudge")
+            with gr.Column():
+                with gr.Row():
+                    to_seed = gr.Number(1, precision=0, label="interpolate to seed", minimum=0, elem_id="to-seed")
+                    t = gr.Slider(0, 1, value=0.5, step=0.01, label="position (slerp)", elem_id="t")
+                gr.Markdown("**slerp** from the main vector to the same vector of that seed")
+                strip = gr.HTML(elem_id="strip")
+                at_t = gr.HTML(elem_id="at-t")
+
+        state_in = [run, weights, base, main, cls, nudge_dim, to_seed, t, *sliders]
+        shown = {"main": [("main", big), ("eight", eight), ("classes", classes)], "nudge": [("nudge", nudge)],
+                 "path": [("strip", strip), ("at_t", at_t)]}
+
+        def painter(*parts):
+            """An event handler that redraws the pictures of `parts`, and its output components."""
+            names = [(k, c) for p in parts for k, c in shown[p]] + [("timing", timing)]
+
+            def paint(*args):
+                try:
+                    drawn = app.render(parts, *args)
+                except GankitError as err:
+                    return (*[gr.update()] * len(names), f"**error:** {err}")
+                return (*[drawn[k] for k, _ in names], gr.update())
+            return paint, [c for _, c in names] + [status]
+
+        def rebase(label, b, note=""):
+            """A new set of base vectors: the first is shown large, the sliders go to its marks."""
+            return (b, gr.update(choices=picks[:len(b)], value=0), *app.slider_marks(label, b, 0), note)
+
+        def reseed(label, s):
+            try:
+                return rebase(label, app.explorer(label).seed_vectors(int(s or 0)))
+            except GankitError as err:
+                return (gr.update(), gr.update(), *[gr.update()] * app.k, f"**seed refused:** {err}")
+
+        def marks(label, b, m):
+            return app.slider_marks(label, b, m)
+
+        def load_z(label, path):
+            if not path:
+                return (gr.update(), gr.update(), *[gr.update()] * app.k, "")
+            try:
+                b = app.explorer(label).read_upload(path)
+            except (GankitError, OSError) as err:
+                return (gr.update(), gr.update(), *[gr.update()] * app.k, f"**upload refused:** {err}")
+            return rebase(label, b, f"loaded {len(b)} latent vector(s) from {Path(path).name}")
+
+        def change_run(label):
+            setup = app.run_setup(label)
+            dims = setup["dims"]
+            slider_ups = [gr.update(label=f"z[{dims[i]}]", visible=True) if i < len(dims) else gr.update(visible=False)
+                          for i in range(app.k)]
+            has_cls = bool(setup["classes"])
+            return (setup["info"], gr.update(choices=setup["weights"], value=setup["weights"][0]),
+                    gr.update(choices=setup["classes"] or [("-", 0)], value=0, visible=has_cls),
+                    gr.update(visible=has_cls),
+                    gr.update(choices=setup["nudge"], value=setup["nudge"][0][1]), *slider_ups, None, "")
+
+        def do_save(*args):
+            try:
+                return app.save(*args)
+            except GankitError as err:
+                return None, f"**error:** {err}"
+
+        fast = dict(trigger_mode="always_last", show_progress="hidden")
+
+        def draw(listen, *groups):
+            """Call `listen` (an event listener) with the painter of the first group of parts, and
+            chain one painter per further group: the main image first, as it comes soonest."""
+            fn, outputs = painter(*groups[0])
+            event = listen(fn, state_in, outputs, **fast)
+            for parts in groups[1:]:
+                fn, outputs = painter(*parts)
+                event = event.then(fn, state_in, outputs, **fast)
+
+        everything = (("main",), ("nudge", "path"))
+        for s in sliders:
+            draw(s.input, *everything)
+        draw(cls.change, *everything)
+        draw(weights.change, *everything)
+        draw(nudge_dim.change, ("nudge",))
+        draw(to_seed.change, ("path",))
+        draw(t.input, ("path",))
+        rebased = [base, main, *sliders, status]
+        rand.click(lambda: random.randrange(2 ** 31), None, seed)
+        # New base vectors or slider marks first, then every picture.
+        for event in (seed.change(reseed, [run, seed], rebased, **fast),
+                      reset.click(marks, [run, base, main], sliders, **fast),
+                      main.input(marks, [run, base, main], sliders, **fast),
+                      upload.upload(load_z, [run, upload], rebased),
+                      run.change(change_run, run, [info, weights, cls, classes_box, nudge_dim, *sliders, saved, saved_cmd]).then(
+                          reseed, [run, seed], rebased)):
+            draw(event.then, *everything)
+        draw(demo.load, *everything)
+        save.click(do_save, [run, weights, base, main, cls, *sliders], [saved, saved_cmd])
+    return demo
+
+
+def theme():
+    """Gradio's default look with the system's fonts: nothing is fetched from the internet."""
+    gr = _gradio()
+    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
+                             font_mono=["ui-monospace", "monospace"])
+
+
+def launch(runs: list[str], host: str = "127.0.0.1", port: int | None = None, device: str = "cpu",
+           sliders: int = 8, block: bool = True):
+    """Load the runs (errors before anything is served), build the page and serve it; returns
+    (the Blocks, its URL). With block=False it returns at once and serves from a thread."""
+    _gradio()
+    app = App(runs, device=device, sliders=sliders)
+    for label, e in app.explorers.items():
+        print(f"{label}: {e.ranked_dims()[1]}")
+    demo = build(app)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"gankit app: serving on {host}: anyone who can reach this address can use the explorer of "
+              f"{', '.join(app.explorers)} (it shows generated images and lets them download latent vectors; no file "
+              f"of the runs is served)")
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, show_error=False,
+                theme=theme(), max_file_size="1mb", inbrowser=False, share=False, footer_links=[])
+    url = demo.local_url
+    print(f"gankit app: open {url} (Ctrl-C stops it)", flush=True)
+    if block:
+        try:
+            demo.block_thread()
+        finally:
+            demo.close()
+            shutil.rmtree(app.saves, ignore_errors=True)
+    return demo, url
