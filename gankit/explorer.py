@@ -145,8 +145,8 @@ class Explorer:
                 dims = [r["dim"] for r in L.rank_dims(G, n=self.rank_n, delta=2.0, seed=0)]
                 how = f"n={self.rank_n}"
         s = time.perf_counter() - t0
-        return dims[:self.k], (f"no saved `gankit explore rank` for the {weights} weights: ranked on start "
-                               f"({how}, ±2, {s:.1f} s); `gankit explore rank {self.run}` ranks with more samples")
+        return dims[:self.k], (f"no saved `gankit explore rank` in the run folder: the {weights} weights ranked on "
+                               f"start ({how}, ±2, {s:.1f} s); `gankit explore rank {self.run}` ranks with more samples")
 
     # ---- base vectors -------------------------------------------------------------------------
     def seed_vectors(self, seed: int) -> np.ndarray:
