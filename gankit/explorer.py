@@ -1,7 +1,8 @@
 """The latent explorer behind `gankit app`, without any web code: one `Explorer` per run holds its
 generator(s) and its ranked latent dimensions, and `Explorer.views` turns what the page shows
-(base vectors, slider values, class, nudged dimension, interpolation target) into every picture
-in one batched generator pass. gankit.app wires it to Gradio widgets; bench/app_latency.py times it.
+(base vectors, slider values, class, nudged dimension, interpolation target) into its pictures,
+a few batched generator passes per part of the page. gankit.app wires it to Gradio widgets;
+bench/app_latency.py times it.
 
 What the controls mean (the page says the same):
 - a seed stands for its 8 latent vectors, z_from_seed(seed, 8): the images `gankit sample RUN
