@@ -7,11 +7,11 @@ STAMP  := $(VENV)/.installed-stamp
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test test-all install data browser clean help
+.PHONY: demo test test-all install data browser postgres clean help
 
 help:
 	@echo "make demo   - install, get Fashion-MNIST, train the default preset for 3 minutes, write the report (~4 min after the install)"
-	@echo "make test   - install, get Fashion-MNIST and chromium, run the test suite (fast tests)"
+	@echo "make test   - install, get Fashion-MNIST, chromium and postgresql, run the test suite (fast tests)"
 	@echo "make test-all - the test suite including slow tests"
 
 $(STAMP): pyproject.toml
@@ -39,14 +39,22 @@ browser:
 	echo "Installing Debian's chromium for the browser test"; \
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null
 
+# Debian's PostgreSQL server, for the test of `gankit tune --storage postgresql://...` against a real
+# server (the test starts its own throw-away instance from these binaries).
+postgres:
+	@if ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 \
+	  || ! command -v apt-get >/dev/null 2>&1; then exit 0; fi; \
+	echo "Installing Debian's postgresql for the tuning storage test"; \
+	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null
+
 demo: install data
 	$(BIN)/gankit train --preset default --minutes 3
 	$(BIN)/gankit report "$$(ls -td runs/*/ | head -1)"
 
-test: install data browser
+test: install data browser postgres
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-all: install data browser
+test-all: install data browser postgres
 	$(BIN)/python -m pytest -q
 
 clean:

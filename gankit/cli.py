@@ -1,12 +1,14 @@
 """`gankit` command line: a thin shell over the Python API.
 
-    gankit train [--preset NAME] [--FIELD VALUE ...] [--dry-run] [--resume RUN_DIR]
+    gankit train [--preset NAME | --config FILE | --resume RUN_DIR] [--FIELD VALUE ...] [--dry-run]
     gankit presets
     gankit sample SRC [--n 8 --seed S | --z FILE]
     gankit explore nudge|sweep|interpolate|arithmetic|rank SRC ...
     gankit eval SRC [--metrics ...] [--n 10000]
     gankit compare RUN RUN ...
     gankit evaluator train --dataset fashion-mnist
+    gankit tune --study S [--preset P --param NAME=SPEC ... --trials N --epochs E] [--storage URL]
+    gankit sweep --presets P [P ...] [--grid FIELD=a,b] [--seeds 0 1 2] [--epochs E]
     gankit report RUN [RUN ...] [-o report.html] [--md]
     gankit app RUN [RUN ...] [--host 127.0.0.1] [--port P]
 """
@@ -17,10 +19,10 @@ import json
 import sys
 from pathlib import Path
 
-from . import latent_cli, metrics_cli
+from . import latent_cli, metrics_cli, tune_cli
 from .version import __version__
 from .config import PRESETS, Config, add_config_arguments, preset_config
-from .errors import GankitError
+from .errors import ConfigError, GankitError
 
 
 def _train_parser(sub) -> None:
@@ -28,6 +30,9 @@ def _train_parser(sub) -> None:
                        description="Train a GAN. Start from a preset and override any Config field "
                                    "with its flag; the resolved config is printed and saved in the run folder.")
     p.add_argument("--preset", default=None, help="named experiment (`gankit presets` lists them); default: 'default'")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="start from a saved config instead of a preset: a run's config.json, or the best.json "
+                        "of `gankit tune` (flags still override it)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its newest valid checkpoint "
                         "(--epochs/--steps may be raised to train longer)")
@@ -44,12 +49,19 @@ def _overrides(args) -> dict:
 def cmd_train(args) -> int:
     from .runs import check_run_dir
     overrides = _overrides(args)
+    if sum(x is not None for x in (args.preset, args.config, args.resume)) > 1:
+        raise GankitError("--preset, --config and --resume exclude each other: a resumed run uses its own config, "
+                          "a saved config names its preset")
     if args.resume:
-        if args.preset:
-            raise GankitError("--preset cannot be combined with --resume: the run's own config is used")
         run_dir = check_run_dir(args.resume)
         saved = json.loads((run_dir / "config.json").read_text())["config"]
         cfg = Config.from_dict({**saved, **overrides}, source=str(run_dir / "config.json")).resolved()
+    elif args.config:
+        try:
+            cfg = Config.from_dict({**read_config_file(args.config), **overrides}, source=args.config).resolved()
+            cfg.validate()
+        except ConfigError as e:
+            raise ConfigError(str(e) if str(e).startswith(args.config) else f"{args.config}: {e}") from None
     else:
         cfg = preset_config(args.preset or "default", **overrides)
     cfg.validate()
@@ -59,6 +71,22 @@ def cmd_train(args) -> int:
     from .train import train
     train(cfg, resume=args.resume, command=sys.argv)
     return 0
+
+
+def read_config_file(path: str) -> dict:
+    """The config fields of a saved config: {"config": {...}, ...} as run folders and `gankit tune`
+    write it, or the fields alone. Errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise GankitError(f"{p}: no such config file")
+    try:
+        data = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GankitError(f"{p}: not a JSON file ({e})")
+    fields = data.get("config", data) if isinstance(data, dict) else None
+    if not isinstance(fields, dict):
+        raise GankitError(f"{p}: expected a JSON object of config fields (or {{\"config\": {{...}}}})")
+    return fields
 
 
 def cmd_presets(args) -> int:
@@ -120,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the named experiments").set_defaults(func=cmd_presets)
     latent_cli.add_parsers(sub)
     metrics_cli.add_parsers(sub)
+    tune_cli.add_parsers(sub)
     p = sub.add_parser("report", help="the lab report of a run (or a comparison of runs) as one HTML file")
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("-o", "--output", default=None,

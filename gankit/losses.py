@@ -32,6 +32,7 @@ class Objective:
     wasserstein: bool = False  # report E[D(x)] - E[D(G(z))], the critic's distance estimate
     default_clip: float = 0.0  # weight clipping bound when the config leaves it unset
     default_gp: float = 0.0  # gradient penalty weight when the config leaves it unset
+    balance_scale: float | None = None  # c with c·loss_D = loss_G at the equilibrium (D can't tell); None: no balance index
     description: str = ""
 
 
@@ -43,7 +44,7 @@ OBJECTIVES: dict[str, Objective] = {
     "bce": Objective(
         d_loss=lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean(),
         g_loss=lambda f: F.softplus(-f).mean(),
-        score=torch.sigmoid, score_label="D(.) = sigmoid(logit)", score_is_probability=True,
+        score=torch.sigmoid, score_label="D(.) = sigmoid(logit)", score_is_probability=True, balance_scale=0.5,
         description="minimax GAN, non-saturating G loss (the labs' BCE)"),
     "wgan": Objective(
         d_loss=lambda r, f: f.mean() - r.mean(),
@@ -63,7 +64,7 @@ OBJECTIVES: dict[str, Objective] = {
     "lsgan": Objective(
         d_loss=lambda r, f: 0.5 * ((r - 1) ** 2).mean() + 0.5 * (f ** 2).mean(),
         g_loss=lambda f: 0.5 * ((f - 1) ** 2).mean(),
-        score=_identity, score_label="D output (target 1 real, 0 fake)",
+        score=_identity, score_label="D output (target 1 real, 0 fake)", balance_scale=0.5,
         description="least squares GAN"),
 }
 

@@ -32,7 +32,8 @@ MAX_ROLLBACKS = 3  # --on-nan rollback gives up after this many
 RESUMABLE_CHANGES = {"epochs", "steps", "minutes", "log_every", "ckpt_every", "keep", "device", "out_dir",
                      "data_on_device", "host_sync", "optim_impl", "channels_last", "compile"}
 STOP_CHECK_EVERY = 10  # steps between comparisons of the stop flag across ranks
-STAT_NAMES = ["loss_D", "D(x)", "D(G(z))", "wasserstein", "loss_G", "grad_norm_D", "grad_norm_G"]  # Tally.means()
+STAT_NAMES = ["loss_D", "D(x)", "D(G(z))", "wasserstein", "loss_G", "grad_norm_D", "grad_norm_G", "crossing_rate",
+              "g_above"]  # Tally.means()
 
 
 class TrainingStopped(GankitError):
@@ -177,9 +178,9 @@ class Out:
 
 
 def new_run(cfg: Config, device: torch.device, precision: str, channels_last: bool, world: int,
-            command: list[str] | None) -> Path:
-    """A new numbered run folder with its config.json (rank 0)."""
-    run_dir = create_run_dir(cfg.out_dir, f"{cfg.preset}-{cfg.dataset}")
+            command: list[str] | None, name: str | None = None) -> Path:
+    """A new numbered run folder NNNNN-<name or preset-dataset> with its config.json (rank 0)."""
+    run_dir = create_run_dir(cfg.out_dir, name or f"{cfg.preset}-{cfg.dataset}")
     cfg.save(run_dir / "config.json", gankit_version=__version__, git_commit=git_commit(),
              torch_version=torch.__version__, device=str(device), precision=precision,
              channels_last=channels_last, world_size=world, command=command or sys.argv,
@@ -239,6 +240,8 @@ def log_tick(values: list[float], done: int, cfg: Config, nets: Nets, tally: Tal
            "d_real": values[1], "d_fake": values[2],
            "wasserstein": values[3] if objective.wasserstein else None,
            "grad_norm_D": values[5], "grad_norm_G": values[6] if had_G else None,
+           "crossing_rate": values[7] if had_G and objective.balance_scale else None,
+           "g_above": values[8] if had_G and objective.balance_scale else None,
            "lr_D": nets.opt_D.param_groups[0]["lr"], "lr_G": nets.opt_G.param_groups[0]["lr"],
            "img_per_s": round((done - clock.step_tick) * cfg.batch_size * world / max(seconds, 1e-9), 1),
            "time_s": round(clock.wall(), 2)}

@@ -34,6 +34,12 @@ EXPLAIN = {
     "latent": "Latent-space studies run on this generator (gankit sample / explore).",
     "warnings": "What the run warned about while training.",
     "comparison": "The runs side by side: settings, scores, the last fixed-z grid of each, and their curves.",
+    "tune": "A `gankit tune` study: each trial trained the preset with the drawn parameters for the same budget "
+            "and was scored by its best in-training FID; pruned trials were stopped early by the median rule.",
+    "sweep": "A `gankit sweep`: every cell trained from every seed, scored after training; mean ± std over the seeds.",
+    "balance": "The balance index (gankit/balance.py) is the share of G steps at which the order of loss_G and "
+               "loss_D/2 flips: how often the loss curves cross. Spearman's rho < 0 would mean more crossing, "
+               "lower (better) FID.",
 }
 
 
@@ -59,6 +65,12 @@ class Run:
             return {k: v for k, v in self.metrics[key].items() if isinstance(v, float)} | {
                 "_floor": self.metrics[key].get("real_floor", {})}
         return {k: v for k, v in (self.quality[-1] if self.quality else {}).items() if isinstance(v, float) and k != "epoch"}
+
+
+    def balance(self) -> dict:
+        """The run's balance index and its parts (gankit/balance.py); empty when not logged."""
+        from .balance import summarize
+        return summarize(self.stats, self.config["n_critic"])
 
 
 def load_run(path: str | Path) -> Run:
@@ -193,6 +205,10 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
         if (run.path / file).exists():
             w.heading(level + 1, title, EXPLAIN[key])
             w.image(run.path / file, title)
+            if key == "losses" and (b := run.balance()):
+                w.text(f"Balance index (how often the loss curves cross, per G step; gankit/balance.py): "
+                       f"{b['balance_index']:.3f}, {b['crossings_per_epoch']:.0f} crossings per epoch; loss_G above "
+                       f"D's per-term loss {100 * b['g_above']:.0f} % of the time (evenness {b['evenness']:.2f}).")
     grid = last_grid(run.path)
     if grid:
         w.heading(level + 1, "Last fixed-z grid", EXPLAIN["grid"].format(**c))
@@ -267,6 +283,75 @@ def write_study(w: Writer, folder: Path, record: dict, level: int) -> None:
                  + ([f"{r['class_flip_rate']:.3f}"] if flips else []) for r in show])
 
 
+def _balance_text(c: dict, what: str) -> str:
+    if c.get("rho") is None:
+        return f"Too few {what} with a balance index for a rank correlation (n = {c.get('n', 0)})."
+    return (f"Spearman's rho between the balance index and FID over {c['n']} {what}: {c['rho']:+.2f} "
+            f"(p = {c['p']:.2g}).")
+
+
+def write_tune(w: Writer, folder: Path) -> None:
+    """The section of a `gankit tune` study folder: settings, trials, Optuna's plots, the best config."""
+    settings = json.loads((folder / "study.json").read_text())
+    result = json.loads((folder / "results.json").read_text()) if (folder / "results.json").exists() else None
+    w.heading(2, f"Study {settings['study']}", EXPLAIN["tune"])
+    budget = ", ".join(f"{settings[k]:g} {k}" for k in ("epochs", "steps", "minutes") if settings.get(k))
+    w.table(["setting", "value"], [["preset", settings["preset"]], ["searched", " ".join(settings["params"])],
+                                   ["trials", str(settings["trials"])], ["budget per trial", budget],
+                                   ["evaluations per trial", str(settings["evals"])], ["pruner", settings["pruner"]],
+                                   ["run seed", str(settings["seed"])], ["storage", settings["storage"]]])
+    if result is None:
+        w.text("No results yet: results.json is written when a `gankit tune` process ends.")
+        return
+    metric = result["metric"] or "fid"
+    names = sorted({k for r in result["trials"] for k in r["params"]})
+    w.table(["trial", "state"] + names + [f"best {metric}", "balance index", "training time", "run"],
+            [[str(r["trial"]), r["state"]] + [_fmt(r["params"].get(n, "-")) for n in names]
+             + [_fmt(r["best_fid"]) if r["best_fid"] is not None else "-",
+                f"{r['balance_index']:.3f}" if r["balance_index"] is not None else "-",
+                f"{r['train_time_s']:.0f} s" if r["train_time_s"] else "-", Path(r["run"] or "-").name]
+             for r in result["trials"]])
+    if "best" in result:
+        b = result["best"]
+        w.text(f"Best: trial {b['trial']}, {metric} {b['best_fid']:.2f}, with "
+               + ", ".join(f"{k} = {_fmt(v)}" for k, v in b["params"].items())
+               + ". `gankit train --config best.json` trains it again.")
+    for file, alt in (("history.png", "optimization history"), ("importances.png", "parameter importances (fANOVA)"),
+                      ("parallel.png", "parallel coordinates of the trials"),
+                      ("balance_vs_fid.png", "balance index against FID, trial by trial")):
+        if (folder / file).exists():
+            w.image(folder / file, alt)
+    w.heading(3, "Balance index and FID", EXPLAIN["balance"])
+    w.text(_balance_text(result["balance"], "trials"))
+
+
+def write_sweep(w: Writer, folder: Path) -> None:
+    """The section of a `gankit sweep` folder: the cells' mean ± std, the figure, the balance index."""
+    grid = json.loads((folder / "sweep.json").read_text())
+    w.heading(2, f"Sweep {grid['sweep']}", EXPLAIN["sweep"])
+    if not (folder / "results.json").exists():
+        w.text("No results yet: results.json is written when every run of the sweep is scored.")
+        return
+    result = json.loads((folder / "results.json").read_text())
+    tag = result["tag"]
+    keys = [k for k in ("fid", "kid", "is", "precision", "recall", "coverage") if f"{k}_{tag}" in result["cells"][0]]
+    w.table(["cell"] + [f"{LABELS[k]} ({tag})" for k in keys],
+            [[c["cell"]] + [f"{c[f'{k}_{tag}']:.3f}" + (f" ± {c[f'{k}_{tag}_std']:.3f}" if f"{k}_{tag}_std" in c else "")
+                            for k in keys] for c in result["cells"]])
+    w.text(f"Seeds {', '.join(map(str, result['seeds']))}; budget per run: "
+           + (", ".join(f"{v:g} {k}" for k, v in grid["budget"].items()) or "the presets' own") + ".")
+    if (folder / "comparison.png").exists():
+        w.image(folder / "comparison.png", "each cell's last fixed-z grid (first seed) and its curves")
+    w.heading(3, "Balance index and FID", EXPLAIN["balance"])
+    w.table(["run", "balance index", "crossings per epoch", f"FID ({tag})"],
+            [[f"{r['cell']} seed {r['seed']}", f"{r['balance_index']:.3f}" if "balance_index" in r else "-",
+              f"{r['crossings_per_epoch']:.0f}" if "crossings_per_epoch" in r else "-", f"{r[f'fid_{tag}']:.2f}"]
+             for r in result["runs"]])
+    w.text(_balance_text(result["balance"], "runs"))
+    if (folder / "balance_vs_fid.png").exists():
+        w.image(folder / "balance_vs_fid.png", "balance index against FID, run by run")
+
+
 def write_comparison(w: Writer, runs: list[Run]) -> None:
     w.heading(2, "Comparison", EXPLAIN["comparison"])
     scored = any(r.final_scores() for r in runs)  # score columns only when some run has scores
@@ -300,8 +385,10 @@ td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:
 
 
 def build_report(run_dirs: list[str | Path], out: str | Path, markdown: bool = False) -> Path:
-    """Write the report of one run, or a comparison followed by each run, to `out`."""
-    runs = [load_run(p) for p in run_dirs]
+    """Write the report of one run, or a comparison followed by each run, to `out`. A `gankit tune`
+    study folder or a `gankit sweep` folder among them gets its own section."""
+    groups = [Path(p) for p in run_dirs if (Path(p) / "study.json").is_file() or (Path(p) / "sweep.json").is_file()]
+    runs = [load_run(p) for p in run_dirs if Path(p) not in groups]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     md_dir = None
@@ -311,7 +398,10 @@ def build_report(run_dirs: list[str | Path], out: str | Path, markdown: bool = F
             shutil.rmtree(md_dir)
         md_dir.mkdir()
     w = Writer(md_dir)
-    title = f"GAN lab report: {runs[0].name}" if len(runs) == 1 else f"GAN lab report: {len(runs)} runs compared"
+    title = (f"GAN lab report: {groups[0].name}" if groups and not runs else
+             f"GAN lab report: {runs[0].name}" if len(runs) == 1 else f"GAN lab report: {len(runs)} runs compared")
+    for folder in groups:
+        (write_tune if (folder / "study.json").is_file() else write_sweep)(w, folder)
     if len(runs) > 1:
         write_comparison(w, runs)
     for r in runs:

@@ -20,6 +20,7 @@ from typing import Callable
 
 import torch
 
+from . import balance
 from .config import Config
 from .data import EpochSampler, to_float
 from .device import autocast as autocast_for, bf16_warning, resolve_device, resolve_precision
@@ -50,18 +51,20 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> int:
 
 def train(cfg: Config, resume: str | Path | None = None, command: list[str] | None = None,
           progress: bool | None = None, stop_after: int | None = None,
-          on_quality: Callable[[dict], bool] | None = None) -> Path:
+          on_quality: Callable[[dict], bool] | None = None, run_name: str | None = None) -> Path:
     """Train as `cfg` says and return the run folder. With `resume`, continue the run in that
     folder from its newest valid checkpoint; `cfg` may differ from the saved one only in
     RESUMABLE_CHANGES (e.g. more epochs or minutes). `stop_after` stops at that step as a signal
     would (checkpoint, no extra log tick), leaving the run resumable. `on_quality` sees each row of
     quality.jsonl as it is written; when it returns True the run ends there as a finished run does
-    (final grid, checkpoint, export): a quality target, or a tuner's pruning. Under torchrun every rank
+    (final grid, checkpoint, export): a quality target, or a tuner's pruning. `run_name` replaces
+    "<preset>-<dataset>" in a new run folder's name (NNNNN-<run_name>). Under torchrun every rank
     calls this; rank 0 alone writes the run folder."""
     cfg = cfg.resolved().validate()
     ddp, device_name = setup_dist(cfg.device)
     try:
-        return _train(cfg, ddp, resolve_device(device_name), resume, command, progress, stop_after, on_quality)
+        return _train(cfg, ddp, resolve_device(device_name), resume, command, progress, stop_after, on_quality,
+                      run_name)
     except TrainingStopped as e:
         if not ddp.main:  # every rank stops at the same step; rank 0 reports it and carries the exit code
             e.exit_code, e.quiet = 0, True
@@ -70,7 +73,8 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
         ddp.close()
 
 
-def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progress, stop_after, on_quality) -> Path:
+def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progress, stop_after, on_quality,
+           run_name) -> Path:
     torch.backends.cudnn.benchmark = not cfg.deterministic
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=False)
@@ -105,7 +109,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
         notes += [note] if note else []
         tally.load_state_dict(state)
     elif ddp.main:
-        run_dir = new_run(cfg, device, precision, channels_last, W, command)
+        run_dir = new_run(cfg, device, precision, channels_last, W, command, run_name)
 
     # The run folder: models, stats log, what this run is.
     out = Out(ddp.share(run_dir), ddp.main)
@@ -185,7 +189,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             with autocast:
                 d_real, c_real = split_logits(D_train(x_real, *y_real).float())
                 d_fake, c_fake = split_logits(D_train(x_fake.detach(), *y_fake).float())
-            loss_D = objective.d_loss(d_real, d_fake)
+            loss_D = loss_D_objective = objective.d_loss(d_real, d_fake)
             if c_real is not None:
                 loss_D = loss_D + cfg.ac_weight * (class_loss(c_real, *y_real) + class_loss(c_fake, *y_fake))
             if cfg.gp_weight > 0:
@@ -211,7 +215,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
                 D.requires_grad_(False)
                 with autocast:
                     d_fake_G, c_fake_G = split_logits(D_frozen(x_fake, *y_fake).float())
-                loss_G = objective.g_loss(d_fake_G)
+                loss_G = loss_G_objective = objective.g_loss(d_fake_G)
                 if c_fake_G is not None:
                     loss_G = loss_G + cfg.ac_weight * class_loss(c_fake_G, *y_fake)
                 nets.opt_G.zero_grad(set_to_none=True)
@@ -221,6 +225,8 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
                 nets.opt_G.step()
                 D.requires_grad_(True)
                 tally.acc_G += loss_G.detach()
+                if objective.balance_scale is not None:  # do the loss curves cross? (gankit/balance.py)
+                    balance.update(tally.balance, loss_G_objective, loss_D_objective, objective.balance_scale)
                 if cfg.host_sync:
                     loss_G.item()
                 tally.n_G += 1
