@@ -84,10 +84,12 @@ def main() -> None:
     # 3. the balance index against FID
     runs = labs["runs"] + tuned["runs"]
     sweep_points = [(r["balance_index"], r[fid]) for r in runs if r.get("balance_index") is not None]
-    even_trials = correlate([(r["evenness"], r["best_fid"]) for r in result["trials"]
-                             if r["evenness"] is not None and r["best_fid"] is not None])
+    complete = [r for r in result["trials"] if r["state"] == "complete"]  # (pruned ones trained less)
+    even_trials = correlate([(r["evenness"], r["best_fid"]) for r in complete if r["evenness"] is not None])
     even_sweep = correlate([(r["evenness"], r[fid]) for r in runs if r.get("evenness") is not None])
     c_trials, c_sweep = result["balance"], correlate(sweep_points)
+
+    train_s = sum(r["train_time_s"] or 0 for r in result["trials"]) + sum(r["train_time_s"] or 0 for r in runs)
 
     def rho(c: dict) -> str:
         return f"rho {c['rho']:+.2f} (p = {c['p']:.2g}, n = {c['n']})" if c["rho"] is not None else f"n = {c['n']}: -"
@@ -116,7 +118,9 @@ def main() -> None:
                f"the study could not beat the preset by more than the seed spread: {fid} {bm:.2f} ± {bs:.2f} vs "
                f"{pm:.2f} ± {ps:.2f} (margin {margin:.2f}, seed spread {spread:.2f})")
     text = (f"\n## {time.strftime('%Y-%m-%d')}: {args.trials} trials of {what}, seeds {seeds}\n\n"
-            f"{device_name(args.device)}, torch {torch.__version__}, fp32; {time.perf_counter() - t0:.0f} s in all.\n\n"
+            f"{device_name(args.device)}, torch {torch.__version__}, fp32; {train_s / 60:.0f} min of training in "
+            f"all (trials and sweep runs, evaluations not counted); this invocation {time.perf_counter() - t0:.0f} s "
+            f"(runs already made in --out-dir are reused).\n\n"
             f"### 1. The study: `lab6-dcgan`, searching {' '.join(SPACE)}\n\n"
             f"Each trial trains {what} from seed 0, evaluated 4 times (fid_fmnist5k of 5,000 samples at the default "
             f"eval_n; median pruning after 5 trials); its score is its best evaluation.\n\n```\n"
@@ -129,7 +133,8 @@ def main() -> None:
             f"### 3. Does the crossing of the loss curves predict quality?\n\n"
             f"Balance index = share of G steps at which the order of loss_G and loss_D/2 flips (gankit/balance.py; "
             f"none for WGAN). Spearman rank correlation with FID (negative: more crossing, better samples):\n\n"
-            f"- study trials (best fid_fmnist5k): balance index {rho(c_trials)}; evenness {rho(even_trials)}\n"
+            f"- completed study trials (best fid_fmnist5k; pruned trials left out, they trained a quarter of the "
+            f"budget): balance index {rho(c_trials)}; evenness {rho(even_trials)}\n"
             f"- sweep runs ({fid}): balance index {rho(c_sweep)}; evenness {rho(even_sweep)}\n\n"
             f"| run | balance index | crossings / epoch | loss_G above | {fid} |\n|---|---|---|---|---|\n"
             + "\n".join(balance_rows) + "\n\n" + (f"Figures: {', '.join(figures)}\n" if figures else ""))

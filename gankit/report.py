@@ -34,9 +34,9 @@ EXPLAIN = {
     "latent": "Latent-space studies run on this generator (gankit sample / explore).",
     "warnings": "What the run warned about while training.",
     "comparison": "The runs side by side: settings, scores, the last fixed-z grid of each, and their curves.",
-    "tune": "A `gankit tune` study: each trial trained the preset with the drawn parameters for the same budget "
+    "tune": "A gankit tune study: each trial trained the preset with the drawn parameters for the same budget "
             "and was scored by its best in-training FID; pruned trials were stopped early by the median rule.",
-    "sweep": "A `gankit sweep`: every cell trained from every seed, scored after training; mean ± std over the seeds.",
+    "sweep": "A gankit sweep: every cell trained from every seed, scored after training; mean ± std over the seeds.",
     "balance": "The balance index (gankit/balance.py) is the share of G steps at which the order of loss_G and "
                "loss_D/2 flips: how often the loss curves cross. Spearman's rho < 0 would mean more crossing, "
                "lower (better) FID.",
@@ -301,7 +301,7 @@ def write_tune(w: Writer, folder: Path) -> None:
                                    ["evaluations per trial", str(settings["evals"])], ["pruner", settings["pruner"]],
                                    ["run seed", str(settings["seed"])], ["storage", settings["storage"]]])
     if result is None:
-        w.text("No results yet: results.json is written when a `gankit tune` process ends.")
+        w.text("No results yet: results.json is written when a gankit tune process ends.")
         return
     metric = result["metric"] or "fid"
     names = sorted({k for r in result["trials"] for k in r["params"]})
@@ -315,7 +315,7 @@ def write_tune(w: Writer, folder: Path) -> None:
         b = result["best"]
         w.text(f"Best: trial {b['trial']}, {metric} {b['best_fid']:.2f}, with "
                + ", ".join(f"{k} = {_fmt(v)}" for k, v in b["params"].items())
-               + ". `gankit train --config best.json` trains it again.")
+               + f". gankit train --config {folder / 'best.json'} trains it again.")
     for file, alt in (("history.png", "optimization history"), ("importances.png", "parameter importances (fANOVA)"),
                       ("parallel.png", "parallel coordinates of the trials"),
                       ("balance_vs_fid.png", "balance index against FID, trial by trial")):

@@ -126,7 +126,9 @@ def write_results(folder: Path, grid_cells: list[tuple[str, dict]], seeds: list[
             cfg = json.loads((run / "config.json").read_text())["config"]
             stats = read_stats(run)
             per_seed.append(scores)
-            runs.append({"cell": cell, "seed": seed, "run": str(run), "train_time_s": stats[-1]["time_s"] if stats else None,
+            quality = read_stats(run, "quality.jsonl")  # (its train_time_s leaves the evaluations out)
+            runs.append({"cell": cell, "seed": seed, "run": str(run),
+                         "train_time_s": quality[-1]["train_time_s"] if quality else stats[-1]["time_s"] if stats else None,
                          **{k: v for k, v in scores.items() if isinstance(v, float)},
                          **balance.summarize(stats, cfg["n_critic"])})
         mean = {}

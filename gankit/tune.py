@@ -17,6 +17,7 @@ running trial and marks it interrupted; the same command later resumes that run 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import math
@@ -172,11 +173,16 @@ def trial_config(s: Settings, params: dict, folder: Path):
                     **({"eval_n": s.eval_n} if s.eval_n else {})}, params)
     cfg = preset_config(s.preset, **values)
     if s.minutes is None:
-        from .data import training_images
-        n = len(training_images(cfg, say=lambda m: None, progress=False))
-        total = cfg.steps or cfg.epochs * (n // cfg.batch_size)
+        total = cfg.steps or cfg.epochs * (_n_train(cfg.dataset, cfg.data_root) // cfg.batch_size)
         cfg.eval_every = max(1, -(-total // s.evals))  # (the last step is always evaluated)
     return cfg.validate()
+
+
+@functools.lru_cache(maxsize=4)
+def _n_train(dataset: str, data_root: str | None) -> int:
+    """Training images of a dataset (tunable fields cannot change it), read once per process."""
+    from .data import load_split
+    return len(load_split(dataset, "train", data_root)[0])
 
 
 def _trial_run(folder: Path, number: int) -> Path | None:
@@ -330,11 +336,11 @@ def write_results(study, s: Settings, folder: Path) -> dict:
              "how": "gankit train --config best.json trains this trial's config again (same seed and budget)"},
             indent=2) + "\n")
         result["best"] = {k: best[k] for k in ("trial", "params", "best_fid", "run")}
-    points = [(r["balance_index"], r["best_fid"]) for r in rows if r["balance_index"] is not None
-              and r["best_fid"] is not None and r["state"] in ("complete", "pruned")]
+    # Completed trials only: a pruned trial's FID and index cover a shorter stretch of training.
+    points = [(r["balance_index"], r["best_fid"]) for r in done if r["balance_index"] is not None]
     result["balance"] = balance.correlate(points)
     if points:
-        balance.scatter(points, folder / "balance_vs_fid.png", f"study {study.study_name}: trials",
+        balance.scatter(points, folder / "balance_vs_fid.png", f"study {study.study_name}: completed trials",
                         result["metric"] or "FID")
     plt = pyplot()
     import warnings
@@ -394,6 +400,6 @@ def print_table(result: dict, say=print) -> None:
             + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["params"].items()))
     c = result["balance"]
     if c["rho"] is not None:
-        say(f"balance index vs {metric} over {c['n']} trials: Spearman rho {c['rho']:+.2f} (p = {c['p']:.2g})")
+        say(f"balance index vs {metric} over {c['n']} completed trials: Spearman rho {c['rho']:+.2f} (p = {c['p']:.2g})")
     elif c["n"]:
         say(f"balance index vs {metric}: no rank correlation from {c['n']} trial(s) (too few, or one value for all)")

@@ -38,6 +38,8 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "ablation.py": ["--target", "1000", "--minutes", "0.01", "--seeds", "0", "--variants", "default",
                         "--eval-images", "512", "--out", md],
         "app_latency.py": ["--runs", str(run), "--moves", "2", "--out", md],
+        "tune_study.py": ["--trials", "2", "--steps", "20", "--seeds", "0", "--eval-n", "200", "--n", "200",
+                          "--out-dir", str(out / "runs"), "--out", md, "--figures", str(out / "figures")],
         "vs_labs.py": ["--presets", "default", "cdcgan", "--minutes", "0.01", "--curve-images", "500", "--eval-n", "300",
                     "--figure", str(out / "fig.png"), "--out", md],
     }[script]
@@ -48,6 +50,7 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
     "folder.py": "faster than decoding", "latent_times.py": "wrote", "precision.py": "seed-to-seed spread",
     "quality.py": "wrote", "scaling.py": "images/s against 1 process", "time_to_quality.py": "the labs' time",
     "ablation.py": "wrote", "vs_labs.py": "of labs' loop's", "app_latency.py": "faster",
+    "tune_study.py": "seed spread",
 }
 
 
