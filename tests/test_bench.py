@@ -58,7 +58,12 @@ def test_every_bench_script_is_covered():
     assert set(SCRIPTS) == set(LAST_LINE), "a bench script without a smoke test: add it to args_for and LAST_LINE"
 
 
-@pytest.mark.parametrize("script", SCRIPTS)
+# The slowest smoke tests (30-60 s each on a 2-core CPU) run with `make test-all`, keeping `make test`
+# within its 10 minutes on an AVX2-only CPU.
+SLOW = {"tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py"}
+
+
+@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in SCRIPTS])
 def test_bench_script_runs_with_tiny_arguments(script, tmp_path, tiny_run):
     proc = subprocess.run([sys.executable, str(BENCH / script), *args_for(script, tmp_path, tiny_run)],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)  # (the tests' own cache)

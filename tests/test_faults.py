@@ -26,7 +26,8 @@ def tiny(root, out, **kw):
                                                    log_every=2, steps=8, eval_every=0), **kw})
 
 
-@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130),
+                                          pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)])  # (same path)
 def test_signal_saves_a_checkpoint_and_resume_continues(tiny_root, tmp_path, signum, code):
     cmd = [sys.executable, "-m", "gankit", "train", "--model", "mlp", "--data-root", str(tiny_root),
            "--out-dir", str(tmp_path), "--steps", "1000000", "--batch-size", "16", "--log-every", "5",
