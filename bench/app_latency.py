@@ -9,8 +9,9 @@ do not change the time), it measures
     nudge sheet, the 9-step slerp strip and the image at the position), PNG data URLs included;
     p50 and p95;
   - end to end in Chromium (Playwright): from setting the slider's value on the page to the new
-    main image shown (the first of the page's two updates), and to lab 4's sheet shown (the
-    second); p50 and p95;
+    main image shown (the first of the page's three requests to the slider's fast path, see
+    gankit/app.py: HOT_JS), and to the last picture shown (the image at the slerp position, in the
+    third, after lab 4's sheet); p50 and p95;
   - the reference, the workflow the app replaces: one `gankit sample RUN --z z.npy` command
     (a fresh process: start-up, load, one image, PNG), the median of 3.
 The last line is the ratio of the reference to the end-to-end p50.
@@ -68,7 +69,7 @@ def server_side(run: Path, moves: int) -> tuple[list[float], list[float]]:
 
 def end_to_end(run: Path, moves: int, chromium: str) -> tuple[list[float], list[float]]:
     """Seconds from setting a slider's value in Chromium to the new main image shown, and to the
-    last picture (lab 4's sheet) shown."""
+    last picture (the image at the slerp position, after lab 4's sheet and the strip) shown."""
     from playwright.sync_api import sync_playwright
     from gankit.app import launch
     demo, url = launch([str(run)], block=False)
@@ -80,11 +81,11 @@ def end_to_end(run: Path, moves: int, chromium: str) -> tuple[list[float], list[
             browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
-            page.wait_for_selector("#nudge img", timeout=120_000)
+            page.wait_for_selector("#at-t img", timeout=120_000)
             rng = random.Random(1)
             for i in range(moves + 2):
                 slider = page.locator(f"#slider{rng.randrange(4)} input[type=range]")
-                old = {sel: page.locator(f"{sel} img").first.get_attribute("src") for sel in ("#main", "#nudge")}
+                old = {sel: page.locator(f"{sel} img").first.get_attribute("src") for sel in ("#main", "#at-t")}
                 current = float(slider.input_value())
                 value = current
                 while abs(float(value) - current) < 0.5:  # a real move: the pictures must change
@@ -93,7 +94,7 @@ def end_to_end(run: Path, moves: int, chromium: str) -> tuple[list[float], list[
                 slider.fill(value)
                 page.wait_for_function(changed, arg=["#main", old["#main"]], timeout=30_000)
                 t1 = time.perf_counter()
-                page.wait_for_function(changed, arg=["#nudge", old["#nudge"]], timeout=30_000)
+                page.wait_for_function(changed, arg=["#at-t", old["#at-t"]], timeout=30_000)
                 if i >= 2:  # the first two moves warm up the page
                     first.append(t1 - t0)
                     last.append(time.perf_counter() - t0)
@@ -154,7 +155,7 @@ def main() -> None:
                   "Written by `python bench/app_latency.py`. Server: App.render (the generator passes and the "
                   "PNG data URLs) of the main image with the 8 (and a conditional run's class row), and of every "
                   "picture of the page; Chromium: from setting the slider's value to the new main image shown, "
-                  "and to lab 4's sheet, the last picture, shown; reference: the command a student runs instead, "
+                  "and to the last picture (the image at the slerp position) shown; reference: the command a student runs instead, "
                   "`gankit sample RUN --z z.npy`.", text)
     shutil.rmtree(tmp, ignore_errors=True)
     name, p50, ref, browser = last

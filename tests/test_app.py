@@ -132,6 +132,61 @@ def test_the_app_serves_only_its_runs_and_the_cli_refuses_bad_input(runs, tmp_pa
     assert main(["app", str(runs[0]), "--port", "70000"]) == 2
 
 
+def _pixels(url: str) -> np.ndarray:
+    from PIL import Image
+    assert url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def test_the_slider_fast_path_draws_what_gradio_draws_and_refuses_bad_requests(runs):
+    pytest.importorskip("gradio")
+    from gankit.app import App, add_hot_route
+    app = App([str(runs[0]), str(runs[1])])
+    label = list(app.explorers)[1]  # the conditional run: the class row comes too
+    e = app.explorer(label)
+    dims, _ = e.ranked_dims()
+    base = e.seed_vectors(5)
+    state = (label, e.weights[0], base, 1, 3, dims[2], 2, 0.25)
+    moved = [None, -3.0] + [None] * (len(dims) - 2)
+    page = app.render(("main", "nudge", "path"), *state, *moved)
+    token = re.search(r'data-state="(\w+)"', page["main"]).group(1)
+    assert all(f'data-state="{token}"' in page[k] for k in ("eight", "classes", "nudge", "strip", "at_t"))
+    for part, ids in (("main", ("main", "eight", "classes")), ("nudge", ("nudge",)), ("path", ("strip", "at-t"))):
+        fast = app.slide({"state": token, "part": part, "values": moved})["pictures"]
+        assert sorted(fast) == sorted(ids)
+        for i in ids:  # the same pixels as the Gradio update's pictures
+            drawn = re.findall(r'src="(data:image/png;base64,[^"]+)"', page[i.replace("-", "_")])
+            assert len(drawn) == len(fast[i]) and all(np.array_equal(_pixels(a), _pixels(b))
+                                                      for a, b in zip(drawn, fast[i]))
+    # the position slider: t from the request; a value past the limit is clamped to it (-40 -> -4)
+    at_1 = app.slide({"state": token, "part": "path", "values": moved, "t": 1.0})["pictures"]["at-t"][0]
+    strip = app.slide({"state": token, "part": "path", "values": moved})["pictures"]["strip"]
+    assert np.array_equal(_pixels(at_1), _pixels(strip[-1]))
+    far = app.slide({"state": token, "part": "main", "values": [None, -40.0]})["pictures"]["main"][0]
+    edge = app.slide({"state": token, "part": "main", "values": [None, -4.0]})["pictures"]["main"][0]
+    assert np.array_equal(_pixels(far), _pixels(edge))
+    with pytest.raises(KeyError):
+        app.slide({"state": "0" * 20, "part": "main", "values": []})
+    for bad in ({"state": token, "part": "all", "values": []}, [], {"state": token, "part": "main", "values": "1"},
+                {"state": token, "part": "main", "values": [float("nan")]},
+                {"state": token, "part": "main", "values": [0.0] * (app.k + 1)},
+                {"state": token, "part": "path", "values": [], "t": "x"}):
+        with pytest.raises(GankitError):
+            app.slide(bad)
+    # over HTTP: JSON answers, the reason in a refusal, never a traceback
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    server = FastAPI()
+    add_hot_route(server, app)
+    client = TestClient(server)
+    ok = client.post("/gankit/slide", json={"state": token, "part": "main", "values": moved})
+    assert ok.status_code == 200 and len(ok.json()["pictures"]["eight"]) == N_BASE
+    assert client.post("/gankit/slide", json={"state": "x", "part": "main", "values": []}).status_code == 404
+    refused = client.post("/gankit/slide", content=b"{not json")
+    assert refused.status_code == 400 and "error" in refused.json()
+    assert client.post("/gankit/slide", content=b"[" + b"0," * 40000 + b"0]").status_code == 413
+
+
 # ---- the page in a real browser ---------------------------------------------------------------
 def _png(page, selector) -> np.ndarray:
     """The pixels of the image an element shows (its PNG data URL, decoded; not a screenshot)."""
@@ -180,10 +235,15 @@ def test_the_explorer_in_a_real_browser(runs, tmp_path):
             _wait_new(page, "#main", old)
             moved = _png(page, "#main")
             assert not np.array_equal(moved, first)
-            old = _src(page, "#main")
+            old = {sel: _src(page, sel) for sel in ("#main", "#nudge", "#at-t")}
             slider.fill(start)
-            _wait_new(page, "#main", old)
+            for sel in old:  # lab 4's sheet and the slerp strip follow the slider too
+                _wait_new(page, sel, old[sel])
             assert np.array_equal(_png(page, "#main"), first)
+            # the position slider moves the image at t
+            old = _src(page, "#at-t")
+            page.locator("#t input[type=range]").fill("0.9")
+            _wait_new(page, "#at-t", old)
 
             # save z and the image: `gankit sample --z` remakes the image bit for bit
             slider.fill("-2.5")
