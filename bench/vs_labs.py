@@ -22,6 +22,7 @@ accuracy and per-class FID are reported too, and its grid has one column per cla
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
 import tempfile
 import time
@@ -60,10 +61,11 @@ def lab_for(seconds: float, device: str, seed: int) -> tuple[LabStep, int]:
 
 
 def gankit_for(spec: str, args, seed: int, tmp: str) -> tuple[torch.nn.Module, int, list]:
-    """`spec` (a preset, or PRESET:KEY=VALUE,... for a variant of one) trained for the budget:
+    """`spec` (a preset, or PRESET:KEY=VALUE,... for a variant of one; a list value as
+    g_betas=[0.3,0.999]) trained for the budget:
     (its exported generator, steps, [(training s, fid_fmnist5k)])."""
     preset, _, changes = spec.partition(":")
-    kw = overrides([c for c in changes.split(",") if c])
+    kw = overrides([c for c in re.split(r",(?=\w+=)", changes) if c])  # a comma inside a value ([0.4,0.999]) stays
     batch = kw.get("batch_size", preset_config(preset).batch_size)
     every = max(1, round(args.curve_images / batch)) if args.curve_images else 0
     cfg = preset_config(preset, **{**kw, **dict(minutes=args.minutes, epochs=1000, precision=args.precision, seed=seed,

@@ -203,13 +203,30 @@ def _to_resume(study) -> list:
             if t.user_attrs.get("interrupted") and t.number not in taken and t.user_attrs.get("run")]
 
 
+def show_value(v) -> str:
+    """A searched value for the terminal: 3 significant digits, more where those would hide it
+    (0.9995 is not "1": the digits also keep 1 - v within 1 %)."""
+    if not isinstance(v, float):
+        return str(v)
+    for digits in range(3, 10):
+        text = f"{v:.{digits}g}"
+        err = abs(float(text) - v)
+        if err <= 0.01 * abs(v) and err <= 0.01 * abs(1 - v):
+            break
+    return text
+
+
+def show_params(params: dict) -> str:
+    return " ".join(f"{k}={show_value(v)}" for k, v in params.items())
+
+
 def run_trial(study, trial, s: Settings, space: list[Param], folder: Path, say=print) -> None:
     """Train one trial and tell Optuna its result (COMPLETE, PRUNED or FAIL)."""
     from .train import TrainingStopped, train
     optuna = load_optuna()
     t0 = time.perf_counter()
     params = {p.name: p.suggest(trial) for p in space}
-    shown = " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+    shown = show_params(params)
     try:
         cfg = trial_config(s, params, folder)
     except ConfigError as e:  # a combination no single value showed (e.g. two choices that exclude each other)
@@ -218,13 +235,16 @@ def run_trial(study, trial, s: Settings, space: list[Param], folder: Path, say=p
         say(f"trial {trial.number}: {shown}: not a valid config ({e})")
         return
     resume = trial.user_attrs.get("resume_run")
-    pruned, key = [], None
+    pruned, key, reports = [], None, 0
 
     def on_quality(row: dict) -> bool:
-        nonlocal key
+        # Judged from its second evaluation on: at the first, a slow starter (a long EMA, a low lr)
+        # looks worse than it will be (a 0.9995 EMA still weighs G's first steps at step ~900).
+        nonlocal key, reports
         key = key or fid_key([row])
         trial.report(row[key], row["step"])
-        if trial.should_prune():
+        reports += 1
+        if reports >= 2 and trial.should_prune():
             pruned.append(row["step"])
         return bool(pruned)
 
@@ -386,8 +406,7 @@ def print_table(result: dict, say=print) -> None:
     metric = result["metric"] or "fid"
     header = ["trial", "state"] + names + [f"best {metric}", "balance", "training"]
     body = [[str(r["trial"]), r["state"]]
-            + [(f"{r['params'][n]:.3g}" if isinstance(r["params"].get(n), float) else str(r["params"].get(n, "-")))
-               for n in names]
+            + [show_value(r["params"].get(n, "-")) for n in names]
             + [f"{r['best_fid']:.2f}" if r["best_fid"] is not None else "-",
                f"{r['balance_index']:.3f}" if r["balance_index"] is not None else "-",
                f"{r['train_time_s']:.0f} s" if r["train_time_s"] else "-"] for r in rows]
@@ -397,7 +416,7 @@ def print_table(result: dict, say=print) -> None:
     if "best" in result:
         b = result["best"]
         say(f"best: trial {b['trial']}, {metric} {b['best_fid']:.2f}: "
-            + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in b["params"].items()))
+            + show_params(b["params"]))
     c = result["balance"]
     if c["rho"] is not None:
         say(f"balance index vs {metric} over {c['n']} completed trials: Spearman rho {c['rho']:+.2f} (p = {c['p']:.2g})")

@@ -95,12 +95,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--trials", type=int, default=None, help="trials in the study, all workers together (default 20)")
     _budget_flags(p, "default 1")
     p.add_argument("--evals", type=int, default=4,
-                   help="evaluations per trial, spread over the budget; the pruner judges them (default 4)")
+                   help="evaluations per trial, spread over the budget (with --minutes: one per epoch and one at "
+                        "the end); the pruner judges them (default 4)")
     p.add_argument("--eval-n", type=int, default=None, help="samples per evaluation (default: the preset's, 5000)")
     p.add_argument("--seed", type=int, default=0, help="the run seed of every trial (default 0)")
     p.add_argument("--pruner", default="median", choices=("median", "none"),
                    help="median: stop a trial whose FID is worse than the median of earlier trials at the same step "
-                        "(after 5 trials); none: never")
+                        "(after 5 trials, from a trial's second evaluation on); none: never")
     p.add_argument("--storage", default=None,
                    help="Optuna storage: a database URL (postgresql://user:pw@host/db) for workers on several "
                         "machines, or a journal file (default: OUT_DIR/STUDY/study.journal)")

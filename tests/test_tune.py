@@ -295,3 +295,9 @@ def test_train_config_takes_a_run_folders_config_and_flags_override_it(tmp_path,
     assert main(["train", "--config", str(tmp_path / "config.json"), "--d-lr", "7e-5", "--dry-run"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown == {**cfg.to_dict(), "d_lr": 7e-5}
+
+
+def test_the_terminal_shows_searched_values_that_round_to_one_in_full():
+    from gankit.tune import show_params
+    assert show_params({"ema": 0.9995, "g_lr": 0.0022134, "objective": "bce", "n_critic": 2}) == \
+        "ema=0.9995 g_lr=0.00221 objective=bce n_critic=2"
