@@ -117,6 +117,11 @@ def data_url(img: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(img)).decode()
 
 
+def finite(x) -> bool:
+    """A JSON number (not a bool) that is finite."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def nudge_sheet(v) -> np.ndarray:
     """Lab 4's 15 x 8 sheet of a Views as one picture."""
     return sheet([tiles for _, tiles in v.nudge])
@@ -225,14 +230,12 @@ class App:
         if state is None:
             raise KeyError("unknown or forgotten page state: a Gradio update of the page draws it anew")
         values = payload.get("values")
-        if not isinstance(values, list) or len(values) > self.k or not all(
-                x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x))
-                for x in values):
+        if not isinstance(values, list) or len(values) > self.k or not all(x is None or finite(x) for x in values):
             raise GankitError(f"values: a list of at most {self.k} finite numbers (or nulls)")
         label, weights, base, main, cls, nudge_dim, to_seed, t = state
         if payload.get("t") is not None:  # the position slider, moved
             t = payload["t"]
-            if not isinstance(t, (int, float)) or isinstance(t, bool) or not math.isfinite(t):
+            if not finite(t):
                 raise GankitError("t: a finite number from 0 to 1")
         e = self.explorer(label)
         values = [None if x is None else min(SLIDER_LIMIT, max(-SLIDER_LIMIT, float(x))) for x in values]
