@@ -20,7 +20,7 @@ from .data import DATASET_CHOICES
 from .errors import ConfigError
 from .losses import OBJECTIVES
 from .models import MODELS, build_models, has_batchnorm
-from .optim import OPTIMIZERS
+from .optim import LR_SCHEDULES, OPTIMIZERS
 
 
 @dataclass
@@ -61,6 +61,8 @@ class Config:
     d_betas: tuple[float, float] = (0.5, 0.999)  # D Adam betas (RMSprop: alpha=b2; SGD: momentum=b1)
     g_weight_decay: float = 0.0  # G weight decay
     d_weight_decay: float = 0.0  # D weight decay
+    lr_schedule: str = "constant"  # learning rates over training: constant | linear | cosine (down to lr_end x the lr at the last step or when the time budget is spent)
+    lr_end: float = 0.0  # with a decaying lr_schedule: the final learning rates as a fraction of g_lr and d_lr
     ema: float = 0.0  # decay of an exponential moving average of G's weights; 0: off
     # Where and how fast.
     seed: int = 0  # seeds weights, data order, noise and the fixed grid z
@@ -118,6 +120,9 @@ class Config:
         _choice("on_nan", self.on_nan, ("stop", "rollback"))
         _choice("optim_impl", self.optim_impl, ("foreach", "fused", "loop"))
         _choice("d_cond", self.d_cond, D_CONDITIONING)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        if not (0.0 <= self.lr_end <= 1.0):
+            raise ConfigError(f"lr_end is the final learning rates' fraction of g_lr and d_lr, in [0, 1]; got {self.lr_end}")
         if self.num_classes and not self.conditional:
             raise ConfigError(f"num_classes={self.num_classes} without --conditional: the class count is taken "
                               f"from the dataset when --conditional is on; leave num_classes at 0")

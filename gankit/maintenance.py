@@ -110,7 +110,9 @@ def describe_training(cfg: Config, n_images: int, device: torch.device, precisio
                f"{torch.distributed.get_backend()})" if ddp.enabled else "")
             + f", {spe} steps per epoch, {T} steps ({T / spe:.2f} epochs)"
             + (f" or {cfg.minutes:g} minutes of training, whichever ends first" if cfg.minutes else "")
-            + f", G updated every {cfg.n_critic} step(s)")
+            + f", G updated every {cfg.n_critic} step(s)"
+            + (f", learning rates {cfg.lr_schedule} down to {cfg.lr_end:g} x g_lr/d_lr at the end" if cfg.lr_schedule != "constant"
+               else ""))
 
 
 def write_figures(out: "Out", nets: Nets, grid: tuple, objective: Objective, done: int, spe: int, epoch_end: bool,

@@ -29,6 +29,7 @@ from .errors import ConfigError, RunError
 from .latent import sample_images
 from .conditional import grid_labels, split_logits
 from .losses import OBJECTIVES, class_loss, clip_weights, gradient_penalty
+from .optim import lr_factor
 from .maintenance import (MAX_ROLLBACKS, Clock, Out, StopFlag, TrainingStopped, adapt_to_world, describe_training,
                           evaluate, log_tick, make_eval, new_run, nonfinite, read_resume, record_budget, rollback,
                           save_checkpoint, stage_data, write_figures)
@@ -181,6 +182,8 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             # classes are drawn uniformly from the noise stream. (Unconditional: no labels.)
             y_real = (y_train[idx].to(device, non_blocking=True),) if K else ()
             y_fake = ((draw(torch.rand, cfg.batch_size) * K).long().clamp_(max=K - 1),) if K else ()
+            if cfg.lr_schedule != "constant":  # both learning rates follow the schedule (and any rollback's halving)
+                nets.scale_learning_rates(cfg, 0.5 ** tally.rollbacks * lr_factor(cfg.lr_schedule, fraction(step), cfg.lr_end))
 
             # Update D. The fake batch is made once; it keeps G's graph only when G learns from
             # it in this step. An AC-GAN D also returns class logits, scored by class_loss.

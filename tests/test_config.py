@@ -54,6 +54,9 @@ def test_unknown_names_list_the_valid_ones():
     (dict(objective="wgan-gp"), "BatchNorm critic"),
     (dict(model="mlp", d_norm="layer"), "has no normalisation layers"),
     (dict(channels=3), "grayscale"),
+    (dict(lr_schedule="step"), "unknown lr_schedule 'step'; valid: constant, linear, cosine"),
+    (dict(lr_end=1.5), "lr_end is the final learning rates' fraction"),
+    (dict(lr_end=float("nan")), "lr_end is the final learning rates' fraction"),
 ])
 def test_invalid_combinations_fail_with_a_reason(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -1,6 +1,7 @@
 """The training loop: every artifact of the run folder, exact resume, one run per preset."""
 import dataclasses
 import json
+import math
 import subprocess
 import sys
 
@@ -113,6 +114,26 @@ def test_resume_is_exact(tiny_root, tmp_path):
     assert milestones == [f"milestone_{s:08d}.png" for s in (0, 1, 3, 4, 6, 9, 12)]
     with pytest.raises(RunError, match="already trained 12 steps"):
         train(tiny_cfg(tiny_root, tmp_path / "b", steps=12, **kw), resume=part)
+
+
+def test_lr_schedule_follows_the_steps_and_resumes_exactly(tiny_root, tmp_path):
+    """A linear schedule: the lr used at step s (0-based) of T is lr * (1 - (1 - end) * s / T) for
+    G and D, whatever rollbacks or resumes happen in between; cut at step 5 and resumed, the run
+    equals an uninterrupted one bit for bit. A cosine schedule ends at lr_end."""
+    kw = dict(lr_schedule="linear", lr_end=0.25, log_every=4, ema=0.9, g_lr=4e-4, d_lr=2e-4)
+    full = train(tiny_cfg(tiny_root, tmp_path / "a", steps=12, **kw))
+    rows = [json.loads(line) for line in (full / "stats.jsonl").read_text().splitlines()]
+    for r in rows:  # the row at step `done` shows the lr of step done - 1
+        factor = 1 - 0.75 * (r["step"] - 1) / 12
+        assert r["lr_G"] == pytest.approx(4e-4 * factor) and r["lr_D"] == pytest.approx(2e-4 * factor), r
+    part = train(tiny_cfg(tiny_root, tmp_path / "b", steps=12, **kw), stop_after=5)
+    resumed = train(tiny_cfg(tiny_root, tmp_path / "b", steps=12, **kw), resume=part)
+    assert_same_state(load_checkpoint(full / "checkpoints" / "last.pt"),
+                      load_checkpoint(resumed / "checkpoints" / "last.pt"))
+    assert "learning rates linear down to 0.25" in (full / "log.txt").read_text()
+    cos = train(tiny_cfg(tiny_root, tmp_path / "c", steps=12, lr_schedule="cosine", lr_end=0.1, log_every=12))
+    last = json.loads((cos / "stats.jsonl").read_text().splitlines()[-1])
+    assert last["lr_G"] == pytest.approx(2e-4 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 11 / 12))))
 
 
 TIMING = ("img_per_s", "time_s")
@@ -349,8 +370,10 @@ def test_channels_last_auto_is_on_for_conv_models_on_the_cpu(tiny_root, tmp_path
 def test_time_budget_finishes_cleanly_and_resumes(tiny_root, tmp_path):
     """--minutes: training stops when the budget is spent and finishes as a run that reached its
     last epoch does (final grid, evaluation-free checkpoint, export, plots, milestones); the
-    budget is recorded; raising --minutes continues it."""
-    cfg = tiny_cfg(tiny_root, tmp_path, steps=100_000, minutes=0.05, model="mlp", init="default", log_every=50)
+    budget is recorded; raising --minutes continues it. A linear lr schedule follows the budget's
+    time, not the step limit: the learning rates fall as the time is spent and are near 0 at its end."""
+    cfg = tiny_cfg(tiny_root, tmp_path, steps=100_000, minutes=0.05, model="mlp", init="default", log_every=50,
+                   lr_schedule="linear")
     run = train(cfg)
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     step = ckpt["step"]
@@ -365,6 +388,8 @@ def test_time_budget_finishes_cleanly_and_resumes(tiny_root, tmp_path):
     assert json.loads((run / "generator.json").read_text())["step"] == step
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == step  # the last step is logged
+    lrs = [r["lr_G"] for r in rows]
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and lrs[-1] < 0.1 * cfg.g_lr, lrs
     milestones = sorted(int(p.stem.split("_")[1]) for p in (run / "images").glob("milestone_*.png"))
     # 0 %, the first step past 25, 50 and 75 % of the budget, and the last step. Fractions first
     # reached at the same step share its row (a slow epoch end can pass two at once), so there
@@ -373,7 +398,8 @@ def test_time_budget_finishes_cleanly_and_resumes(tiny_root, tmp_path):
     assert all(a < b for a, b in zip(milestones, milestones[1:]))
     with pytest.raises(RunError, match="already trained"):
         train(cfg, resume=run)
-    resumed = train(dataclasses.replace(cfg, minutes=0.07), resume=run)
+    # A budget past the time already spent (which includes the last epoch's figures, seconds on a slow CPU).
+    resumed = train(dataclasses.replace(cfg, minutes=ckpt["elapsed"] / 60 + 0.02), resume=run)
     assert resumed == run and load_checkpoint(run / "checkpoints" / "last.pt")["step"] > step
 
 
