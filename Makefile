@@ -11,8 +11,8 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help:
 	@echo "make demo   - install, get Fashion-MNIST, train the default preset for 3 minutes, write the report (~4 min after the install)"
-	@echo "make test   - install, get Fashion-MNIST, chromium and postgresql, run the test suite (fast tests)"
-	@echo "make test-all - the test suite including slow tests"
+	@echo "make test   - install, get Fashion-MNIST and chromium, run the test suite (fast tests)"
+	@echo "make test-all - also postgresql, and the test suite including slow tests"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,7 @@ demo: install data
 	$(BIN)/gankit train --preset default --minutes 3
 	$(BIN)/gankit report "$$(ls -td runs/*/ | head -1)"
 
-test: install data browser postgres
+test: install data browser
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-all: install data browser postgres

@@ -116,15 +116,24 @@ def describe_training(cfg: Config, n_images: int, device: torch.device, precisio
 
 
 def write_figures(out: "Out", nets: Nets, grid: tuple, objective: Objective, done: int, spe: int, epoch_end: bool,
-                  planned: int) -> None:
+                  planned: int, last: bool) -> None:
     """At an epoch's end (or the last step): the fixed-z grid (grid = (z, labels or None, per row)),
-    the loss and D-output curves, and the milestone strip with `planned` steps as its 100 %."""
+    and, when due (out.plots_due) or at the last step, the loss and D-output curves and the
+    milestone strip with `planned` steps as its 100 %."""
     z, y, nrow = grid
     name = f"epoch_{done // spe:03d}.png" if epoch_end else f"step_{done:08d}.png"
     out.log.image("samples/fixed_z", save_grid(sample_images(nets.G_show, z, y), out.run_dir / "images" / name, nrow),
                   done)
+    if last or out.plots_due():
+        write_plots(out, objective, planned)
+
+
+def write_plots(out: "Out", objective: Objective, planned: int) -> None:
+    """loss_curve.png, d_outputs.png, fid_curve.png and milestones.png from the run folder's logs."""
+    t0 = time.perf_counter()
     plot_curves(out.run_dir, objective.score_label, objective.score_is_probability)
     plot_milestones(out.run_dir, planned)
+    out.plotted(time.perf_counter() - t0)
 
 
 def adapt_to_world(state: dict, cfg: Config, world: int, notes: list[str]) -> None:
@@ -160,12 +169,26 @@ def make_eval(cfg: Config, ddp: Dist, device: torch.device):
 
 
 # ---- the run folder's output ----------------------------------------------------------------------
+PLOT_SHARE = 0.05  # the matplotlib plots redrawn at epoch ends take at most this share of the time between redraws
+
+
 @dataclass
 class Out:
-    """Where the loop reports: the run folder, its stats log and log.txt (rank 0; silent elsewhere)."""
+    """Where the loop reports: the run folder, its stats log and log.txt (rank 0; silent elsewhere).
+    It also paces the plots: redrawing them takes ~1-3 s on a 2-core CPU, more than a short epoch,
+    so at an epoch's end they are redrawn only when PLOT_SHARE of the time since the last redraw
+    covers the last redraw's cost (the first after 10 s), and always at the last step."""
     run_dir: Path
     main: bool
     log: StatsLog | None = None
+    plot_s: float = 0.5  # seconds the last redraw of the plots took (before the first: a guess)
+    plotted_at: float = field(default_factory=time.perf_counter)  # when it ended
+
+    def plots_due(self) -> bool:
+        return time.perf_counter() - self.plotted_at >= self.plot_s / PLOT_SHARE
+
+    def plotted(self, seconds: float) -> None:
+        self.plot_s, self.plotted_at = seconds, time.perf_counter()
 
     def say(self, msg: str) -> None:
         if self.main:

@@ -32,8 +32,8 @@ from .losses import OBJECTIVES, class_loss, clip_weights, gradient_penalty
 from .optim import lr_factor
 from .maintenance import (MAX_ROLLBACKS, Clock, Out, StopFlag, TrainingStopped, adapt_to_world, describe_training,
                           evaluate, log_tick, make_eval, new_run, nonfinite, read_resume, record_budget, rollback,
-                          save_checkpoint, stage_data, write_figures)
-from .runs import MILESTONES, StatsLog, milestone_path, plot_milestones, save_grid, write_models_txt
+                          save_checkpoint, stage_data, write_figures, write_plots)
+from .runs import MILESTONES, StatsLog, milestone_path, save_grid, write_models_txt
 from .state import Tally, build_nets
 
 __all__ = ["train", "TrainingStopped", "MILESTONES", "total_steps"]
@@ -156,7 +156,6 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
     if tally.step == 0:
         if out.main:
             save_grid(sample_images(nets.G_show, fixed_z[:8], row_y), milestone_path(out.run_dir, 0))
-            plot_milestones(out.run_dir, T)
         save_checkpoint(0, False, cfg, ddp, nets, tally, clock, out)  # resumable at once; a base for rollback
     G.train()
     D.train()
@@ -275,7 +274,7 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             if epoch_end or last_step:  # the fixed-z grid, plots, checkpoint
                 if out.main:
                     write_figures(out, nets, (grid_z, grid_y, grid_nrow), objective, done, spe, epoch_end,
-                                  done if last_step else max(done, round(done / max(frac, 1e-9))))
+                                  done if last_step else max(done, round(done / max(frac, 1e-9))), last_step)
                 if last_step or (done // spe) % cfg.ckpt_every == 0:
                     save_checkpoint(done, epoch_end, cfg, ddp, nets, tally, clock, out)
             if last_step:
@@ -287,6 +286,8 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
             signum, last_step = stop.check(ddp, done, tick, budget_s > 0 and clock.train_s() >= budget_s)
             if signum:
                 save_checkpoint(done, False, cfg, ddp, nets, tally, clock, out)
+                if out.main:  # the plots as of this step (at epoch ends they are only redrawn when due)
+                    write_plots(out, objective, max(done, round(done / max(frac, 1e-9))))
                 raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {done}"
                                       + (f" (sent to one or more of the {W} processes)" if W > 1 else "")
                                       + f"; checkpoint saved. Continue with: gankit train --resume {out.run_dir}",

@@ -65,8 +65,12 @@ def cmd_tune(args) -> int:
 def cmd_sweep(args) -> int:
     from .metrics_cli import print_table
     from .sweep import run_sweep
-    result = run_sweep(args.name, args.presets, args.grid, args.seeds, _budget(args), _fixed(args), args.out_dir,
-                       args.n)
+    if args.eval_n is not None and args.eval_n != 0 and args.eval_n <= 128:
+        raise ConfigError(f"--eval-n must exceed the evaluator's 128 feature dimensions (or be 0: no evaluations "
+                          f"during training), got {args.eval_n}")
+    during = {} if args.eval_n is None else {"eval_every": 0} if args.eval_n == 0 else {"eval_n": args.eval_n}
+    result = run_sweep(args.name, args.presets, args.grid, args.seeds, _budget(args), {**_fixed(args), **during},
+                       args.out_dir, args.n)
     print()
     print_table([(c["cell"], c) for c in result["cells"]], result["tag"])
     c = result["balance"]
@@ -118,6 +122,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of each cell (default: 0 1 2)")
     _budget_flags(p, "default: the preset's")
     p.add_argument("--n", type=int, default=DEFAULT_N, help=f"samples per final evaluation (default {DEFAULT_N})")
+    p.add_argument("--eval-n", type=int, default=None,
+                   help="samples per evaluation during each run's training (its quality.jsonl and FID curve; default: "
+                        "the preset's, 5000); 0: none, only the final evaluation")
     p.add_argument("--name", default="sweep", help="the sweep's folder name under OUT_DIR (default: sweep)")
     p.add_argument("--out-dir", default="runs", help="parent folder (default: runs)")
     p.set_defaults(func=cmd_sweep)

@@ -49,6 +49,8 @@ def test_signal_saves_a_checkpoint_and_resume_continues(tiny_root, tmp_path, sig
     run = stats.parent
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] > 0 and verify(run / "checkpoints" / "last.pt") is None
+    for png in ("loss_curve.png", "d_outputs.png", "milestones.png"):  # drawn as of the stop
+        assert (run / png).exists(), png
     out = subprocess.run([sys.executable, "-m", "gankit", "train", "--resume", str(run), "--steps",
                           str(ckpt["step"] + 3)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -238,6 +238,7 @@ def postgres(tmp_path_factory):
             shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.slow  # (a server's start and two workers: ~30 s on a 2-core CPU; the journal-file test stays fast)
 def test_a_study_in_postgresql_is_shared_by_workers_that_name_it(tmp_path, postgres):
     first = gankit("tune", "--study", "pg", "--out-dir", str(tmp_path / "machine-a"), *TINY, "--trials", "3",
                    "--storage", postgres)
@@ -255,7 +256,7 @@ def test_a_study_in_postgresql_is_shared_by_workers_that_name_it(tmp_path, postg
 # ---- a sweep ----------------------------------------------------------------------------------
 def test_a_sweep_scores_every_cell_and_seed_and_skips_them_when_run_again(tmp_path, capsys):
     args = ["sweep", "--presets", "lab6-gan", "lab04-mlp", "--seeds", "0", "1", "--steps", "20", "--n", "200",
-            "--name", "cmp", "--out-dir", str(tmp_path)]
+            "--eval-n", "200", "--name", "cmp", "--out-dir", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
     folder = tmp_path / "cmp"
@@ -272,6 +273,9 @@ def test_a_sweep_scores_every_cell_and_seed_and_skips_them_when_run_again(tmp_pa
     assert main([*args[:-4], "--name", "cmp", "--out-dir", str(tmp_path), "--seeds", "0"]) == 2  # another grid
     assert main(["sweep", "--presets", "lab6-gan", "--grid", "d_lr=1e-4:1e-3", "--out-dir", str(tmp_path)]) == 2
     assert main(["sweep", "--presets", "faces64", "--out-dir", str(tmp_path), "--name", "f"]) == 2
+    quality = [json.loads(x) for x in next(folder.glob("0*")).joinpath("quality.jsonl").read_text().splitlines()]
+    assert quality[-1]["step"] == 20 and "fid_fmnist200" in quality[-1]  # the runs' own evaluations took --eval-n
+    assert main([*args[:-6], "--eval-n", "100", "--name", "n", "--out-dir", str(tmp_path)]) == 2
     assert main(["report", str(folder)]) == 0
     assert "Sweep cmp" in (folder / "report.html").read_text()
 
