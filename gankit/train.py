@@ -82,6 +82,10 @@ def _train(cfg: Config, ddp: Dist, device: torch.device, resume, command, progre
     if cfg.sync_bn and ddp.enabled and device.type != "cuda":
         raise ConfigError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only; on the CPU each "
                           "rank's BatchNorm uses its own batch (drop --sync-bn)")
+    if cfg.lr_schedule != "constant" and cfg.minutes and ddp.enabled:
+        raise ConfigError(f"--lr-schedule {cfg.lr_schedule} with --minutes under torchrun: the schedule would follow "
+                          f"each rank's own clock, so the ranks' learning rates, and then their weights, would drift "
+                          f"apart; give the budget as --steps or --epochs")
     objective = OBJECTIVES[cfg.objective]
     precision = resolve_precision(cfg.precision, device)
     autocast = autocast_for(precision, device)

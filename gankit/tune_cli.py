@@ -65,9 +65,7 @@ def cmd_tune(args) -> int:
 def cmd_sweep(args) -> int:
     from .metrics_cli import print_table
     from .sweep import run_sweep
-    if args.eval_n is not None and args.eval_n != 0 and args.eval_n <= 128:
-        raise ConfigError(f"--eval-n must exceed the evaluator's 128 feature dimensions (or be 0: no evaluations "
-                          f"during training), got {args.eval_n}")
+    # (an --eval-n the evaluator cannot take is refused by Config.validate in run_sweep, before any folder)
     during = {} if args.eval_n is None else {"eval_every": 0} if args.eval_n == 0 else {"eval_n": args.eval_n}
     result = run_sweep(args.name, args.presets, args.grid, args.seeds, _budget(args), {**_fixed(args), **during},
                        args.out_dir, args.n)
