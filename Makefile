@@ -6,6 +6,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The suite runs in parallel processes of one thread each (pytest-xdist): most tests are small,
+# single-threaded work and process start-ups, which two one-thread workers get through in ~0.6x
+# the time of one two-thread process on a 2-core CPU (README, "Quick start"). One worker per core,
+# at most 8 (each holds its own torch); `make test TEST_JOBS=1` runs them one after another.
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 8 ? 8 : n )))
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
 .PHONY: demo test test-all install data browser postgres clean help
 
@@ -52,10 +58,10 @@ demo: install data
 	$(BIN)/gankit report "$$(ls -td runs/*/ | head -1)"
 
 test: install data browser
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 test-all: install data browser postgres
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

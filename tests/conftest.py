@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gzip
+import socket
 import struct
 from pathlib import Path
 
@@ -40,6 +41,14 @@ def write_dataset(root: Path, n: int = 256, gz: bool = False, layout: str = "fla
         write_idx(folder / f"{split}-images-idx3-ubyte{ext}", x, gz)
         write_idx(folder / f"{split}-labels-idx1-ubyte{ext}", y, gz)
     return root
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now: torchrun's rendezvous in tests that may run beside each
+    other (pytest -n), where a port derived from the pid could be taken by the other worker."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import free_port
 from gankit.config import preset_config
 from gankit.device import resolve_precision
 from gankit.checkpoint import load_checkpoint, load_generator
@@ -112,7 +112,7 @@ def test_a_cuda_run_is_read_on_the_cpu_and_a_cpu_run_resumes_on_cuda(tiny_root, 
 
 def test_torchrun_trains_with_nccl(tiny_root, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--master-port",
-           str(29500 + os.getpid() % 1000), "-m", "gankit", "train", "--preset", "dcgan-report", "--data-root",
+           str(free_port()), "-m", "gankit", "train", "--preset", "dcgan-report", "--data-root",
            str(tiny_root), "--out-dir", str(tmp_path), "--device", "cuda", "--steps", "6", "--batch-size", "16",
            "--eval-every", "0", "--log-every", "2"]
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)

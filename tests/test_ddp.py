@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from conftest import free_port
 from gankit.checkpoint import load_checkpoint
 from gankit.config import preset_config
 from gankit.models import build_models
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def torchrun(nproc: int, *args: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc),
-            "--master-port", str(29500 + os.getpid() % 1000), "-m", "gankit", "train", *args]
+            "--master-port", str(free_port()), "-m", "gankit", "train", *args]
 
 
 def common(root: Path, out: Path) -> list[str]:
