@@ -12,6 +12,16 @@ grids side by side, drawn from the same 64 latent vectors.
 Every `--curve-images` training images gankit's runs are also judged on 5,000 samples (not counted
 in the training time), so the results show how each preset's quality grew over the budget.
 
+`--keep DIR` keeps each finished run (its generator and scores, one pair of files per preset and
+seed) and its protocol (budget, precision, evaluation, CPU, torch): run again with the same DIR, the
+script trains only what DIR lacks and writes the table from all of them, so a long protocol can be
+run a seed at a time and an interrupted one loses only the run in progress. Runs of another
+protocol (another CPU, say) are refused, never mixed:
+
+    the 30-minute protocol, a seed per call:
+        python bench/vs_labs.py --presets default best --minutes 30 --eval-n 10000 --seeds 0 --keep runs/budget30
+        python bench/vs_labs.py --presets default best --minutes 30 --eval-n 10000 --seeds 0 1 2 --keep runs/budget30
+
 A conditional preset (e.g. `cdcgan`) makes every class equally often for the judge; its class
 accuracy and per-class FID are reported too, and its grid has one column per class. With
 `--no-labs` only the presets run and ratios are taken against the first one:
@@ -22,7 +32,9 @@ accuracy and per-class FID are reported too, and its grid has one column per cla
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import shutil
 import statistics
 import tempfile
 import time
@@ -31,7 +43,7 @@ from pathlib import Path
 import torch
 
 from common import append_result, device_name
-from gankit.checkpoint import load_generator
+from gankit.checkpoint import export_generator, load_generator
 from gankit.conditional import class_names, grid_labels
 from gankit.config import preset_config
 from gankit.latent import sample_images
@@ -60,10 +72,10 @@ def lab_for(seconds: float, device: str, seed: int) -> tuple[LabStep, int]:
     return step, n
 
 
-def gankit_for(spec: str, args, seed: int, tmp: str) -> tuple[torch.nn.Module, int, list]:
+def gankit_for(spec: str, args, seed: int, tmp: str) -> tuple[Path, int, list]:
     """`spec` (a preset, or PRESET:KEY=VALUE,... for a variant of one; a list value as
     g_betas=[0.3,0.999]) trained for the budget:
-    (its exported generator, steps, [(training s, fid_fmnist5k)])."""
+    (its run folder, steps, [(training s, fid_fmnist5k)])."""
     preset, _, changes = spec.partition(":")
     kw = overrides([c for c in re.split(r",(?=\w+=)", changes) if c])  # a comma inside a value ([0.4,0.999]) stays
     batch = kw.get("batch_size", preset_config(preset).batch_size)
@@ -73,7 +85,56 @@ def gankit_for(spec: str, args, seed: int, tmp: str) -> tuple[torch.nn.Module, i
     run = train(cfg, progress=False)
     curve = [(r["train_time_s"], r["fid_fmnist5k"]) for r in read_stats(run, "quality.jsonl")] if every else []
     steps = read_stats(run)[-1]["step"]
-    return load_generator(run / "generator.safetensors", device=args.device), steps, curve
+    return run, steps, curve
+
+
+class Kept:
+    """The runs `--keep DIR` holds: per preset spec (or `labs-loop`) and seed SPEC-sSEED.json
+    (steps, scores, curve) beside SPEC-sSEED.G.safetensors/.json (the generator), and
+    DIR/protocol.json, which every later call must match. Without a DIR it keeps nothing."""
+
+    def __init__(self, folder: str | None, protocol: dict):
+        self.dir = Path(folder) if folder else None
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / "protocol.json"
+        if path.exists():
+            saved = json.loads(path.read_text())
+            differs = [f"{k}: {saved.get(k)!r} there, {v!r} now" for k, v in protocol.items() if saved.get(k) != v]
+            if differs:
+                raise SystemExit(f"{path}: its runs were made under another protocol ({'; '.join(differs)}); "
+                                 f"give another --keep folder to measure this one")
+        else:
+            path.write_text(json.dumps(protocol, indent=2) + "\n")
+
+    def _paths(self, spec: str, seed: int) -> tuple[Path, Path]:
+        """(the record, the generator's .safetensors)."""
+        stem = f"{'labs-loop' if spec == LABS else re.sub(r'[^A-Za-z0-9_.,=+-]+', '_', spec)}-s{seed}"
+        return self.dir / f"{stem}.json", self.dir / f"{stem}.G.safetensors"
+
+    def load(self, spec: str, seed: int, device: str) -> tuple[int, dict, list, torch.nn.Module] | None:
+        """(steps, scores, curve, G) of a kept run, or None."""
+        if self.dir is None or not self._paths(spec, seed)[0].exists():
+            return None
+        record, generator = self._paths(spec, seed)
+        r = json.loads(record.read_text())
+        return r["steps"], r["scores"], r["curve"], load_generator(generator, device=device)
+
+    def save(self, spec: str, seed: int, steps: int, scores: dict, curve: list, G: torch.nn.Module,
+             generator: Path | None = None) -> None:
+        """Keep a finished run: a copy of its generator files (gankit's export), or G exported
+        here (the labs' loop), then its record, which marks it done."""
+        if self.dir is None:
+            return
+        record, target = self._paths(spec, seed)
+        if generator is not None:
+            for suffix in (".safetensors", ".json"):
+                shutil.copyfile(generator.with_suffix(suffix), target.with_suffix(suffix))
+        else:
+            export_generator(self.dir, G, None, preset_config("dcgan-report"), steps, name=target.stem)
+        record.write_text(json.dumps(dict(spec=spec, seed=seed, steps=steps, scores=scores, curve=curve,
+                                          date=time.strftime("%Y-%m-%d")), indent=2) + "\n")
 
 
 def mean_std(xs: list[float], fmt: str) -> str:
@@ -93,35 +154,41 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--figure", default=str(REPO / "docs" / "demo_vs_labs.png"))
     ap.add_argument("--out", default=str(Path(__file__).with_name("VS_LABS.md")))
+    ap.add_argument("--keep", metavar="DIR", help="keep each finished run in DIR and reuse the ones it holds")
     args = ap.parse_args()
     z = torch.randn(64, 100, generator=torch.Generator().manual_seed(1234)).to(args.device)
     seconds = args.minutes * 60
+    kept = Kept(args.keep, dict(minutes=args.minutes, precision=args.precision, eval_n=args.eval_n,
+                                curve_images=args.curve_images, device=device_name(args.device), torch=torch.__version__))
     rows: dict[str, list] = {}  # who -> [(steps, metrics)] over seeds
     grids, curves = {}, []
     for seed in args.seeds:
         judge = make_judge("fashion-mnist", args.eval_n, seed + 2, 100, torch.device(args.device))
-        for preset in args.presets:
-            with tempfile.TemporaryDirectory() as tmp:
-                G, steps, curve = gankit_for(preset, args, seed, tmp)
-            who = f"gankit `{preset}`"
-            scores = judge(G)
+        for preset in args.presets + ([] if args.no_labs else [LABS]):
+            who = LABS if preset == LABS else f"gankit `{preset}`"
+            if (found := kept.load(preset, seed, args.device)) is not None:
+                steps, scores, curve, G = found
+                print(f"{who} seed {seed}: kept in {args.keep}", flush=True)
+            elif preset == LABS:
+                lab, steps = lab_for(seconds, args.device, seed)
+                G, curve, scores = lab.G, [], judge(lab.G)
+                kept.save(preset, seed, steps, scores, curve, G)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    run, steps, curve = gankit_for(preset, args, seed, tmp)
+                    G = load_generator(run / "generator.safetensors", device=args.device)
+                    scores = judge(G)
+                    kept.save(preset, seed, steps, scores, curve, G, run / "generator.safetensors")
             rows.setdefault(who, []).append((steps, scores))
             grids.setdefault(who, (steps, G))
             if curve:
                 curves.append(f"- `{preset}` seed {seed}: " + ", ".join(f"{t / 60:.1f} min {f:.1f}" for t, f in curve))
             print(f"{who} seed {seed}: {steps} steps, {judge.tag} fid {scores['fid_' + judge.tag]:.2f}", flush=True)
-        if args.no_labs:
-            continue
-        lab, steps = lab_for(seconds, args.device, seed)
-        scores = judge(lab.G)
-        rows.setdefault(LABS, []).append((steps, scores))
-        grids.setdefault(LABS, (steps, lab.G))
-        print(f"labs' loop seed {seed}: {steps} steps, {judge.tag} fid {scores['fid_' + judge.tag]:.2f}", flush=True)
     tag = judge.tag
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids), 5.4))
-    for ax, (who, (steps, G)) in zip(axes, grids.items()):
+    fig, axes = plt.subplots(1, len(grids), figsize=(5 * len(grids), 5.4), squeeze=False)
+    for ax, (who, (steps, G)) in zip(axes[0], grids.items()):
         # A conditional G: one row per z, one column per class.
         zz, yy, nrow = grid_labels(z, G.num_classes) if G.num_classes else (z, None, 8)
         grid = image_grid(sample_images(G, zz, yy), nrow)
@@ -161,7 +228,7 @@ def main() -> None:
     cmd = (f"python bench/vs_labs.py --presets {' '.join(args.presets)} --minutes {args.minutes:g} --precision "
            f"{args.precision} --eval-n {args.eval_n} --curve-images {args.curve_images} --seeds "
            f"{' '.join(map(str, args.seeds))} --device {args.device} --figure {Path(args.figure).name}"
-           + (" --no-labs" if args.no_labs else ""))
+           + (" --no-labs" if args.no_labs else "") + (f" --keep {args.keep}" if args.keep else ""))
     text = (f"\n## {time.strftime('%Y-%m-%d')}: {device_name(args.device)}, torch {torch.__version__}\n\n`{cmd}`\n\n"
             + "\n".join(table + per_class) + "\n" + ("\nfid_fmnist5k over the budget (training minutes):\n" + "\n".join(curves) + "\n"
                                          if curves else "")

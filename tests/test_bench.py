@@ -40,6 +40,7 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "app_latency.py": ["--runs", str(run), "--moves", "2", "--out", md],
         "tune_study.py": ["--trials", "2", "--steps", "20", "--seeds", "0", "--eval-n", "200", "--n", "200",
                           "--out-dir", str(out / "runs"), "--out", md, "--figures", str(out / "figures")],
+        "ema_decay.py": ["--preset", "default", "--steps", "12", "--decays", "0.5", "0.9", "--n", "200", "--out", md],
         "vs_labs.py": ["--presets", "default", "cdcgan", "--minutes", "0.01", "--curve-images", "500", "--eval-n", "300",
                     "--figure", str(out / "fig.png"), "--out", md],
     }[script]
@@ -50,7 +51,7 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
     "folder.py": "faster than decoding", "latent_times.py": "wrote", "precision.py": "seed-to-seed spread",
     "quality.py": "wrote", "scaling.py": "images/s against 1 process", "time_to_quality.py": "the labs' time",
     "ablation.py": "wrote", "vs_labs.py": "of labs' loop's", "app_latency.py": "faster",
-    "tune_study.py": "seed spread",
+    "tune_study.py": "seed spread", "ema_decay.py": "the best average is decay",
 }
 
 
@@ -75,3 +76,25 @@ def test_bench_script_runs_with_tiny_arguments(script, tmp_path, tiny_run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     last = proc.stdout.strip().splitlines()[-1]
     assert LAST_LINE[script] in last, last
+
+
+@pytest.mark.slow
+def test_vs_labs_keeps_runs_reuses_them_and_refuses_another_protocol(tmp_path):
+    keep = tmp_path / "kept"
+    base = [sys.executable, str(BENCH / "vs_labs.py"), "--presets", "default", "--no-labs", "--eval-n", "300",
+            "--figure", str(tmp_path / "fig.png"), "--out", str(tmp_path / "result.md"), "--keep", str(keep)]
+
+    def call(*extra):
+        return subprocess.run([*base, *extra], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+    first = call("--minutes", "0.01", "--seeds", "0")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert sorted(p.name for p in keep.iterdir()) == ["default-s0.G.json", "default-s0.G.safetensors",
+                                                      "default-s0.json", "protocol.json"]
+    again = call("--minutes", "0.01", "--seeds", "0")  # nothing left to train: the same figures from the kept run
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "seed 0: kept in" in again.stdout and "run folder" not in again.stdout + again.stderr
+    assert first.stdout.strip().splitlines()[-1] == again.stdout.strip().splitlines()[-1]
+    other = call("--minutes", "0.02", "--seeds", "0")
+    assert other.returncode != 0 and "another protocol (minutes: 0.01 there, 0.02 now)" in other.stderr
+    assert len(list(keep.iterdir())) == 4  # nothing written by the refused call
