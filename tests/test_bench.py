@@ -61,7 +61,7 @@ def test_every_bench_script_is_covered():
 
 # Smoke tests of the scripts that only time things (15-60 s each on a 2-core CPU) run with `make
 # test-all`, keeping `make test` within its 10 minutes on the slower CPUs; those of the quality and
-# evaluation scripts (quality.py, precision.py, eval_time.py) stay in `make test`.
+# evaluation scripts (quality.py, precision.py, eval_time.py, ema_decay.py) stay in `make test`.
 SLOW = {"tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py",
         "throughput.py", "scaling.py", "epoch_times.py", "folder.py"}
 
