@@ -37,6 +37,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "lr 2e-4": ("Adam lr 2e-4 for G and D (the labs')", {"g_lr": 2e-4, "d_lr": 2e-4}),
     "no EMA": ("samples from G itself, not the EMA of its weights", {"ema": 0.0}),
     "hinge": ("hinge loss instead of BCE", {"objective": "hinge"}),
+    "g_width 24": ("a leaner G (g_width 24: 192-96-48 channels)", {"g_width": 24}),
     "g_width 16": ("an even leaner G (g_width 16)", {"g_width": 16}),
 }
 

@@ -19,8 +19,8 @@ run a seed at a time and an interrupted one loses only the run in progress. Runs
 protocol (another CPU, say) are refused, never mixed:
 
     the 30-minute protocol, a seed per call:
-        python bench/vs_labs.py --presets default best --minutes 30 --eval-n 10000 --seeds 0 --keep runs/budget30
-        python bench/vs_labs.py --presets default best --minutes 30 --eval-n 10000 --seeds 0 1 2 --keep runs/budget30
+        python bench/vs_labs.py --presets default default:g_width=24 --minutes 30 --eval-n 10000 --seeds 0 --keep runs/budget30
+        python bench/vs_labs.py --presets default default:g_width=24 --minutes 30 --eval-n 10000 --seeds 0 1 2 --keep runs/budget30
 
 A conditional preset (e.g. `cdcgan`) makes every class equally often for the judge; its class
 accuracy and per-class FID are reported too, and its grid has one column per class. With

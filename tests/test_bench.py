@@ -51,7 +51,7 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
     "folder.py": "faster than decoding", "latent_times.py": "wrote", "precision.py": "seed-to-seed spread",
     "quality.py": "wrote", "scaling.py": "images/s against 1 process", "time_to_quality.py": "the labs' time",
     "ablation.py": "wrote", "vs_labs.py": "of labs' loop's", "app_latency.py": "faster",
-    "tune_study.py": "seed spread", "ema_decay.py": "the best average is decay",
+    "tune_study.py": "seed spread", "ema_decay.py": "the best average is ",
 }
 
 
