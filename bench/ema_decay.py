@@ -106,8 +106,9 @@ def main() -> None:
            + f" --seeds {' '.join(map(str, args.seeds))} --n {args.n} --precision {args.precision} --device {args.device}")
     fid = {d: statistics.mean(s[f"fid_{tag}"] for s in v) for d, v in scores.items()}
     best = min(fid, key=fid.get)
+    best_name = "G itself (no average)" if best == 0 else f"decay {best:g}"
     summary = (f"after {budget_text} of `{args.preset}` ({statistics.mean(steps):.0f} steps, {len(args.seeds)} seed(s)): "
-               f"the best average is " + ("G itself (no average)" if best == 0 else f"decay {best:g}") + f", fid_{tag} {fid[best]:.2f} against {fid[cfg0.ema]:.2f} for the "
+               f"the best average is {best_name}, fid_{tag} {fid[best]:.2f} against {fid[cfg0.ema]:.2f} for the "
                f"preset's {cfg0.ema:g} ({fid[best] / fid[cfg0.ema]:.2f}x)")
     text = (f"\n## {time.strftime('%Y-%m-%d')}: {device_name(args.device)}, torch {torch.__version__}\n\n`{cmd}`\n\n"
             f"Steps per seed: {', '.join(map(str, steps))}.\n\n"
