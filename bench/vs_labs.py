@@ -222,9 +222,9 @@ def main() -> None:
                                  f"| {mean_std(fid_c, '.2f') if fid_c else '–'} |")
     fids = {who: statistics.mean(r["fid_" + tag] for _, r in runs) for who, runs in rows.items()}
     ref = next(iter(fids)) if args.no_labs else LABS
+    others = ", ".join(f"{who} fid_{tag} {f:.2f} ({f / fids[ref]:.2f} of {ref}'s)" for who, f in fids.items() if who != ref)
     summary = (f"after {args.minutes:g} min of training ({args.precision}, {len(args.seeds)} seed(s)): "
-               + ", ".join(f"{who} fid_{tag} {f:.2f} ({f / fids[ref]:.2f} of {ref}'s)" for who, f in fids.items()
-                           if who != ref) + f"; {ref} {fids[ref]:.2f}")
+               + (f"{others}; " if others else "") + f"{ref} {fids[ref]:.2f}")
     cmd = (f"python bench/vs_labs.py --presets {' '.join(args.presets)} --minutes {args.minutes:g} --precision "
            f"{args.precision} --eval-n {args.eval_n} --curve-images {args.curve_images} --seeds "
            f"{' '.join(map(str, args.seeds))} --device {args.device} --figure {Path(args.figure).name}"

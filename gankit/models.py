@@ -57,14 +57,30 @@ class Discriminator(nn.Module):
 
 def _norm2d(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:
     """The discriminator's normalisation layer. 'layer' is GroupNorm(1, C), i.e. LayerNorm over
-    (C, H, W) with per-channel affine, which Gulrajani et al. 2017 recommend for WGAN-GP critics."""
+    (C, H, W) with per-channel affine, which Gulrajani et al. 2017 recommend for WGAN-GP critics.
+    'spectral' has no layer here: it normalises D's weights instead (see spectral_normalize)."""
     if kind == "batch":
         return nn.BatchNorm2d(channels, eps=eps)
     if kind == "layer":
         return nn.GroupNorm(1, channels, eps=eps)
-    if kind == "none":
+    if kind in ("none", "spectral"):
         return nn.Identity()
-    raise ConfigError(f"unknown d_norm '{kind}'; valid: batch, layer, none")
+    raise ConfigError(f"unknown d_norm '{kind}'; valid: {', '.join(D_NORMS)}")
+
+
+D_NORMS = ("batch", "layer", "none", "spectral")
+
+
+def spectral_normalize(module: nn.Module) -> None:
+    """Spectral normalisation (Miyato et al. 2018) of every convolution, linear layer and
+    embedding in `module`: each weight is divided by its largest singular value, estimated by
+    one power iteration per forward pass in training mode (the estimate's vectors are buffers,
+    so checkpoints and resume carry them). Applied after initialisation: the raw weight is then
+    `parametrizations.weight.original`."""
+    from torch.nn.utils.parametrizations import spectral_norm
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            spectral_norm(m)
 
 
 # Builders take the resolved Config and return (G, D). The labs' models make (channels, 28, 28).
@@ -239,6 +255,8 @@ def build_models(cfg) -> tuple[Generator, Discriminator]:
     if cfg.init == "normal02":
         init_normal02(G)
         init_normal02(D)
+    if cfg.d_norm == "spectral":
+        spectral_normalize(D)
     return G, D
 
 

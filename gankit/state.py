@@ -95,7 +95,8 @@ def build_nets(cfg: Config, ddp: Dist, device: torch.device) -> Nets:
     opt_D = make_optimizer(cfg.d_optimizer, D.parameters(), cfg.d_lr, cfg.d_betas, cfg.d_weight_decay, cfg.optim_impl)
     noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
     # D's buffers are not broadcast (rank 0's would overwrite BatchNorm statistics between the
-    # real and fake passes); G's are, so every rank's G is rank 0's.
+    # real and fake passes); G's are, so every rank's G is rank 0's. Spectral norm's vectors (also D
+    # buffers) follow from D's weights alone, which DDP keeps equal, so they stay equal across ranks.
     G_train, D_train, D_frozen = G, D, D
     if ddp.enabled:
         G_train = wrap_ddp(G, device, sync_buffers=True)

@@ -26,6 +26,16 @@ def test_lab_presets_say_what_the_labs_did():
     assert (gp.gp_weight, gp.clip, gp.d_betas, gp.d_norm) == (10.0, 0.0, (0.0, 0.9), "layer")
 
 
+def test_best_is_defaults_recipe_with_a_30_minute_budget():
+    """`best` is what the 30-minute search found best, `default`'s recipe (README, bench/VS_LABS.md):
+    it differs from `default` in its budget and evaluation pace alone."""
+    d, b = preset_config("default"), preset_config("best")
+    differs = {f.name for f in dataclasses.fields(Config) if getattr(d, f.name) != getattr(b, f.name)}
+    assert differs == {"preset", "epochs", "minutes", "eval_every"}
+    assert (b.minutes, b.eval_every) == (30.0, 4685)
+    assert b.epochs * 60000 > 30 * 60 * 20000  # the budget ends it, not its epochs, even at 20k img/s (an H100: ~15k)
+
+
 def test_objective_defaults_fill_clip_and_gp():
     assert preset_config("default", objective="wgan", model="dcgan-fc").clip == 0.01
     assert preset_config("default", objective="wgan-gp", d_norm="layer").gp_weight == 10.0
@@ -33,7 +43,7 @@ def test_objective_defaults_fill_clip_and_gp():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ConfigError, match="unknown preset 'lab99'; valid: default, lab04-mlp"):
+    with pytest.raises(ConfigError, match="unknown preset 'lab99'; valid: default, best, lab04-mlp"):
         preset_config("lab99")
     with pytest.raises(ConfigError, match="unknown model 'resnet'; valid: mlp, mlp-lab6, dcgan"):
         preset_config("default", model="resnet").validate()

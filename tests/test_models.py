@@ -187,3 +187,28 @@ def test_d_norm_layer_removes_batchnorm():
     assert not has_batchnorm(D) and any(isinstance(m, nn.GroupNorm) for m in D.modules())
     _, D = build_models(cfg_for("dcgan", d_norm="none"))
     assert not has_batchnorm(D)
+
+
+@pytest.mark.parametrize("model,conditional", [("dcgan", False), ("mlp", False), ("dcgan", True)])
+def test_d_norm_spectral_bounds_every_weight_of_D(model, conditional):
+    """d_norm=spectral: no BatchNorm in D, and after a few training-mode passes (one power
+    iteration each) every weight D uses has largest singular value 1; G is untouched. Works on
+    a model without norm layers (mlp) and on a projection D's class embedding."""
+    torch.manual_seed(0)
+    kw = dict(conditional=True, num_classes=10) if conditional else {}
+    G, D = build_models(cfg_for(model, d_norm="spectral", **kw))
+    assert not has_batchnorm(D) and has_batchnorm(G)
+    layers = [m for m in D.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding))]
+    assert layers and all(nn.utils.parametrize.is_parametrized(m, "weight") for m in layers)
+    assert not any(nn.utils.parametrize.is_parametrized(m) for m in G.modules())
+    assert any(isinstance(m, nn.Embedding) for m in layers) == conditional
+    x = torch.randn(8, 1, 28, 28)
+    args = (torch.randint(0, 10, (8,)),) if conditional else ()
+    with torch.no_grad():
+        for _ in range(30):
+            D(x, *args)
+    for m in layers:
+        w = m.weight.flatten(1) if not isinstance(m, nn.Embedding) else m.weight
+        assert torch.linalg.matrix_norm(w, ord=2).item() == pytest.approx(1.0, abs=0.02), m
+    raw = layers[0].parametrizations.weight.original
+    assert raw.std().item() == pytest.approx(0.02, abs=0.003)  # the N(0, 0.02) init reached the raw weight
