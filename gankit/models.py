@@ -55,6 +55,9 @@ class Discriminator(nn.Module):
         return self.net(x).view(x.shape[0])  # (B, 1, 1, 1) or (B, 1) -> (B,)
 
 
+D_NORMS = ("batch", "layer", "none", "spectral")
+
+
 def _norm2d(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:
     """The discriminator's normalisation layer. 'layer' is GroupNorm(1, C), i.e. LayerNorm over
     (C, H, W) with per-channel affine, which Gulrajani et al. 2017 recommend for WGAN-GP critics.
@@ -66,9 +69,6 @@ def _norm2d(kind: str, channels: int, eps: float = 1e-5) -> nn.Module:
     if kind in ("none", "spectral"):
         return nn.Identity()
     raise ConfigError(f"unknown d_norm '{kind}'; valid: {', '.join(D_NORMS)}")
-
-
-D_NORMS = ("batch", "layer", "none", "spectral")
 
 
 def spectral_normalize(module: nn.Module) -> None:
