@@ -39,7 +39,7 @@ def pct(xs: list[float], q: float) -> float:
 
 def train_runs(presets: list[str], folder: Path, steps: int) -> list[Path]:
     from gankit.config import preset_config
-    from gankit.train import train
+    from gankit.training import train
     return [train(preset_config(p, out_dir=str(folder / p), steps=steps, log_every=steps, eval_every=0)) for p in presets]
 
 
@@ -48,7 +48,7 @@ def server_side(run: Path, moves: int) -> tuple[list[float], list[float]]:
     picture of the page (plus lab 4's sheet, the strip and the image at t): the generator passes
     and the PNG data URLs."""
     from gankit.app import App
-    from gankit.explorer import PARTS
+    from gankit.app.explorer import PARTS
     app = App([str(run)])
     label, e = next(iter(app.explorers.items()))
     dims, _ = e.ranked_dims()
@@ -105,7 +105,7 @@ def end_to_end(run: Path, moves: int, chromium: str) -> tuple[list[float], list[
 
 
 def cli_reference(run: Path, folder: Path) -> list[float]:
-    from gankit.explorer import Explorer
+    from gankit.app.explorer import Explorer
     e = Explorer(run)
     np.save(folder / "z.npy", e.seed_vectors(0)[:1])
     extra = ["--class", "0"] if e.class_names else []

@@ -23,13 +23,12 @@ from pathlib import Path
 import torch
 
 from common import append_result, device_name
-import gankit.state
-from gankit.checkpoint import load_generator
+from gankit.export import load_generator
 from gankit.config import preset_config
-from gankit.ema import EMA
+from gankit.nets import EMA
 from gankit.metrics import make_judge
 from gankit.runs import read_stats
-from gankit.train import train
+from gankit.training import train
 from time_to_quality import overrides
 
 
@@ -77,7 +76,6 @@ def main() -> None:
     if cfg0.ema == 0:
         raise SystemExit(f"preset {args.preset} keeps no EMA of G (ema 0); give one, e.g. --set ema=0.999")
     RidingEMA.decays = tuple(args.decays)
-    gankit.state.EMA = RidingEMA  # build_nets makes the run's EMA with it
     scores: dict[float, list[dict]] = {}  # decay (0: G itself) -> one metrics dict per seed
     steps = []
     for seed in args.seeds:
@@ -86,7 +84,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = preset_config(args.preset, **{**kw, **budget, "precision": args.precision, "seed": seed,
                                                 "device": args.device, "eval_every": 0, "keep": 0, "out_dir": tmp})
-            run = train(cfg, progress=False)
+            run = train(cfg, progress=False, make_ema=RidingEMA)  # the run's EMA, with the extra averages riding along
             steps.append(read_stats(run)[-1]["step"])
             # G itself (decay 0) as the run exported it, and every average of it.
             averages = {0.0: load_generator(run, ema=False, device=args.device), **RidingEMA.last.averages()}

@@ -25,8 +25,8 @@ import common  # noqa: F401  (puts the repository on sys.path)
 def stages(run: str, n: int) -> dict[str, float]:
     """Seconds of each stage of one evaluation with the reference features already cached."""
     from gankit import metrics as M
-    from gankit.checkpoint import load_generator
-    from gankit.latent import generate, z_from_seed
+    from gankit.export import load_generator
+    from gankit.sample import generate, z_from_seed
     from gankit.metrics import scores
     from gankit.metrics.evaluator import embed, load_evaluator
     out, t = {}, time.perf_counter()

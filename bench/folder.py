@@ -21,8 +21,8 @@ from PIL import Image, ImageDraw
 from common import device_name  # noqa: E402
 from gankit.config import preset_config  # noqa: E402
 from gankit.device import native_bf16  # noqa: E402
-from gankit.folder import load_folder  # noqa: E402
-from gankit.train import train  # noqa: E402
+from gankit.data.folder import load_folder  # noqa: E402
+from gankit.training import train  # noqa: E402
 from gankit.runs import read_stats  # noqa: E402
 
 

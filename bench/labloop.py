@@ -18,7 +18,7 @@ from torch import nn
 import common  # noqa: F401,E402  (puts the repository on sys.path)
 from gankit.config import preset_config  # noqa: E402
 from gankit.data import locate  # noqa: E402
-from gankit.models import build_models  # noqa: E402
+from gankit.nets import build_models  # noqa: E402
 
 
 def torchvision_root() -> Path:

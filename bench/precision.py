@@ -22,7 +22,7 @@ from common import device_name
 from gankit.config import preset_config
 from gankit.device import bf16_warning
 from gankit.metrics import compute_metrics
-from gankit.train import train
+from gankit.training import train
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from labloop import LabStep, lab_loader, torchvision_root
 from gankit.config import preset_config
 from gankit.device import native_bf16, resolve_precision
 from gankit.runs import read_stats
-from gankit.train import train
+from gankit.training import train
 
 VARIANTS = {
     "plain": dict(precision="fp32", data_on_device=False, host_sync=True, optim_impl="loop", channels_last=False),

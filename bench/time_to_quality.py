@@ -32,7 +32,7 @@ from gankit.runs import read_stats
 from labloop import LabStep, lab_loader, torchvision_root
 from gankit.config import preset_config
 from gankit.metrics import make_judge
-from gankit.train import train
+from gankit.training import train
 
 
 def overrides(pairs: list[str]) -> dict:

@@ -43,13 +43,14 @@ from pathlib import Path
 import torch
 
 from common import append_result, device_name
-from gankit.checkpoint import export_generator, load_generator
-from gankit.conditional import class_names, grid_labels
+from gankit.export import export_generator, load_generator
+from gankit.data import class_names
+from gankit.sample import grid_labels
 from gankit.config import preset_config
-from gankit.latent import sample_images
+from gankit.sample import sample_images
 from gankit.metrics import make_judge
 from gankit.runs import image_grid, pyplot, read_stats
-from gankit.train import train
+from gankit.training import train
 from labloop import LabStep, lab_loader, torchvision_root
 from time_to_quality import overrides
 

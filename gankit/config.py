@@ -1,12 +1,11 @@
 """The one typed Config, its presets and its validation.
 
-Every default lives here, one comment per field; the CLI flags (`--d-lr 1e-4`) are generated
-from these fields and the Python API takes the same names, as torch-fidelity feeds both from
+Every default lives here with its one-line help (field metadata); the CLI flags (`--d-lr 1e-4`)
+and their help are generated from these fields and the Python API takes the same names, as torch-fidelity feeds both from
 one DEFAULTS. Presets are dicts of overrides, like StyleGAN2-ADA's cfg_specs.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -15,75 +14,89 @@ import typing
 from dataclasses import dataclass
 from pathlib import Path
 
-from .conditional import D_CONDITIONING, class_names
-from .data import DATASET_CHOICES
+from .data import DATASET_CHOICES, class_names
 from .errors import ConfigError
-from .losses import OBJECTIVES
-from .models import D_NORMS, MODELS, build_models, has_batchnorm
-from .optim import LR_SCHEDULES, OPTIMIZERS
+from .nets import D_CONDITIONING, D_NORMS, LR_SCHEDULES, MODELS, OBJECTIVES, OPTIMIZERS, build_models, has_batchnorm
+
+
+def F(default, help: str):
+    """A Config field: its default and its one-line help, which `--help` shows (field metadata)."""
+    return dataclasses.field(default=default, metadata={"help": help})
 
 
 @dataclass
 class Config:
     # What to train.
-    preset: str = "default"  # preset the values came from (recorded in the run name)
-    dataset: str = "fashion-mnist"  # fashion-mnist | mnist | folder (any folder of images, with --data-root)
-    data_root: str | None = None  # folder with the IDX files (None: $GANKIT_DATA, Debian, download), or of the images
-    channels: int = 1  # image channels (Fashion-MNIST and MNIST are grayscale; a folder may be 1 or 3)
-    image_size: int = 0  # side of the square images: 28 | 32 | 64 | 128; 0: the model's own size
-    hflip: bool = False  # flip half of every real batch horizontally (faces; not for digits or clothes)
-    bad_files: str = "skip"  # unreadable files in a folder dataset: skip (listed by name) | fail
-    model: str = "dcgan"  # a key of gankit.models.MODELS
-    z_dim: int = 100  # latent dimensions
-    hidden_dim: int = 256  # width of the mlp-lab6 hidden layers
-    g_width: int = 64  # G's base channel width in the dcgan, dcgan32/64/128 and dcgan64-paper models (ngf)
-    d_width: int = 64  # D's base channel width in those models (ndf)
-    d_norm: str = "batch"  # D's normalisation: batch | layer | none (models with norm layers) | spectral (any model: SN of D's weights, no norm layers)
-    init: str = "normal02"  # weight init: normal02 (DCGAN paper) | default (PyTorch's)
-    conditional: bool = False  # class-conditional G and D on the dataset's labels (a folder: one class per sub-folder)
-    num_classes: int = 0  # classes of a conditional run, set from the dataset; 0: unconditional
-    d_cond: str = "projection"  # how a conditional D sees the class: concat (the labs' label map) | projection | acgan
-    ac_weight: float = 1.0  # weight of the class loss of an AC-GAN discriminator (d_cond acgan)
+    preset: str = F("default", "preset the values came from (recorded in the run name)")
+    dataset: str = F("fashion-mnist", "fashion-mnist | mnist | folder (any folder of images, with --data-root)")
+    data_root: str | None = F(None,
+        "folder with the IDX files (None: $GANKIT_DATA, Debian, download), or of the images")
+    channels: int = F(1, "image channels (Fashion-MNIST and MNIST are grayscale; a folder may be 1 or 3)")
+    image_size: int = F(0, "side of the square images: 28 | 32 | 64 | 128; 0: the model's own size")
+    hflip: bool = F(False, "flip half of every real batch horizontally (faces; not for digits or clothes)")
+    bad_files: str = F("skip", "unreadable files in a folder dataset: skip (listed by name) | fail")
+    model: str = F("dcgan", "a key of gankit.nets.MODELS")
+    z_dim: int = F(100, "latent dimensions")
+    hidden_dim: int = F(256, "width of the mlp-lab6 hidden layers")
+    g_width: int = F(64, "G's base channel width in the dcgan, dcgan32/64/128 and dcgan64-paper models (ngf)")
+    d_width: int = F(64, "D's base channel width in those models (ndf)")
+    d_norm: str = F("batch",
+        "D's normalisation: batch | layer | none (models with norm layers) | spectral (any model: SN of D's weights, no norm layers)")
+    init: str = F("normal02", "weight init: normal02 (DCGAN paper) | default (PyTorch's)")
+    conditional: bool = F(False,
+        "class-conditional G and D on the dataset's labels (a folder: one class per sub-folder)")
+    num_classes: int = F(0, "classes of a conditional run, set from the dataset; 0: unconditional")
+    d_cond: str = F("projection",
+        "how a conditional D sees the class: concat (the labs' label map) | projection | acgan")
+    ac_weight: float = F(1.0, "weight of the class loss of an AC-GAN discriminator (d_cond acgan)")
     # How to train it.
-    objective: str = "bce"  # a key of gankit.losses.OBJECTIVES
-    n_critic: int = 1  # D steps per G step
-    clip: float | None = None  # WGAN weight clipping bound; None: the objective's default
-    gp_weight: float | None = None  # gradient penalty weight; None: the objective's default
-    epochs: int = 15  # passes over the training set (by D, one real batch per D step)
-    steps: int = 0  # if > 0, total D steps instead of `epochs` (short runs, tests)
-    minutes: float | None = None  # time budget: stop after this many minutes of training (evaluations not counted), or at epochs/steps if sooner
-    batch_size: int = 128  # real images per D step (per process under DDP)
-    g_optimizer: str = "adam"  # adam | adamw | rmsprop | sgd
-    d_optimizer: str = "adam"  # adam | adamw | rmsprop | sgd
-    g_lr: float = 2e-4  # G learning rate
-    d_lr: float = 2e-4  # D learning rate
-    g_betas: tuple[float, float] = (0.5, 0.999)  # G Adam betas (RMSprop: alpha=b2; SGD: momentum=b1)
-    d_betas: tuple[float, float] = (0.5, 0.999)  # D Adam betas (RMSprop: alpha=b2; SGD: momentum=b1)
-    g_weight_decay: float = 0.0  # G weight decay
-    d_weight_decay: float = 0.0  # D weight decay
-    lr_schedule: str = "constant"  # learning rates over training: constant | linear | cosine (down to lr_end x the lr at the last step or when the time budget is spent)
-    lr_end: float = 0.0  # with a decaying lr_schedule: the final learning rates as a fraction of g_lr and d_lr
-    ema: float = 0.0  # decay of an exponential moving average of G's weights; 0: off
+    objective: str = F("bce", "a key of gankit.nets.OBJECTIVES")
+    n_critic: int = F(1, "D steps per G step")
+    clip: float | None = F(None, "WGAN weight clipping bound; None: the objective's default")
+    gp_weight: float | None = F(None, "gradient penalty weight; None: the objective's default")
+    epochs: int = F(15, "passes over the training set (by D, one real batch per D step)")
+    steps: int = F(0, "if > 0, total D steps instead of `epochs` (short runs, tests)")
+    minutes: float | None = F(None,
+        "time budget: stop after this many minutes of training (evaluations not counted), or at epochs/steps if sooner")
+    batch_size: int = F(128, "real images per D step (per process under DDP)")
+    g_optimizer: str = F("adam", "adam | adamw | rmsprop | sgd")
+    d_optimizer: str = F("adam", "adam | adamw | rmsprop | sgd")
+    g_lr: float = F(2e-4, "G learning rate")
+    d_lr: float = F(2e-4, "D learning rate")
+    g_betas: tuple[float, float] = F((0.5, 0.999), "G Adam betas (RMSprop: alpha=b2; SGD: momentum=b1)")
+    d_betas: tuple[float, float] = F((0.5, 0.999), "D Adam betas (RMSprop: alpha=b2; SGD: momentum=b1)")
+    g_weight_decay: float = F(0.0, "G weight decay")
+    d_weight_decay: float = F(0.0, "D weight decay")
+    lr_schedule: str = F("constant",
+        "learning rates over training: constant | linear | cosine (down to lr_end x the lr at the last step or when the time budget is spent)")
+    lr_end: float = F(0.0, "with a decaying lr_schedule: the final learning rates as a fraction of g_lr and d_lr")
+    ema: float = F(0.0, "decay of an exponential moving average of G's weights; 0: off")
     # Where and how fast.
-    seed: int = 0  # seeds weights, data order, noise and the fixed grid z
-    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    precision: str = "fp32"  # fp32 | bf16 | auto (bf16 where the hardware has it); losses stay fp32
-    on_nan: str = "stop"  # non-finite losses: stop (with a message) | rollback (last checkpoint, lr halved, <= 3 times)
-    deterministic: bool = False  # torch.use_deterministic_algorithms for bitwise-repeatable runs
-    data_on_device: bool = True  # the dataset as one uint8 tensor on the device; off: kept on the CPU, each batch copied over
-    host_sync: bool = False  # read the losses on the host every step as lab loops do (.item()); off: only at log ticks
-    optim_impl: str = "foreach"  # optimizer kernels: foreach (multi-tensor) | fused (one kernel per step) | loop (per tensor)
-    channels_last: bool | None = None  # channels_last (NHWC) convolutions; None: auto (on for conv models on the CPU, where measured faster)
-    compile: bool = False  # torch.compile G and D (Inductor's default mode); the gradient penalty stays eager
-    sync_bn: bool = False  # under torchrun: BatchNorm statistics over all ranks' batches (SyncBatchNorm)
+    seed: int = F(0, "seeds weights, data order, noise and the fixed grid z")
+    device: str = F("auto", "auto | cpu | cuda | cuda:N | mps")
+    precision: str = F("fp32", "fp32 | bf16 | auto (bf16 where the hardware has it); losses stay fp32")
+    on_nan: str = F("stop",
+        "non-finite losses: stop (with a message) | rollback (last checkpoint, lr halved, <= 3 times)")
+    deterministic: bool = F(False, "torch.use_deterministic_algorithms for bitwise-repeatable runs")
+    data_on_device: bool = F(True,
+        "the dataset as one uint8 tensor on the device; off: kept on the CPU, each batch copied over")
+    host_sync: bool = F(False,
+        "read the losses on the host every step as lab loops do (.item()); off: only at log ticks")
+    optim_impl: str = F("foreach",
+        "optimizer kernels: foreach (multi-tensor) | fused (one kernel per step) | loop (per tensor)")
+    channels_last: bool | None = F(None,
+        "channels_last (NHWC) convolutions; None: auto (on for conv models on the CPU, where measured faster)")
+    compile: bool = F(False, "torch.compile G and D (Inductor's default mode); the gradient penalty stays eager")
+    sync_bn: bool = F(False, "under torchrun: BatchNorm statistics over all ranks' batches (SyncBatchNorm)")
     # What to write.
-    out_dir: str = "runs"  # parent folder of run folders
-    log_every: int = 100  # D steps between log ticks (stats.jsonl, TensorBoard, NaN checks)
-    ckpt_every: int = 1  # epochs between checkpoints (last.pt is rewritten each time)
-    keep: int = 2  # periodic checkpoints kept besides last.pt
-    grid_size: int = 64  # fixed-z samples in the per-epoch grid (8 per row)
-    eval_every: int = -1  # D steps between quality evaluations; -1: each epoch (if the dataset has an evaluator); 0: off
-    eval_n: int = 5000  # generated and test images per quality evaluation
+    out_dir: str = F("runs", "parent folder of run folders")
+    log_every: int = F(100, "D steps between log ticks (stats.jsonl, TensorBoard, NaN checks)")
+    ckpt_every: int = F(1, "epochs between checkpoints (last.pt is rewritten each time)")
+    keep: int = F(2, "periodic checkpoints kept besides last.pt")
+    grid_size: int = F(64, "fixed-z samples in the per-epoch grid (8 per row)")
+    eval_every: int = F(-1,
+        "D steps between quality evaluations; -1: each epoch (if the dataset has an evaluator); 0: off")
+    eval_n: int = F(5000, "generated and test images per quality evaluation")
 
     # ---- derived values -------------------------------------------------------------
     def resolved(self) -> "Config":
@@ -108,21 +121,23 @@ class Config:
     def validate(self) -> "Config":
         """Raise ConfigError naming the field and the reason for anything that cannot run.
         Called on a resolved config before any work is done."""
-        _choice("dataset", self.dataset, DATASET_CHOICES)
-        _choice("bad_files", self.bad_files, ("skip", "fail"))
-        _choice("model", self.model, MODELS)
-        _choice("objective", self.objective, OBJECTIVES)
-        _choice("g_optimizer", self.g_optimizer, OPTIMIZERS)
-        _choice("d_optimizer", self.d_optimizer, OPTIMIZERS)
-        _choice("init", self.init, ("normal02", "default"))
-        _choice("d_norm", self.d_norm, D_NORMS)
-        _choice("precision", self.precision, ("fp32", "bf16", "auto"))
-        _choice("on_nan", self.on_nan, ("stop", "rollback"))
-        _choice("optim_impl", self.optim_impl, ("foreach", "fused", "loop"))
-        _choice("d_cond", self.d_cond, D_CONDITIONING)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        if not (0.0 <= self.lr_end <= 1.0):
-            raise ConfigError(f"lr_end is the final learning rates' fraction of g_lr and d_lr, in [0, 1]; got {self.lr_end}")
+        self._validate_choices()
+        self._validate_sizes()
+        self._validate_budget()
+        self._validate_optimisation()
+        self._validate_constraint()
+        return self
+
+    def _validate_choices(self) -> None:
+        for name, valid in (("dataset", DATASET_CHOICES), ("bad_files", ("skip", "fail")), ("model", MODELS),
+                            ("objective", OBJECTIVES), ("g_optimizer", OPTIMIZERS), ("d_optimizer", OPTIMIZERS),
+                            ("init", ("normal02", "default")), ("d_norm", D_NORMS),
+                            ("precision", ("fp32", "bf16", "auto")), ("on_nan", ("stop", "rollback")),
+                            ("optim_impl", ("foreach", "fused", "loop")), ("d_cond", D_CONDITIONING),
+                            ("lr_schedule", LR_SCHEDULES)):
+            _choice(name, getattr(self, name), valid)
+        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
         if self.num_classes and not self.conditional:
             raise ConfigError(f"num_classes={self.num_classes} without --conditional: the class count is taken "
                               f"from the dataset when --conditional is on; leave num_classes at 0")
@@ -130,8 +145,8 @@ class Config:
             raise ConfigError(f"--conditional needs at least 2 classes, got {self.num_classes}")
         if not (math.isfinite(self.ac_weight) and self.ac_weight >= 0):
             raise ConfigError(f"ac_weight must be a number >= 0, got {self.ac_weight}")
-        if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
-            raise ConfigError(f"device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
+
+    def _validate_sizes(self) -> None:
         for name in ("channels", "z_dim", "hidden_dim", "g_width", "d_width", "n_critic", "batch_size",
                      "log_every", "ckpt_every", "grid_size"):
             _positive(name, getattr(self, name))
@@ -147,6 +162,8 @@ class Config:
             raise ConfigError(f"model {self.model} makes {native}x{native} images, not {self.image_size}x"
                               f"{self.image_size}" + (f"; models at {self.image_size}: {', '.join(same)}" if same
                                                       else f"; image sizes: {sorted({v.size for v in MODELS.values()})}"))
+
+    def _validate_budget(self) -> None:
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0 (0 means: use epochs), got {self.steps}")
         if self.steps == 0:
@@ -164,6 +181,10 @@ class Config:
                               f"with --inception-weights after training")
         if self.keep < 0:
             raise ConfigError(f"keep must be >= 0, got {self.keep}")
+
+    def _validate_optimisation(self) -> None:
+        if not (0.0 <= self.lr_end <= 1.0):
+            raise ConfigError(f"lr_end is the final learning rates' fraction of g_lr and d_lr, in [0, 1]; got {self.lr_end}")
         for who in ("g", "d"):
             lr, betas, wd = (getattr(self, f"{who}_{k}") for k in ("lr", "betas", "weight_decay"))
             if not (math.isfinite(lr) and lr > 0):
@@ -174,6 +195,9 @@ class Config:
                 raise ConfigError(f"{who}_weight_decay must be >= 0, got {wd}")
         if not (0.0 <= self.ema < 1.0):
             raise ConfigError(f"ema is a decay in [0, 1) (0 turns EMA off), got {self.ema}")
+
+    def _validate_constraint(self) -> None:
+        """The critic's Lipschitz constraint and D's normalisation."""
         clip, gp = self.clip or 0.0, self.gp_weight or 0.0
         if clip < 0 or gp < 0 or not (math.isfinite(clip) and math.isfinite(gp)):
             raise ConfigError(f"clip and gp_weight must be >= 0, got clip={clip}, gp_weight={gp}")
@@ -196,6 +220,16 @@ class Config:
                     f"a gradient penalty with a BatchNorm critic ({self.model}, d_norm=batch) is "
                     "invalid: the penalty is per sample and BatchNorm mixes the batch. "
                     "Use --d-norm layer (as Gulrajani et al. 2017) or --d-norm none")
+
+    def validate_launch(self, world_size: int, device_type: str) -> "Config":
+        """What only the launch decides: the checks for several processes (torchrun) on a device."""
+        if self.sync_bn and world_size > 1 and device_type != "cuda":
+            raise ConfigError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only; on the CPU each "
+                              "rank's BatchNorm uses its own batch (drop --sync-bn)")
+        if self.lr_schedule != "constant" and self.minutes and world_size > 1:
+            raise ConfigError(f"--lr-schedule {self.lr_schedule} with --minutes under torchrun: the schedule would "
+                              f"follow each rank's own clock, so the ranks' learning rates, and then their weights, "
+                              f"would drift apart; give the budget as --steps or --epochs")
         return self
 
     def judged_in_training(self) -> bool:
@@ -229,7 +263,7 @@ def _check_types(cfg: Config) -> None:
     for name, tp in field_types().items():
         value = getattr(cfg, name)
         optional = type(None) in typing.get_args(tp)
-        kind = _base_type(tp)
+        kind = base_type(tp)
         if value is None and optional:
             continue
         if kind is tuple:
@@ -329,70 +363,22 @@ def preset_config(name: str, **overrides) -> Config:
     return Config(**values).resolved()
 
 
-# ---- CLI flags from the dataclass ----------------------------------------------------------
+# ---- the fields' types and help, for the CLI flags (gankit.cli.flags) and search spaces -----------
 def field_types() -> dict[str, type]:
     hints = typing.get_type_hints(Config)
     return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
 
 
 def field_help() -> dict[str, str]:
-    """The one-line comment after each field, read from this file, for `--help`."""
-    out = {}
-    for line in Path(__file__).read_text().splitlines():
-        s = line.strip()
-        if ":" in s and "  # " in s and not s.startswith("#"):
-            name = s.split(":", 1)[0]
-            out[name] = s.split("  # ", 1)[1]
-    return out
+    """Each field's one-line help, from its metadata, for `--help`."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(Config)}
 
 
-def add_config_arguments(parser) -> None:
-    """One `--field-name` flag per Config field; defaults stay None so only the flags given
-    override the preset."""
-    helps = field_help()
-    registries = {"dataset": DATASET_CHOICES, "model": MODELS, "objective": OBJECTIVES, "g_optimizer": OPTIMIZERS,
-                  "d_optimizer": OPTIMIZERS}
-    defaults = Config()
-    for name, tp in field_types().items():
-        if name == "preset":
-            continue
-        flag = "--" + name.replace("_", "-")
-        kind = _base_type(tp)
-        h = helps.get(name, "")
-        if name in registries:
-            h = "one of: " + ", ".join(registries[name])
-        default = getattr(defaults, name)
-        h += f" [default {' '.join(map(str, default)) if isinstance(default, tuple) else default}; presets may change it]"
-        h = h.replace("%", "%%")
-        if kind is bool:
-            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction,
-                                default=None, help=h)
-        elif kind is tuple:
-            parser.add_argument(flag, dest=name, type=float, nargs=2, metavar=("B1", "B2"),
-                                default=None, help=h)
-        else:
-            parser.add_argument(flag, dest=name, type=_parser_for(kind, name), default=None,
-                                help=h, metavar=name.upper())
-
-
-def _base_type(tp):
+def base_type(tp):
     origin = typing.get_origin(tp)
     if origin is tuple:
         return tuple
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _base_type(args[0])
+        return base_type(args[0])
     return tp
-
-
-def _parser_for(kind, name):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__} for --{name.replace('_', '-')}, got '{text}'")
-        if kind is float and not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')} must be finite, got '{text}'")
-        return value
-    parse.__name__ = kind.__name__
-    return parse

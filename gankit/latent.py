@@ -3,97 +3,23 @@ sweeping single dimensions, interpolation (lerp, and slerp as in White 2016), ve
 (Radford et al. 2015, sec. 6.3), and a ranking of dimensions by how much they change the image.
 
 Functions here take a generator and latent tensors and return images or measurements; the
-figures and the JSON record live in gankit.latent_cli. G always runs in eval mode, so an image
+figures and the JSON record live in gankit.cli.latent; plain sampling in gankit.sample. G always runs in eval mode, so an image
 depends only on its own z.
 """
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
-import numpy as np
 import torch
 
-from .errors import GankitError, RunError
-
-
-def load_source(src: str | Path, ema: bool | None = None) -> tuple[torch.nn.Module, Path]:
-    """(G in eval mode, the run folder or the generator's folder) from a run folder or a
-    generator.safetensors file."""
-    from .checkpoint import load_generator
-    p = Path(src)
-    if not p.exists():
-        raise RunError(f"{p}: no such run folder or generator file")
-    if p.is_dir() and not (p / "generator.safetensors").exists():
-        raise RunError(f"{p}: no generator.safetensors in it (is it a gankit run folder, and has it "
-                       f"saved its first checkpoint?)")
-    G = load_generator(p, ema=ema)
-    return G, (p if p.is_dir() else p.parent)
-
-
-@torch.no_grad()
-def sample_images(G: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-    """G(z) (a conditional G: G(z, y), y the class of each row) in eval mode (BatchNorm uses
-    running statistics, so a sample does not depend on the rest of the batch), restoring G's mode
-    afterwards."""
-    was_training = G.training
-    G.eval()
-    try:
-        return (G(z) if y is None else G(z, y.to(z.device))).float()
-    finally:
-        G.train(was_training)
-
-
-def z_from_seed(seed: int, n: int, z_dim: int) -> torch.Tensor:
-    """n standard-normal latent vectors from a seed, drawn on the CPU so every machine gets the
-    same z for the same seed."""
-    return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
-
-
-def read_z(path: str | Path, z_dim: int) -> torch.Tensor:
-    """Latent vectors from a .npy, .pt or .json file (one vector or a list of them) -> (N, z_dim).
-    Refuses a wrong length or non-finite values, naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise GankitError(f"{p}: no such z file")
-    try:
-        if p.suffix == ".npy":
-            z = torch.from_numpy(np.load(p, allow_pickle=False).astype(np.float32))
-        elif p.suffix == ".pt":
-            z = torch.load(p, map_location="cpu", weights_only=True)
-            if not isinstance(z, torch.Tensor):
-                raise GankitError(f"{p}: holds a {type(z).__name__}, not a tensor")
-        elif p.suffix == ".json":
-            z = torch.tensor(json.loads(p.read_text()), dtype=torch.float32)
-        else:
-            raise GankitError(f"{p}: unknown z file type '{p.suffix}'; use .npy, .pt or .json")
-    except GankitError:
-        raise
-    except Exception as e:
-        raise GankitError(f"{p}: cannot read latent vectors ({type(e).__name__}: {str(e)[:200]})") from None
-    z = z.float()
-    if z.ndim == 1:
-        z = z[None]
-    if z.ndim != 2 or z.shape[1] != z_dim:
-        raise GankitError(f"{p}: latent vectors of shape {tuple(z.shape)}; this generator takes z of "
-                          f"length {z_dim}, i.e. shape ({z_dim},) or (N, {z_dim})")
-    if not torch.isfinite(z).all():
-        raise GankitError(f"{p}: holds non-finite values (nan or inf)")
-    return z
+from .errors import GankitError
+from .sample import generate, z_from_seed
 
 
 def check_dims(dims: list[int], z_dim: int) -> None:
     bad = [d for d in dims if not 0 <= d < z_dim]
     if bad:
         raise GankitError(f"dimension(s) {bad} out of range: this generator has z_dim={z_dim} (dims 0..{z_dim - 1})")
-
-
-def generate(G: torch.nn.Module, z: torch.Tensor, batch: int = 512, y: torch.Tensor | None = None) -> torch.Tensor:
-    """G(z) (or G(z, y)) in eval mode on G's device, in batches; returns float images on the CPU."""
-    device = next(G.parameters()).device
-    return torch.cat([sample_images(G, z[i:i + batch].to(device), None if y is None else y[i:i + batch])
-                      .cpu().contiguous() for i in range(0, len(z), batch)])
 
 
 @torch.no_grad()

@@ -12,9 +12,10 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checkpoint import saved_class_names
+from .export import saved_class_names
 from .metrics import LABELS
 from .runs import MILESTONES, check_run_dir, comparison_figure, last_grid, pyplot, read_stats
+from .training.balance import summarize
 
 EXPLAIN = {
     "trained": "The configuration this run trained with, as saved in its config.json.",
@@ -69,7 +70,6 @@ class Run:
 
     def balance(self) -> dict:
         """The run's balance index and its parts (gankit/balance.py); empty when not logged."""
-        from .balance import summarize
         return summarize(self.stats, self.config["n_critic"])
 
 

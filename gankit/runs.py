@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from .errors import RunError
 from .files import atomic_write_text
+from .nets import count_params
 
 RUN_RE = re.compile(r"^(\d{5})-")
 MILESTONES = (0, 25, 50, 75, 100)  # percent of training at which the fixed-z row is kept
@@ -48,7 +50,7 @@ class StatsLog:
         if resume_step is not None:
             for p in (self.path, self.quality_path, self.warnings_path):
                 truncate_after(p, resume_step)
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # (tensorboard takes ~1 s to import; only training logs)
         # purge_step drops events a crashed run wrote after the checkpoint we resume from.
         self.tb = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
 
@@ -103,7 +105,7 @@ def image_grid(x: torch.Tensor, nrow: int = 8) -> torch.Tensor:
 
 
 def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> torch.Tensor:
-    from torchvision.utils import save_image
+    from torchvision.utils import save_image  # (as image_grid: only grids need torchvision)
     grid = image_grid(x, nrow)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(grid, str(path))
@@ -112,9 +114,10 @@ def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> torch.Tensor:
 
 # ---- figures ---------------------------------------------------------------------------------
 def pyplot():
-    import matplotlib
+    """matplotlib's pyplot on the Agg backend, imported on first use (~1 s: start-up stays fast)."""
+    import matplotlib  # (slow to import: start-up stays fast without it)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # (as above)
     return plt
 
 
@@ -183,7 +186,6 @@ def last_grid(run_dir: Path) -> Path | None:
 def comparison_figure(run_dirs: list[Path], titles: list[str]):
     """Several runs in one figure: each run's last fixed-z grid on top (titled), their losses and
     their FID during training (when tracked) overlaid below. Returns the matplotlib figure."""
-    from PIL import Image
     plt = pyplot()
     fig = plt.figure(figsize=(max(8, 3.6 * len(run_dirs)), 7.5), dpi=110)
     rows = fig.add_gridspec(2, 1, height_ratios=[1.2, 1])
@@ -227,7 +229,6 @@ def plot_milestones(run_dir: Path, total: int) -> None:
     step and its share of `total` steps. Rows are read back from images/milestone_SSSSSSSS.png,
     so a resumed run shows the rows of its first part, and a run extended with more epochs
     keeps its old rows under their true steps."""
-    from PIL import Image
     rows = sorted((int(p.stem.split("_")[1]), p) for p in (run_dir / "images").glob("milestone_*.png"))
     if not rows:
         return
@@ -245,7 +246,6 @@ def plot_milestones(run_dir: Path, total: int) -> None:
 
 
 def write_models_txt(run_dir: Path, G: torch.nn.Module, D: torch.nn.Module) -> str:
-    from .models import count_params
     text = (f"Generator ({count_params(G):,} parameters)\n{G}\n\n"
             f"Discriminator ({count_params(D):,} parameters)\n{D}\n")
     (run_dir / "models.txt").write_text(text)

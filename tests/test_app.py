@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from gankit import latent as L
+from gankit import sample as S
 from gankit.cli import main
 from gankit.config import preset_config
 from gankit.errors import GankitError
-from gankit.explorer import N_BASE, Explorer, mark, to_hwc
-from gankit.train import train
+from gankit.app.explorer import N_BASE, Explorer, mark, to_hwc
+from gankit.training import train
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -48,7 +49,7 @@ def test_sliders_at_their_marks_give_the_seeds_exact_images(runs):
     base = e.seed_vectors(3)
     marks = [mark(base[0][d]) for d in dims]
     v = e.views("EMA", base, 0, marks, None, dims[0], 1, 0.5)
-    assert np.array_equal(v.base, to_hwc(L.generate(e.G["EMA"], torch.from_numpy(base))))  # the images `gankit sample RUN --seed 3` makes
+    assert np.array_equal(v.base, to_hwc(S.generate(e.G["EMA"], torch.from_numpy(base))))  # the images `gankit sample RUN --seed 3` makes
     moved = e.views("EMA", base, 0, [3.0] + marks[1:], None, dims[0], 1, 0.5)
     assert not np.array_equal(moved.main, v.main)
     assert np.allclose(moved.z[0, dims[0]], 3.0) and np.array_equal(np.delete(moved.z[0], dims[0]),
@@ -61,7 +62,7 @@ def test_sliders_at_their_marks_give_the_seeds_exact_images(runs):
     assert all(tiles.shape == (8, 28, 28, 1) for _, tiles in v.nudge)
     z_up = torch.from_numpy(base.copy())
     z_up[:, dims[0]] += 10
-    assert np.abs(v.nudge[-1][1].astype(int) - to_hwc(L.generate(e.G["EMA"], z_up))).max() <= 1
+    assert np.abs(v.nudge[-1][1].astype(int) - to_hwc(S.generate(e.G["EMA"], z_up))).max() <= 1
     assert v.strip.shape == (9, 28, 28, 1)  # slerp starts at the main z:
     assert np.abs(v.strip[0].astype(int) - v.main).max() <= 1  # (another batch: equal to a rounding step)
 
@@ -140,7 +141,7 @@ def _pixels(url: str) -> np.ndarray:
 
 def test_the_slider_fast_path_draws_what_gradio_draws_and_refuses_bad_requests(runs):
     pytest.importorskip("gradio")
-    from gankit.app import App, add_hot_route
+    from gankit.app.web import App, add_hot_route
     app = App([str(runs[0]), str(runs[1])])
     label = list(app.explorers)[1]  # the conditional run: the class row comes too
     e = app.explorer(label)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gankit.config import preset_config
-from gankit.train import train
+from gankit.training import train
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name not in ("common.py", "labloop.py"))

@@ -10,16 +10,17 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit.checkpoint import load_checkpoint, load_generator
+from gankit.export import load_generator
+from gankit.training.checkpoint import load_checkpoint
 from gankit.cli import main
-from gankit.conditional import ConditionalDiscriminator, ConditionalGenerator, D_CONDITIONING
+from gankit.nets.conditional import ConditionalDiscriminator, ConditionalGenerator, D_CONDITIONING
 from gankit.config import Config, preset_config
 from gankit.data import EpochSampler, load_split, training_images, training_labels
 from gankit.errors import ConfigError, DataError
-from gankit.folder import folder_labels, load_folder
+from gankit.data.folder import folder_labels, load_folder
 from gankit.metrics import compute_metrics
-from gankit.models import MODELS, build_models
-from gankit.train import train
+from gankit.nets import MODELS, build_models
+from gankit.training import train
 from test_train import assert_same_state, tiny_cfg
 
 FAMILIES = [k for k, v in MODELS.items() if v.size <= 32]  # the 64/128 ones share dcgan32's builder

@@ -15,9 +15,10 @@ import torch
 from conftest import free_port
 from gankit.config import preset_config
 from gankit.device import resolve_precision
-from gankit.checkpoint import load_checkpoint, load_generator
+from gankit.export import load_generator
+from gankit.training.checkpoint import load_checkpoint
 from gankit.runs import read_stats
-from gankit.train import train
+from gankit.training import train
 
 from test_folder import make_folder
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from conftest import free_port
-from gankit.checkpoint import load_checkpoint
+from gankit.training.checkpoint import load_checkpoint
 from gankit.config import preset_config
-from gankit.models import build_models
+from gankit.nets import build_models
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ from gankit.cli import main
 from gankit.config import preset_config
 from gankit.data import load_split
 from gankit.metrics.evaluator import accuracy, load_evaluator
-from gankit.train import train
+from gankit.training import train
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankit import checkpoint
-from gankit.checkpoint import atomic_save, load_checkpoint, newest_valid_checkpoint, verify
+from gankit.training import checkpoint
+from gankit.training.checkpoint import atomic_save, load_checkpoint, newest_valid_checkpoint, verify
 from gankit.config import preset_config
 from gankit.errors import RunError
-from gankit.train import train
+from gankit.training import train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -113,7 +113,7 @@ def test_existing_run_folders_are_never_reused(tiny_root, tmp_path):
 def _nan_after(monkeypatch, calls: int):
     """Make the BCE objective's D loss NaN from its `calls`-th call on (a diverging run)."""
     import dataclasses
-    from gankit import losses
+    from gankit.nets import losses
     bce = losses.OBJECTIVES["bce"]
     count = {"n": 0}
 
@@ -127,7 +127,7 @@ def _nan_after(monkeypatch, calls: int):
 
 
 def test_nan_stops_with_a_message_and_no_poisoned_checkpoint(tiny_root, tmp_path, monkeypatch):
-    from gankit.train import TrainingStopped
+    from gankit.training import TrainingStopped
     _nan_after(monkeypatch, 5)
     with pytest.raises(TrainingStopped, match=r"non-finite values in the steps up to step 6: loss_D=nan") as e:
         train(tiny(tiny_root, tmp_path, steps=20, log_every=3))
@@ -141,7 +141,7 @@ def test_nan_rollback_reloads_and_halves_learning_rates(tiny_root, tmp_path, mon
     _nan_after(monkeypatch, 20)  # step 20 diverges, after the epoch-end checkpoint at 16
     run = None
     # Once NaN starts, every later loss is NaN too: the policy rolls back 3 times, then stops.
-    from gankit.train import TrainingStopped
+    from gankit.training import TrainingStopped
     with pytest.raises(TrainingStopped, match=r"3 rollbacks already tried"):
         train(tiny(tiny_root, tmp_path, steps=40, log_every=4, on_nan="rollback"))
     run = next(tmp_path.iterdir())
@@ -156,7 +156,7 @@ def test_nan_rollback_reloads_and_halves_learning_rates(tiny_root, tmp_path, mon
 
 def test_nan_rollback_recovers_from_a_transient_nan(tiny_root, tmp_path, monkeypatch):
     import dataclasses
-    from gankit import losses
+    from gankit.nets import losses
     bce = losses.OBJECTIVES["bce"]
     count = {"n": 0}
 

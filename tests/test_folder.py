@@ -9,13 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from gankit import folder
+from gankit.data import folder
 from gankit.cli import main
 from gankit.config import preset_config
 from gankit.data import resize_uint8, training_images
 from gankit.errors import ConfigError, DataError
-from gankit.folder import decode, load_folder
-from gankit.models import MODELS, build_models
+from gankit.data.folder import decode, load_folder
+from gankit.nets import MODELS, build_models
 
 BAD = ["sub/truncated.jpg", "noise.png", "empty.jpg"]
 

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 from gankit import latent as L
+from gankit import sample as S
+from gankit.export import load_source
 from gankit.cli import main
 from gankit.config import preset_config
 from gankit.errors import GankitError
-from gankit.train import train
+from gankit.training import train
 
 
 @pytest.fixture(scope="module")
@@ -21,32 +23,32 @@ def run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def G(run):
-    return L.load_source(run)[0]
+    return load_source(run)[0]
 
 
 def test_sampling_is_batch_independent_and_seeded(G):
-    z = L.z_from_seed(7, 64, G.z_dim)
-    alone = L.generate(G, z[5:6])
-    batch = L.generate(G, z)
+    z = S.z_from_seed(7, 64, G.z_dim)
+    alone = S.generate(G, z[5:6])
+    batch = S.generate(G, z)
     torch.testing.assert_close(alone[0], batch[5], rtol=0, atol=1e-5)
-    assert torch.equal(L.z_from_seed(7, 64, G.z_dim), z)
+    assert torch.equal(S.z_from_seed(7, 64, G.z_dim), z)
 
 
 def test_nudge_with_delta_zero_is_the_base(G):
-    z = L.z_from_seed(1, 4, G.z_dim)
+    z = S.z_from_seed(1, 4, G.z_dim)
     ims = L.nudge(G, z, dim=3, delta=0.0)
     assert ims.shape == (3, 4, 1, 28, 28)
     torch.testing.assert_close(ims[0], ims[1], rtol=0, atol=1e-6)
-    torch.testing.assert_close(ims[1], L.generate(G, z), rtol=0, atol=1e-6)
+    torch.testing.assert_close(ims[1], S.generate(G, z), rtol=0, atol=1e-6)
 
 
 def test_sweep_shape_and_values(G):
-    z = L.z_from_seed(0, 1, G.z_dim)[0]
+    z = S.z_from_seed(0, 1, G.z_dim)[0]
     ims = L.sweep(G, z, [2, 9], [-4.0, 0.0, 4.0])
     assert ims.shape == (2, 3, 1, 28, 28)
     z_mid = z.clone()
     z_mid[9] = 0.0
-    torch.testing.assert_close(ims[1, 1], L.generate(G, z_mid[None])[0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(ims[1, 1], S.generate(G, z_mid[None])[0], rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("method", ["lerp", "slerp"])
@@ -79,18 +81,18 @@ def test_read_z_formats_and_errors(tmp_path):
     np.save(tmp_path / "z.npy", z.numpy())
     torch.save(z, tmp_path / "z.pt")
     (tmp_path / "z.json").write_text(json.dumps(z[0].tolist()))
-    assert torch.equal(L.read_z(tmp_path / "z.npy", 100), z)
-    assert torch.equal(L.read_z(tmp_path / "z.pt", 100), z)
-    assert L.read_z(tmp_path / "z.json", 100).shape == (1, 100)
+    assert torch.equal(S.read_z(tmp_path / "z.npy", 100), z)
+    assert torch.equal(S.read_z(tmp_path / "z.pt", 100), z)
+    assert S.read_z(tmp_path / "z.json", 100).shape == (1, 100)
     (tmp_path / "short.json").write_text(json.dumps([0.0] * 99))
     with pytest.raises(GankitError, match=r"short.json: latent vectors of shape \(1, 99\)"):
-        L.read_z(tmp_path / "short.json", 100)
+        S.read_z(tmp_path / "short.json", 100)
     (tmp_path / "nan.json").write_text("[" + ",".join(["NaN"] + ["0"] * 99) + "]")
     with pytest.raises(GankitError, match="non-finite"):
-        L.read_z(tmp_path / "nan.json", 100)
+        S.read_z(tmp_path / "nan.json", 100)
     (tmp_path / "z.txt").write_text("1")
     with pytest.raises(GankitError, match="unknown z file type"):
-        L.read_z(tmp_path / "z.txt", 100)
+        S.read_z(tmp_path / "z.txt", 100)
 
 
 def _out(run, command):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.losses import OBJECTIVES, clip_weights, gradient_penalty
+from gankit.nets.losses import OBJECTIVES, clip_weights, gradient_penalty
 
 
 def test_bce_equals_sigmoid_plus_bceloss():

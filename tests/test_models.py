@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from gankit.config import Config
-from gankit.losses import OBJECTIVES
-from gankit.models import MODELS, build_models, has_batchnorm
+from gankit.nets.losses import OBJECTIVES
+from gankit.nets import MODELS, build_models, has_batchnorm
 
 
 def sig(m: nn.Module) -> str:

@@ -7,7 +7,7 @@ import pytest
 
 from gankit.cli import main
 from gankit.config import preset_config
-from gankit.train import train
+from gankit.training import train
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -10,14 +10,15 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from gankit.checkpoint import load_checkpoint, load_generator, verify
+from gankit.export import load_generator
+from gankit.training.checkpoint import load_checkpoint, verify
 from gankit.cli import main
 from gankit.config import PRESETS, preset_config
 from gankit.data import locate
 from gankit.errors import RunError
-from gankit.ema import EMA
-from gankit.latent import sample_images
-from gankit.train import train
+from gankit.nets import EMA
+from gankit.sample import sample_images
+from gankit.training import train
 
 ARTIFACTS = ["config.json", "models.txt", "stats.jsonl", "log.txt", "loss_curve.png", "d_outputs.png",
              "milestones.png", "generator.safetensors", "generator.json", "checkpoints/last.pt",
@@ -120,15 +121,15 @@ def test_plots_are_paced_and_always_drawn_at_the_end(tiny_root, tmp_path, monkey
     """Three epochs: a fixed-z grid at every epoch's end, but the matplotlib plots (seconds each on a
     slow CPU) only when due by their cost: never due, they are drawn once, at the end; always due,
     at every epoch's end. (PLOT_SHARE is set either way, so the verdict does not depend on the CPU.)"""
-    from gankit import maintenance
+    from gankit.training import output
     calls = []
-    real = maintenance.plot_curves
-    monkeypatch.setattr(maintenance, "plot_curves", lambda *a, **k: calls.append(1) or real(*a, **k))
-    monkeypatch.setattr(maintenance, "PLOT_SHARE", 1e-12)
+    real = output.plot_curves
+    monkeypatch.setattr(output, "plot_curves", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(output, "PLOT_SHARE", 1e-12)
     run = train(tiny_cfg(tiny_root, tmp_path / "a", steps=48, model="mlp", init="default"))  # 16 steps per epoch
     assert sorted(p.name for p in (run / "images").glob("epoch_*.png")) == [f"epoch_{e:03d}.png" for e in (1, 2, 3)]
     assert len(calls) == 1 and (run / "loss_curve.png").exists() and (run / "milestones.png").exists()
-    monkeypatch.setattr(maintenance, "PLOT_SHARE", 1e9)
+    monkeypatch.setattr(output, "PLOT_SHARE", 1e9)
     calls.clear()
     train(tiny_cfg(tiny_root, tmp_path / "b", steps=48, model="mlp", init="default"))
     assert len(calls) == 3

@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankit.balance import correlate, summarize, update
+from gankit.training.balance import correlate, summarize, update
 from gankit.cli import main
 from gankit.config import preset_config
 from gankit.runs import read_stats
-from gankit.space import parse_param
-from gankit.state import Tally
+from gankit.studies.space import parse_param
+from gankit.training.state import Tally
 
 optuna = pytest.importorskip("optuna")
 
@@ -69,7 +69,7 @@ def test_correlate_is_spearman_and_refuses_too_few_points():
 
 
 def test_training_logs_the_balance_index_and_old_checkpoints_still_load(tmp_path):
-    from gankit.train import train
+    from gankit.training import train
     run = train(preset_config("lab6-gan", out_dir=str(tmp_path), steps=20, log_every=10, eval_every=0), progress=False)
     rows = read_stats(run)
     assert all(0 <= r["crossing_rate"] <= 1 and 0 <= r["g_above"] <= 1 for r in rows)
@@ -302,6 +302,6 @@ def test_train_config_takes_a_run_folders_config_and_flags_override_it(tmp_path,
 
 
 def test_the_terminal_shows_searched_values_that_round_to_one_in_full():
-    from gankit.tune import show_params
+    from gankit.studies.tune import show_params
     assert show_params({"ema": 0.9995, "g_lr": 0.0022134, "objective": "bce", "n_critic": 2}) == \
         "ema=0.9995 g_lr=0.00221 objective=bce n_critic=2"

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..data import load_split, to_float
 from ..errors import GankitError
-from ..device import memory_format_for
+from ..device import memory_format_for, resolve_precision
 from ..files import sha256_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -132,7 +132,6 @@ def train_evaluator(dataset: str = "fashion-mnist", epochs: int = 8, batch_size:
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
     steps_per_epoch = len(x_train) // batch_size
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
-    from ..device import resolve_precision
     precision = resolve_precision(precision, torch.device("cpu"))  # bf16 only where it is native
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
     t0 = time.perf_counter()

@@ -22,7 +22,7 @@ from ..errors import GankitError
 
 def load_inception(weights_path: str | Path, device="cpu"):
     try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3  # (the [inception] extra)
     except ImportError:
         raise GankitError("Inception metrics need torch-fidelity: pip install 'gankit[inception]'") from None
     path = Path(weights_path)

@@ -1,5 +1,5 @@
-"""Datasets: a validated IDX parser, where to find the files, and the whole split as one uint8
-tensor on the training device with batches drawn by index.
+"""IDX datasets (Fashion-MNIST, MNIST): a validated parser, where to find the files, and a whole
+split as one uint8 tensor.
 
 IDX is LeCun's format for MNIST (http://yann.lecun.com/exdb/mnist/), also used by
 Fashion-MNIST (Xiao et al. 2017): a big-endian header (2 zero bytes, a type code, the number of
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import DataError
-from .files import cache_root
+from ..errors import DataError
+from ..files import cache_root
 
 IDX_UBYTE = 0x08
 
@@ -134,7 +134,7 @@ def locate(name: str, split: str = "train", data_root: str | None = None,
     reason = ""
     if download:
         try:
-            import torchvision.datasets as tvd
+            import torchvision.datasets as tvd  # (only when the files are nowhere: torchvision takes a second to import)
             cls = {"fashion-mnist": tvd.FashionMNIST, "mnist": tvd.MNIST}[name]
             cls(str(cache), train=(split == "train"), download=True)
         except Exception as e:  # no network, a mirror down: say what happened, then how to fix it
@@ -153,78 +153,3 @@ def load_split(name: str, split: str = "train", data_root: str | None = None) ->
     images, labels = locate(name, split, data_root)
     x, y = read_idx_pair(images, labels)
     return torch.from_numpy(x.copy()).unsqueeze(1), torch.from_numpy(y.astype(np.int64))
-
-
-DATASET_CHOICES = (*DATASETS, "folder")  # "folder": any folder of images (gankit.folder)
-
-
-def resize_uint8(x: torch.Tensor, size: int) -> torch.Tensor:
-    """(N, C, H, W) uint8 -> (N, C, size, size) uint8, bilinear with antialiasing (Fashion-MNIST at
-    32 or 64 for comparison with the higher-resolution models)."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x
-    out = [torch.nn.functional.interpolate(c.float(), size=(size, size), mode="bilinear", antialias=True,
-                                           align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
-           for c in x.split(4096)]
-    return torch.cat(out)
-
-
-def training_images(cfg, say=print, progress: bool = True) -> torch.Tensor:
-    """The training images a resolved Config asks for, as (N, C, S, S) uint8 on the CPU."""
-    if cfg.dataset == "folder":
-        from .folder import load_folder
-        x = load_folder(cfg.data_root, cfg.image_size, cfg.channels, cfg.bad_files,
-                        cache_dir=Path(cfg.out_dir) / ".cache", progress=progress, say=say)
-        return torch.from_numpy(x)
-    x, _ = load_split(cfg.dataset, "train", cfg.data_root)
-    return resize_uint8(x, cfg.image_size)
-
-
-def training_labels(cfg) -> torch.Tensor:
-    """The class of each training image (int64 (N,), in training_images' order) for a conditional
-    run: the IDX labels, or for a folder each image's sub-folder. Call it after training_images."""
-    if cfg.dataset == "folder":
-        from .folder import folder_labels
-        return torch.from_numpy(folder_labels(cfg.data_root, cfg.image_size, cfg.channels,
-                                              cache_dir=Path(cfg.out_dir) / ".cache"))
-    _, y = load_split(cfg.dataset, "train", cfg.data_root)
-    return y
-
-
-def to_float(x_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 [0, 255] -> float [-1, 1], on whatever device the batch lives."""
-    return x_uint8.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float [-1, 1] -> uint8 [0, 255], rounding to nearest (the inverse of to_float)."""
-    return x.detach().float().add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
-
-
-# ---- batches by index ---------------------------------------------------------------------
-class EpochSampler:
-    """Index batches for step s: epoch e = s // steps_per_epoch draws a permutation of the
-    dataset from (seed, e) alone, so any step's batch is a pure function of (seed, step) and
-    resuming needs no sampler state. Under DDP each rank takes a disjoint slice
-    perm[rank::world]. Incomplete final batches are dropped, as DataLoader(drop_last=True)."""
-
-    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device,
-                 rank: int = 0, world_size: int = 1):
-        self.n, self.batch_size, self.seed = n, batch_size, seed
-        self.rank, self.world_size, self.device = rank, world_size, device
-        self.steps_per_epoch = (n // world_size) // batch_size
-        if self.steps_per_epoch < 1:
-            raise DataError(f"the dataset has {n} images, fewer than one batch of {batch_size} "
-                            f"per process ({world_size} process(es)); lower --batch-size")
-        self._epoch, self._perm = -1, None
-
-    def permutation(self, epoch: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        perm = torch.randperm(self.n, generator=g)
-        return perm[self.rank::self.world_size][: self.steps_per_epoch * self.batch_size]
-
-    def indices(self, step: int) -> torch.Tensor:
-        epoch, i = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:
-            self._epoch, self._perm = epoch, self.permutation(epoch).to(self.device)
-        return self._perm[i * self.batch_size:(i + 1) * self.batch_size]

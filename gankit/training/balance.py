@@ -31,8 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-FIELDS = ("balance_index", "crossings_per_epoch", "g_above", "evenness")
-
+from ..runs import pyplot
 
 def update(counts: Tensor, loss_G: Tensor, loss_D: Tensor, scale: float) -> None:
     """One G update: counts = [crossings, updates with loss_G above, last sign (+1, -1; 0: none yet)]."""
@@ -64,7 +63,7 @@ def summarize(stats: list[dict], n_critic: int = 1) -> dict:
 def correlate(points: list[tuple[float, float]]) -> dict:
     """Spearman's rank correlation of (balance index, FID) pairs: {"n", "rho", "p"} (rho and p None
     below 3 points or when either is constant). A negative rho means more crossing, lower FID."""
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # (scipy.stats takes ~0.5 s to import; the loop never needs it)
     n = len(points)
     if n < 3 or len({x for x, _ in points}) < 2 or len({y for _, y in points}) < 2:
         return {"n": n, "rho": None, "p": None}
@@ -75,7 +74,6 @@ def correlate(points: list[tuple[float, float]]) -> dict:
 def scatter(points: list[tuple[float, float]], path, title: str, metric: str, labels: list[str] | None = None) -> None:
     """balance index (x) against FID (y), with Spearman's rho in the title; `labels` name groups
     (e.g. a sweep's cells) that get their own colour."""
-    from .runs import pyplot
     plt = pyplot()
     c = correlate(points)
     fig, ax = plt.subplots(figsize=(6, 4.2), dpi=110)

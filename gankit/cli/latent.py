@@ -12,13 +12,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from .version import __version__
-from . import latent as L
-from .errors import GankitError
-from .runs import pyplot, save_grid
-from .data import to_uint8
-from .device import resolve_precision
+from .. import latent as L
+from ..data import to_uint8
+from ..device import resolve_precision
+from ..errors import GankitError
+from ..export import load_source
+from ..metrics.evaluator import load_evaluator
+from ..runs import pyplot, save_grid
+from ..sample import generate, read_z, z_from_seed
+from ..version import __version__
 
 
 # ---- output folder and record -----------------------------------------------------------------
@@ -58,7 +62,7 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], path: Path, title: str,
                   col_labels: list[str] | None = None, scale: float = 0.55) -> None:
     """One figure: each row a strip of images (n, C, H, W) in [-1, 1] labelled on the left,
     optional column labels on top."""
-    from torchvision.utils import make_grid
+    from torchvision.utils import make_grid  # (torchvision takes a second to import; only figures need it)
     n = max(len(x) for _, x in rows)
     # Short rows are filled with white cells so every strip has n cells of the same size.
     rows = [(label, torch.cat([x.float(), torch.ones(n - len(x), *x.shape[1:])])) for label, x in rows]
@@ -106,7 +110,7 @@ def load(args, allow_all: bool = False):
         value = getattr(args, name, None)
         if value is not None and value < low:
             raise GankitError(f"--{name} must be >= {low}, got {value}")
-    G, base = L.load_source(args.src, ema=args.ema)
+    G, base = load_source(args.src, ema=args.ema)
     args.classes = None
     if not G.num_classes:
         if args.cls is not None:
@@ -140,28 +144,28 @@ def z_arg(spec: str, G) -> tuple[torch.Tensor, dict]:
     try:
         seed = int(spec)
     except ValueError:
-        return L.read_z(spec, G.z_dim), {"file": spec}
-    return L.z_from_seed(seed, 1, G.z_dim), {"seed": seed}
+        return read_z(spec, G.z_dim), {"file": spec}
+    return z_from_seed(seed, 1, G.z_dim), {"seed": seed}
 
 
 def cmd_sample(args) -> int:
     G, base = load(args, allow_all=True)
     if args.z:
-        z, given = L.read_z(args.z, G.z_dim), {"z_file": args.z}
+        z, given = read_z(args.z, G.z_dim), {"z_file": args.z}
     else:
-        z, given = L.z_from_seed(args.seed, args.n, G.z_dim), {"seed": args.seed, "n": args.n}
+        z, given = z_from_seed(args.seed, args.n, G.z_dim), {"seed": args.seed, "n": args.n}
     folder = out_folder(base, "sample", args.out)
     files = ["samples.png", "samples.npy", "z.npy"]
     if args.classes is not None and len(args.classes) > 1:  # one row per class, the same z in every row
         y = torch.tensor(args.classes).repeat_interleave(len(z))
-        x = L.generate(G, z.repeat(len(args.classes), 1), y=y)
+        x = generate(G, z.repeat(len(args.classes), 1), y=y)
         labelled_grid([(G.class_names[c], x[i * len(z):(i + 1) * len(z)]) for i, c in enumerate(args.classes)],
                       folder / "samples.png", f"{len(z)} latent vectors (columns) made as each class (rows)")
         np.save(folder / "labels.npy", y.numpy())
         files.append("labels.npy")
         given["classes"] = [G.class_names[c] for c in args.classes]
     else:
-        x = L.generate(G, z)
+        x = generate(G, z)
         save_grid(x, folder / "samples.png", nrow=min(8, len(x)))
         if args.classes:
             given["class"] = G.class_names[args.classes[0]]
@@ -176,7 +180,7 @@ def cmd_sample(args) -> int:
 def cmd_nudge(args) -> int:
     G, base = load(args)
     L.check_dims(args.dims, G.z_dim)
-    z = L.z_from_seed(args.seed, args.n, G.z_dim)
+    z = z_from_seed(args.seed, args.n, G.z_dim)
     folder = out_folder(base, "nudge", args.out)
     measurements = []
     for delta in args.deltas:
@@ -205,7 +209,7 @@ def cmd_sweep(args) -> int:
     folder = out_folder(base, "sweep", args.out)
     zs = []
     for seed in args.base_seeds:
-        z = L.z_from_seed(seed, 1, G.z_dim)[0]
+        z = z_from_seed(seed, 1, G.z_dim)[0]
         zs.append(z)
         ims = L.sweep(G, z, args.dims, values)
         labelled_grid([(f"dim {d}", ims[i]) for i, d in enumerate(args.dims)], folder / f"base{seed}.png",
@@ -235,13 +239,12 @@ def cmd_interpolate(args) -> int:
             raise GankitError("interpolate needs --to (a seed or z file), or --to-class for a conditional run")
         z1, g1 = z_arg(args.to, G)
         zs = L.INTERPOLATIONS[args.method](z0[0], z1[0], args.steps)
-        x = L.generate(G, zs)
+        x = generate(G, zs)
         title = f"{args.method} from {_describe(g0)} to {_describe(g1)}"
     folder = out_folder(base, "interpolate", args.out)
     labelled_grid([(args.method if args.to_class is None else "class", x)], folder / "strip.png", title, col_labels=ts)
     files = ["strip.png"]
     if args.gif:
-        from PIL import Image
         frames = [Image.fromarray(f) for f in
                   to_uint8(x).permute(0, 2, 3, 1).squeeze(-1).numpy()]
         frames = [f.resize((f.width * 4, f.height * 4), Image.NEAREST) for f in frames]
@@ -263,12 +266,12 @@ def cmd_arithmetic(args) -> int:
     means = {k: z.mean(0) for k, (z, _) in parts.items()}
     result = means["a"] - means["b"] + means["c"]
     folder = out_folder(base, "arithmetic", args.out)
-    ims = L.generate(G, torch.stack([means["a"], means["b"], means["c"], result]))
+    ims = generate(G, torch.stack([means["a"], means["b"], means["c"], result]))
     labelled_grid([("", ims)], folder / "arithmetic.png", "a - b + c (each input the mean of its vectors)",
                   col_labels=["a", "b", "c", "a - b + c"], scale=1.0)
     rows = []
     for k, (z, _) in parts.items():
-        rows.append((k, L.generate(G, z)))
+        rows.append((k, generate(G, z)))
     labelled_grid(rows, folder / "inputs.png", "the vectors averaged into a, b and c")
     write_record(folder, "arithmetic", args, G, torch.stack([means["a"], means["b"], means["c"], result]),
                  a=parts["a"][1], b=parts["b"][1], c=parts["c"][1], z_order=["a", "b", "c", "a-b+c"])
@@ -279,7 +282,6 @@ def cmd_arithmetic(args) -> int:
 def _classifier(G):
     """The evaluator of G's dataset as an images -> logits function, when one ships and G makes
     grayscale 28x28 images; else None (rank then measures pixel change only)."""
-    from .metrics.evaluator import load_evaluator
     if G.img_shape != (1, 28, 28):
         return None
     try:

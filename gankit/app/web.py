@@ -24,10 +24,11 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
-from .errors import GankitError
+from ..errors import GankitError
 from .explorer import NUDGE_DELTAS, N_BASE, PARTS, SLIDER_LIMIT, SLIDER_STEP, Explorer, mark, png_bytes, sheet
 
 MAIN_PX = 256   # the main image's width on the page
@@ -89,7 +90,7 @@ HOT_JS = """
 
 def _gradio():
     try:
-        import gradio as gr
+        import gradio as gr  # (the [app] extra: only the page needs it)
     except ImportError:
         raise GankitError("gankit app needs Gradio: pip install 'gankit[app]' (or pip install gradio)") from None
     return gr
@@ -264,164 +265,200 @@ class App:
 
 
 def build(app: App):
-    """The Gradio Blocks of the explorer."""
+    """The Gradio Blocks of the explorer: the page's layout, then its events."""
     gr = _gradio()
-    labels = list(app.explorers)
-    first = app.run_setup(labels[0])
-    e0 = app.explorer(labels[0])
-    base0 = e0.seed_vectors(0)
-    marks0 = app.slider_marks(labels[0], base0, 0)
     with gr.Blocks(title="gankit explorer", analytics_enabled=False) as demo:
-        gr.Markdown("## gankit latent explorer\nA seed stands for its 8 latent vectors (the images of "
-                    "`gankit sample RUN --seed S`); the first, or the one you click, is shown large. A slider rests "
-                    "at that vector's own value and then changes nothing; moved, it sets its dimension of all 8 "
-                    "vectors (the labs' sweep, -4 to +4). Back at its mark, the seed's images return.")
-        info = gr.Markdown(first["info"], elem_id="info")
-        base = gr.State(base0)
-        picks = [(str(i + 1), i) for i in range(N_BASE)]
-        with gr.Row():
-            with gr.Column(scale=1, min_width=300):
-                run = gr.Dropdown(labels, value=labels[0], label="run", visible=len(labels) > 1, elem_id="run")
-                weights = gr.Radio(first["weights"], value=first["weights"][0], label="weights", elem_id="weights")
-                with gr.Row():
-                    seed = gr.Number(0, precision=0, label="seed", minimum=0, elem_id="seed")
-                    rand = gr.Button("random seed", elem_id="random")
-                cls = gr.Dropdown(first["classes"] or [("-", 0)], value=0, label="class",
-                                  visible=bool(first["classes"]), elem_id="class")
-                sliders = []
-                for i in range(app.k):
-                    d = first["dims"][i] if i < len(first["dims"]) else None
-                    sliders.append(gr.Slider(-SLIDER_LIMIT, SLIDER_LIMIT, value=marks0[i], step=SLIDER_STEP,
-                                             label=f"z[{d}]" if d is not None else "", visible=d is not None,
-                                             elem_id=f"slider{i}"))
-                reset = gr.Button("reset sliders", elem_id="reset")
-                upload = gr.File(label=f"load z (.npy, .pt or .json: ({e0.z_dim},) or up to {N_BASE} rows)",
-                                 file_types=[".npy", ".pt", ".json"], type="filepath", elem_id="upload")
-                status = gr.Markdown("", elem_id="status")
-            with gr.Column(scale=2):
-                with gr.Row():
-                    with gr.Column():
-                        gr.Markdown("**main image**")
-                        big = gr.HTML(elem_id="main")
-                    with gr.Column(visible=bool(first["classes"])) as classes_box:
-                        gr.Markdown("**this z as every class**")
-                        classes = gr.HTML(elem_id="classes")
-                gr.Markdown("**the 8 images of the seed, sliders applied**")
-                eight = gr.HTML(elem_id="eight")
-                main = gr.Radio(picks, value=0, label="shown large", elem_id="pick")
-                with gr.Row():
-                    save = gr.Button("save z and image", elem_id="save")
-                    timing = gr.Markdown("", elem_id="timing")
-                saved = gr.File(label="saved", file_count="multiple", interactive=False, elem_id="saved")
-                saved_cmd = gr.Markdown("", elem_id="saved-cmd")
-        with gr.Row():
-            with gr.Column():
-                nudge_dim = gr.Dropdown(first["nudge"], value=first["nudge"][0][1], label="nudged dimension",
-                                        elem_id="nudge-dim")
-                gr.Markdown(f"**lab 4's sheet:** the dimension moved by {', '.join(map(str, NUDGE_DELTAS))} both "
-                            f"ways (rows) in each of the 8 images (columns)")
-                nudge = gr.HTML(elem_id="nudge")
-            with gr.Column():
-                with gr.Row():
-                    to_seed = gr.Number(1, precision=0, label="interpolate to seed", minimum=0, elem_id="to-seed")
-                    t = gr.Slider(0, 1, value=0.5, step=0.01, label="position (slerp)", elem_id="t")
-                gr.Markdown("**slerp** from the main vector to the same vector of that seed")
-                strip = gr.HTML(elem_id="strip")
-                at_t = gr.HTML(elem_id="at-t")
-
-        state_in = [run, weights, base, main, cls, nudge_dim, to_seed, t, *sliders]
-        shown = {"main": [("main", big), ("eight", eight), ("classes", classes)], "nudge": [("nudge", nudge)],
-                 "path": [("strip", strip), ("at_t", at_t)]}
-
-        def painter(*parts):
-            """An event handler that redraws the pictures of `parts`, and its output components."""
-            names = [(k, c) for p in parts for k, c in shown[p]] + [("timing", timing)]
-
-            def paint(*args):
-                try:
-                    drawn = app.render(parts, *args)
-                except GankitError as err:
-                    return (*[gr.update()] * len(names), f"**error:** {err}")
-                return (*[drawn[k] for k, _ in names], gr.update())
-            return paint, [c for _, c in names] + [status]
-
-        def rebase(label, b, note=""):
-            """A new set of base vectors: the first is shown large, the sliders go to its marks."""
-            return (b, gr.update(choices=picks[:len(b)], value=0), *app.slider_marks(label, b, 0), note)
-
-        def reseed(label, s):
-            try:
-                return rebase(label, app.explorer(label).seed_vectors(int(s or 0)))
-            except GankitError as err:
-                return (gr.update(), gr.update(), *[gr.update()] * app.k, f"**seed refused:** {err}")
-
-        def marks(label, b, m):
-            return app.slider_marks(label, b, m)
-
-        def load_z(label, path):
-            if not path:
-                return (gr.update(), gr.update(), *[gr.update()] * app.k, "")
-            try:
-                b = app.explorer(label).read_upload(path)
-            except (GankitError, OSError) as err:
-                return (gr.update(), gr.update(), *[gr.update()] * app.k, f"**upload refused:** {err}")
-            return rebase(label, b, f"loaded {len(b)} latent vector(s) from {Path(path).name}")
-
-        def change_run(label):
-            setup = app.run_setup(label)
-            dims = setup["dims"]
-            slider_ups = [gr.update(label=f"z[{dims[i]}]", visible=True) if i < len(dims) else gr.update(visible=False)
-                          for i in range(app.k)]
-            has_cls = bool(setup["classes"])
-            return (setup["info"], gr.update(choices=setup["weights"], value=setup["weights"][0]),
-                    gr.update(choices=setup["classes"] or [("-", 0)], value=0, visible=has_cls),
-                    gr.update(visible=has_cls),
-                    gr.update(choices=setup["nudge"], value=setup["nudge"][0][1]), *slider_ups, None, "")
-
-        def do_save(*args):
-            try:
-                return app.save(*args)
-            except GankitError as err:
-                return None, f"**error:** {err}"
-
-        fast = dict(trigger_mode="always_last", show_progress="hidden")
-
-        def draw(listen, *groups):
-            """Call `listen` (an event listener) with the painter of the first group of parts, and
-            chain one painter per further group: the main image first, as it comes soonest."""
-            fn, outputs = painter(*groups[0])
-            event = listen(fn, state_in, outputs, **fast)
-            for parts in groups[1:]:
-                fn, outputs = painter(*parts)
-                event = event.then(fn, state_in, outputs, **fast)
-
-        everything = (("main",), ("nudge", "path"))
-        # The z sliders and the position slider t redraw through the fast path (HOT_JS), not Gradio.
-        draw(cls.change, *everything)
-        draw(weights.change, *everything)
-        draw(nudge_dim.change, ("nudge",))
-        draw(to_seed.change, ("path",))
-        rebased = [base, main, *sliders, status]
-        rand.click(lambda: random.randrange(2 ** 31), None, seed)
-        # New base vectors or slider marks first, then every picture.
-        for event in (seed.change(reseed, [run, seed], rebased, **fast),
-                      reset.click(marks, [run, base, main], sliders, **fast),
-                      main.input(marks, [run, base, main], sliders, **fast),
-                      upload.upload(load_z, [run, upload], rebased),
-                      run.change(change_run, run, [info, weights, cls, classes_box, nudge_dim, *sliders, saved, saved_cmd]).then(
-                          reseed, [run, seed], rebased)):
-            draw(event.then, *everything)
-        draw(demo.load, *everything)
-        save.click(do_save, [run, weights, base, main, cls, *sliders], [saved, saved_cmd])
+        page = layout(gr, app)
+        wire(gr, app, page, demo)
     return demo
+
+
+def layout(gr, app: App) -> SimpleNamespace:
+    """The page's components, by name: the controls on the left, the pictures on the right, lab 4's
+    sheet and the slerp strip below."""
+    label = list(app.explorers)[0]
+    first = app.run_setup(label)
+    base0 = app.explorer(label).seed_vectors(0)
+    gr.Markdown("## gankit latent explorer\nA seed stands for its 8 latent vectors (the images of "
+                "`gankit sample RUN --seed S`); the first, or the one you click, is shown large. A slider rests "
+                "at that vector's own value and then changes nothing; moved, it sets its dimension of all 8 "
+                "vectors (the labs' sweep, -4 to +4). Back at its mark, the seed's images return.")
+    page = SimpleNamespace(first=first, info=gr.Markdown(first["info"], elem_id="info"), base=gr.State(base0),
+                           picks=[(str(i + 1), i) for i in range(N_BASE)])
+    with gr.Row():
+        with gr.Column(scale=1, min_width=300):
+            controls(gr, app, page, app.slider_marks(label, base0, 0))
+        with gr.Column(scale=2):
+            pictures(gr, page)
+    with gr.Row():
+        with gr.Column():
+            page.nudge_dim = gr.Dropdown(first["nudge"], value=first["nudge"][0][1], label="nudged dimension",
+                                         elem_id="nudge-dim")
+            gr.Markdown(f"**lab 4's sheet:** the dimension moved by {', '.join(map(str, NUDGE_DELTAS))} both "
+                        f"ways (rows) in each of the 8 images (columns)")
+            page.nudge = gr.HTML(elem_id="nudge")
+        with gr.Column():
+            with gr.Row():
+                page.to_seed = gr.Number(1, precision=0, label="interpolate to seed", minimum=0, elem_id="to-seed")
+                page.t = gr.Slider(0, 1, value=0.5, step=0.01, label="position (slerp)", elem_id="t")
+            gr.Markdown("**slerp** from the main vector to the same vector of that seed")
+            page.strip = gr.HTML(elem_id="strip")
+            page.at_t = gr.HTML(elem_id="at-t")
+    return page
+
+
+def controls(gr, app: App, page: SimpleNamespace, marks0: list[float]) -> None:
+    """The left column: run, weights, seed, class, the z sliders, reset, and the z upload."""
+    first, labels = page.first, list(app.explorers)
+    page.run = gr.Dropdown(labels, value=labels[0], label="run", visible=len(labels) > 1, elem_id="run")
+    page.weights = gr.Radio(first["weights"], value=first["weights"][0], label="weights", elem_id="weights")
+    with gr.Row():
+        page.seed = gr.Number(0, precision=0, label="seed", minimum=0, elem_id="seed")
+        page.rand = gr.Button("random seed", elem_id="random")
+    page.cls = gr.Dropdown(first["classes"] or [("-", 0)], value=0, label="class",
+                           visible=bool(first["classes"]), elem_id="class")
+    page.sliders = []
+    for i in range(app.k):
+        d = first["dims"][i] if i < len(first["dims"]) else None
+        page.sliders.append(gr.Slider(-SLIDER_LIMIT, SLIDER_LIMIT, value=marks0[i], step=SLIDER_STEP,
+                                      label=f"z[{d}]" if d is not None else "", visible=d is not None,
+                                      elem_id=f"slider{i}"))
+    page.reset = gr.Button("reset sliders", elem_id="reset")
+    z_dim = app.explorer(labels[0]).z_dim
+    page.upload = gr.File(label=f"load z (.npy, .pt or .json: ({z_dim},) or up to {N_BASE} rows)",
+                          file_types=[".npy", ".pt", ".json"], type="filepath", elem_id="upload")
+    page.status = gr.Markdown("", elem_id="status")
+
+
+def pictures(gr, page: SimpleNamespace) -> None:
+    """The right column: the main image, the class row, the seed's 8, the pick, and saving."""
+    with gr.Row():
+        with gr.Column():
+            gr.Markdown("**main image**")
+            page.big = gr.HTML(elem_id="main")
+        with gr.Column(visible=bool(page.first["classes"])) as page.classes_box:
+            gr.Markdown("**this z as every class**")
+            page.classes = gr.HTML(elem_id="classes")
+    gr.Markdown("**the 8 images of the seed, sliders applied**")
+    page.eight = gr.HTML(elem_id="eight")
+    page.main = gr.Radio(page.picks, value=0, label="shown large", elem_id="pick")
+    with gr.Row():
+        page.save = gr.Button("save z and image", elem_id="save")
+        page.timing = gr.Markdown("", elem_id="timing")
+    page.saved = gr.File(label="saved", file_count="multiple", interactive=False, elem_id="saved")
+    page.saved_cmd = gr.Markdown("", elem_id="saved-cmd")
+
+
+class Handlers:
+    """The page's event handlers: each passes the page's state to the App and its answer back to
+    the components, and shows a refusal in the status line instead of raising."""
+
+    def __init__(self, gr, app: App, page: SimpleNamespace):
+        self.gr, self.app, self.page = gr, app, page
+        p = page
+        self.state_in = [p.run, p.weights, p.base, p.main, p.cls, p.nudge_dim, p.to_seed, p.t, *p.sliders]
+        self.shown = {"main": [("main", p.big), ("eight", p.eight), ("classes", p.classes)],
+                      "nudge": [("nudge", p.nudge)], "path": [("strip", p.strip), ("at_t", p.at_t)]}
+
+    def painter(self, *parts):
+        """An event handler that redraws the pictures of `parts`, and its output components."""
+        names = [(k, c) for p in parts for k, c in self.shown[p]] + [("timing", self.page.timing)]
+        gr, app = self.gr, self.app
+
+        def paint(*args):
+            try:
+                drawn = app.render(parts, *args)
+            except GankitError as err:
+                return (*[gr.update()] * len(names), f"**error:** {err}")
+            return (*[drawn[k] for k, _ in names], gr.update())
+        return paint, [c for _, c in names] + [self.page.status]
+
+    def unchanged(self, note: str = "") -> tuple:
+        return (self.gr.update(), self.gr.update(), *[self.gr.update()] * self.app.k, note)
+
+    def rebase(self, label, b, note=""):
+        """A new set of base vectors: the first is shown large, the sliders go to its marks."""
+        return (b, self.gr.update(choices=self.page.picks[:len(b)], value=0), *self.app.slider_marks(label, b, 0),
+                note)
+
+    def reseed(self, label, s):
+        try:
+            return self.rebase(label, self.app.explorer(label).seed_vectors(int(s or 0)))
+        except GankitError as err:
+            return self.unchanged(f"**seed refused:** {err}")
+
+    def marks(self, label, b, m):
+        return self.app.slider_marks(label, b, m)
+
+    def load_z(self, label, path):
+        if not path:
+            return self.unchanged()
+        try:
+            b = self.app.explorer(label).read_upload(path)
+        except (GankitError, OSError) as err:
+            return self.unchanged(f"**upload refused:** {err}")
+        return self.rebase(label, b, f"loaded {len(b)} latent vector(s) from {Path(path).name}")
+
+    def change_run(self, label):
+        gr, setup = self.gr, self.app.run_setup(label)
+        dims = setup["dims"]
+        slider_ups = [gr.update(label=f"z[{dims[i]}]", visible=True) if i < len(dims) else gr.update(visible=False)
+                      for i in range(self.app.k)]
+        has_cls = bool(setup["classes"])
+        return (setup["info"], gr.update(choices=setup["weights"], value=setup["weights"][0]),
+                gr.update(choices=setup["classes"] or [("-", 0)], value=0, visible=has_cls),
+                gr.update(visible=has_cls),
+                gr.update(choices=setup["nudge"], value=setup["nudge"][0][1]), *slider_ups, None, "")
+
+    def save(self, *args):
+        try:
+            return self.app.save(*args)
+        except GankitError as err:
+            return None, f"**error:** {err}"
+
+    def draw(self, listen, *groups):
+        """Call `listen` (an event listener) with the painter of the first group of parts, and
+        chain one painter per further group: the main image first, as it comes soonest."""
+        fn, outputs = self.painter(*groups[0])
+        event = listen(fn, self.state_in, outputs, **FAST)
+        for parts in groups[1:]:
+            fn, outputs = self.painter(*parts)
+            event = event.then(fn, self.state_in, outputs, **FAST)
+
+
+FAST = dict(trigger_mode="always_last", show_progress="hidden")  # what every picture event runs with
+
+
+def wire(gr, app: App, page: SimpleNamespace, demo) -> None:
+    """The page's events. The z sliders and the position slider t redraw through the fast path
+    (HOT_JS), not through Gradio."""
+    h, p = Handlers(gr, app, page), page
+    everything = (("main",), ("nudge", "path"))
+    h.draw(p.cls.change, *everything)
+    h.draw(p.weights.change, *everything)
+    h.draw(p.nudge_dim.change, ("nudge",))
+    h.draw(p.to_seed.change, ("path",))
+    rebased = [p.base, p.main, *p.sliders, p.status]
+    p.rand.click(lambda: random.randrange(2 ** 31), None, p.seed)
+    # New base vectors or slider marks first, then every picture.
+    run_changed = p.run.change(h.change_run, p.run, [p.info, p.weights, p.cls, p.classes_box, p.nudge_dim, *p.sliders,
+                                                      p.saved, p.saved_cmd])
+    for event in (p.seed.change(h.reseed, [p.run, p.seed], rebased, **FAST),
+                  p.reset.click(h.marks, [p.run, p.base, p.main], p.sliders, **FAST),
+                  p.main.input(h.marks, [p.run, p.base, p.main], p.sliders, **FAST),
+                  p.upload.upload(h.load_z, [p.run, p.upload], rebased),
+                  run_changed.then(h.reseed, [p.run, p.seed], rebased)):
+        h.draw(event.then, *everything)
+    h.draw(demo.load, *everything)
+    p.save.click(h.save, [p.run, p.weights, p.base, p.main, p.cls, *p.sliders], [p.saved, p.saved_cmd])
 
 
 def add_hot_route(server, app: App) -> None:
     """POST HOT_ROUTE on Gradio's FastAPI server: App.slide as JSON; a refused request gets 400
     (404 for a state the app no longer remembers), never a traceback."""
-    from fastapi import Request
-    from fastapi.concurrency import run_in_threadpool
-    from fastapi.responses import JSONResponse
+    from fastapi import Request  # (comes with Gradio, the [app] extra)
+    from fastapi.concurrency import run_in_threadpool  # (as above)
+    from fastapi.responses import JSONResponse  # (as above)
 
     async def slide(request: Request):
         body = await request.body()

@@ -1,14 +1,16 @@
 """`gankit eval`, `gankit compare` and `gankit evaluator train`: thin shells over gankit.metrics."""
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
 
-from . import metrics as M
-from .errors import GankitError
-from .files import atomic_write_text
-from .runs import check_run_dir, comparison_figure, pyplot, read_stats
+from .. import metrics as M
+from ..errors import GankitError
+from ..export import saved_class_names
+from ..metrics.evaluator import train_evaluator
+from ..runs import check_run_dir, comparison_figure, pyplot, read_stats
 
 
 
@@ -34,7 +36,6 @@ def print_table(columns: list[tuple[str, dict]], tag: str) -> None:
 
 def print_per_class(src: Path, results: dict, tag: str) -> None:
     """A conditional generator's scores class by class, named as its generator.json names them."""
-    from .checkpoint import saved_class_names
     acc, fid = results[f"class_accuracy_per_class_{tag}"], results.get(f"fid_per_class_{tag}")
     names = saved_class_names(src, len(acc))
     width = max(len(n) for n in names) + 2
@@ -48,13 +49,6 @@ def print_per_class(src: Path, results: dict, tag: str) -> None:
 def metrics_file(src: Path) -> Path:
     folder = src if src.is_dir() else src.parent
     return folder / "metrics.json"
-
-
-def save_results(path: Path, key: str, results: dict) -> None:
-    """Merge `results` under `key` into metrics.json (atomic; other keys are kept)."""
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[key] = results
-    atomic_write_text(path, json.dumps(data, indent=1) + "\n")
 
 
 def cmd_eval(args) -> int:
@@ -78,7 +72,7 @@ def cmd_eval(args) -> int:
               "real_floor": floor, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out = Path(args.out) if args.out else metrics_file(src)
     key = f"{tag}" + ("" if args.ema is None else ("-ema" if args.ema else "-raw"))
-    save_results(out, key, record)
+    M.save_results(out, key, record)
     print(f"wrote {out} [{key}]")
     return 0
 
@@ -114,13 +108,11 @@ def cmd_compare(args) -> int:
 
 
 def cmd_evaluator_train(args) -> int:
-    from .metrics.evaluator import train_evaluator
     train_evaluator(args.dataset, epochs=args.epochs, seed=args.seed, data_root=args.data_root, out_dir=args.out)
     return 0
 
 
 def add_parsers(sub) -> None:
-    import argparse
     p = sub.add_parser("eval", help="sample quality: FID, KID, IS, precision/recall, density/coverage, classes")
     p.add_argument("src", help="run folder, generator.safetensors, folder of PNGs, or .npy/.pt images")
     p.add_argument("--metrics", nargs="+", default=list(M.METRICS), choices=M.METRICS, metavar="METRIC",

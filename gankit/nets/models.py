@@ -9,7 +9,7 @@ Contracts every entry keeps (tools rely on them, tests check them):
 - G maps z of shape (B, z_dim) to images (B, C, H, W) in [-1, 1]; models that need
   (B, z_dim, 1, 1) reshape inside. G exposes `z_dim`, `num_classes` and `img_shape`.
 - D maps images to logits of shape (B,). No sigmoid here: it lives in the objective.
-- Models never import the objectives.
+- Models never import the objectives. build_models (gankit.nets) adds the conditional variants.
 """
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 class Generator(nn.Module):
@@ -54,6 +55,15 @@ class Discriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).view(x.shape[0])  # (B, 1, 1, 1) or (B, 1) -> (B,)
 
+    def split_logits(self, out: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """(real/fake logits, no class logits): the layout every discriminator answers for its own
+        output (an AC-GAN D also returns class logits; gankit.nets.conditional)."""
+        return out, None
+
+    def critic(self, x: torch.Tensor) -> torch.Tensor:
+        """The real/fake logits (B,): what a gradient penalty differentiates."""
+        return self(x)
+
 
 D_NORMS = ("batch", "layer", "none", "spectral")
 
@@ -77,7 +87,6 @@ def spectral_normalize(module: nn.Module) -> None:
     one power iteration per forward pass in training mode (the estimate's vectors are buffers,
     so checkpoints and resume carry them). Applied after initialisation: the raw weight is then
     `parametrizations.weight.original`."""
-    from torch.nn.utils.parametrizations import spectral_norm
     for m in list(module.modules()):
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             spectral_norm(m)
@@ -242,22 +251,6 @@ def init_normal02(module: nn.Module) -> None:
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm)) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
-
-
-def build_models(cfg) -> tuple[Generator, Discriminator]:
-    """Build G and D for a resolved Config on the CPU, initialised as `cfg.init` says; class-
-    conditional ones (gankit.conditional) when cfg.num_classes > 0. Draws from torch's global RNG: seed it first for reproducible weights."""
-    if cfg.num_classes:
-        from .conditional import conditional_models
-        G, D = conditional_models(MODELS[cfg.model].build, cfg)
-    else:
-        G, D = MODELS[cfg.model].build(cfg)
-    if cfg.init == "normal02":
-        init_normal02(G)
-        init_normal02(D)
-    if cfg.d_norm == "spectral":
-        spectral_normalize(D)
-    return G, D
 
 
 def has_batchnorm(module: nn.Module) -> bool:

@@ -69,18 +69,19 @@ OBJECTIVES: dict[str, Objective] = {
 }
 
 
-def gradient_penalty(D: torch.nn.Module, x_real: Tensor, x_fake: Tensor,
+def gradient_penalty(critic: Callable[..., Tensor], x_real: Tensor, x_fake: Tensor,
                      generator: torch.Generator | None = None, eps: Tensor | None = None,
                      labels: Tensor | None = None) -> Tensor:
     """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates x_hat (Gulrajani et al. 2017).
-    The norm is taken in fp32 whatever precision the forward pass ran in. `eps` (B, 1, 1, 1), the
-    interpolation weights, is drawn from `generator` unless given. A conditional D judges the
-    interpolates under the real batch's `labels`; only its real/fake logit is penalised."""
+    `critic` maps images (and, for a conditional D, labels) to real/fake logits (B,): a
+    discriminator's `critic` method, which knows its own output layout. The norm is taken in fp32
+    whatever precision the forward pass ran in. `eps` (B, 1, 1, 1), the interpolation weights, is
+    drawn from `generator` unless given. A conditional D judges the interpolates under the real
+    batch's `labels`."""
     if eps is None:
         eps = torch.rand(x_real.shape[0], 1, 1, 1, device=x_real.device, generator=generator)
     x_hat = torch.lerp(x_real, x_fake, eps).requires_grad_(True)
-    out = D(x_hat) if labels is None else D(x_hat, labels)
-    logits = out[:, 0] if out.ndim == 2 else out  # (an AC-GAN D's class logits are not the critic)
+    logits = critic(x_hat) if labels is None else critic(x_hat, labels)
     (grad,) = torch.autograd.grad(logits.float().sum(), x_hat, create_graph=True)
     norm = grad.float().flatten(1).norm(2, dim=1)  # (B,)
     return ((norm - 1) ** 2).mean()

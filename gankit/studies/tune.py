@@ -22,14 +22,17 @@ import io
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .balance import summarize
-from .config import preset_config
-from .errors import ConfigError, GankitError
-from .files import atomic_write_text
-from .runs import fid_key, read_stats
+from ..config import preset_config
+from ..data import load_split
+from ..errors import ConfigError, GankitError
+from ..files import atomic_write_text
+from ..runs import fid_key, pyplot, read_stats
+from ..training import TrainingStopped, balance, train
+from ..training.balance import summarize
 from .space import Param, apply, parse_space
 
 STUDY_FILE = "study.json"
@@ -61,7 +64,7 @@ class Settings:
 # ---- storage -------------------------------------------------------------------------------------
 def redact(url: str) -> str:
     try:
-        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import make_url  # (comes with Optuna, the [tune] extra)
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return url.split("@")[-1]
@@ -71,15 +74,14 @@ def open_storage(storage: str | None, folder: Path):
     """Optuna storage: a journal file (default: <folder>/study.journal; processes on one machine
     share it through a file lock), or a database URL (postgresql://..., sqlite:///...) for workers
     on several machines. An unreachable database fails here, with one line."""
-    import optuna
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    import optuna  # (the [tune] extra)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage  # (the [tune] extra)
     if storage is None or "://" not in storage:
         path = Path(storage) if storage else folder / "study.journal"
         if not path.parent.is_dir():
             raise ConfigError(f"--storage {path}: folder {path.parent} does not exist")
         return JournalStorage(JournalFileBackend(str(path))), str(path)
     kwargs = {"connect_args": {"connect_timeout": 10}} if storage.startswith("postgresql") else {}
-    import warnings
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # (heartbeat_interval)
@@ -95,7 +97,7 @@ def open_storage(storage: str | None, folder: Path):
 
 def load_optuna():
     try:
-        import optuna
+        import optuna  # (the [tune] extra: a friendly message when it is missing)
     except ImportError:
         raise GankitError("gankit tune needs Optuna: pip install 'gankit[tune]'") from None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -181,7 +183,6 @@ def trial_config(s: Settings, params: dict, folder: Path):
 @functools.lru_cache(maxsize=4)
 def _n_train(dataset: str, data_root: str | None) -> int:
     """Training images of a dataset (tunable fields cannot change it), read once per process."""
-    from .data import load_split
     return len(load_split(dataset, "train", data_root)[0])
 
 
@@ -222,7 +223,6 @@ def show_params(params: dict) -> str:
 
 def run_trial(study, trial, s: Settings, space: list[Param], folder: Path, say=print) -> None:
     """Train one trial and tell Optuna its result (COMPLETE, PRUNED or FAIL)."""
-    from .train import TrainingStopped, train
     optuna = load_optuna()
     t0 = time.perf_counter()
     params = {p.name: p.suggest(trial) for p in space}
@@ -340,8 +340,6 @@ def trial_rows(study) -> list[dict]:
 
 def write_results(study, s: Settings, folder: Path) -> dict:
     """results.json, best.json, the plots and the balance-vs-FID figure; returns the results."""
-    from . import balance
-    from .runs import pyplot
     rows = trial_rows(study)
     done = [r for r in rows if r["state"] == "complete"]
     result = {"study": study.study_name, "preset": s.preset, "budget": s.describe_budget(), "params": s.params,
@@ -363,10 +361,8 @@ def write_results(study, s: Settings, folder: Path) -> dict:
         balance.scatter(points, folder / "balance_vs_fid.png", f"study {study.study_name}: completed trials",
                         result["metric"] or "FID")
     plt = pyplot()
-    import warnings
-
-    import matplotlib
-    import optuna.visualization.matplotlib as ov
+    import matplotlib  # (slow to import; only the study's figures need it)
+    import optuna.visualization.matplotlib as ov  # (the [tune] extra)
     figures = {"history.png": ov.plot_optimization_history, "parallel.png": ov.plot_parallel_coordinate}
     if len(done) >= 2 and len(s.params) >= 1:
         figures["importances.png"] = ov.plot_param_importances

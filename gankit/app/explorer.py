@@ -26,9 +26,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
-from . import latent as L
-from .errors import GankitError
+from .. import latent as L
+from ..data import to_uint8
+from ..errors import GankitError
+from ..export import load_generator, load_source
+from ..sample import read_z, z_from_seed
 
 SLIDER_LIMIT = 4.0            # sliders run from -4 to +4, the labs' sweep range
 SLIDER_STEP = 0.01
@@ -47,7 +51,6 @@ def mark(value: float) -> float:
 def to_hwc(x: torch.Tensor) -> np.ndarray:
     """float images (N, C, H, W) in [-1, 1] -> uint8 (N, H, W, C), rounded as gankit.data.to_uint8
     (and so as `gankit sample`'s samples.npy)."""
-    from .data import to_uint8
     return to_uint8(x).permute(0, 2, 3, 1).numpy()
 
 
@@ -84,9 +87,8 @@ class Explorer:
     """One run's generator(s) on `device`, in eval mode, and its ranked latent dimensions."""
 
     def __init__(self, run: str | Path, device: str = "cpu", sliders: int = 8, rank_n: int = RANK_N):
-        from .checkpoint import load_generator
         self.run = Path(run)
-        G, self.folder = L.load_source(run)  # checks the folder, loads the default weights
+        G, self.folder = load_source(run)  # checks the folder, loads the default weights
         meta_path = self.run / "generator.json" if self.run.is_dir() else self.run.with_suffix(".json")
         self.weights = ["EMA", "raw"] if json.loads(meta_path.read_text()).get("has_ema") else ["raw"]
         self.G = {"EMA" if G.weights == "G_ema" else "raw": G.to(device)}
@@ -154,7 +156,7 @@ class Explorer:
         """The seed's 8 latent vectors, as `gankit sample RUN --seed S` draws them."""
         if not 0 <= int(seed) < 2 ** 63:
             raise GankitError(f"seed {seed}: a seed is a whole number from 0 to 2**63 - 1")
-        return L.z_from_seed(int(seed), N_BASE, self.z_dim).numpy()
+        return z_from_seed(int(seed), N_BASE, self.z_dim).numpy()
 
     def read_upload(self, path: str | Path) -> np.ndarray:
         """An uploaded z file (.npy, .pt or .json; (z_dim,) or (N, z_dim), N <= 8, finite values,
@@ -166,7 +168,7 @@ class Explorer:
                               f"(limit {MAX_UPLOAD_BYTES >> 20} MiB; {N_BASE} vectors of {self.z_dim} floats "
                               f"take {N_BASE * self.z_dim * 4} bytes)")
         try:
-            z = L.read_z(p, self.z_dim)
+            z = read_z(p, self.z_dim)
         except GankitError as e:
             raise GankitError(str(e).replace(str(p), name)) from None
         if len(z) > N_BASE:
@@ -233,7 +235,6 @@ class Explorer:
 
 def png_bytes(img: np.ndarray) -> bytes:
     """uint8 (H, W, C) -> PNG file bytes (grayscale for C = 1)."""
-    from PIL import Image
     buf = io.BytesIO()
     Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img).save(buf, format="PNG")
     return buf.getvalue()

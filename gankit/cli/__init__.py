@@ -19,10 +19,15 @@ import json
 import sys
 from pathlib import Path
 
-from . import latent_cli, metrics_cli, tune_cli
-from .version import __version__
-from .config import PRESETS, Config, add_config_arguments, preset_config
-from .errors import ConfigError, GankitError
+from ..app import launch
+from ..config import PRESETS, Config, field_types, preset_config
+from ..errors import ConfigError, GankitError
+from ..report import build_report
+from ..runs import check_run_dir
+from ..training import train
+from ..version import __version__
+from . import latent as latent_cli, metrics as metrics_cli, studies as studies_cli
+from .flags import add_config_arguments
 
 
 def _train_parser(sub) -> None:
@@ -42,12 +47,10 @@ def _train_parser(sub) -> None:
 
 
 def _overrides(args) -> dict:
-    from .config import field_types
     return {k: getattr(args, k) for k in field_types() if getattr(args, k, None) is not None}
 
 
 def cmd_train(args) -> int:
-    from .runs import check_run_dir
     overrides = _overrides(args)
     if sum(x is not None for x in (args.preset, args.config, args.resume)) > 1:
         raise GankitError("--preset, --config and --resume exclude each other: a resumed run uses its own config, "
@@ -68,7 +71,6 @@ def cmd_train(args) -> int:
     print(json.dumps(cfg.to_dict(), indent=2))
     if args.dry_run:
         return 0
-    from .train import train
     train(cfg, resume=args.resume, command=sys.argv)
     return 0
 
@@ -104,7 +106,6 @@ def cmd_presets(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import build_report
     out = args.output or (str(Path(args.runs[0]) / "report.html") if len(args.runs) == 1 else "report.html")
     if args.md:
         out = str(Path(out).with_suffix(".md"))
@@ -114,7 +115,6 @@ def cmd_report(args) -> int:
 
 
 def cmd_app(args) -> int:
-    from .app import launch
     if args.sliders < 1:
         raise GankitError(f"--sliders must be >= 1, got {args.sliders}")
     if args.port is not None and not 0 < args.port < 65536:
@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the named experiments").set_defaults(func=cmd_presets)
     latent_cli.add_parsers(sub)
     metrics_cli.add_parsers(sub)
-    tune_cli.add_parsers(sub)
+    studies_cli.add_parsers(sub)
     p = sub.add_parser("report", help="the lab report of a run (or a comparison of runs) as one HTML file")
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("-o", "--output", default=None,

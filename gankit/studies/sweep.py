@@ -21,12 +21,12 @@ import statistics
 import time
 from pathlib import Path
 
-from . import balance
-from . import metrics as M
-from .config import preset_config
-from .errors import ConfigError, RunError
-from .files import atomic_write_text
-from .runs import RUN_RE, comparison_figure, pyplot, read_stats
+from .. import metrics as M
+from ..config import preset_config
+from ..errors import ConfigError, RunError
+from ..files import atomic_write_text
+from ..runs import RUN_RE, comparison_figure, pyplot, read_stats
+from ..training import balance, train
 from .space import apply, parse_param
 
 
@@ -67,7 +67,6 @@ def find_run(folder: Path, name: str) -> Path | None:
 def run_sweep(name: str, presets: list[str], grid: list[str], seeds: list[int], budget: dict, fixed: dict,
               out_dir: str = "runs", n: int = M.DEFAULT_N, say=print) -> dict:
     """Train and score every cell × seed not yet scored, then write the results."""
-    from .train import train
     if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError("--seeds needs distinct seeds, e.g. --seeds 0 1 2")
     if len(budget) > 1:
@@ -107,8 +106,7 @@ def run_sweep(name: str, presets: list[str], grid: list[str], seeds: list[int], 
                 if run is None or "already trained" not in str(e):
                     raise
         scores = M.compute_metrics(run, "fashion-mnist", M.METRICS, n, 0)
-        from .metrics_cli import save_results
-        save_results(run / "metrics.json", tag, {**scores, "n": n, "seed": 0, "ema": None,
+        M.save_results(run / "metrics.json", tag, {**scores, "n": n, "seed": 0, "ema": None,
                                                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         say(f"[{i}/{len(todo)}] {run_name}: fid_{tag} {scores[f'fid_{tag}']:.2f}, {time.perf_counter() - t0:.0f} s "
             f"[{run}]")

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
-from .errors import ConfigError, GankitError
+from ..errors import ConfigError, GankitError
 
 
 @dataclass
@@ -90,7 +91,6 @@ class Dist:
 def wrap(module: torch.nn.Module, device: torch.device, sync_buffers: bool) -> torch.nn.Module:
     """DistributedDataParallel(module). `sync_buffers`: rank 0's buffers are broadcast before
     every forward (torch >= 2.12 calls this forward_sync_buffers, older ones broadcast_buffers)."""
-    from torch.nn.parallel import DistributedDataParallel as DDP
     key = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(DDP).parameters
            else "broadcast_buffers")
     return DDP(module, device_ids=[device.index] if device.type == "cuda" else None, **{key: sync_buffers})

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from .config import Config
-from .device import resolve_channels_last
+from ..config import Config
+from ..device import resolve_channels_last
+from ..nets import EMA, build_models, make_optimizer
 from .dist import Dist, wrap as wrap_ddp
-from .ema import EMA
-from .models import build_models
-from .optim import make_optimizer
 
 
 @dataclass
@@ -79,9 +77,10 @@ class Nets:
                 group["lr"] = lr * factor
 
 
-def build_nets(cfg: Config, ddp: Dist, device: torch.device) -> Nets:
+def build_nets(cfg: Config, ddp: Dist, device: torch.device, make_ema: Callable[[nn.Module, float], EMA] = EMA) -> Nets:
     """Models, EMA, optimisers and noise. Weights are drawn on the CPU from the seed, so every
-    device and every rank starts from the same weights."""
+    device and every rank starts from the same weights. `make_ema(G, decay)` makes G's EMA (a
+    benchmark may pass a subclass that keeps more averages; bench/ema_decay.py)."""
     torch.manual_seed(cfg.seed)
     G, D = build_models(cfg)
     if ddp.enabled and cfg.sync_bn:
@@ -90,7 +89,7 @@ def build_nets(cfg: Config, ddp: Dist, device: torch.device) -> Nets:
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     G = G.to(device, memory_format=memory_format)
     D = D.to(device, memory_format=memory_format)
-    G_ema = EMA(G, cfg.ema) if cfg.ema > 0 else None
+    G_ema = make_ema(G, cfg.ema) if cfg.ema > 0 else None
     opt_G = make_optimizer(cfg.g_optimizer, G.parameters(), cfg.g_lr, cfg.g_betas, cfg.g_weight_decay, cfg.optim_impl)
     opt_D = make_optimizer(cfg.d_optimizer, D.parameters(), cfg.d_lr, cfg.d_betas, cfg.d_weight_decay, cfg.optim_impl)
     noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -116,7 +115,7 @@ class Tally:
     acc_D: Tensor  # [loss_D, D(x), D(G(z)), wasserstein], summed over the D steps since the last tick
     acc_G: Tensor  # [loss_G], summed over the G steps since the last tick
     grad_norms: Tensor  # [D, G] gradient norms, computed on the step before each tick
-    balance: Tensor  # [loss-curve crossings, G steps with loss_G above] since the last tick, sign of the last (gankit/balance.py)
+    balance: Tensor  # [loss-curve crossings, G steps with loss_G above] since the last tick, sign of the last (balance.py)
     step: int = 0  # D steps done
     n_D: int = 0  # D steps since the last tick
     n_G: int = 0  # G steps since the last tick
@@ -154,6 +153,7 @@ class Tally:
 
     def means(self) -> Tensor:
         """[loss_D, D(x), D(G(z)), wasserstein, loss_G, grad_norm_D, grad_norm_G, crossing_rate, g_above]
-        since the last tick."""
+        since the last tick, as one device tensor (to average across ranks; then
+        gankit.training.context.Stats names them)."""
         return torch.cat([self.acc_D / max(self.n_D, 1), self.acc_G / max(self.n_G, 1), self.grad_norms,
                           self.balance[:2] / max(self.n_G, 1)])

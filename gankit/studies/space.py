@@ -15,8 +15,8 @@ import difflib
 import math
 from dataclasses import dataclass
 
-from .config import Config, _base_type, field_types, preset_config
-from .errors import ConfigError
+from ..config import Config, base_type, field_types, preset_config
+from ..errors import ConfigError
 
 # What a trial's budget, its measurement or the run's bookkeeping sets: not searched.
 NOT_TUNABLE = {"preset", "dataset", "data_root", "channels", "image_size", "bad_files", "num_classes", "epochs",
@@ -70,7 +70,7 @@ def _field_kind(name: str, text: str) -> tuple[str, type]:
     if field in NOT_TUNABLE:
         raise ConfigError(f"--param {text}: {field} is not searched: the trial budget (--epochs/--steps/--minutes), "
                           f"the run seed (--seed) and the measurement are the study's, the same for every trial")
-    kind = _base_type(types[field])
+    kind = base_type(types[field])
     if kind is tuple:
         if not dot or index not in ("0", "1"):
             raise ConfigError(f"--param {text}: {field} is a pair; search one of it as {field}.0 or {field}.1")

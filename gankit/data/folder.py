@@ -22,9 +22,11 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
+from tqdm import tqdm
 
-from .errors import DataError
-from .files import atomic_path, cache_root
+from ..errors import DataError
+from ..files import atomic_path, cache_root
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
@@ -48,7 +50,6 @@ def cache_key(root: Path, files: list[Path], size: int, channels: int) -> str:
 
 def decode(path: Path, size: int, channels: int) -> np.ndarray:
     """One image file -> (C, size, size) uint8; raises on anything unreadable."""
-    from PIL import Image
     with Image.open(path) as im:
         im.draft("RGB" if channels == 3 else "L", (size, size))  # JPEG: decode at a reduced scale >= size
         im.load()  # decode now: a truncated or corrupt file fails here
@@ -127,7 +128,6 @@ def load_folder(root: str | Path | None, size: int, channels: int, bad_files: st
     workers = workers or max(1, min(os.cpu_count() or 1, 16))
     chunk = max(1, min(256, len(files) // (4 * workers) or 1))
     jobs = [([str(p) for p in files[i:i + chunk]], size, channels) for i in range(0, len(files), chunk)]
-    from tqdm import tqdm
     results: list = []
     with tqdm(total=len(files), unit="img", desc=f"decoding {root.name}", disable=not progress) as bar:
         if workers == 1 or len(jobs) == 1:

@@ -1,10 +1,14 @@
-"""`gankit tune` and `gankit sweep`: thin shells over gankit.tune and gankit.sweep."""
+"""`gankit tune` and `gankit sweep`: thin shells over gankit.studies (the [tune] extra)."""
 from __future__ import annotations
 
 import argparse
 
-from .errors import ConfigError
-from .metrics import DEFAULT_N
+from ..errors import ConfigError
+from ..metrics import DEFAULT_N
+from ..studies.sweep import run_sweep
+from ..studies.tune import Settings, open_study, optimize, print_table, write_results
+from ..training import TrainingStopped
+from .metrics import print_table as print_metrics_table
 
 
 def _fixed(args) -> dict:
@@ -33,8 +37,6 @@ def _budget(args) -> dict:
 
 
 def cmd_tune(args) -> int:
-    from .train import TrainingStopped
-    from .tune import Settings, open_study, optimize, print_table, write_results
     budget = _budget(args)
     joining = args.preset is None and not args.param
     if joining and (budget or args.trials is not None):
@@ -63,14 +65,12 @@ def cmd_tune(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .metrics_cli import print_table
-    from .sweep import run_sweep
     # (an --eval-n the evaluator cannot take is refused by Config.validate in run_sweep, before any folder)
     during = {} if args.eval_n is None else {"eval_every": 0} if args.eval_n == 0 else {"eval_n": args.eval_n}
     result = run_sweep(args.name, args.presets, args.grid, args.seeds, _budget(args), {**_fixed(args), **during},
                        args.out_dir, args.n)
     print()
-    print_table([(c["cell"], c) for c in result["cells"]], result["tag"])
+    print_metrics_table([(c["cell"], c) for c in result["cells"]], result["tag"])
     c = result["balance"]
     if c["rho"] is not None:
         print(f"balance index vs fid_{result['tag']} over {c['n']} runs: Spearman rho {c['rho']:+.2f} (p = {c['p']:.2g})")

@@ -1,0 +1,66 @@
+"""Reference features, cached under a hash of what produced them (dataset, split, feature network,
+n, and a folder's contents), and the feature network that makes them: the dataset's evaluator, or
+Inception-v3 with weights the user gives."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from ..data import load_split, to_float
+from ..data.folder import cache_key, find_images, load_folder
+from ..errors import GankitError
+from ..files import atomic_path, cache_root, sha256_file
+from .evaluator import SHORT_NAMES, embed, load_evaluator
+from .inception import embed_inception, load_inception
+
+
+def _folder_split(data_root: str | None, split: str, n: int, shape: tuple[int, int]) -> tuple[torch.Tensor, str]:
+    """A folder has no test split: 'test' is n images of a fixed shuffle of it, 'train' the next
+    n, so the real-data floor compares two disjoint halves. Returns (images, folder key)."""
+    channels, size = shape
+    x = torch.from_numpy(load_folder(data_root, size, channels, say=lambda m: None, progress=False))
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    part = order[:n] if split == "test" else order[n:2 * n]
+    if len(part) < n:
+        raise GankitError(f"{data_root}: {len(x)} readable images, too few for {n} {split} images "
+                          f"({'n' if split == 'test' else '2n'} needed); lower --n")
+    root = Path(data_root).expanduser()
+    return x[part], cache_key(root, find_images(root), size, channels)
+
+
+def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
+                       data_root: str | None = None, shape: tuple[int, int] = (3, 64)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features and probabilities of the first n images of a split, cached under a hash of
+    (dataset, split, evaluator sha256, n). For dataset 'folder' (the images under data_root,
+    decoded at shape = (channels, size)) the key also holds the folder's contents."""
+    x, folder_key = None, ""
+    if dataset == "folder":
+        x, folder_key = _folder_split(data_root, split, n, shape)
+    key = hashlib.sha256(f"{dataset}|{split}|{card['sha256']}|{n}|{folder_key}".encode()).hexdigest()[:16]
+    path = cache_root("reference") / f"{dataset}-{split}-{n}-{key}.pt"
+    if path.exists():
+        cached = torch.load(path, weights_only=True)
+        return cached["features"], cached["probs"]
+    if x is None:
+        x, _ = load_split(dataset, split, data_root)
+    if len(x) < n:
+        raise GankitError(f"{dataset} {split} has {len(x)} images, fewer than n={n}")
+    feats, probs = embed_fn(to_float(x[:n]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({"features": feats, "probs": probs}, tmp)
+    return feats, probs
+
+
+def feature_network(reference: str, inception_weights: str | None, device):
+    """(embed function, a card with a sha256 naming the network, the metric-name prefix)."""
+    if inception_weights:
+        model = load_inception(inception_weights, device)
+        return (lambda x: embed_inception(model, x)), {"sha256": sha256_file(Path(inception_weights))}, "inception"
+    if reference == "folder":
+        raise GankitError("an image folder has no evaluator of its own: score it with Inception features "
+                          "(--inception-weights PATH, torch-fidelity's pt_inception-2015-12-05 weights)")
+    model, card = load_evaluator(reference, device)
+    return (lambda x: embed(model, x)), card, SHORT_NAMES.get(reference, reference)

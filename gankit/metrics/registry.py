@@ -1,0 +1,86 @@
+"""The metrics by name: each entry maps (sample features, sample class probabilities, reference
+features, protocol tag) to its scores keyed `<metric>_<tag>`. Metrics computed together (precision
+and recall, density and coverage) share one function, which runs once."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..errors import GankitError
+from . import scores
+from .evaluator import SHORT_NAMES
+
+DEFAULT_N = 10000  # samples and reference images of `gankit eval` (the fmnist10k protocol)
+
+Metric = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str], dict]
+
+
+def _fid(feats, probs, ref, tag) -> dict:
+    return {f"fid_{tag}": scores.fid(feats, ref)}
+
+
+def _kid(feats, probs, ref, tag) -> dict:
+    kid, std = scores.kid(feats, ref)
+    return {f"kid_{tag}": kid, f"kid_{tag}_std": std}
+
+
+def _is(feats, probs, ref, tag) -> dict:
+    value, std = scores.inception_score(probs)
+    return {f"is_{tag}": value, f"is_{tag}_std": std}
+
+
+def _precision_recall(feats, probs, ref, tag) -> dict:
+    precision, recall = scores.precision_recall(ref, feats)
+    return {f"precision_{tag}": precision, f"recall_{tag}": recall}
+
+
+def _density_coverage(feats, probs, ref, tag) -> dict:
+    density, coverage = scores.density_coverage(ref, feats)
+    return {f"density_{tag}": density, f"coverage_{tag}": coverage}
+
+
+def _classes(feats, probs, ref, tag) -> dict:
+    hist = scores.class_histogram(probs)
+    return {f"class_entropy_{tag}": hist["class_entropy"], f"rarest_class_share_{tag}": hist["rarest_class_share"],
+            f"class_shares_{tag}": hist["class_shares"]}
+
+
+METRICS: dict[str, Metric] = {
+    "fid": _fid,  # Fréchet distance of Gaussian fits (Heusel et al. 2017)
+    "kid": _kid,  # kernel inception distance, unbiased MMD (Bińkowski et al. 2018), with its std over subsets
+    "is": _is,  # inception score (Salimans et al. 2016) on the evaluator's class probabilities
+    "precision": _precision_recall,  # k-NN precision and recall (Kynkäänniemi et al. 2019)
+    "recall": _precision_recall,
+    "density": _density_coverage,  # density and coverage (Naeem et al. 2020)
+    "coverage": _density_coverage,
+    "classes": _classes,  # entropy of the predicted-class histogram, share of the rarest class
+}
+
+# How tables name each score (score_features' keys without the protocol tag), in table order.
+LABELS = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision", "recall": "recall",
+          "density": "density", "coverage": "coverage", "class_entropy": "class entropy",
+          "rarest_class_share": "rarest class", "class_accuracy": "class accuracy"}
+
+
+def score_features(feats: torch.Tensor, probs: torch.Tensor, ref_feats: torch.Tensor, tag: str,
+                   names=tuple(METRICS), labels: torch.Tensor | None = None,
+                   ref_labels: torch.Tensor | None = None) -> dict:
+    """Every asked metric of (feats, probs) against reference features, keyed `<metric>_<tag>`.
+    With the classes the samples were made for (`labels`, a conditional G), also the class
+    accuracy and, with the reference images' `ref_labels`, the FID per class."""
+    unknown = sorted(set(names) - set(METRICS))
+    if unknown:
+        raise GankitError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
+    out: dict = {}
+    for fn in dict.fromkeys(METRICS[name] for name in METRICS if name in names):  # (each function once, in order)
+        out.update(fn(feats, probs, ref_feats, tag))
+    if labels is not None:
+        out.update({f"{k}_{tag}": v for k, v in scores.class_scores(feats, probs, labels, ref_feats, ref_labels).items()})
+    return out
+
+
+def protocol(dataset: str, n: int, net: str | None = None) -> str:
+    """`fmnist10k` for 10,000 samples scored with the Fashion-MNIST evaluator; `inception10k`
+    with Inception features (net='inception')."""
+    return (net or SHORT_NAMES.get(dataset, dataset)) + (f"{n // 1000}k" if n % 1000 == 0 else str(n))

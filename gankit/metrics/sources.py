@@ -1,0 +1,76 @@
+"""Where the images to score come from: a run folder or generator file (sampled from a seed), a
+folder of PNGs, or an .npy/.pt tensor."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..data import to_float
+from ..errors import GankitError
+from ..export import load_generator
+from ..sample import balanced_labels, generate, z_from_seed
+
+
+def load_images(source: str | Path, n: int, seed: int = 0, ema: bool | None = None,
+                device: str = "cpu") -> torch.Tensor:
+    """n images (N, C, H, W) in [-1, 1] from a run folder or generator file (sampled with `seed`),
+    a folder of PNGs, or an .npy/.pt tensor (uint8 in [0, 255] or float in [-1, 1])."""
+    return load_labelled_images(source, n, seed, ema, device)[0]
+
+
+def load_labelled_images(source: str | Path, n: int, seed: int = 0, ema: bool | None = None,
+                         device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """load_images, and the class each image was made for when the source is a conditional
+    generator (every class equally often); None otherwise."""
+    p = Path(source)
+    if not p.exists():
+        raise GankitError(f"{p}: no such run, generator, image folder or tensor file")
+    if p.suffix == ".safetensors" or (p.is_dir() and (p / "generator.safetensors").exists()):
+        G = load_generator(p, ema=ema, device=device)
+        y = balanced_labels(n, G.num_classes) if G.num_classes else None
+        return generate(G, z_from_seed(seed, n, G.z_dim), y=y), y
+    return _load_files(p, n), None
+
+
+def _load_files(p: Path, n: int) -> torch.Tensor:
+    if p.is_dir():
+        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".webp"))
+        if not files:
+            raise GankitError(f"{p}: no images (PNG, JPEG, BMP, WebP) and no generator.safetensors in it")
+        if len(files) < n:
+            raise GankitError(f"{p}: {len(files)} images, fewer than the {n} asked (--n)")
+        arrays, mode = [], None
+        for f in files[:n]:
+            try:
+                with Image.open(f) as im:
+                    if mode is None:  # the first image decides: grayscale stays 1 channel, colour is RGB
+                        mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
+                    arrays.append(np.asarray(im.convert(mode)))
+            except Exception as e:
+                raise GankitError(f"{f}: cannot read image ({type(e).__name__})") from None
+        if len({a.shape for a in arrays}) > 1:
+            raise GankitError(f"{p}: images of different sizes ({sorted({a.shape for a in arrays})[:3]}); "
+                              f"metrics need one size")
+        x = torch.from_numpy(np.stack(arrays))
+        return to_float(x[:, None] if mode == "L" else x.permute(0, 3, 1, 2).contiguous())
+    if p.suffix in (".npy", ".pt"):
+        x = (torch.from_numpy(np.load(p, allow_pickle=False)) if p.suffix == ".npy"
+             else torch.load(p, map_location="cpu", weights_only=True))
+        if not isinstance(x, torch.Tensor):
+            raise GankitError(f"{p}: holds a {type(x).__name__}, not a tensor")
+        if x.ndim == 3:
+            x = x[:, None]
+        if len(x) < n:
+            raise GankitError(f"{p}: {len(x)} images, fewer than the {n} asked (--n)")
+        x = x[:n]
+        if x.dtype == torch.uint8:
+            return to_float(x.clone())
+        x = x.float()
+        if torch.isfinite(x).all() and (x.min() < -1.001 or x.max() > 1.001):
+            raise GankitError(f"{p}: float images must lie in [-1, 1] (got {x.min():.3g}..{x.max():.3g}); "
+                              f"save uint8 in [0, 255] otherwise")
+        return x
+    raise GankitError(f"{p}: not a run folder, generator.safetensors, image folder, .npy or .pt file")

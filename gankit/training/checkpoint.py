@@ -1,0 +1,69 @@
+"""Checkpoints that survive faults (the generator export that every tool reads is gankit.export).
+
+A checkpoint is written to a temporary file in the same folder, flushed and fsynced, then
+renamed over the old one (rename is atomic on POSIX), with its sha256 in a `.sha256` file
+beside it. Loading uses `torch.load(weights_only=True)` only, so a checkpoint cannot run code.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import RunError
+from ..files import atomic_path, atomic_write_text, sha256_file
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save `obj` to `path` atomically (fsynced) and record its sha256 in `path.sha256`. If
+    anything fails (disk full, kill), the previous file at `path` is untouched."""
+    path = Path(path)
+    try:
+        with atomic_path(path, fsync=True) as tmp:
+            with open(tmp, "wb") as f:
+                torch.save(obj, f)
+            digest = sha256_file(tmp)
+        atomic_write_text(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
+    except OSError as e:  # disk full, quota, permissions: keep the previous file, say so
+        raise RunError(f"{path}: could not write the checkpoint ({e.strerror or e}); the previous "
+                       f"checkpoint there is intact") from e
+
+
+def verify(path: Path) -> str | None:
+    """None if `path` matches its recorded sha256, else the reason it does not."""
+    side = path.with_name(path.name + ".sha256")
+    if not side.exists():
+        return "no .sha256 beside it"
+    want = side.read_text().split()[0]
+    got = sha256_file(path)
+    return None if got == want else f"sha256 {got[:12]}... does not match the recorded {want[:12]}..."
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    """Load a checkpoint with weights_only=True: tensors, numbers, strings, lists and dicts only."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise RunError(f"{path}: refused to load ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
+
+
+def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, list[str]]:
+    """The newest checkpoint in run_dir/checkpoints whose hash verifies, and a note for each one
+    skipped on the way."""
+    folder = Path(run_dir) / "checkpoints"
+    cands = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    skipped = []
+    for p in cands:
+        reason = verify(p)
+        if reason is None:
+            return p, skipped
+        skipped.append(f"skipped {p.name}: {reason}")
+    raise RunError(f"{run_dir}: no usable checkpoint in {folder}" + (f" ({'; '.join(skipped)})" if skipped else ""))
+
+
+def prune(folder: Path, keep: int) -> None:
+    """Keep the newest `keep` periodic checkpoints (step_*.pt); last.pt is never pruned."""
+    periodic = sorted(folder.glob("step_*.pt"))
+    for p in periodic[: max(0, len(periodic) - keep)]:
+        p.unlink(missing_ok=True)
+        p.with_name(p.name + ".sha256").unlink(missing_ok=True)

@@ -1,0 +1,200 @@
+"""What the training loop hands its maintenance as one object: the loop context (`Loop`), the
+schedule that answers for a step what is due (`Schedule`), the training clock (`Clock`) and the
+statistics of a log tick by name (`Stats`)."""
+from __future__ import annotations
+
+import contextlib
+import math
+import signal
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from ..config import Config
+from ..data import EpochSampler
+from ..metrics import Judge
+from ..nets import Objective
+from ..runs import MILESTONES
+from .dist import Dist
+from .output import Out
+from .state import Nets, Tally
+
+@dataclass
+class Stats:
+    """Means of a log tick's statistics (over the D steps, or the G steps, since the last tick),
+    as Tally.means() lays them out."""
+    loss_D: float
+    d_real: float  # the objective's score of D on real images, "D(x)"
+    d_fake: float  # ... on generated images, "D(G(z))"
+    wasserstein: float  # E[D(x)] - E[D(G(z))] in logits
+    loss_G: float
+    grad_norm_D: float
+    grad_norm_G: float
+    crossing_rate: float  # loss curves crossing per G step (gankit.training.balance)
+    g_above: float  # share of G steps with loss_G above the balance line
+    SHOWN = {"d_real": "D(x)", "d_fake": "D(G(z))"}  # how messages name them
+
+    @classmethod
+    def from_tensor(cls, means: torch.Tensor) -> "Stats":
+        return cls(*means.tolist())
+
+    def nonfinite(self, step: int) -> str | None:
+        """The message for non-finite values, or None when all are finite."""
+        bad = ", ".join(f"{self.SHOWN.get(f.name, f.name)}={getattr(self, f.name)}" for f in fields(self)
+                        if not math.isfinite(getattr(self, f.name)))
+        return f"non-finite values in the steps up to step {step}: {bad}" if bad else None
+
+
+@dataclass
+class Clock:
+    """Training time across processes: the tally's earlier seconds plus this process's, less the
+    seconds spent on quality evaluations (which a time budget does not count)."""
+    tally: Tally
+    t_start: float = field(default_factory=time.perf_counter)
+    train_tick: float = 0.0  # training seconds when the last tick was logged, and at which step (for img/s)
+    step_tick: int = 0
+
+    def wall(self) -> float:
+        return self.tally.elapsed + time.perf_counter() - self.t_start
+
+    def train_s(self) -> float:
+        return self.wall() - self.tally.eval_s
+
+    def restart(self) -> None:
+        self.t_start = time.perf_counter()
+        self.train_tick = self.train_s()
+
+    def tick(self, step: int) -> None:
+        self.train_tick, self.step_tick = self.train_s(), step
+
+
+class Schedule:
+    """For each step: is it a log tick, an epoch's end, an evaluation, a milestone, a checkpoint,
+    the end? The end comes at the step limit, or when something ends training early (a spent time
+    budget, a quality target): `finish()`, after which the next answers treat the step as the last."""
+
+    def __init__(self, cfg: Config, steps_per_epoch: int, total: int, clock: Clock, evaluates: bool,
+                 stop_after: int | None = None):
+        self.spe, self.total, self.clock = steps_per_epoch, total, clock
+        self.log_every, self.eval_every, self.ckpt_every = cfg.log_every, cfg.eval_every, cfg.ckpt_every
+        self.evaluates = evaluates  # there is a judge
+        self.budget_s = (cfg.minutes or 0) * 60  # 0: no time budget
+        self.stop_after = stop_after
+        self.milestone_steps = {pct * total // 100 for pct in MILESTONES}
+        self.last = False  # this step is the last one
+        self.frac_before = 0.0  # the fraction of training done at the previous step
+
+    def fraction(self, done: int) -> float:
+        """How much of the training is done: of the steps, or of the time budget if that is further."""
+        return max(done / self.total, self.clock.train_s() / self.budget_s) if self.budget_s else done / self.total
+
+    def begin(self, done: int) -> bool:
+        """Called before step `done` runs: whether it ends in a log tick (so the step before one
+        computes the gradient norms the tick reads)."""
+        self.last = self.last or done == self.total
+        return done % self.log_every == 0 or self.epoch_end(done) or self.last
+
+    def finish(self) -> None:
+        self.last = True
+
+    def epoch_end(self, done: int) -> bool:
+        return done % self.spe == 0
+
+    def evaluation(self, done: int) -> bool:
+        if not self.evaluates:
+            return False
+        due = self.epoch_end(done) if self.eval_every == -1 else done % self.eval_every == 0
+        return self.last or due
+
+    def milestone(self, done: int) -> bool:
+        """Whether step `done` crossed one of MILESTONES: by steps, or by time under a budget (100 %
+        is the last step). Called once per step."""
+        frac = 1.0 if self.last else self.fraction(done)
+        crossed = self.last or (done in self.milestone_steps if not self.budget_s
+                                else any(self.frac_before < pct / 100 <= frac for pct in MILESTONES[1:-1]))
+        self.frac_before = frac
+        return crossed
+
+    def planned(self, done: int) -> int:
+        """The steps training will take as it looks now (the 100 % of the milestone strip)."""
+        return done if self.last else max(done, round(done / max(self.frac_before, 1e-9)))
+
+    def figures(self, done: int) -> bool:
+        """The fixed-z grid and the plots: at epoch ends and at the end."""
+        return self.epoch_end(done) or self.last
+
+    def checkpoint(self, done: int) -> bool:
+        return self.last or (self.epoch_end(done) and (done // self.spe) % self.ckpt_every == 0)
+
+    def stop_asked(self, done: int) -> bool:
+        """train(stop_after=N): stop at step N as a signal would."""
+        return done == self.stop_after
+
+
+STOP_CHECK_EVERY = 10  # steps between comparisons of the stop flag across ranks
+
+
+class StopFlag:
+    """Ctrl-C / SIGTERM set a host-side flag the loop reads once per step; a second Ctrl-C
+    leaves at once (the last checkpoint is intact). Python delivers signals to the main thread
+    only; elsewhere (a notebook worker thread) the caller's handlers stay."""
+
+    def __init__(self):
+        self.signum = 0
+        self.handlers = ({s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+                         if threading.current_thread() is threading.main_thread() else {})
+
+    def _on_signal(self, signum, frame):
+        if self.signum:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def check(self, ddp: Dist, done: int, tick: bool, budget_spent: bool) -> tuple[int, bool]:
+        """(signal number or 0, whether the time budget is spent), agreed by every rank: across
+        ranks they are compared every STOP_CHECK_EVERY steps and at ticks (a host collective),
+        in one process every step. Rank 0's clock decides the budget."""
+        if not ddp.enabled:
+            return self.signum, budget_spent
+        if done % STOP_CHECK_EVERY and not tick:
+            return 0, False
+        both = ddp.max(self.signum * 2 + int(budget_spent and ddp.main))
+        return both // 2, bool(both % 2)
+
+    def restore(self) -> None:
+        for s, h in self.handlers.items():
+            signal.signal(s, h)
+
+
+@dataclass
+class Loop:
+    """Everything the loop and its maintenance share, made once by gankit.training.setup.start."""
+    cfg: Config
+    ddp: Dist
+    device: torch.device
+    nets: Nets
+    tally: Tally
+    clock: Clock
+    out: Out
+    objective: Objective
+    schedule: Schedule
+    autocast: contextlib.AbstractContextManager  # the forward passes' precision (gankit.device.autocast)
+    x_train: torch.Tensor  # the training images, uint8 (N, C, H, W), on the device (or pinned)
+    y_train: torch.Tensor | None  # their classes, for a conditional run
+    sampler: EpochSampler  # the batch of each step
+    judge: Judge | None  # scores the samples of an evaluation (rank 0, when quality is tracked)
+    eval_z: torch.Tensor | None  # the fixed z of every evaluation (every rank)
+    fixed_z: torch.Tensor  # the fixed z of the grids
+    grid: tuple[torch.Tensor, torch.Tensor | None, int]  # the per-epoch grid's z, classes (or None), images per row
+    row_y: torch.Tensor | None  # the classes of a milestone row's 8 images (conditional runs)
+    stop: StopFlag  # Ctrl-C / SIGTERM
+    bar: tqdm  # the progress bar (disabled when not shown)
+    show_bar: bool  # a progress bar is shown (then no epoch lines)
+    on_quality: Callable[[dict], bool] | None = None  # sees each quality row; True ends training there
+
+    @property
+    def world(self) -> int:
+        return self.ddp.world_size

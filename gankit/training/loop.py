@@ -1,0 +1,181 @@
+"""train(cfg) -> run folder: the one training loop, readable top to bottom.
+
+The loop follows the shape of StyleGAN2-ADA's training_loop() and nanoGPT's train.py. A *step*
+is one D update on one real batch; G is updated on every n_critic-th step with the fake batch
+that step already made, as in the labs' loops. Everything a step does is a function of (seed,
+step, state), which is what makes resume exact: the batch comes from EpochSampler(seed, step),
+the noise from a dedicated generator whose state is checkpointed (state.py).
+
+No host synchronisation happens inside a step: statistics are summed on the device and read
+once per log tick, where non-finite values are also caught before they can reach a checkpoint.
+What comes before the loop is setup.py; what happens around the updates (ticks, evaluations,
+rollback, checkpoints, stopping) is maintenance.py, each handed the loop context (context.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..config import Config
+from ..data import to_float
+from ..device import resolve_device
+from ..nets import EMA, lr_factor
+from ..nets.losses import class_loss, clip_weights, gradient_penalty
+from . import balance
+from .context import Loop
+from .dist import setup as setup_dist
+from .maintenance import TrainingStopped, after_step
+from .output import record_budget
+from .setup import first_records, start
+
+__all__ = ["train", "TrainingStopped"]
+
+
+def train(cfg: Config, resume: str | Path | None = None, command: list[str] | None = None,
+          progress: bool | None = None, stop_after: int | None = None,
+          on_quality: Callable[[dict], bool] | None = None, run_name: str | None = None,
+          make_ema: Callable[[torch.nn.Module, float], EMA] = EMA) -> Path:
+    """Train as `cfg` says and return the run folder. With `resume`, continue the run in that
+    folder from its newest valid checkpoint; `cfg` may differ from the saved one only in
+    RESUMABLE_CHANGES (e.g. more epochs or minutes). `stop_after` stops at that step as a signal
+    would (checkpoint, no extra log tick), leaving the run resumable. `on_quality` sees each row of
+    quality.jsonl as it is written; when it returns True the run ends there as a finished run does
+    (final grid, checkpoint, export): a quality target, or a tuner's pruning. `run_name` replaces
+    "<preset>-<dataset>" in a new run folder's name (NNNNN-<run_name>). `make_ema(G, decay)` makes
+    G's EMA (a benchmark's seam: bench/ema_decay.py). Under torchrun every rank calls this; rank 0
+    alone writes the run folder."""
+    cfg = cfg.resolved().validate()
+    ddp, device_name = setup_dist(cfg.device)
+    try:
+        device = resolve_device(device_name)
+        cfg.validate_launch(ddp.world_size, device.type)
+        torch.backends.cudnn.benchmark = not cfg.deterministic
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=False)
+        L = start(cfg, ddp, device, resume, command, progress, stop_after, on_quality, run_name, make_ema)
+        try:
+            first_records(L)
+            training_loop(L)
+        finally:
+            L.bar.close()
+            if L.out.main:
+                L.out.log.close()
+            L.stop.restore()
+        return finish(L)
+    except TrainingStopped as e:
+        if not ddp.main:  # every rank stops at the same step; rank 0 reports it and carries the exit code
+            e.exit_code, e.quiet = 0, True
+        raise
+    finally:
+        ddp.close()
+
+
+def training_loop(L: Loop) -> None:
+    """Steps until the schedule's end (or a stop): update D, update G, then the maintenance."""
+    cfg, nets, tally, S, W = L.cfg, L.nets, L.tally, L.schedule, L.world
+    G, D, G_train, D_train, D_frozen = nets.G, nets.D, nets.G_train, nets.D_train, nets.D_frozen
+    objective, autocast, K = L.objective, L.autocast, cfg.num_classes
+
+    def draw(fn, *shape: int) -> torch.Tensor:
+        """This rank's rows of one global draw (fn: torch.randn or torch.rand) of W * shape[0] rows
+        from the noise generator, so W ranks with batch B see the same noise as one process with
+        batch W * B, and the draws resume exactly with the generator's state."""
+        return fn(W * shape[0], *shape[1:], device=L.device, generator=nets.noise)[L.ddp.rank::W]
+
+    while tally.step < S.total:
+        step = tally.step
+        done = step + 1
+        tick = S.begin(done)  # gradient norms are only read at log ticks: only the step before one computes them
+        update_G = step % cfg.n_critic == cfg.n_critic - 1
+        idx = L.sampler.indices(step)
+        x_real = to_float(L.x_train[idx].to(L.device, non_blocking=True))  # (B, C, H, W) in [-1, 1]
+        if cfg.hflip:  # half the batch mirrored, drawn like the noise (resumable, rank-consistent)
+            flip = draw(torch.rand, cfg.batch_size) < 0.5
+            x_real = torch.where(flip[:, None, None, None], x_real.flip(-1), x_real)
+        x_real = x_real.contiguous(memory_format=nets.memory_format)
+        z = draw(torch.randn, cfg.batch_size, cfg.z_dim)
+        # A conditional run: the real batch's labels come with its images; the fake batch's
+        # classes are drawn uniformly from the noise stream. (Unconditional: no labels.)
+        y_real = (L.y_train[idx].to(L.device, non_blocking=True),) if K else ()
+        y_fake = ((draw(torch.rand, cfg.batch_size) * K).long().clamp_(max=K - 1),) if K else ()
+        if cfg.lr_schedule != "constant":  # both learning rates follow the schedule (and any rollback's halving)
+            nets.scale_learning_rates(cfg, 0.5 ** tally.rollbacks * lr_factor(cfg.lr_schedule, S.fraction(step),
+                                                                               cfg.lr_end))
+
+        # Update D. The fake batch is made once; it keeps G's graph only when G learns from it in
+        # this step. Each D splits its own output (an AC-GAN D also returns class logits).
+        with torch.set_grad_enabled(update_G), autocast:
+            x_fake = G_train(z, *y_fake)
+        with autocast:
+            d_real, c_real = D.split_logits(D_train(x_real, *y_real).float())
+            d_fake, c_fake = D.split_logits(D_train(x_fake.detach(), *y_fake).float())
+        loss_D = loss_D_objective = objective.d_loss(d_real, d_fake)
+        if c_real is not None:
+            loss_D = loss_D + cfg.ac_weight * (class_loss(c_real, *y_real) + class_loss(c_fake, *y_fake))
+        if cfg.gp_weight > 0:
+            eps = draw(torch.rand, cfg.batch_size, 1, 1, 1)
+            loss_D = loss_D + cfg.gp_weight * gradient_penalty(D.critic, x_real, x_fake.detach().to(x_real.dtype),
+                                                               eps=eps, labels=y_real[0] if K else None)
+        nets.opt_D.zero_grad(set_to_none=True)
+        loss_D.backward()
+        if tick:
+            tally.grad_norms[0] = grad_norm(D)
+        nets.opt_D.step()
+        if cfg.clip > 0:
+            clip_weights(D, cfg.clip)
+        with torch.no_grad():
+            tally.acc_D += torch.stack([loss_D.detach(), objective.score(d_real).mean(),
+                                        objective.score(d_fake).mean(), d_real.mean() - d_fake.mean()])
+        if cfg.host_sync:
+            loss_D.item()
+        tally.n_D += 1
+
+        # Update G. D's weights need no gradients here; switching them off saves that work.
+        if update_G:
+            D.requires_grad_(False)
+            with autocast:
+                d_fake_G, c_fake_G = D.split_logits(D_frozen(x_fake, *y_fake).float())
+            loss_G = loss_G_objective = objective.g_loss(d_fake_G)
+            if c_fake_G is not None:
+                loss_G = loss_G + cfg.ac_weight * class_loss(c_fake_G, *y_fake)
+            nets.opt_G.zero_grad(set_to_none=True)
+            loss_G.backward()
+            if tick:
+                tally.grad_norms[1] = grad_norm(G)
+            nets.opt_G.step()
+            D.requires_grad_(True)
+            tally.acc_G += loss_G.detach()
+            if objective.balance_scale is not None:  # do the loss curves cross? (balance.py)
+                balance.update(tally.balance, loss_G_objective, loss_D_objective, objective.balance_scale)
+            if cfg.host_sync:
+                loss_G.item()
+            tally.n_G += 1
+            if nets.G_ema is not None:
+                nets.G_ema.update(G)
+
+        # Maintenance: log ticks, evaluations, milestones, grids, checkpoints, stopping.
+        tally.step = done
+        L.bar.update(1)
+        if not after_step(L, done, tick):
+            break
+
+
+def grad_norm(module: torch.nn.Module) -> torch.Tensor:
+    """L2 norm of all gradients as a device tensor (no host sync)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
+
+
+def finish(L: Loop) -> Path:
+    """After the loop: the ranks compared, what a time budget bought, the last line."""
+    if L.world > 1:
+        diff = L.ddp.max_param_difference(torch.nn.ModuleList([L.nets.G, L.nets.D]))
+        L.out.say(f"ranks in sync: max |parameter difference| between rank 0 and the other {L.world - 1} "
+                  f"rank(s) = {diff:g}")
+    if L.schedule.last:
+        if L.schedule.budget_s and L.out.main:
+            L.out.say(record_budget(L.out.run_dir, L.cfg.minutes, L.tally.step, L.schedule.spe, L.clock.train_s()))
+        L.out.say(f"done: {L.tally.step} steps. Run folder: {L.out.run_dir}")
+    return L.out.run_dir

@@ -1,0 +1,231 @@
+"""Everything the training loop does around the D and G updates, after each step: log ticks,
+evaluations, the NaN rollback, milestones, grids and plots, checkpoints, and when to stop (signals,
+the time budget, a quality target). Each function takes the loop context (gankit.training.context.Loop);
+rank 0 alone writes, and the functions that need every rank say so."""
+from __future__ import annotations
+
+import signal
+import time
+
+import torch
+
+from ..errors import GankitError
+from ..export import export_generator
+from ..runs import milestone_path, save_grid, truncate_after
+from ..sample import balanced_labels, generate, sample_images
+from ..version import __version__
+from .checkpoint import atomic_save, load_checkpoint, newest_valid_checkpoint, prune
+from .context import Loop, Stats
+
+MAX_ROLLBACKS = 3  # --on-nan rollback gives up after this many
+
+
+class TrainingStopped(GankitError):
+    """Training ended early (signal or non-finite values); the message says why and where."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.quiet = False  # True on DDP ranks other than 0: rank 0 says it
+
+
+def after_step(L: Loop, done: int, tick: bool) -> bool:
+    """The maintenance after step `done`, in order: the log tick (a rollback there answers True at
+    once: the loop goes on from the checkpoint), an evaluation, a milestone row, the fixed-z grid
+    and plots, a checkpoint; then whether training goes on (False: it ended). Raises
+    TrainingStopped for non-finite values or a signal (after checkpointing)."""
+    S = L.schedule
+    if tick and log_tick(L, done):
+        return True
+    if S.evaluation(done):
+        quality = evaluate(L, done)
+        if L.on_quality is not None and not S.last:
+            if L.ddp.share(bool(L.on_quality(quality)) if L.ddp.main else None):
+                S.finish()
+                L.out.say(f"stopping at step {done}: on_quality asked to")
+    if S.milestone(done) and L.out.main:
+        save_grid(sample_images(L.nets.G_show, L.fixed_z[:8], L.row_y), milestone_path(L.out.run_dir, done))
+    if S.figures(done):
+        if L.out.main:
+            write_grid(L, done)
+        if S.checkpoint(done):
+            save_checkpoint(L, done, periodic=S.epoch_end(done))
+    if S.last:
+        return False
+    if S.stop_asked(done):
+        save_checkpoint(L, done, periodic=False)
+        L.out.say(f"stopped at step {done} as asked; continue with: gankit train --resume {L.out.run_dir}")
+        return False
+    signum, budget_spent = L.stop.check(L.ddp, done, tick, S.budget_s > 0 and L.clock.train_s() >= S.budget_s)
+    if budget_spent:
+        S.finish()  # the next step is the last
+    if signum:
+        stopped_by_signal(L, done, signum)
+    return True
+
+
+def stopped_by_signal(L: Loop, done: int, signum: int) -> None:
+    """Ctrl-C or SIGTERM: checkpoint, redraw the plots as of this step, and stop (every rank)."""
+    save_checkpoint(L, done, periodic=False)
+    if L.out.main:  # (at epoch ends they are only redrawn when due)
+        L.out.write_plots(L.objective.score_label, L.objective.score_is_probability,
+                          max(done, round(done / max(L.schedule.frac_before, 1e-9))))
+    raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {done}"
+                          + (f" (sent to one or more of the {L.world} processes)" if L.world > 1 else "")
+                          + f"; checkpoint saved. Continue with: gankit train --resume {L.out.run_dir}",
+                          exit_code=128 + signum)
+
+
+# ---- each log tick --------------------------------------------------------------------------------
+def log_tick(L: Loop, done: int) -> bool:
+    """The tick's statistics, averaged over the ranks and checked: non-finite values roll back
+    (--on-nan rollback; returns True) or stop training; otherwise one stats.jsonl row (and
+    TensorBoard), the progress bar's figures, the epoch line when no bar shows, and the warning
+    when D has won outright for long. Every rank."""
+    stats = Stats.from_tensor(L.ddp.all_mean(L.tally.means()))
+    problem = stats.nonfinite(done)
+    if problem and L.cfg.on_nan == "rollback" and L.tally.rollbacks < MAX_ROLLBACKS:
+        rollback(L, problem)
+        return True
+    if problem:
+        raise TrainingStopped(
+            f"{problem}. Nothing after the last checkpoint was saved"
+            + (f" ({L.tally.rollbacks} rollbacks already tried)" if L.tally.rollbacks else "")
+            + "; lower the learning rates, try another objective, or use --on-nan rollback", exit_code=3)
+    row = tick_row(L, stats, done)
+    if L.out.main:
+        L.out.log.write(row)
+    if L.schedule.epoch_end(done) and not L.show_bar:
+        L.out.say(f"epoch {done // L.schedule.spe} step {done}: loss_D {stats.loss_D:.4f} loss_G {stats.loss_G:.4f} "
+                  f"D(x) {stats.d_real:.3f} D(G(z)) {stats.d_fake:.3f} {row['img_per_s']:.0f} img/s")
+    warn_if_D_wins(L, stats, done)
+    L.tally.reset_tick()
+    L.clock.tick(done)
+    L.bar.set_postfix(loss_D=f"{stats.loss_D:.3f}", loss_G=f"{stats.loss_G:.3f}", Dx=f"{stats.d_real:.3f}",
+                      DGz=f"{stats.d_fake:.3f}", img_s=f"{row['img_per_s']:.0f}", refresh=False)
+    return False
+
+
+def tick_row(L: Loop, stats: Stats, done: int) -> dict:
+    """The stats.jsonl row of a tick. Values that do not apply are None: G's before its first
+    update, the Wasserstein estimate of a non-Wasserstein objective, the balance index without one."""
+    had_G, balance = L.tally.n_G > 0, L.objective.balance_scale
+    seconds = L.clock.train_s() - L.clock.train_tick  # evaluations since the last tick not counted
+    batch = L.cfg.batch_size * L.world
+    return {"step": done, "epoch": round(done / L.schedule.spe, 4), "images": done * batch,
+            "loss_D": stats.loss_D, "loss_G": stats.loss_G if had_G else None,
+            "d_real": stats.d_real, "d_fake": stats.d_fake,
+            "wasserstein": stats.wasserstein if L.objective.wasserstein else None,
+            "grad_norm_D": stats.grad_norm_D, "grad_norm_G": stats.grad_norm_G if had_G else None,
+            "crossing_rate": stats.crossing_rate if had_G and balance else None,
+            "g_above": stats.g_above if had_G and balance else None,
+            "lr_D": L.nets.opt_D.param_groups[0]["lr"], "lr_G": L.nets.opt_G.param_groups[0]["lr"],
+            "img_per_s": round((done - L.clock.step_tick) * batch / max(seconds, 1e-9), 1),
+            "time_s": round(L.clock.wall(), 2)}
+
+
+def warn_if_D_wins(L: Loop, stats: Stats, done: int) -> None:
+    """D's loss pinned near 0 for long: D wins every comparison and G learns nothing. (For a
+    probability score, D(x) - D(G(z)) saturating near 1 says the same.)"""
+    pinned = not L.objective.wasserstein and (
+        stats.loss_D < 0.05 or (L.objective.score_is_probability and stats.d_real - stats.d_fake > 0.98))
+    L.tally.low_D_ticks = L.tally.low_D_ticks + 1 if pinned else 0
+    if L.tally.low_D_ticks == 5:
+        L.out.warn(done, f"D has won outright for 5 log ticks ({5 * L.cfg.log_every} steps): loss_D "
+                         f"{stats.loss_D:.4f}, D(x) {stats.d_real:.3f}, D(G(z)) {stats.d_fake:.3f}; G's gradient "
+                         f"vanishes. Consider a lower --d-lr, a smaller D, or another objective")
+
+
+def rollback(L: Loop, problem: str) -> None:
+    """--on-nan rollback: reload the last good checkpoint (every rank) and halve both learning
+    rates, at most MAX_ROLLBACKS times over the run. The rows logged after it are dropped, and
+    the step limit counts again."""
+    ddp, nets, tally, out = L.ddp, L.nets, L.tally, L.out
+    ckpt_path = newest_valid_checkpoint(out.run_dir)[0] if ddp.main else None
+    state = ddp.share(load_checkpoint(ckpt_path) if ddp.main else None)
+    nets.load_state_dict(state)
+    # Time and the rollback count span the run, so they are not taken from the checkpoint.
+    tally.load_state_dict(state, keep=("elapsed", "eval_s", "rollbacks"))
+    tally.rollbacks += 1
+    nets.scale_learning_rates(L.cfg, 0.5 ** tally.rollbacks)
+    if ddp.main:
+        for path in (out.log.path, out.log.quality_path, out.log.warnings_path):
+            truncate_after(path, tally.step)
+    out.warn(tally.step, f"{problem}; rolled back to {ckpt_path.name if ckpt_path else 'the last checkpoint'} "
+                         f"(step {tally.step}) with learning rates halved to G {nets.opt_G.param_groups[0]['lr']:.3g}, "
+                         f"D {nets.opt_D.param_groups[0]['lr']:.3g} (rollback {tally.rollbacks} of {MAX_ROLLBACKS})")
+    L.bar.reset(total=None if L.schedule.budget_s else L.schedule.total)
+    L.bar.update(tally.step)
+    L.clock.tick(tally.step)
+    L.schedule.last = False
+
+
+# ---- quality ---------------------------------------------------------------------------------------
+def evaluate(L: Loop, done: int) -> dict | None:
+    """Evaluator metrics of the fixed eval z, the best generator by FID, collapse warnings. Every
+    rank makes its rows of the samples; rank 0 scores them all and returns the quality row (the
+    other ranks None)."""
+    t_eval, row = time.perf_counter(), None
+    ddp, cfg, nets, tally, W = L.ddp, L.cfg, L.nets, L.tally, L.world
+    n_pad = -(-len(L.eval_z) // W) * W
+    mine = lambda t: torch.cat([t, t[:n_pad - len(t)]])[ddp.rank::W]  # noqa: E731 (this rank's rows)
+    y = balanced_labels(len(L.eval_z), cfg.num_classes) if cfg.num_classes else None  # every class as often
+    images = generate(nets.G_show, mine(L.eval_z), y=None if y is None else mine(y))
+    images = ddp.gather_rows(images.to(L.device))[:len(L.eval_z)]
+    if ddp.main:
+        q = L.judge.score(images, y)
+        tally.eval_s += time.perf_counter() - t_eval
+        row = {"step": done, "epoch": round(done / L.schedule.spe, 4), "time_s": round(L.clock.wall(), 2),
+               "train_time_s": round(L.clock.train_s(), 2), **q}
+        L.out.log.quality(row)
+        say_quality(L, q, done, conditional=y is not None)
+        fid = q[f"fid_{L.judge.tag}"]
+        if fid < tally.best_fid:
+            export_generator(L.out.run_dir, nets.G, nets.G_ema.module if nets.G_ema is not None else None, cfg, done,
+                             name="best", **{f"fid_{L.judge.tag}": fid})
+        tally.best_fid = min(tally.best_fid, fid)
+    tally.best_fid, tally.eval_s = ddp.share((tally.best_fid, tally.eval_s))
+    return row
+
+
+def say_quality(L: Loop, q: dict, done: int, conditional: bool) -> None:
+    """The evaluation's line in the log, and a warning when G has stopped making some classes."""
+    tag = L.judge.tag
+    fid, coverage, rarest = q[f"fid_{tag}"], q[f"coverage_{tag}"], q[f"rarest_class_share_{tag}"]
+    L.out.say(f"quality at step {done}: fid_{tag} {fid:.2f}, coverage {coverage:.3f}, "
+              f"class entropy {q[f'class_entropy_{tag}']:.3f}"
+              + (f", class accuracy {q[f'class_accuracy_{tag}']:.3f}" if conditional else ""))
+    if coverage < 0.1 or rarest == 0:
+        L.out.warn(done, f"mode collapse: coverage {coverage:.3f}, rarest class share {rarest:.3f} "
+                         f"(classes G no longer makes)")
+
+
+# ---- grids, checkpoints and stopping --------------------------------------------------------------
+def write_grid(L: Loop, done: int) -> None:
+    """At an epoch's end (or the last step): the fixed-z grid, and, when due (Out.plots_due) or at
+    the last step, the loss and D-output curves and the milestone strip (rank 0)."""
+    z, y, nrow = L.grid
+    name = f"epoch_{done // L.schedule.spe:03d}.png" if L.schedule.epoch_end(done) else f"step_{done:08d}.png"
+    L.out.log.image("samples/fixed_z", save_grid(sample_images(L.nets.G_show, z, y), L.out.run_dir / "images" / name,
+                                                 nrow), done)
+    if L.schedule.last or L.out.plots_due():
+        L.out.write_plots(L.objective.score_label, L.objective.score_is_probability, L.schedule.planned(done))
+
+
+def save_checkpoint(L: Loop, done: int, periodic: bool) -> None:
+    """last.pt (and step_N.pt when periodic) and the generator export. A non-finite weight never
+    reaches a checkpoint: it would poison every resume. (Every rank checks, so all stop together.)"""
+    cfg, nets, out = L.cfg, L.nets, L.out
+    if not nets.finite():
+        raise TrainingStopped(f"non-finite weights at step {done}; not checkpointed. The last "
+                              f"good checkpoint is kept in {out.run_dir / 'checkpoints'}", exit_code=3)
+    if not L.ddp.main:
+        return
+    ckpt = {"config": cfg.to_dict(), "gankit_version": __version__, "world_size": L.world,
+            **nets.state_dict(), **L.tally.state_dict(), "step": done, "elapsed": L.clock.wall()}
+    folder = out.run_dir / "checkpoints"
+    atomic_save(ckpt, folder / "last.pt")
+    if periodic and cfg.keep > 0:
+        atomic_save(ckpt, folder / f"step_{done:08d}.pt")
+        prune(folder, cfg.keep)
+    export_generator(out.run_dir, nets.G, nets.G_ema.module if nets.G_ema is not None else None, cfg, done)

@@ -1,0 +1,218 @@
+"""Before the loop: the checkpoint to resume from, the data on the device, the quality judge, the
+networks, the run folder and its first records, all checked before any work; `start` puts them
+together into the loop context (gankit.training.context.Loop)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from ..config import Config
+from ..data import EpochSampler, training_images, training_labels
+from ..device import autocast as autocast_for, bf16_warning, resolve_precision
+from ..errors import ConfigError, DataError, GankitError, RunError
+from ..metrics import make_judge
+from ..nets import EMA, OBJECTIVES
+from ..runs import StatsLog, check_run_dir, milestone_path, save_grid, write_models_txt
+from ..sample import grid_labels, sample_images, z_from_seed
+from .checkpoint import load_checkpoint, newest_valid_checkpoint
+from .context import Clock, Loop, Schedule, StopFlag
+from .dist import Dist
+from .maintenance import save_checkpoint
+from .output import Out, new_run
+from .state import Tally, build_nets
+
+RESUMABLE_CHANGES = {"epochs", "steps", "minutes", "log_every", "ckpt_every", "keep", "device", "out_dir",
+                     "data_on_device", "host_sync", "optim_impl", "channels_last", "compile"}
+
+
+def total_steps(cfg: Config, steps_per_epoch: int) -> int:
+    """The step limit (a time budget, `minutes`, may end training before it)."""
+    return cfg.steps if cfg.steps > 0 else cfg.epochs * steps_per_epoch
+
+
+def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progress: bool | None,
+          stop_after: int | None, on_quality, run_name: str | None,
+          make_ema: Callable[[torch.nn.Module, float], EMA] = EMA) -> Loop:
+    """The loop context of a new run, or of the run in `resume` at its newest valid checkpoint.
+    Each part raises before anything is written when input is bad."""
+    precision = resolve_precision(cfg.precision, device)
+    state, notes, run_dir = read_resume(cfg, ddp, resume)
+    x_train, y_train = stage_data(cfg, ddp, device, notes)
+    sampler = EpochSampler(len(x_train), cfg.batch_size, cfg.seed, x_train.device, ddp.rank, ddp.world_size)
+    T = total_steps(cfg, sampler.steps_per_epoch)
+    if state is not None:
+        check_more_to_train(state, cfg, ddp.world_size, sampler.steps_per_epoch, T, run_dir, notes)
+    judge, eval_z = make_eval(cfg, ddp, device)
+    nets = build_nets(cfg, ddp, device, make_ema)
+    channels_last = nets.memory_format == torch.channels_last
+    tally = Tally.zeros(device)
+    if state is not None:
+        note = nets.load_state_dict(state)
+        notes += [note] if note else []
+        tally.load_state_dict(state)
+    elif ddp.main:
+        run_dir = new_run(cfg, device, precision, channels_last, ddp.world_size, command, run_name)
+    out = open_run(ddp, run_dir, nets, tally, notes, resumed=state is not None)
+    if eval_z is None and cfg.eval_every != 0:
+        out.say(f"note: no evaluator for {cfg.dataset} at {cfg.image_size}x{cfg.image_size}, so sample quality "
+                f"is not tracked during training")
+    if precision == "bf16" and (why := bf16_warning(device)):
+        out.warn(tally.step, why)
+    out.say(describe_training(cfg, len(x_train), device, precision, channels_last, ddp, sampler.steps_per_epoch, T))
+    clock = Clock(tally)
+    clock.tick(tally.step)
+    # The grids' fixed z; a conditional run's per-epoch grid has one z per row, one class per column.
+    fixed_z = torch.randn(cfg.grid_size, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    K = cfg.num_classes
+    show_bar = (sys.stderr.isatty() if progress is None else progress) and out.main
+    budget = bool(cfg.minutes)
+    return Loop(cfg, ddp, device, nets, tally, clock, out, OBJECTIVES[cfg.objective],
+                Schedule(cfg, sampler.steps_per_epoch, T, clock, eval_z is not None, stop_after),
+                autocast_for(precision, device), x_train, y_train, sampler, judge, eval_z, fixed_z,
+                grid_labels(fixed_z, K) if K else (fixed_z, None, 8),
+                torch.arange(8, device=device) % K if K else None, StopFlag(),
+                tqdm(total=None if budget else T, initial=tally.step, disable=not show_bar, unit="step",
+                     dynamic_ncols=True), show_bar, on_quality)
+
+
+def first_records(L: Loop) -> None:
+    """A new run's step 0: its milestone row and a checkpoint, so it is resumable at once and a
+    rollback has a base. Then the clocks start: the time budget counts training, from the first step."""
+    if L.tally.step == 0:
+        if L.out.main:
+            save_grid(sample_images(L.nets.G_show, L.fixed_z[:8], L.row_y), milestone_path(L.out.run_dir, 0))
+        save_checkpoint(L, 0, periodic=False)
+    L.nets.G.train()
+    L.nets.D.train()
+    L.clock.restart()
+    L.schedule.frac_before = L.schedule.fraction(L.tally.step)
+
+
+def open_run(ddp: Dist, run_dir: Path | None, nets, tally: Tally, notes: list[str], resumed: bool) -> Out:
+    """The run folder's output: models.txt, the stats log (cut back to the checkpoint's step on a
+    resume) and the notes so far (rank 0 writes)."""
+    out = Out(ddp.share(run_dir), ddp.main)
+    if out.main:
+        (out.run_dir / "checkpoints").mkdir(exist_ok=True)
+        models_text = write_models_txt(out.run_dir, nets.G, nets.D)
+        out.log = StatsLog(out.run_dir, resume_step=tally.step if resumed else None)
+        for note in notes:
+            out.say(note)
+        if not resumed:
+            out.say(models_text.rstrip())
+    out.say(f"run folder: {out.run_dir}")
+    return out
+
+
+def check_more_to_train(state: dict, cfg: Config, world: int, spe: int, T: int, run_dir: Path,
+                        notes: list[str]) -> None:
+    """A resumed run: its step counted at this launch's global batch, and something left to train."""
+    adapt_to_world(state, cfg, world, notes)
+    trained_s = state["elapsed"] - state.get("eval_s", 0.0)
+    if state["step"] >= T or (cfg.minutes and trained_s >= cfg.minutes * 60):
+        raise RunError(f"{run_dir} already trained {state['step']} steps ({state['step'] / spe:.2f} epochs) in "
+                       f"{trained_s / 60:.1f} minutes; raise --epochs, --steps or --minutes to continue it")
+
+
+def read_resume(cfg: Config, ddp: Dist, resume) -> tuple[dict | None, list[str], Path | None]:
+    """The checkpoint to resume from, read and checked by rank 0 before any work and shared with
+    the other ranks: (state, notes for the log, run folder); (None, [], None) for a new run."""
+    if resume is None:
+        return None, [], None
+    notes: list[str] = []
+    run_dir = Path(resume)
+    try:
+        state = None
+        run_dir = check_run_dir(resume)  # (on other machines than rank 0's it may not exist: rank 0 decides)
+        if ddp.main:
+            ckpt_path, notes = newest_valid_checkpoint(run_dir)
+            state = load_checkpoint(ckpt_path)
+            saved = Config.from_dict(state["config"], source=str(ckpt_path))
+            changed = {k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v} - RESUMABLE_CHANGES
+            if changed:
+                raise RunError(f"{run_dir}: cannot resume with changed {', '.join(sorted(changed))} "
+                               f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
+            notes.append(f"resuming from {ckpt_path.name} at step {state['step']}")
+    except GankitError as e:
+        state = e
+    return ddp.share(state), notes, run_dir
+
+
+def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The whole training set as one uint8 tensor on the device (or pinned on the host), and for a
+    conditional run its labels beside it (int64, same device), so a batch's labels come with its
+    images. Rank 0 reads first (for a folder: decodes and caches it); the other ranks then read its cache."""
+    if ddp.main:
+        try:
+            x_train = training_images(cfg, say=notes.append)
+            ddp.share(None)
+        except GankitError as e:
+            ddp.share(e)
+    else:
+        ddp.share(None)
+        x_train = training_images(cfg, say=lambda msg: None, progress=False)
+    y_train = training_labels(cfg) if cfg.num_classes else None
+    if y_train is not None and (len(y_train) != len(x_train) or int(y_train.max()) >= cfg.num_classes):
+        raise DataError(f"{cfg.data_root or cfg.dataset}: {len(x_train)} images with labels up to {int(y_train.max())}, "
+                        f"but the run has {cfg.num_classes} classes (did the class folders change since it started?)")
+    if cfg.data_on_device and device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        if x_train.nbytes > 0.5 * free:
+            raise DataError(f"the training images need {x_train.nbytes / 2**30:.1f} GiB, more than half of the "
+                            f"{free / 2**30:.1f} GiB free on {device}; use --no-data-on-device or a smaller --image-size")
+    if cfg.data_on_device:
+        return x_train.to(device), (y_train.to(device) if y_train is not None else None)
+    if device.type == "cuda":
+        return x_train.pin_memory(), (y_train.pin_memory() if y_train is not None else None)
+    return x_train, y_train
+
+
+def describe_training(cfg: Config, n_images: int, device: torch.device, precision: str, channels_last: bool,
+                      ddp: Dist, spe: int, T: int) -> str:
+    """The log's one-line account of what is about to be trained, where and for how long."""
+    W = ddp.world_size
+    return (f"training {cfg.model} / {cfg.objective} on {cfg.dataset} ({n_images} images, {cfg.channels}x"
+            f"{cfg.image_size}x{cfg.image_size}" + (f", {cfg.num_classes} classes" if cfg.num_classes else "")
+            + f") on {device}, {precision}" + (", channels_last" if channels_last else "") + f"; batch {cfg.batch_size}"
+            + (f" per process x {W} processes = global batch {cfg.batch_size * W} (DDP, "
+               f"{torch.distributed.get_backend()})" if ddp.enabled else "")
+            + f", {spe} steps per epoch, {T} steps ({T / spe:.2f} epochs)"
+            + (f" or {cfg.minutes:g} minutes of training, whichever ends first" if cfg.minutes else "")
+            + f", G updated every {cfg.n_critic} step(s)"
+            + (f", learning rates {cfg.lr_schedule} down to {cfg.lr_end:g} x g_lr/d_lr at the end" if cfg.lr_schedule != "constant"
+               else ""))
+
+
+def adapt_to_world(state: dict, cfg: Config, world: int, notes: list[str]) -> None:
+    """A run resumed on another number of processes: the images seen so far, counted in steps of
+    the new global batch."""
+    saved_world = state.get("world_size", 1)
+    if saved_world != world:
+        images = state["step"] * cfg.batch_size * saved_world
+        state["step"] = images // (cfg.batch_size * world)
+        notes.append(f"the run was trained by {saved_world} process(es), now {world}: its {images} images "
+                     f"are step {state['step']} at the new global batch {cfg.batch_size * world}; the data "
+                     f"order from here differs from an uninterrupted run")
+
+
+def make_eval(cfg: Config, ddp: Dist, device: torch.device):
+    """(judge, eval_z): the dataset's evaluator with its reference features on rank 0 (None on the
+    others), and the fixed z every rank makes its share of the samples from; (None, None) when
+    quality is not tracked."""
+    if cfg.eval_every == 0 or not cfg.judged_in_training():
+        return None, None  # (validate() refused --eval-every N > 0 for runs the evaluator cannot judge)
+    judge = None
+    if ddp.main:
+        try:
+            judge = make_judge(cfg.dataset, cfg.eval_n, cfg.seed + 2, cfg.z_dim, device, cfg.data_root)
+            if judge is None and cfg.eval_every > 0:
+                raise ConfigError(f"--eval-every {cfg.eval_every}: there is no evaluator for {cfg.dataset}; "
+                                  f"train one with `gankit evaluator train --dataset {cfg.dataset}`")
+        except GankitError as e:
+            judge = e
+    found = judge if isinstance(judge, BaseException) else judge is not None  # an error goes to all ranks
+    return (judge, z_from_seed(cfg.seed + 2, cfg.eval_n, cfg.z_dim)) if ddp.share(found) else (None, None)
