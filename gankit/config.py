@@ -239,12 +239,14 @@ class Config:
 
     # ---- JSON -----------------------------------------------------------------------
     def to_dict(self) -> dict:
+        """The fields as JSON-ready values (betas as lists)."""
         d = dataclasses.asdict(self)
         d["g_betas"], d["d_betas"] = list(self.g_betas), list(self.d_betas)
         return d
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "config") -> "Config":
+        """A Config from saved fields; unknown fields are refused, naming `source`."""
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -254,6 +256,7 @@ class Config:
         return cfg
 
     def save(self, path: Path, **extra) -> None:
+        """{"config": the fields, **extra} as JSON at `path` (a run folder's config.json)."""
         Path(path).write_text(json.dumps({"config": self.to_dict(), **extra}, indent=2) + "\n")
 
 

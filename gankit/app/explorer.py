@@ -31,7 +31,7 @@ from PIL import Image
 from .. import latent as L
 from ..data import to_uint8
 from ..errors import GankitError
-from ..export import load_generator, load_source
+from ..export import generator_files, load_generator, load_source
 from ..sample import read_z, z_from_seed
 
 SLIDER_LIMIT = 4.0            # sliders run from -4 to +4, the labs' sweep range
@@ -89,7 +89,7 @@ class Explorer:
     def __init__(self, run: str | Path, device: str = "cpu", sliders: int = 8, rank_n: int = RANK_N):
         self.run = Path(run)
         G, self.folder = load_source(run)  # checks the folder, loads the default weights
-        meta_path = self.run / "generator.json" if self.run.is_dir() else self.run.with_suffix(".json")
+        meta_path = generator_files(self.run)[1]
         self.weights = ["EMA", "raw"] if json.loads(meta_path.read_text()).get("has_ema") else ["raw"]
         self.G = {"EMA" if G.weights == "G_ema" else "raw": G.to(device)}
         for w in self.weights:

@@ -1,0 +1,270 @@
+"""The Python API, in the style of diffusers and the Hugging Face Hub: `gankit.train(preset, ...)`
+returns a `Run`; `gankit.load(path)` returns a `GANPipeline` that samples, generates from chosen z,
+runs the latent studies and saves itself with `save_pretrained`; `gankit.evaluate(...)` scores any
+source. Everything here is a thin layer over the library below it (training, export, sample,
+latent, metrics)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from . import latent as L
+from .config import Config, preset_config
+from .device import resolve_device
+from .errors import GankitError
+from .export import PRETRAINED, build_generator, read_generator, write_generator
+from .metrics import DEFAULT_N, METRICS, compute_metrics
+from .runs import check_run_dir, read_stats, save_grid
+from .sample import balanced_labels, generate, z_from_seed
+from .training import train as train_config
+
+Classes = int | str | Sequence[int | str] | None
+
+
+class GANPipeline:
+    """A trained generator, ready to use: `sample`, `generate`, `z`, the latent studies, and
+    `save_pretrained` / `from_pretrained` of a folder holding model.safetensors + config.json.
+
+    Images are float tensors (N, C, H, W) in [-1, 1] on the CPU; `gankit.save_images` writes them.
+    """
+
+    def __init__(self, tensors: dict[str, torch.Tensor], meta: dict, ema: bool | None = None,
+                 device: str | torch.device = "auto", source: str = "generator"):
+        self._tensors, self.meta = tensors, meta
+        self.device = resolve_device(str(device))
+        self.G = build_generator(tensors, meta, ema, self.device, source)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, ema: bool | None = None, device: str | torch.device = "auto",
+                        **hub_kwargs) -> "GANPipeline":
+        """Load a run folder, a `save_pretrained` folder or a generator's .safetensors file; with
+        huggingface_hub installed, a Hub repository id ("user/name") is downloaded first
+        (`hub_kwargs` go to huggingface_hub.snapshot_download). Local paths never touch the network.
+        `ema`: the EMA weights (None: when the run trained them)."""
+        local = Path(path)
+        if not local.exists() and "/" in str(path) and not str(path).startswith((".", "/")):
+            local = Path(_hub().snapshot_download(repo_id=str(path), **hub_kwargs))
+        tensors, meta, weights = read_generator(local)
+        return cls(tensors, meta, ema, device, source=str(weights))
+
+    # ---- what it is -------------------------------------------------------------------------------
+    @property
+    def z_dim(self) -> int:
+        """The length of a latent vector."""
+        return self.G.z_dim
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of a conditional generator; 0 for an unconditional one."""
+        return self.G.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        """A conditional generator's classes, in label order (empty when unconditional)."""
+        return list(self.G.class_names)
+
+    @property
+    def img_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of the images it makes."""
+        return tuple(self.G.img_shape)
+
+    @property
+    def weights(self) -> str:
+        """Which weights are loaded: "G_ema" or "G"."""
+        return self.G.weights
+
+    def __repr__(self) -> str:
+        kind = f"{self.num_classes} classes" if self.num_classes else "unconditional"
+        return (f"GANPipeline({self.meta['model']} on {self.meta['dataset']}, z_dim {self.z_dim}, images "
+                f"{'x'.join(map(str, self.img_shape))}, {kind}, {self.weights} weights, step {self.meta.get('step')})")
+
+    # ---- images -------------------------------------------------------------------------------------
+    def z(self, seed: int = 0, n: int = 8) -> torch.Tensor:
+        """n latent vectors (n, z_dim) from a seed: the same on every machine (as `gankit sample --seed`)."""
+        return z_from_seed(seed, n, self.z_dim)
+
+    def labels(self, classes: Classes, n: int) -> torch.Tensor | None:
+        """Class indices (n,) for a conditional generator: one class (index or name) for all, a list
+        of n, or None for every class equally often. None for an unconditional generator."""
+        if not self.num_classes:
+            if classes is not None:
+                raise GankitError("this generator is unconditional: it takes no classes")
+            return None
+        if classes is None:
+            return balanced_labels(n, self.num_classes)
+        items = [classes] * n if isinstance(classes, (int, str)) else list(classes)
+        if len(items) != n:
+            raise GankitError(f"{len(items)} classes for {n} images: give one class, or one per image")
+        return torch.tensor([self._class_index(c) for c in items], dtype=torch.long)
+
+    def _class_index(self, c: int | str) -> int:
+        if isinstance(c, str) and c in self.class_names:
+            return self.class_names.index(c)
+        if isinstance(c, int) and not isinstance(c, bool) and 0 <= c < self.num_classes:
+            return c
+        raise GankitError(f"unknown class {c!r}; this generator's classes: "
+                          + ", ".join(f"{i} {n}" for i, n in enumerate(self.class_names)))
+
+    def generate(self, z: torch.Tensor, classes: Classes = None) -> torch.Tensor:
+        """G(z) for latent vectors z (N, z_dim), in eval mode (an image depends only on its own z)."""
+        z = torch.as_tensor(z, dtype=torch.float32)
+        if z.ndim != 2 or z.shape[1] != self.z_dim:
+            raise GankitError(f"z of shape {tuple(z.shape)}; this generator takes (N, {self.z_dim})")
+        return generate(self.G, z, y=self.labels(classes, len(z)))
+
+    def sample(self, n: int = 8, seed: int = 0, classes: Classes = None) -> torch.Tensor:
+        """n images from the seed's latent vectors (the images `gankit sample --seed SEED --n N` makes)."""
+        return self.generate(self.z(seed, n), classes)
+
+    # ---- latent studies -----------------------------------------------------------------------------
+    def _study_G(self, cls: int | str | None) -> torch.nn.Module:
+        """G itself, or a conditional G with its class fixed (the studies take z alone)."""
+        if self.num_classes:
+            return L.ForClass(self.G, self._class_index(0 if cls is None else cls))
+        if cls is not None:
+            raise GankitError("this generator is unconditional: it takes no class")
+        return self.G
+
+    def nudge(self, z: torch.Tensor, dim: int, delta: float, cls: int | str | None = None) -> torch.Tensor:
+        """Images of z with dimension `dim` moved by -delta, 0, +delta: (3, N, C, H, W)."""
+        L.check_dims([dim], self.z_dim)
+        return L.nudge(self._study_G(cls), torch.as_tensor(z, dtype=torch.float32), dim, delta)
+
+    def sweep(self, z: torch.Tensor, dims: list[int], values: Sequence[float] = tuple(range(-4, 5)),
+              cls: int | str | None = None) -> torch.Tensor:
+        """One base vector z (z_dim,), each of `dims` set to each value: (len(dims), len(values), C, H, W)."""
+        L.check_dims(list(dims), self.z_dim)
+        return L.sweep(self._study_G(cls), torch.as_tensor(z, dtype=torch.float32), list(dims), list(values))
+
+    def interpolate(self, z0: torch.Tensor, z1: torch.Tensor, frames: int = 10, method: str = "slerp",
+                    cls: int | str | None = None) -> torch.Tensor:
+        """Images along the path from z0 to z1 (each (z_dim,)), ends included: (frames, C, H, W)."""
+        if method not in L.INTERPOLATIONS:
+            raise GankitError(f"unknown method {method!r}; valid: {', '.join(L.INTERPOLATIONS)}")
+        path = L.INTERPOLATIONS[method](torch.as_tensor(z0, dtype=torch.float32),
+                                        torch.as_tensor(z1, dtype=torch.float32), frames)
+        return generate(self._study_G(cls), path)
+
+    def rank_dims(self, n: int = 256, delta: float = 2.0, seed: int = 0) -> list[dict]:
+        """Every latent dimension ranked by the mean change of the image when it moves by ±delta."""
+        return L.rank_dims(self._study_G(None), n=n, delta=delta, seed=seed)
+
+    # ---- saving -------------------------------------------------------------------------------------
+    def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
+        """model.safetensors (G's weights, and G_ema's when trained) and config.json (what rebuilds G)
+        in `folder`, which `gankit.load`, every `gankit` command and `from_pretrained` read back.
+        An existing saved generator there is kept unless `overwrite`."""
+        folder = Path(folder)
+        if (folder / PRETRAINED[0]).exists() and not overwrite:
+            raise GankitError(f"{folder}: already holds a saved generator; choose another folder or overwrite=True")
+        folder.mkdir(parents=True, exist_ok=True)
+        write_generator(self._tensors, {k: v for k, v in self.meta.items() if k != "sha256"},
+                        folder / PRETRAINED[0], folder / PRETRAINED[1])
+        return folder
+
+    def push_to_hub(self, repo_id: str, private: bool = False, token: str | None = None) -> str:
+        """Upload the saved generator to a Hugging Face Hub repository (needs huggingface_hub and a
+        network). Returns the repository's URL."""
+        hub = _hub()
+        api = hub.HfApi(token=token)
+        url = api.create_repo(repo_id, private=private, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            api.upload_folder(repo_id=repo_id, folder_path=tmp, commit_message="gankit generator")
+        return str(url)
+
+
+def _hub():
+    try:
+        import huggingface_hub  # (optional: only the Hub's download and upload need it)
+    except ImportError:
+        raise GankitError("the Hugging Face Hub needs huggingface_hub: pip install huggingface_hub") from None
+    return huggingface_hub
+
+
+def load(path: str | Path, ema: bool | None = None, device: str | torch.device = "auto") -> GANPipeline:
+    """A trained generator from a run folder, a `save_pretrained` folder or a .safetensors file."""
+    return GANPipeline.from_pretrained(path, ema=ema, device=device)
+
+
+@dataclasses.dataclass
+class Run:
+    """A run folder: its config, its training statistics, its quality, its generator. `os.fspath(run)`
+    is the folder, so a Run goes wherever a path does."""
+    path: Path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    @property
+    def config(self) -> Config:
+        """The run's resolved Config (config.json)."""
+        data = json.loads((self.path / "config.json").read_text())
+        return Config.from_dict(data["config"], source=str(self.path / "config.json"))
+
+    @property
+    def stats(self) -> list[dict]:
+        """stats.jsonl: one row per log tick (losses, D outputs, gradient norms, speed)."""
+        return read_stats(self.path)
+
+    @property
+    def metrics(self) -> dict:
+        """The last in-training evaluation (quality.jsonl), and what `gankit eval` saved (metrics.json)."""
+        quality = read_stats(self.path, "quality.jsonl")
+        saved = self.path / "metrics.json"
+        return {**(quality[-1] if quality else {}), **(json.loads(saved.read_text()) if saved.exists() else {})}
+
+    @property
+    def generator(self) -> GANPipeline:
+        """The run's generator (its EMA weights when it trained them), as gankit.load gives it."""
+        return load(self.path)
+
+    def evaluate(self, **kwargs) -> dict:
+        """gankit.evaluate of this run's generator."""
+        return evaluate(self.path, **kwargs)
+
+
+def train(preset: str | Config = "default", *, resume: str | Path | None = None, progress: bool | None = None,
+          on_quality: Callable[[dict], bool] | None = None, **overrides) -> Run:
+    """Train a preset (`gankit.PRESETS`) or a Config, with any Config field overridden by keyword
+    (`gankit.train("default", minutes=3, seed=1)`), and return the Run. With `resume`, continue
+    that run folder (overrides may raise its epochs, steps or minutes). `on_quality` sees each
+    in-training evaluation; returning True ends training there."""
+    if resume is not None:
+        saved = json.loads((check_run_dir(resume) / "config.json").read_text())["config"]
+        cfg = Config.from_dict({**saved, **overrides}, source=str(Path(resume) / "config.json"))
+    elif isinstance(preset, Config):
+        cfg = dataclasses.replace(preset, **overrides)
+    else:
+        cfg = preset_config(preset, **overrides)
+    return Run(Path(train_config(cfg, resume=resume, progress=progress, on_quality=on_quality)))
+
+
+def evaluate(source: str | Path | Run | GANPipeline | torch.Tensor, dataset: str = "fashion-mnist",
+             n: int = DEFAULT_N, metrics: Sequence[str] = tuple(METRICS), seed: int = 0, ema: bool | None = None,
+             device: str = "auto", data_root: str | None = None, inception_weights: str | None = None) -> dict:
+    """Sample quality of n images from `source` (a run, a generator, an image folder, a tensor of
+    images) against n real test images of `dataset`, with its evaluator (or Inception-v3 features
+    from `inception_weights`): {"fid_fmnist10k": ..., "precision_fmnist10k": ..., ...}."""
+    device = str(resolve_device(device))
+    if isinstance(source, GANPipeline):
+        y = source.labels(None, n)
+        return compute_metrics(generate(source.G, source.z(seed, n), y=y), dataset, list(metrics), n,
+                               data_root=data_root, device=device, inception_weights=inception_weights, labels=y)
+    return compute_metrics(Path(source) if isinstance(source, Run) else source, dataset, list(metrics), n, seed,
+                           ema=ema, data_root=data_root, device=device, inception_weights=inception_weights)
+
+
+def save_images(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
+    """Images (N, C, H, W) in [-1, 1] as one PNG grid, `nrow` per row."""
+    path = Path(path)
+    save_grid(images, path, nrow)
+    return path
+
+
+__all__ = ["GANPipeline", "Run", "evaluate", "load", "save_images", "train"]
