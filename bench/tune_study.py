@@ -4,7 +4,7 @@
    one-epoch budget, Optuna's TPE sampler, median pruning), then its best config and the preset
    itself trained from --seeds each and scored with fid_fmnist10k: does the best config beat the
    preset by more than the seed spread?
-2. GAN vs DCGAN vs WGAN: `gankit sweep` of lab6-gan, lab6-dcgan and lab6-wgan over the same seeds
+2. GAN vs DCGAN vs WGAN: `gankit grid` of lab6-gan, lab6-dcgan and lab6-wgan over the same seeds
    and budget.
 3. Does the "crossing" of the loss curves predict quality? The balance index (gankit/balance.py)
    of every trial and every sweep run against its FID: Spearman's rho.
@@ -129,7 +129,7 @@ def main() -> None:
             f"`gankit eval`'s protocol ({fid}, {args.n:,} samples, EMA weights where present; mean ± std over "
             f"the seeds):\n\n| cell | {fid} | precision | recall | coverage |\n|---|---|---|---|---|\n"
             + "\n".join(cell_rows) + f"\n\n**Verdict**: {verdict}.\n\n"
-            f"### 2. GAN vs DCGAN vs WGAN (`gankit sweep`, {what}, seeds {seeds})\n\nThe first three rows above.\n\n"
+            f"### 2. GAN vs DCGAN vs WGAN (`gankit grid`, {what}, seeds {seeds})\n\nThe first three rows above.\n\n"
             f"### 3. Does the crossing of the loss curves predict quality?\n\n"
             f"Balance index = share of G steps at which the order of loss_G and loss_D/2 flips (gankit/balance.py; "
             f"none for WGAN). Spearman rank correlation with FID (negative: more crossing, better samples):\n\n"

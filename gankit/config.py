@@ -19,38 +19,40 @@ from .errors import ConfigError
 from .nets import D_CONDITIONING, D_NORMS, LR_SCHEDULES, MODELS, OBJECTIVES, OPTIMIZERS, build_models, has_batchnorm
 
 
-def F(default, help: str):
-    """A Config field: its default and its one-line help, which `--help` shows (field metadata)."""
-    return dataclasses.field(default=default, metadata={"help": help})
+def F(default, help: str, choices=None):
+    """A Config field: its default, its one-line help, and for a field that takes one of a few
+    names, those names (a registry's keys, or a tuple). `--help`, the flags' argparse choices and
+    validate() all read this metadata."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
 class Config:
     # What to train.
     preset: str = F("default", "preset the values came from (recorded in the run name)")
-    dataset: str = F("fashion-mnist", "fashion-mnist | mnist | folder (any folder of images, with --data-root)")
+    dataset: str = F("fashion-mnist", "an IDX dataset, or folder: any folder of images (with --data-root)", DATASET_CHOICES)
     data_root: str | None = F(None,
         "folder with the IDX files (None: $GANKIT_DATA, Debian, download), or of the images")
     channels: int = F(1, "image channels (Fashion-MNIST and MNIST are grayscale; a folder may be 1 or 3)")
-    image_size: int = F(0, "side of the square images: 28 | 32 | 64 | 128; 0: the model's own size")
+    image_size: int = F(0, "side of the square images; 0: the model's own size", (0, 28, 32, 64, 128))
     hflip: bool = F(False, "flip half of every real batch horizontally (faces; not for digits or clothes)")
-    bad_files: str = F("skip", "unreadable files in a folder dataset: skip (listed by name) | fail")
-    model: str = F("dcgan", "a key of gankit.nets.MODELS")
+    bad_files: str = F("skip", "unreadable files in a folder dataset: skip (listed by name) or fail", ("skip", "fail"))
+    model: str = F("dcgan", "the model family (`gankit presets` and the guide describe each)", MODELS)
     z_dim: int = F(100, "latent dimensions")
     hidden_dim: int = F(256, "width of the mlp-lab6 hidden layers")
     g_width: int = F(64, "G's base channel width in the dcgan, dcgan32/64/128 and dcgan64-paper models (ngf)")
     d_width: int = F(64, "D's base channel width in those models (ndf)")
     d_norm: str = F("batch",
-        "D's normalisation: batch | layer | none (models with norm layers) | spectral (any model: SN of D's weights, no norm layers)")
-    init: str = F("normal02", "weight init: normal02 (DCGAN paper) | default (PyTorch's)")
+        "D's normalisation: batch | layer | none (models with norm layers) | spectral (any model: SN of D's weights, no norm layers)", D_NORMS)
+    init: str = F("normal02", "weight init: normal02 (DCGAN paper) or default (PyTorch's)", ("normal02", "default"))
     conditional: bool = F(False,
         "class-conditional G and D on the dataset's labels (a folder: one class per sub-folder)")
     num_classes: int = F(0, "classes of a conditional run, set from the dataset; 0: unconditional")
     d_cond: str = F("projection",
-        "how a conditional D sees the class: concat (the labs' label map) | projection | acgan")
+        "how a conditional D sees the class: concat (the labs' label map) | projection | acgan", D_CONDITIONING)
     ac_weight: float = F(1.0, "weight of the class loss of an AC-GAN discriminator (d_cond acgan)")
     # How to train it.
-    objective: str = F("bce", "a key of gankit.nets.OBJECTIVES")
+    objective: str = F("bce", "the GAN objective (loss)", OBJECTIVES)
     n_critic: int = F(1, "D steps per G step")
     clip: float | None = F(None, "WGAN weight clipping bound; None: the objective's default")
     gp_weight: float | None = F(None, "gradient penalty weight; None: the objective's default")
@@ -59,8 +61,8 @@ class Config:
     minutes: float | None = F(None,
         "time budget: stop after this many minutes of training (evaluations not counted), or at epochs/steps if sooner")
     batch_size: int = F(128, "real images per D step (per process under DDP)")
-    g_optimizer: str = F("adam", "adam | adamw | rmsprop | sgd")
-    d_optimizer: str = F("adam", "adam | adamw | rmsprop | sgd")
+    g_optimizer: str = F("adam", "G's optimizer", OPTIMIZERS)
+    d_optimizer: str = F("adam", "D's optimizer", OPTIMIZERS)
     g_lr: float = F(2e-4, "G learning rate")
     d_lr: float = F(2e-4, "D learning rate")
     g_betas: tuple[float, float] = F((0.5, 0.999), "G Adam betas (RMSprop: alpha=b2; SGD: momentum=b1)")
@@ -68,22 +70,23 @@ class Config:
     g_weight_decay: float = F(0.0, "G weight decay")
     d_weight_decay: float = F(0.0, "D weight decay")
     lr_schedule: str = F("constant",
-        "learning rates over training: constant | linear | cosine (down to lr_end x the lr at the last step or when the time budget is spent)")
+        "learning rates over training: constant | linear | cosine (down to lr_end x the lr at the last step or when the time budget is spent)", LR_SCHEDULES)
     lr_end: float = F(0.0, "with a decaying lr_schedule: the final learning rates as a fraction of g_lr and d_lr")
     ema: float = F(0.0, "decay of an exponential moving average of G's weights; 0: off")
     # Where and how fast.
     seed: int = F(0, "seeds weights, data order, noise and the fixed grid z")
-    device: str = F("auto", "auto | cpu | cuda | cuda:N | mps")
-    precision: str = F("fp32", "fp32 | bf16 | auto (bf16 where the hardware has it); losses stay fp32")
+    device: str = F("auto", "where to run: auto (a GPU when there is one, else the CPU), cpu, cuda, cuda:N or mps")
+    precision: str = F("fp32", "fp32, bf16, or auto (bf16 where the hardware has it); losses stay fp32",
+        ("fp32", "bf16", "auto"))
     on_nan: str = F("stop",
-        "non-finite losses: stop (with a message) | rollback (last checkpoint, lr halved, <= 3 times)")
+        "non-finite losses: stop (with a message) | rollback (last checkpoint, lr halved, <= 3 times)", ("stop", "rollback"))
     deterministic: bool = F(False, "torch.use_deterministic_algorithms for bitwise-repeatable runs")
     data_on_device: bool = F(True,
         "the dataset as one uint8 tensor on the device; off: kept on the CPU, each batch copied over")
     host_sync: bool = F(False,
         "read the losses on the host every step as lab loops do (.item()); off: only at log ticks")
     optim_impl: str = F("foreach",
-        "optimizer kernels: foreach (multi-tensor) | fused (one kernel per step) | loop (per tensor)")
+        "optimizer kernels: foreach (multi-tensor) | fused (one kernel per step) | loop (per tensor)", ("foreach", "fused", "loop"))
     channels_last: bool | None = F(None,
         "channels_last (NHWC) convolutions; None: auto (on for conv models on the CPU, where measured faster)")
     compile: bool = F(False, "torch.compile G and D (Inductor's default mode); the gradient penalty stays eager")
@@ -129,12 +132,7 @@ class Config:
         return self
 
     def _validate_choices(self) -> None:
-        for name, valid in (("dataset", DATASET_CHOICES), ("bad_files", ("skip", "fail")), ("model", MODELS),
-                            ("objective", OBJECTIVES), ("g_optimizer", OPTIMIZERS), ("d_optimizer", OPTIMIZERS),
-                            ("init", ("normal02", "default")), ("d_norm", D_NORMS),
-                            ("precision", ("fp32", "bf16", "auto")), ("on_nan", ("stop", "rollback")),
-                            ("optim_impl", ("foreach", "fused", "loop")), ("d_cond", D_CONDITIONING),
-                            ("lr_schedule", LR_SCHEDULES)):
+        for name, valid in field_choices().items():
             _choice(name, getattr(self, name), valid)
         if not (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:")):
             raise ConfigError(f"device '{self.device}' is not valid; use auto, cpu, cuda, cuda:N or mps")
@@ -370,6 +368,11 @@ def preset_config(name: str, **overrides) -> Config:
 def field_types() -> dict[str, type]:
     hints = typing.get_type_hints(Config)
     return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def field_choices() -> dict[str, tuple[str, ...]]:
+    """The names each choice-valued field takes, from the field metadata."""
+    return {f.name: tuple(f.metadata["choices"]) for f in dataclasses.fields(Config) if f.metadata.get("choices")}
 
 
 def field_help() -> dict[str, str]:

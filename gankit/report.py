@@ -37,7 +37,7 @@ EXPLAIN = {
     "comparison": "The runs side by side: settings, scores, the last fixed-z grid of each, and their curves.",
     "tune": "A gankit tune study: each trial trained the preset with the drawn parameters for the same budget "
             "and was scored by its best in-training FID; pruned trials were stopped early by the median rule.",
-    "sweep": "A gankit sweep: every cell trained from every seed, scored after training; mean ± std over the seeds.",
+    "sweep": "A gankit grid: every cell trained from every seed, scored after training; mean ± std over the seeds.",
     "balance": "The balance index (gankit/balance.py) is the share of G steps at which the order of loss_G and "
                "loss_D/2 flips: how often the loss curves cross. Spearman's rho < 0 would mean more crossing, "
                "lower (better) FID.",
@@ -326,9 +326,9 @@ def write_tune(w: Writer, folder: Path) -> None:
 
 
 def write_sweep(w: Writer, folder: Path) -> None:
-    """The section of a `gankit sweep` folder: the cells' mean ± std, the figure, the balance index."""
+    """The section of a `gankit grid` folder: the cells' mean ± std, the figure, the balance index."""
     grid = json.loads((folder / "sweep.json").read_text())
-    w.heading(2, f"Sweep {grid['sweep']}", EXPLAIN["sweep"])
+    w.heading(2, f"Grid {grid['sweep']}", EXPLAIN["sweep"])
     if not (folder / "results.json").exists():
         w.text("No results yet: results.json is written when every run of the sweep is scored.")
         return
@@ -386,7 +386,7 @@ td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:
 
 def build_report(run_dirs: list[str | Path], out: str | Path, markdown: bool = False) -> Path:
     """Write the report of one run, or a comparison followed by each run, to `out`. A `gankit tune`
-    study folder or a `gankit sweep` folder among them gets its own section."""
+    study folder or a `gankit grid` folder among them gets its own section."""
     groups = [Path(p) for p in run_dirs if (Path(p) / "study.json").is_file() or (Path(p) / "sweep.json").is_file()]
     runs = [load_run(p) for p in run_dirs if Path(p) not in groups]
     out = Path(out)

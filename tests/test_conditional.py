@@ -130,7 +130,7 @@ def test_sample_per_class_and_samples_npy(tiny_root, tmp_path, capsys):
     assert main(["explore", "nudge", str(run), "--class", "bag", "--dims", "1", "--deltas", "2", "--n", "2",
                  "--out", str(tmp_path / "n")]) == 0
     assert main(["explore", "interpolate", str(run), "--from", "3", "--class", "sneaker", "--to-class", "bag",
-                 "--steps", "4", "--out", str(tmp_path / "i")]) == 0
+                 "--frames", "4", "--out", str(tmp_path / "i")]) == 0
     assert (tmp_path / "i" / "strip.png").exists()
     assert main(["explore", "rank", str(run), "--class", "1", "--n", "4", "--out", str(tmp_path / "k")]) == 0
     capsys.readouterr()

@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "gankit"
 # Imports a function may make: an optional extra's library, or one that takes long to import and is
 # needed on one path only. Each such line says which in a comment.
-LAZY_OK = ("gradio", "fastapi", "optuna", "sqlalchemy", "torch_fidelity", "matplotlib", "torch.utils.tensorboard",
+LAZY_OK = ("gradio", "fastapi", "optuna", "sqlalchemy", "torch_fidelity", "huggingface_hub", "matplotlib",
+           "torch.utils.tensorboard",
            "torchvision", "scipy.stats")
 
 

@@ -45,7 +45,7 @@ def test_report_leaves_out_what_a_run_lacks(runs):
 
 
 def test_markdown_with_images_beside(runs, tmp_path):
-    assert main(["report", str(runs[0]), "--md", "-o", str(tmp_path / "lab.md")]) == 0
+    assert main(["report", str(runs[0]), "--md", "--out", str(tmp_path / "lab.md")]) == 0
     text = (tmp_path / "lab.md").read_text()
     images = re.findall(r"^!\[.*\]\(([^()]+)\)$", text, flags=re.M)
     assert len(images) >= 5 and all((tmp_path / name).exists() for name in images)

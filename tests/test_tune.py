@@ -1,4 +1,4 @@
-"""gankit tune, gankit sweep, the balance index and `gankit train --config`. Studies train lab
+"""gankit tune, gankit grid, the balance index and `gankit train --config`. Studies train lab
 6's MLP GAN for a few dozen steps on the real Fashion-MNIST (which `make test` installs); the
 database storage is tested against a real PostgreSQL server started from Debian's binaries."""
 from __future__ import annotations
@@ -95,14 +95,14 @@ def test_training_logs_the_balance_index_and_old_checkpoints_still_load(tmp_path
     ("objective=bce", "nothing to search"),
 ])
 def test_bad_search_space_is_one_line_exit_2_and_no_study(param, message, tmp_path, capsys):
-    code = main(["tune", "--study", "s", "--out-dir", str(tmp_path), "--preset", "lab6-gan", "--param", param])
+    code = main(["tune", "--name", "s", "--out-dir", str(tmp_path), "--preset", "lab6-gan", "--param", param])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "s").exists()
 
 
 def test_unreachable_database_is_one_line_exit_2(tmp_path, capsys):
-    code = main(["tune", "--study", "s", "--out-dir", str(tmp_path), *TINY,
+    code = main(["tune", "--name", "s", "--out-dir", str(tmp_path), *TINY,
                  "--storage", "postgresql://ada:secret@127.0.0.1:1/gankit"])
     err = capsys.readouterr().err
     assert code == 2 and "cannot open the database" in err and "secret" not in err, err
@@ -110,10 +110,10 @@ def test_unreachable_database_is_one_line_exit_2(tmp_path, capsys):
 
 
 def test_other_bad_study_input(tmp_path, capsys):
-    assert main(["tune", "--study", "nothing-here", "--out-dir", str(tmp_path)]) == 2
+    assert main(["tune", "--name", "nothing-here", "--out-dir", str(tmp_path)]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert main(["tune", "--study", "s", "--out-dir", str(tmp_path), *TINY, "--trials", "0"]) == 2
-    assert main(["tune", "--study", "s", "--out-dir", str(tmp_path), *TINY, "--epochs", "1"]) == 2  # two budgets
+    assert main(["tune", "--name", "s", "--out-dir", str(tmp_path), *TINY, "--trials", "0"]) == 2
+    assert main(["tune", "--name", "s", "--out-dir", str(tmp_path), *TINY, "--epochs", "1"]) == 2  # two budgets
     assert "give one budget" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
     assert parse_param("n_critic=1:5").kind == "int" and parse_param("d_lr=1e-4:1e-3").kind == "float"
@@ -121,7 +121,7 @@ def test_other_bad_study_input(tmp_path, capsys):
 
 # ---- a study ---------------------------------------------------------------------------------
 def test_a_study_writes_runs_results_plots_and_a_best_config_that_trains_again(tmp_path, capsys):
-    assert main(["tune", "--study", "s", "--out-dir", str(tmp_path), *TINY, "--trials", "3"]) == 0
+    assert main(["tune", "--name", "s", "--out-dir", str(tmp_path), *TINY, "--trials", "3"]) == 0
     out = capsys.readouterr().out
     folder = tmp_path / "s"
     result = json.loads((folder / "results.json").read_text())
@@ -152,14 +152,14 @@ def test_a_study_writes_runs_results_plots_and_a_best_config_that_trains_again(t
     assert "Study s" in page and "Balance index and FID" in page and page.count("<img") >= 4
 
     # joining with another space is refused; with the study's name alone it has nothing left to do
-    assert main(["tune", "--study", "s", "--out-dir", str(tmp_path), *TINY[:-2], "--eval-n", "300"]) == 2
+    assert main(["tune", "--name", "s", "--out-dir", str(tmp_path), *TINY[:-2], "--eval-n", "300"]) == 2
     assert "was started with other eval_n" in capsys.readouterr().err
-    assert main(["tune", "--study", "s", "--out-dir", str(tmp_path)]) == 0
+    assert main(["tune", "--name", "s", "--out-dir", str(tmp_path)]) == 0
     assert "this process ran 0 trial(s)" in capsys.readouterr().out
 
 
 def test_two_processes_share_a_study_without_running_a_trial_twice(tmp_path):
-    args = ["tune", "--study", "shared", "--out-dir", str(tmp_path), *TINY, "--trials", "5"]
+    args = ["tune", "--name", "shared", "--out-dir", str(tmp_path), *TINY, "--trials", "5"]
     procs = [subprocess.Popen([sys.executable, "-m", "gankit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
@@ -175,7 +175,7 @@ def test_two_processes_share_a_study_without_running_a_trial_twice(tmp_path):
 
 
 def test_ctrl_c_leaves_a_study_that_the_same_command_resumes(tmp_path):
-    args = ["tune", "--study", "s", "--out-dir", str(tmp_path), "--preset", "lab6-gan", "--param",
+    args = ["tune", "--name", "s", "--out-dir", str(tmp_path), "--preset", "lab6-gan", "--param",
             "d_lr=log:1e-4:1e-3", "--steps", "400", "--evals", "1", "--eval-n", "200", "--trials", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "gankit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -190,7 +190,7 @@ def test_ctrl_c_leaves_a_study_that_the_same_command_resumes(tmp_path):
     stopped_at = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["step"]
     assert stopped_at < 400
 
-    again = gankit("tune", "--study", "s", "--out-dir", str(tmp_path))
+    again = gankit("tune", "--name", "s", "--out-dir", str(tmp_path))
     assert again.returncode == 0, again.stderr[-2000:]
     assert "resuming trial 0's run" in again.stdout
     assert sorted(p.name for p in (tmp_path / "s").glob("0*")) == [run.name]  # the same run, continued
@@ -240,11 +240,11 @@ def postgres(tmp_path_factory):
 
 @pytest.mark.slow  # (a server's start and two workers: ~30 s on a 2-core CPU; the journal-file test stays fast)
 def test_a_study_in_postgresql_is_shared_by_workers_that_name_it(tmp_path, postgres):
-    first = gankit("tune", "--study", "pg", "--out-dir", str(tmp_path / "machine-a"), *TINY, "--trials", "3",
+    first = gankit("tune", "--name", "pg", "--out-dir", str(tmp_path / "machine-a"), *TINY, "--trials", "3",
                    "--storage", postgres)
     assert first.returncode == 0, first.stderr[-2000:]
     # a worker elsewhere (another folder) joins by name and URL alone, and finds the study complete
-    second = gankit("tune", "--study", "pg", "--out-dir", str(tmp_path / "machine-b"), "--storage", postgres)
+    second = gankit("tune", "--name", "pg", "--out-dir", str(tmp_path / "machine-b"), "--storage", postgres)
     assert second.returncode == 0, second.stderr[-2000:]
     assert "this process ran 0 trial(s)" in second.stdout
     study = optuna.load_study(study_name="pg", storage=postgres)
@@ -253,9 +253,9 @@ def test_a_study_in_postgresql_is_shared_by_workers_that_name_it(tmp_path, postg
     assert not (tmp_path / "machine-a" / "pg" / "study.journal").exists()  # the database held it
 
 
-# ---- a sweep ----------------------------------------------------------------------------------
-def test_a_sweep_scores_every_cell_and_seed_and_skips_them_when_run_again(tmp_path, capsys):
-    args = ["sweep", "--presets", "lab6-gan", "lab04-mlp", "--seeds", "0", "1", "--steps", "20", "--n", "200",
+# ---- a grid -----------------------------------------------------------------------------------
+def test_a_grid_scores_every_cell_and_seed_and_skips_them_when_run_again(tmp_path, capsys):
+    args = ["grid", "--presets", "lab6-gan", "lab04-mlp", "--seeds", "0", "1", "--steps", "20", "--n", "200",
             "--eval-n", "200", "--name", "cmp", "--out-dir", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
@@ -271,13 +271,13 @@ def test_a_sweep_scores_every_cell_and_seed_and_skips_them_when_run_again(tmp_pa
     assert main(args) == 0
     assert capsys.readouterr().out.count("scored already") == 4
     assert main([*args[:-4], "--name", "cmp", "--out-dir", str(tmp_path), "--seeds", "0"]) == 2  # another grid
-    assert main(["sweep", "--presets", "lab6-gan", "--grid", "d_lr=1e-4:1e-3", "--out-dir", str(tmp_path)]) == 2
-    assert main(["sweep", "--presets", "faces64", "--out-dir", str(tmp_path), "--name", "f"]) == 2
+    assert main(["grid", "--presets", "lab6-gan", "--vary", "d_lr=1e-4:1e-3", "--out-dir", str(tmp_path)]) == 2
+    assert main(["grid", "--presets", "faces64", "--out-dir", str(tmp_path), "--name", "f"]) == 2
     quality = [json.loads(x) for x in next(folder.glob("0*")).joinpath("quality.jsonl").read_text().splitlines()]
     assert quality[-1]["step"] == 20 and "fid_fmnist200" in quality[-1]  # the runs' own evaluations took --eval-n
     assert main([*args[:-6], "--eval-n", "100", "--name", "n", "--out-dir", str(tmp_path)]) == 2
     assert main(["report", str(folder)]) == 0
-    assert "Sweep cmp" in (folder / "report.html").read_text()
+    assert "Grid cmp" in (folder / "report.html").read_text()
 
 
 # ---- gankit train --config ---------------------------------------------------------------------

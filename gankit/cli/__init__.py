@@ -6,11 +6,16 @@
     gankit explore nudge|sweep|interpolate|arithmetic|rank SRC ...
     gankit eval SRC [--metrics ...] [--n 10000]
     gankit compare RUN RUN ...
-    gankit evaluator train --dataset fashion-mnist
-    gankit tune --study S [--preset P --param NAME=SPEC ... --trials N --epochs E] [--storage URL]
-    gankit sweep --presets P [P ...] [--grid FIELD=a,b] [--seeds 0 1 2] [--epochs E]
-    gankit report RUN [RUN ...] [-o report.html] [--md]
+    gankit evaluator train --dataset fashion-mnist --out DIR
+    gankit tune --name S [--preset P --param NAME=SPEC ... --trials N --epochs E] [--storage URL]
+    gankit grid --presets P [P ...] [--vary FIELD=a,b] [--seeds 0 1 2] [--epochs E]
+    gankit report RUN [RUN ...] [--out report.html] [--md]
     gankit app RUN [RUN ...] [--host 127.0.0.1] [--port P]
+
+One vocabulary across commands: --steps is always training steps; --frames the images along a
+latent path; --out where this command writes its result (a file or a folder, as its help says);
+--out-dir the folder under which new run folders are numbered; --name a study's or grid's name;
+--device the same choices and default (auto) everywhere.
 """
 from __future__ import annotations
 
@@ -27,13 +32,15 @@ from ..runs import check_run_dir
 from ..training import train
 from ..version import __version__
 from . import latent as latent_cli, metrics as metrics_cli, studies as studies_cli
-from .flags import add_config_arguments
+from .flags import Parser, add_config_arguments, add_device, renamed
 
 
 def _train_parser(sub) -> None:
     p = sub.add_parser("train", help="train a GAN (see `gankit presets`)",
                        description="Train a GAN. Start from a preset and override any Config field "
-                                   "with its flag; the resolved config is printed and saved in the run folder.")
+                                   "with its flag; the resolved config is printed and saved in the run folder. "
+                                   "Each flag's help shows the value the `default` preset runs with; another "
+                                   "preset sets its own (`gankit train --preset P --dry-run` prints them all).")
     p.add_argument("--preset", default=None, help="named experiment (`gankit presets` lists them); default: 'default'")
     p.add_argument("--config", metavar="FILE", default=None,
                    help="start from a saved config instead of a preset: a run's config.json, or the best.json "
@@ -106,7 +113,7 @@ def cmd_presets(args) -> int:
 
 
 def cmd_report(args) -> int:
-    out = args.output or (str(Path(args.runs[0]) / "report.html") if len(args.runs) == 1 else "report.html")
+    out = args.out or (str(Path(args.runs[0]) / "report.html") if len(args.runs) == 1 else "report.html")
     if args.md:
         out = str(Path(out).with_suffix(".md"))
     path = build_report(args.runs, out, markdown=args.md)
@@ -134,24 +141,28 @@ def _app_parser(sub) -> None:
                    help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 serves the network)")
     p.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or the next free one)")
     p.add_argument("--sliders", type=int, default=8, help="sliders on the most influential dimensions (default: 8)")
-    p.add_argument("--device", default="cpu",
-                   help="where G runs (default: cpu, where a saved z remakes its image bit for bit with "
-                        "`gankit sample`)")
+    add_device(p)
     p.set_defaults(func=cmd_app)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gankit", description="Train, study and evaluate GANs on small image datasets.")
+    parser = Parser(prog="gankit", description="Train, study and evaluate GANs on small image datasets.",
+                    epilog="`gankit COMMAND --help` describes each command.")
     parser.add_argument("--version", action="version", version=f"gankit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _train_parser(sub)
-    sub.add_parser("presets", help="list the named experiments").set_defaults(func=cmd_presets)
+    sub.add_parser("presets", help="list the named experiments (presets) with their model, objective and budget",
+                   description="List the presets: each a course-lab experiment (or gankit's recipe) by name, "
+                               "for `gankit train --preset NAME`.").set_defaults(func=cmd_presets)
     latent_cli.add_parsers(sub)
     metrics_cli.add_parsers(sub)
     studies_cli.add_parsers(sub)
-    p = sub.add_parser("report", help="the lab report of a run (or a comparison of runs) as one HTML file")
-    p.add_argument("runs", nargs="+", help="run folders")
-    p.add_argument("-o", "--output", default=None,
+    p = sub.add_parser("report", help="the lab report of a run (or a comparison of runs) as one HTML file",
+                       description="Write the lab report of one run, or a comparison of several runs, tuning "
+                                   "studies or grids, as one self-contained HTML file (or Markdown with --md).")
+    p.add_argument("runs", nargs="+", help="run folders (or a study's or grid's folder)")
+    renamed(p, "--output", "--out")
+    p.add_argument("-o", "--out", default=None,
                    help="report file (default: RUN/report.html for one run, ./report.html for several)")
     p.add_argument("--md", action="store_true", help="write Markdown with its PNGs in a folder beside it instead")
     p.set_defaults(func=cmd_report)
@@ -159,7 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+RENAMED_COMMANDS = {"sweep": "gankit sweep was renamed gankit grid (presets x field values x seeds); a latent "
+                             "sweep is gankit explore sweep"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in RENAMED_COMMANDS:
+        print(f"gankit: error: {RENAMED_COMMANDS[argv[0]]}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

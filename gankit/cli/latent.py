@@ -16,13 +16,14 @@ from PIL import Image
 
 from .. import latent as L
 from ..data import to_uint8
-from ..device import resolve_precision
+from ..device import resolve_device, resolve_precision
 from ..errors import GankitError
 from ..export import load_source
 from ..metrics.evaluator import load_evaluator
 from ..runs import pyplot, save_grid
 from ..sample import generate, read_z, z_from_seed
 from ..version import __version__
+from .flags import add_device, renamed
 
 
 # ---- output folder and record -----------------------------------------------------------------
@@ -106,11 +107,11 @@ def load(args, allow_all: bool = False):
     """(G, the folder to write under). For a conditional run, G is fixed to the class `--class`
     names (an index or a name) so every study runs within it; with allow_all, `--class all` (and
     no --class) returns the conditional G itself and sets args.classes to every class."""
-    for name, low in (("n", 1), ("steps", 2)):
+    for name, low in (("n", 1), ("frames", 2)):
         value = getattr(args, name, None)
         if value is not None and value < low:
             raise GankitError(f"--{name} must be >= {low}, got {value}")
-    G, base = load_source(args.src, ema=args.ema)
+    G, base = load_source(args.src, ema=args.ema, device=resolve_device(args.device))
     args.classes = None
     if not G.num_classes:
         if args.cls is not None:
@@ -205,7 +206,7 @@ def cmd_sweep(args) -> int:
     G, base = load(args)
     L.check_dims(args.dims, G.z_dim)
     lo, hi = args.range
-    values = torch.linspace(lo, hi, args.steps).tolist()
+    values = torch.linspace(lo, hi, args.frames).tolist()
     folder = out_folder(base, "sweep", args.out)
     zs = []
     for seed in args.base_seeds:
@@ -224,21 +225,21 @@ def cmd_sweep(args) -> int:
 def cmd_interpolate(args) -> int:
     G, base = load(args)
     z0, g0 = z_arg(args.src_from, G)
-    ts = [f"{t:.2f}" for t in torch.linspace(0, 1, args.steps).tolist()]
+    ts = [f"{t:.2f}" for t in torch.linspace(0, 1, args.frames).tolist()]
     if args.to_class is not None:  # one z, from class --class to class --to-class
         if args.classes is None:
             raise GankitError(f"--to-class: {args.src} is an unconditional run; it has no classes to move between")
         if args.to is not None:
             raise GankitError("--to-class keeps z fixed and moves the class; leave out --to (or --to-class)")
         a, b = args.classes[0], class_index(args.to_class, G.class_names)
-        zs, g1 = z0[:1].expand(args.steps, -1), {"class": G.class_names[b]}
-        x = L.class_blend(G.G, z0[0], a, b, args.steps)
+        zs, g1 = z0[:1].expand(args.frames, -1), {"class": G.class_names[b]}
+        x = L.class_blend(G.G, z0[0], a, b, args.frames)
         title = f"{_describe(g0)} from class {G.class_names[a]} to class {G.class_names[b]} (class embeddings blended)"
     else:
         if args.to is None:
             raise GankitError("interpolate needs --to (a seed or z file), or --to-class for a conditional run")
         z1, g1 = z_arg(args.to, G)
-        zs = L.INTERPOLATIONS[args.method](z0[0], z1[0], args.steps)
+        zs = L.INTERPOLATIONS[args.method](z0[0], z1[0], args.frames)
         x = generate(G, zs)
         title = f"{args.method} from {_describe(g0)} to {_describe(g1)}"
     folder = out_folder(base, "interpolate", args.out)
@@ -251,8 +252,8 @@ def cmd_interpolate(args) -> int:
         frames += frames[-2:0:-1]  # there and back
         frames[0].save(folder / "interpolation.gif", save_all=True, append_images=frames[1:], duration=120, loop=0)
         files.append("interpolation.gif")
-    write_record(folder, "interpolate", args, G, zs, method=args.method, steps=args.steps, start=g0, end=g1, files=files)
-    print(f"interpolate ({args.method}, {args.steps} steps) -> {folder}")
+    write_record(folder, "interpolate", args, G, zs, method=args.method, frames=args.frames, start=g0, end=g1, files=files)
+    print(f"interpolate ({args.method}, {args.frames} frames) -> {folder}")
     return 0
 
 
@@ -279,13 +280,13 @@ def cmd_arithmetic(args) -> int:
     return 0
 
 
-def _classifier(G):
+def _classifier(G, device):
     """The evaluator of G's dataset as an images -> logits function, when one ships and G makes
     grayscale 28x28 images; else None (rank then measures pixel change only)."""
     if G.img_shape != (1, 28, 28):
         return None
     try:
-        model, _ = load_evaluator(getattr(G, "dataset", "fashion-mnist"))
+        model, _ = load_evaluator(getattr(G, "dataset", "fashion-mnist"), device)
     except GankitError:
         return None
     return lambda x: model(x.float())
@@ -293,9 +294,9 @@ def _classifier(G):
 
 def cmd_rank(args) -> int:
     G, base = load(args)
-    classifier = _classifier(G)
     # 2 x n x z_dim generator and classifier passes: bf16 where the hardware does it natively.
     device = next(G.parameters()).device
+    classifier = _classifier(G, device)
     precision = resolve_precision("auto", device)
     t0 = time.perf_counter()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
@@ -341,22 +342,29 @@ def _common(p) -> None:
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                    help="use the EMA weights (default: EMA when the run trained one)")
     p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR/latent/<command>-<time>)")
+    add_device(p)
     p.add_argument("--class", dest="cls", default=None, metavar="CLASS",
                    help="a conditional run's class, by index or name (e.g. 7 or sneaker); `gankit sample` also takes "
                         "'all' (its default there): one row per class, the same z in each")
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("sample", help="images from seeds or chosen latent vectors")
+    p = sub.add_parser("sample", help="images from seeds or chosen latent vectors",
+                       description="Draw images from a run's generator: n latent vectors from a seed, or the vectors "
+                                   "of a z file; writes samples.png, samples.npy and z.npy, never over anything.")
     _common(p)
     p.add_argument("--n", type=int, default=8, help="number of samples (with --seed; default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default: 0)")
     p.add_argument("--z", default=None, help="latent vector(s) from a .npy, .pt or JSON file instead of a seed")
     p.set_defaults(func=cmd_sample)
 
-    ex = sub.add_parser("explore", help="latent-space studies: nudge, sweep, interpolate, arithmetic, rank")
+    ex = sub.add_parser("explore", help="latent-space studies: nudge, sweep, interpolate, arithmetic, rank",
+                        description="Study what the latent dimensions of a trained generator control. Each study "
+                                    "writes labelled figures and a JSON record into RUN/latent/<study>-<time>/.")
     es = ex.add_subparsers(dest="study", required=True, metavar="STUDY")
-    p = es.add_parser("nudge", help="move single dimensions by -delta/0/+delta")
+    p = es.add_parser("nudge", help="move single dimensions by -delta/0/+delta",
+                      description="Lab 4's nudges: each dimension moved by -delta, 0 and +delta in n images from a "
+                                  "seed, one figure per dimension.")
     _common(p)
     p.add_argument("--dims", type=int, nargs="+", required=True, help="latent dimensions to move (0-based)")
     p.add_argument("--deltas", type=float, nargs="+", default=[2, 4, 6, 8, 10],
@@ -364,31 +372,41 @@ def add_parsers(sub) -> None:
     p.add_argument("--n", type=int, default=8, help="samples per row (default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the n base vectors (default: 0)")
     p.set_defaults(func=cmd_nudge)
-    p = es.add_parser("sweep", help="set single dimensions of base vectors to a range of values")
+    p = es.add_parser("sweep", help="set single dimensions of base vectors to a range of values",
+                      description="The labs' sweep: one dimension of a base vector set to each value from LO to HI "
+                                  "(default -4 to +4), one row per dimension.")
     _common(p)
     p.add_argument("--base-seeds", type=int, nargs="+", default=[0], help="one figure per base vector (default: 0)")
     p.add_argument("--dims", type=int, nargs="+", required=True, help="latent dimensions to sweep, one row each")
     p.add_argument("--range", type=float, nargs=2, default=[-4.0, 4.0], metavar=("LO", "HI"),
                    help="values the dimension is set to (default: -4 4)")
-    p.add_argument("--steps", type=int, default=9, help="values from LO to HI, one column each (default: 9)")
+    p.add_argument("--frames", type=int, default=9, help="values from LO to HI, one column each (default: 9)")
+    renamed(p, "--steps", "--frames")
     p.set_defaults(func=cmd_sweep)
-    p = es.add_parser("interpolate", help="images along a path between two latent vectors")
+    p = es.add_parser("interpolate", help="images along a path between two latent vectors",
+                      description="Images along a path between two latent vectors (lerp or slerp), or, in a "
+                                  "conditional run, between two classes at one z.")
     _common(p)
     p.add_argument("--from", dest="src_from", required=True, help="seed or z file")
     p.add_argument("--to", default=None, help="seed or z file")
     p.add_argument("--to-class", default=None, metavar="CLASS",
                    help="a conditional run: keep the --from z and move from class --class to this class instead")
-    p.add_argument("--steps", type=int, default=10, help="images along the path, ends included (default: 10)")
+    p.add_argument("--frames", type=int, default=10, help="images along the path, ends included (default: 10)")
+    renamed(p, "--steps", "--frames")
     p.add_argument("--method", choices=list(L.INTERPOLATIONS), default="slerp",
                    help="straight line, or great circle keeping a Gaussian z's norm (default: slerp)")
     p.add_argument("--gif", action="store_true", help="also write an animated GIF")
     p.set_defaults(func=cmd_interpolate)
-    p = es.add_parser("arithmetic", help="a - b + c on latent vectors (each the mean of several)")
+    p = es.add_parser("arithmetic", help="a - b + c on latent vectors (each the mean of several)",
+                      description="Vector arithmetic (Radford et al. 2015): the mean of --a minus the mean of --b "
+                                  "plus the mean of --c, and its image.")
     _common(p)
     for name in ("a", "b", "c"):
         p.add_argument(f"--{name}", nargs="+", required=True, help="seeds or z files (averaged)")
     p.set_defaults(func=cmd_arithmetic)
-    p = es.add_parser("rank", help="rank latent dimensions by how much they change the image")
+    p = es.add_parser("rank", help="rank latent dimensions by how much they change the image",
+                      description="Rank every latent dimension by how much moving it changes the image (and how "
+                                  "often the evaluator's class flips).")
     _common(p)
     p.add_argument("--n", type=int, default=256, help="random base vectors to average over (default: 256)")
     p.add_argument("--delta", type=float, default=2.0, help="how far each dimension is moved, both ways (default: 2)")

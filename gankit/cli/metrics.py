@@ -10,7 +10,9 @@ from .. import metrics as M
 from ..errors import GankitError
 from ..export import saved_class_names
 from ..metrics.evaluator import train_evaluator
+from ..device import resolve_device
 from ..runs import check_run_dir, comparison_figure, pyplot, read_stats
+from .flags import add_device
 
 
 
@@ -52,6 +54,7 @@ def metrics_file(src: Path) -> Path:
 
 
 def cmd_eval(args) -> int:
+    args.device = str(resolve_device(args.device))
     if args.n < 2:
         raise GankitError(f"--n must be >= 2, got {args.n}")
     src = Path(args.src)
@@ -78,6 +81,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    args.device = str(resolve_device(args.device))
     runs = [check_run_dir(r) for r in args.runs]
     tag = M.protocol(args.dataset, args.n)
     columns = []
@@ -113,39 +117,50 @@ def cmd_evaluator_train(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    p = sub.add_parser("eval", help="sample quality: FID, KID, IS, precision/recall, density/coverage, classes")
-    p.add_argument("src", help="run folder, generator.safetensors, folder of PNGs, or .npy/.pt images")
+    p = sub.add_parser("eval", help="sample quality: FID, KID, IS, precision/recall, density/coverage, classes",
+                       description="Score n samples of a generator (or images from a folder or a tensor file) "
+                                   "against n real test images with the dataset's evaluator; the real-data floor "
+                                   "is printed beside them and everything is merged into metrics.json.")
+    p.add_argument("src", help="run folder, saved generator folder, generator .safetensors, folder of PNGs, "
+                               "or .npy/.pt images")
     p.add_argument("--metrics", nargs="+", default=list(M.METRICS), choices=M.METRICS, metavar="METRIC",
                    help=f"which metrics (default: all of {', '.join(M.METRICS)})")
     p.add_argument("--n", type=int, default=M.DEFAULT_N, help=f"samples (and reference test images); default {M.DEFAULT_N}")
-    p.add_argument("--dataset", default="fashion-mnist",
-                   help="whose evaluator and test set: fashion-mnist, mnist, or folder (the images in --data-root, "
-                        "with --inception-weights) (default: fashion-mnist)")
+    p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist", "folder"),
+                   help="whose evaluator and test set; folder: the images in --data-root, scored with "
+                        "--inception-weights (default: fashion-mnist)")
     p.add_argument("--data-root", default=None, help="where the reference dataset lives (for folder: the image folder)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated samples (default: 0)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None, help="EMA weights (default: when present)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None, help="metrics file (default: metrics.json beside the source)")
+    add_device(p)
+    p.add_argument("--out", default=None, help="the metrics file to merge into (default: metrics.json beside the source)")
     p.add_argument("--inception-weights", default=None, metavar="PATH",
                    help="use Inception-v3 features (torch-fidelity's pt_inception-2015-12-05 state dict) "
                         "instead of the evaluator; metric names then read *_inception10k")
     p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("compare", help="compare runs: metrics table, grids side by side, curves overlaid")
+    p = sub.add_parser("compare", help="compare runs: metrics table, grids side by side, curves overlaid",
+                       description="Score every run with the same protocol and write comparison.json and "
+                                   "comparison.png (last grids side by side, losses and FID curves overlaid).")
     p.add_argument("runs", nargs="+", help="run folders")
-    p.add_argument("--n", type=int, default=M.DEFAULT_N)
-    p.add_argument("--dataset", default="fashion-mnist")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--n", type=int, default=M.DEFAULT_N, help=f"samples per run and reference images (default {M.DEFAULT_N})")
+    p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"),
+                   help="whose evaluator and test set (default: fashion-mnist)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every run's samples (default: 0)")
+    add_device(p)
     p.add_argument("--out", default=None, help="folder for comparison.json and comparison.png (default: ./comparison)")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("evaluator", help="the domain evaluator behind the metrics")
+    p = sub.add_parser("evaluator", help="the domain evaluator behind the metrics",
+                       description="The small CNN classifier whose features and class probabilities the metrics "
+                                   "use (fid_fmnist10k and the rest).")
     es = p.add_subparsers(dest="evaluator_command", required=True, metavar="ACTION")
-    t = es.add_parser("train", help="train a dataset's evaluator (ships in gankit/metrics/weights)")
-    t.add_argument("--dataset", default="fashion-mnist")
-    t.add_argument("--epochs", type=int, default=8)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--data-root", default=None)
+    t = es.add_parser("train", help="train a dataset's evaluator",
+                      description="Train a dataset's evaluator and write <dataset>.safetensors and its card.")
+    t.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"),
+                   help="the IDX dataset to learn (default: fashion-mnist)")
+    t.add_argument("--epochs", type=int, default=8, help="passes over the training images (default: 8)")
+    t.add_argument("--seed", type=int, default=0, help="seed of the weights and the data order (default: 0)")
+    t.add_argument("--data-root", default=None, help="folder with the dataset's IDX files (default: where gankit finds them)")
     t.add_argument("--out", default=None, help="folder for <dataset>.safetensors + .json (default: the package's)")
     t.set_defaults(func=cmd_evaluator_train)

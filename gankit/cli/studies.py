@@ -1,4 +1,4 @@
-"""`gankit tune` and `gankit sweep`: thin shells over gankit.studies (the [tune] extra)."""
+"""`gankit tune` and `gankit grid`: thin shells over gankit.studies (the [tune] extra)."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +8,7 @@ from ..metrics import DEFAULT_N
 from ..studies.sweep import run_sweep
 from ..studies.tune import Settings, open_study, optimize, print_table, write_results
 from ..training import TrainingStopped
+from .flags import add_device, renamed
 from .metrics import print_table as print_metrics_table
 
 
@@ -21,7 +22,7 @@ def _budget_flags(p, default_what: str) -> None:
     g.add_argument("--epochs", type=int, default=None, help=f"epochs per run ({default_what})")
     g.add_argument("--steps", type=int, default=None, help="D steps per run")
     g.add_argument("--minutes", type=float, default=None, help="minutes of training per run (evaluations not counted)")
-    p.add_argument("--device", default=None, help="device of every run (default: the preset's, auto)")
+    add_device(p)
     p.add_argument("--precision", default=None, choices=("fp32", "bf16", "auto"),
                    help="precision of every run (default: the preset's)")
 
@@ -40,20 +41,20 @@ def cmd_tune(args) -> int:
     budget = _budget(args)
     joining = args.preset is None and not args.param
     if joining and (budget or args.trials is not None):
-        raise ConfigError(f"joining study '{args.study}' takes its own settings; name --preset and --param to start "
+        raise ConfigError(f"joining study '{args.name}' takes its own settings; name --preset and --param to start "
                           f"a new study")
     settings = None if joining else Settings(
         preset=args.preset or "default", params=args.param, trials=args.trials if args.trials is not None else 20,
         **(budget or {"epochs": 1}), evals=args.evals, seed=args.seed, eval_n=args.eval_n, pruner=args.pruner,
         fixed=_fixed(args))
-    study, settings, space, folder = open_study(args.study, args.out_dir, args.storage, settings)
-    print(f"study {args.study}: {settings.preset}, {settings.trials} trials of {settings.describe_budget()}, "
+    study, settings, space, folder = open_study(args.name, args.out_dir, args.storage, settings)
+    print(f"study {args.name}: {settings.preset}, {settings.trials} trials of {settings.describe_budget()}, "
           f"searching {' '.join(settings.params)}; trials in {folder}")
     try:
         ran = optimize(study, settings, space, folder)
     except (TrainingStopped, KeyboardInterrupt):
         write_results(study, settings, folder)
-        print(f"gankit tune: interrupted; the study is kept. Go on with: gankit tune --study {args.study}"
+        print(f"gankit tune: interrupted; the study is kept. Go on with: gankit tune --name {args.name}"
               + (f" --out-dir {args.out_dir}" if args.out_dir != "runs" else "")
               + (f" --storage {args.storage}" if args.storage else ""))
         return 130
@@ -64,10 +65,10 @@ def cmd_tune(args) -> int:
     return 0
 
 
-def cmd_sweep(args) -> int:
+def cmd_grid(args) -> int:
     # (an --eval-n the evaluator cannot take is refused by Config.validate in run_sweep, before any folder)
     during = {} if args.eval_n is None else {"eval_every": 0} if args.eval_n == 0 else {"eval_n": args.eval_n}
-    result = run_sweep(args.name, args.presets, args.grid, args.seeds, _budget(args), {**_fixed(args), **during},
+    result = run_sweep(args.name, args.presets, args.vary, args.seeds, _budget(args), {**_fixed(args), **during},
                        args.out_dir, args.n)
     print()
     print_metrics_table([(c["cell"], c) for c in result["cells"]], result["tag"])
@@ -89,9 +90,10 @@ def add_parsers(sub) -> None:
                        epilog="--param syntax:\n  d_lr=log:1e-5:1e-3   log-uniform float\n"
                               "  g_betas.0=0:0.9      uniform float (.0/.1: one of the two betas)\n"
                               "  n_critic=int:1:5     whole number\n  objective=bce,hinge  one of the values\n"
-                              "example:\n  gankit tune --study lrs --preset lab6-dcgan --param d_lr=log:1e-5:1e-3 "
+                              "example:\n  gankit tune --name lrs --preset lab6-dcgan --param d_lr=log:1e-5:1e-3 "
                               "--param g_lr=log:1e-5:1e-3 --trials 20 --epochs 1")
-    p.add_argument("--study", required=True, help="the study's name (its folder: OUT_DIR/STUDY)")
+    p.add_argument("--name", required=True, help="the study's name (its folder: OUT_DIR/NAME)")
+    renamed(p, "--study", "--name")
     p.add_argument("--preset", default=None, help="preset every trial starts from (default: default)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=SPEC", help="a searched parameter (repeat)")
     p.add_argument("--trials", type=int, default=None, help="trials in the study, all workers together (default 20)")
@@ -106,16 +108,17 @@ def add_parsers(sub) -> None:
                         "(after 5 trials, from a trial's second evaluation on); none: never")
     p.add_argument("--storage", default=None,
                    help="Optuna storage: a database URL (postgresql://user:pw@host/db) for workers on several "
-                        "machines, or a journal file (default: OUT_DIR/STUDY/study.journal)")
+                        "machines, or a journal file (default: OUT_DIR/NAME/study.journal)")
     p.add_argument("--out-dir", default="runs", help="parent folder of the study folder (default: runs)")
     p.set_defaults(func=cmd_tune)
 
-    p = sub.add_parser("sweep", help="a grid of presets x field values x seeds, scored and compared",
-                       description="Train every preset (x every combination of --grid values) with every seed, score "
+    p = sub.add_parser("grid", help="a grid of presets x field values x seeds, scored and compared",
+                       description="Train every preset (x every combination of --vary values) with every seed, score "
                                    "each run with the evaluator, and compare the cells as mean ± std over the seeds.",
-                       epilog="example: gankit sweep --presets lab6-gan lab6-dcgan lab6-wgan --seeds 0 1 2 --epochs 1")
+                       epilog="example: gankit grid --presets lab6-gan lab6-dcgan lab6-wgan --seeds 0 1 2 --epochs 1")
     p.add_argument("--presets", nargs="+", required=True, help="presets to compare")
-    p.add_argument("--grid", action="append", default=[], metavar="FIELD=a,b",
+    renamed(p, "--grid", "--vary")
+    p.add_argument("--vary", action="append", default=[], metavar="FIELD=a,b",
                    help="also vary a field over these values (repeat for a grid)")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], help="seeds of each cell (default: 0 1 2)")
     _budget_flags(p, "default: the preset's")
@@ -123,6 +126,6 @@ def add_parsers(sub) -> None:
     p.add_argument("--eval-n", type=int, default=None,
                    help="samples per evaluation during each run's training (its quality.jsonl and FID curve; default: "
                         "the preset's, 5000); 0: none, only the final evaluation")
-    p.add_argument("--name", default="sweep", help="the sweep's folder name under OUT_DIR (default: sweep)")
+    p.add_argument("--name", default="grid", help="the grid's folder name under OUT_DIR (default: grid)")
     p.add_argument("--out-dir", default="runs", help="parent folder (default: runs)")
-    p.set_defaults(func=cmd_sweep)
+    p.set_defaults(func=cmd_grid)

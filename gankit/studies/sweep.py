@@ -1,13 +1,13 @@
-"""`gankit sweep`: a grid of presets × field values × seeds, as the seeds' "GAN vs DCGAN vs WGAN"
+"""`gankit grid`: a grid of presets × field values × seeds, as the seeds' "GAN vs DCGAN vs WGAN"
 comparison in one command.
 
-    runs/<sweep>/sweep.json                 the grid
-    runs/<sweep>/NNNNN-<cell>-s<seed>/      one ordinary run folder per cell and seed, scored by the
+    runs/<name>/sweep.json                 the grid
+    runs/<name>/NNNNN-<cell>-s<seed>/      one ordinary run folder per cell and seed, scored by the
                                             evaluator after training (its metrics.json, as `gankit eval`)
-    runs/<sweep>/results.json               per cell: mean ± std over the seeds of every metric; per run:
+    runs/<name>/results.json               per cell: mean ± std over the seeds of every metric; per run:
                                             the scores and the balance index
-    runs/<sweep>/comparison.png             each cell's grid (first seed) and curves, as `gankit compare`
-    runs/<sweep>/balance_vs_fid.png         every run's balance index against its FID, Spearman's rho
+    runs/<name>/comparison.png             each cell's grid (first seed) and curves, as `gankit compare`
+    runs/<name>/balance_vs_fid.png         every run's balance index against its FID, Spearman's rho
 
 Run again, the same command skips runs already scored and resumes interrupted ones.
 """
@@ -40,7 +40,7 @@ def cells(presets: list[str], grid: list[str]) -> list[tuple[str, dict]]:
     for text in grid:
         p = parse_param(text)
         if p.kind != "choice":
-            raise ConfigError(f"--grid {text}: a sweep lists values (FIELD=a,b,c), not a range")
+            raise ConfigError(f"--vary {text}: a grid lists values (FIELD=a,b,c), not a range")
         axes.append([(p.name, v) for v in p.choices])
     out = []
     for preset in presets:
@@ -80,12 +80,12 @@ def run_sweep(name: str, presets: list[str], grid: list[str], seeds: list[int], 
         cfg.validate()
         if not cfg.judged_in_training():
             raise ConfigError(f"{preset}: gankit's evaluators judge 28x28 Fashion-MNIST/MNIST images, not "
-                              f"{cfg.dataset} at {cfg.image_size}x{cfg.image_size}; a sweep scores every run")
+                              f"{cfg.dataset} at {cfg.image_size}x{cfg.image_size}; a grid scores every run")
     folder.mkdir(parents=True, exist_ok=True)
     record = {"sweep": name, "presets": presets, "grid": grid, "seeds": seeds, "budget": budget, "fixed": fixed, "n": n}
     saved = folder / "sweep.json"
     if saved.exists() and json.loads(saved.read_text()) != record:
-        raise ConfigError(f"{saved}: this folder holds a sweep with another grid; name a new one with --name")
+        raise ConfigError(f"{saved}: this folder holds a grid with other cells; name a new one with --name")
     atomic_write_text(saved, json.dumps(record, indent=2) + "\n")
     tag = M.protocol("fashion-mnist", n)
     todo = [(p, o, s) for p, o in grid_cells for s in seeds]
@@ -100,7 +100,7 @@ def run_sweep(name: str, presets: list[str], grid: list[str], seeds: list[int], 
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):  # each run's log is in its folder
             try:
-                run = train(cfg, resume=run, command=["gankit", "sweep", "--name", name], progress=False,
+                run = train(cfg, resume=run, command=["gankit", "grid", "--name", name], progress=False,
                             run_name=run_name)
             except RunError as e:  # trained to its end, not yet scored
                 if run is None or "already trained" not in str(e):

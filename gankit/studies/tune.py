@@ -10,7 +10,7 @@
 A trial trains the preset with the drawn parameters for the study's budget and is scored by the
 best FID of its in-training evaluations (the evaluator's fid_fmnist5k at the default eval_n).
 Each evaluation is reported to Optuna's pruner, which may end a poor trial early (it then ends
-as a finished run does). Several processes given the same --study share the work through the
+as a finished run does). Several processes given the same --name share the work through the
 storage: each asks Optuna for the next trial, so none is run twice. Ctrl-C checkpoints the
 running trial and marks it interrupted; the same command later resumes that run and goes on.
 """
@@ -41,7 +41,7 @@ STUDY_FILE = "study.json"
 @dataclass
 class Settings:
     """What every trial of a study shares; saved in the storage and in study.json, so a worker
-    joining with `--study S` alone takes them, and one that asks for different ones is refused."""
+    joining with `--name S` alone takes them, and one that asks for different ones is refused."""
     preset: str
     params: list[str]  # the --param texts
     trials: int
@@ -131,7 +131,7 @@ def open_study(name: str, out_dir: str | Path, storage: str | None, settings: Se
     elif saved is not None and asdict(saved) != asdict(settings):
         diff = sorted(k for k, v in asdict(settings).items() if asdict(saved)[k] != v)
         raise ConfigError(f"study '{name}' in {where} was started with other {', '.join(diff)}; join it with "
-                          f"`gankit tune --study {name}` alone, or name a new study")
+                          f"`gankit tune --name {name}` alone, or name a new study")
     space = check_settings(settings)
     pruner = (optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0) if settings.pruner == "median"
               else optuna.pruners.NopPruner())
@@ -254,7 +254,7 @@ def run_trial(study, trial, s: Settings, space: list[Param], folder: Path, say=p
     log = io.StringIO()
     try:
         with contextlib.redirect_stdout(log):  # the run's own log is in its folder
-            run_dir = train(cfg, resume=resume, command=["gankit", "tune", "--study", study.study_name,
+            run_dir = train(cfg, resume=resume, command=["gankit", "tune", "--name", study.study_name,
                                                          f"(trial {trial.number})"],
                             progress=False, on_quality=on_quality, run_name=f"trial{trial.number:03d}-{s.preset}")
     except TrainingStopped as e:
