@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+DEMO_STAMP := $(VENV)/.demo-stamp
+TEST_STAMP := $(VENV)/.test-stamp
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The suite runs in parallel processes of one thread each (pytest-xdist): most tests are small,
@@ -13,20 +14,29 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 8 ? 8 : n )))
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
-.PHONY: demo test test-all install data browser postgres clean help
+.PHONY: demo test test-all install docs data browser postgres clean help
 
 help:
 	@echo "make demo   - install, get Fashion-MNIST, train the default preset for 3 minutes, write the report (~4 min after the install)"
 	@echo "make test   - install, get Fashion-MNIST and chromium, run the test suite (fast tests)"
 	@echo "make test-all - also postgresql, and the test suite including slow tests"
+	@echo "make docs   - build the user guide into site/ (MkDocs)"
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
-	touch $(STAMP)
 
-install: $(STAMP)
+# The demo needs gankit and its core dependencies only; the tests also need every extra
+# (app, tune, inception, hub, docs) and the test tools.
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $(DEMO_STAMP)
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(TEST_STAMP) $(DEMO_STAMP)
+
+install: $(TEST_STAMP)
 
 # Debian's dataset-fashion-mnist package holds the original IDX files. Skipped when they are
 # already there or GANKIT_DATA points elsewhere.
@@ -53,15 +63,21 @@ postgres:
 	echo "Installing Debian's postgresql for the tuning storage test"; \
 	$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq postgresql >/dev/null
 
-demo: install data
+demo: $(DEMO_STAMP) data
 	$(BIN)/gankit train --preset default --minutes 3
 	$(BIN)/gankit report "$$(ls -td runs/*/ | head -1)"
 
-test: install data browser
-	$(PYTEST) -m "not slow"
+# The user guide is built strictly (a broken link or a stale API reference fails the build).
+docs: $(TEST_STAMP)
+	$(BIN)/mkdocs build --strict -q -d site
 
-test-all: install data browser postgres
+test: $(TEST_STAMP) data browser
+	$(PYTEST) -m "not slow"
+	$(BIN)/mkdocs build --strict -q -d $$(mktemp -d)
+
+test-all: $(TEST_STAMP) data browser postgres
 	$(PYTEST)
+	$(BIN)/mkdocs build --strict -q -d $$(mktemp -d)
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis
