@@ -31,8 +31,8 @@ def main() -> None:
         ["explore", "nudge", run, "--dims", "10", "20", "37", "53", "67", "--deltas", "2", "4", "6", "8", "10",
          "--n", "8", "--seed", "42"],
         ["explore", "sweep", run, "--base-seeds", "5", "99", "42", "--dims", "5", "15", "25", "--range", "-4", "4",
-         "--steps", "9"],
-        ["explore", "interpolate", run, "--from", "1", "--to", "2", "--steps", "10", "--method", "slerp", "--gif"],
+         "--frames", "9"],
+        ["explore", "interpolate", run, "--from", "1", "--to", "2", "--frames", "10", "--method", "slerp", "--gif"],
         ["explore", "arithmetic", run, "--a", "1", "2", "3", "--b", "4", "5", "--c", "6"],
         ["explore", "rank", run, "--n", str(args.rank_n), "--delta", "2"],
     ]

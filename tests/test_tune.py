@@ -185,7 +185,7 @@ def test_ctrl_c_leaves_a_study_that_the_same_command_resumes(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-2000:]
-    assert "Go on with: gankit tune --study s" in out
+    assert "Go on with: gankit tune --name s" in out
     run = next((tmp_path / "s").glob("*-trial000-*"))
     stopped_at = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["step"]
     assert stopped_at < 400
