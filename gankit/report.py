@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .export import saved_class_names
 from .metrics import LABELS
-from .runs import MILESTONES, check_run_dir, comparison_figure, last_grid, pyplot, read_stats
+from .errors import RunError
+from .runs import MILESTONES, check_run_dir, comparison_figure, last_grid, pyplot, read_json, read_run_config, read_stats
 from .training.balance import summarize
 
 EXPLAIN = {
@@ -75,15 +76,18 @@ class Run:
 
 def load_run(path: str | Path) -> Run:
     p = check_run_dir(path)
-    meta = json.loads((p / "config.json").read_text())
-    metrics = json.loads((p / "metrics.json").read_text()) if (p / "metrics.json").exists() else {}
+    cfg, meta = read_run_config(p)
+    metrics = read_json(p / "metrics.json", "metrics file") if (p / "metrics.json").exists() else {}
+    metrics = {k: v for k, v in metrics.items() if isinstance(v, dict)}
     studies = []
     for folder in sorted((p / "latent").glob("*-*")) if (p / "latent").is_dir() else []:
         records = list(folder.glob("*.json"))
-        if records:
-            studies.append((folder, json.loads(records[0].read_text())))
-    return Run(p, meta["config"], meta, read_stats(p), read_stats(p, "quality.jsonl"), read_stats(p, "warnings.jsonl"),
-               metrics, studies)
+        try:
+            studies.append((folder, read_json(records[0]))) if records else None
+        except RunError:
+            continue  # a study whose record was torn is left out of the report
+    return Run(p, cfg.resolved().to_dict(), meta, read_stats(p), read_stats(p, "quality.jsonl"),
+               read_stats(p, "warnings.jsonl"), metrics, studies)
 
 
 # ---- rendering helpers ------------------------------------------------------------------------

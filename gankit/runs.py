@@ -10,7 +10,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from .errors import RunError
+from .config import Config
+from .errors import ConfigError, RunError
 from .files import atomic_write_text
 from .nets import count_params
 
@@ -91,11 +92,48 @@ def truncate_after(path: Path, step: int) -> None:
 
 
 def read_stats(run_dir: Path, name: str = "stats.jsonl") -> list[dict]:
-    """The rows of a run's stats.jsonl (or quality.jsonl, warnings.jsonl)."""
+    """The rows of a run's stats.jsonl (or quality.jsonl, warnings.jsonl). A line that is not a JSON
+    object (a row torn by a kill in the middle of its write) is left out."""
     path = Path(run_dir) / name
-    if not path.exists():
+    if not path.is_file():
         return []
-    return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+    rows = []
+    for ln in path.read_text(errors="replace").splitlines():
+        try:
+            row = json.loads(ln)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
+def read_json(path: Path, what: str = "JSON file") -> dict:
+    """A JSON object from a file, or a RunError naming the file."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise RunError(f"{path}: not a readable {what} ({type(e).__name__})") from None
+    if not isinstance(data, dict):
+        raise RunError(f"{path}: not a {what} (expected a JSON object)")
+    return data
+
+
+def read_run_config(run_dir: Path) -> tuple[Config, dict]:
+    """(the run's Config, the whole config.json) of a run folder, checked: a config.json that is not
+    JSON, lacks its config or names unknown fields is refused, naming the file."""
+    path = Path(run_dir) / "config.json"
+    meta = read_json(path, "run config")
+    if not isinstance(meta.get("config"), dict):
+        raise RunError(f"{path}: no \"config\" object in it; is this a gankit run folder?")
+    try:
+        cfg = Config.from_dict(meta["config"], source=str(path))
+        cfg.resolved()
+    except ConfigError as e:
+        raise RunError(str(e)) from None
+    except TypeError as e:
+        raise RunError(f"{path}: a field of another type than gankit writes ({e})") from None
+    return cfg, meta
 
 
 def image_grid(x: torch.Tensor, nrow: int = 8) -> torch.Tensor:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from ..errors import ConfigError, GankitError
 from ..report import build_report
 from ..runs import check_run_dir
 from ..training import train
+from ..training.checkpoint import load_checkpoint, newest_valid_checkpoint
 from ..version import __version__
 from . import latent as latent_cli, metrics as metrics_cli, studies as studies_cli
 from .flags import Parser, add_config_arguments, add_device, renamed
@@ -64,8 +66,9 @@ def cmd_train(args) -> int:
                           "a saved config names its preset")
     if args.resume:
         run_dir = check_run_dir(args.resume)
-        saved = json.loads((run_dir / "config.json").read_text())["config"]
-        cfg = Config.from_dict({**saved, **overrides}, source=str(run_dir / "config.json")).resolved()
+        cfg = Config.from_dict({**read_config_file(run_dir / "config.json"), **overrides},
+                               source=str(run_dir / "config.json")).resolved()
+        load_checkpoint(newest_valid_checkpoint(run_dir)[0])  # a run that cannot resume is refused before any output
     elif args.config:
         try:
             cfg = Config.from_dict({**read_config_file(args.config), **overrides}, source=args.config).resolved()
@@ -75,6 +78,7 @@ def cmd_train(args) -> int:
     else:
         cfg = preset_config(args.preset or "default", **overrides)
     cfg.validate()
+    check_data_root(cfg)
     print(json.dumps(cfg.to_dict(), indent=2))
     if args.dry_run:
         return 0
@@ -82,7 +86,13 @@ def cmd_train(args) -> int:
     return 0
 
 
-def read_config_file(path: str) -> dict:
+def check_data_root(cfg: Config) -> None:
+    """A --data-root that is not a folder is refused at once (a dry run too), not at the first batch."""
+    if cfg.data_root and not Path(cfg.data_root).expanduser().is_dir():
+        raise ConfigError(f"--data-root {cfg.data_root}: no such folder")
+
+
+def read_config_file(path: str | Path) -> dict:
     """The config fields of a saved config: {"config": {...}, ...} as run folders and `gankit tune`
     write it, or the fields alone. Errors name the file."""
     p = Path(path)
@@ -90,7 +100,7 @@ def read_config_file(path: str) -> dict:
         raise GankitError(f"{p}: no such config file")
     try:
         data = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
         raise GankitError(f"{p}: not a JSON file ({e})")
     fields = data.get("config", data) if isinstance(data, dict) else None
     if not isinstance(fields, dict):
@@ -191,3 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"gankit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except (OSError, MemoryError) as e:  # the machine refused: a file, a permission, the disk, the memory
+        what = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename else f"{type(e).__name__}: {e}"
+        print(f"gankit {args.command}: error: {what}", file=sys.stderr)
+        return 2
+    except Exception as e:  # a bug: one line, and the traceback only when asked for
+        if os.environ.get("GANKIT_DEBUG"):
+            raise
+        first = (str(e).splitlines() or [""])[0][:200]
+        print(f"gankit {args.command}: internal error ({type(e).__name__}: {first}); this is a bug in gankit, "
+              f"please report it (GANKIT_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1

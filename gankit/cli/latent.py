@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from PIL import Image
 
 from .. import latent as L
 from ..data import to_uint8
+from ..data.folder import available_memory
 from ..device import resolve_device, resolve_precision
 from ..errors import GankitError
 from ..export import load_source
@@ -111,7 +113,12 @@ def load(args, allow_all: bool = False):
         value = getattr(args, name, None)
         if value is not None and value < low:
             raise GankitError(f"--{name} must be >= {low}, got {value}")
+    for name in ("deltas", "range", "delta"):
+        value = getattr(args, name, None)
+        if value is not None and not all(math.isfinite(v) for v in (value if isinstance(value, list) else [value])):
+            raise GankitError(f"--{name} must be finite numbers, got {value}")
     G, base = load_source(args.src, ema=args.ema, device=resolve_device(args.device))
+    check_memory(args, G)
     args.classes = None
     if not G.num_classes:
         if args.cls is not None:
@@ -127,6 +134,18 @@ def load(args, allow_all: bool = False):
     c = class_index(args.cls, G.class_names)
     args.classes = [c]
     return L.ForClass(G, c), base
+
+
+def check_memory(args, G) -> None:
+    """A study's largest batch of images (an upper bound: 3 x n x frames x dims), refused before any
+    is made when it would not fit in the memory free."""
+    count = 3 * (getattr(args, "n", None) or 1) * (getattr(args, "frames", None) or 1) * len(getattr(args, "dims", None) or [1])
+    per_image = 8 * math.prod(G.img_shape) + 4 * G.z_dim  # the float image twice (made, then kept) and its z
+    free = available_memory()
+    if count * per_image > 0.5 * free:
+        raise GankitError(f"{count} images of {'x'.join(map(str, G.img_shape))} need about "
+                          f"{count * per_image / 2**30:.1f} GiB of memory, more than half the {free / 2**30:.1f} GiB free; "
+                          f"lower --n or --frames")
 
 
 def class_index(spec: str, names: list[str]) -> int:

@@ -9,7 +9,8 @@ from pathlib import Path
 from .. import metrics as M
 from ..errors import GankitError
 from ..export import saved_class_names
-from ..metrics.evaluator import train_evaluator
+from ..data.folder import available_memory
+from ..metrics.evaluator import FEATURE_DIM, available as available_evaluators, train_evaluator
 from ..device import resolve_device
 from ..runs import check_run_dir, comparison_figure, pyplot, read_stats
 from .flags import add_device
@@ -53,19 +54,50 @@ def metrics_file(src: Path) -> Path:
     return folder / "metrics.json"
 
 
+def check_eval(src: Path, dataset: str, n: int, data_root: str | None, inception: bool, metrics: list[str]) -> None:
+    """What an evaluation needs, checked before any image is made: the source exists, n is at
+    least the 129 images a 128-d FID needs and at most the real reference images there are (a
+    folder's floor compares two disjoint n), and the memory it takes fits in the memory free."""
+    if not src.exists():
+        raise GankitError(f"{src}: no such run, generator, image folder or tensor file")
+    if dataset == "folder" and not inception:
+        raise GankitError("an image folder has no evaluator of its own: score it with Inception features "
+                          "(--inception-weights PATH, torch-fidelity's pt_inception-2015-12-05 weights)")
+    if n < 2:
+        raise GankitError(f"--n must be >= 2, got {n}")
+    if "fid" in metrics and not inception and n <= FEATURE_DIM:
+        raise GankitError(f"--n {n}: FID needs more samples than the evaluator's {FEATURE_DIM} feature dimensions; "
+                          f"give --n {FEATURE_DIM + 1} or more (the protocol of the figures gankit quotes is 10000)")
+    have = M.reference_size(dataset, data_root)
+    need = 2 * n if dataset == "folder" else n
+    if have < need:
+        raise GankitError(f"--n {n}: {dataset} has {have} real reference images"
+                          + (" (a folder's floor needs 2n)" if dataset == "folder" else "")
+                          + f"; give --n {have // 2 if dataset == 'folder' else have} or less")
+    shape = M.source_shape(src)
+    if shape is not None:
+        need_bytes = M.estimate_bytes(n, shape, 2048 if inception else FEATURE_DIM)
+        free = available_memory()
+        if need_bytes > 0.8 * free:
+            raise GankitError(f"--n {n}: {n} images of {'x'.join(map(str, shape))} need about {need_bytes / 2**30:.1f} "
+                              f"GiB of memory, more than the {free / 2**30:.1f} GiB free; lower --n")
+
+
 def cmd_eval(args) -> int:
     args.device = str(resolve_device(args.device))
-    if args.n < 2:
-        raise GankitError(f"--n must be >= 2, got {args.n}")
     src = Path(args.src)
+    check_eval(src, args.dataset, args.n, args.data_root, bool(args.inception_weights), args.metrics)
     t0 = time.perf_counter()
     x, y = M.load_labelled_images(src, args.n, args.seed, args.ema, args.device)
     results = M.compute_metrics(x, args.dataset, args.metrics, args.n, data_root=args.data_root,
-                                device=args.device, inception_weights=args.inception_weights, labels=y)
+                                device=args.device, inception_weights=args.inception_weights, labels=y,
+                                evaluator=args.evaluator)
     seconds = time.perf_counter() - t0
     floor = M.real_floor(args.dataset, args.metrics, args.n, data_root=args.data_root, device=args.device,
-                         inception_weights=args.inception_weights, shape=(x.shape[1], x.shape[-1]))
-    tag = M.protocol(args.dataset, args.n, "inception" if args.inception_weights else None)
+                         inception_weights=args.inception_weights, shape=(x.shape[1], x.shape[-1]),
+                         evaluator=args.evaluator)
+    tag = next(k[len("fid_"):] for k in results if k.startswith("fid_")) if "fid" in args.metrics else \
+        M.protocol(args.dataset, args.n, "inception" if args.inception_weights else None)
     print_table([(src.name or str(src), results), ("real data (train vs test)", floor)], tag)
     if y is not None:
         print_per_class(src, results, tag)
@@ -126,9 +158,13 @@ def add_parsers(sub) -> None:
     p.add_argument("--metrics", nargs="+", default=list(M.METRICS), choices=M.METRICS, metavar="METRIC",
                    help=f"which metrics (default: all of {', '.join(M.METRICS)})")
     p.add_argument("--n", type=int, default=M.DEFAULT_N, help=f"samples (and reference test images); default {M.DEFAULT_N}")
-    p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist", "folder"),
-                   help="whose evaluator and test set; folder: the images in --data-root, scored with "
+    p.add_argument("--dataset", default="fashion-mnist", choices=(*available_evaluators(), "folder"),
+                   help="whose evaluator and test set (the datasets with an evaluator, shipped or trained with "
+                        "`gankit evaluator train`); folder: the images in --data-root, scored with "
                         "--inception-weights (default: fashion-mnist)")
+    p.add_argument("--evaluator", default=None, metavar="PATH",
+                   help="an evaluator's .safetensors (its .json card beside it) instead of the dataset's; metrics "
+                        "of an evaluator gankit does not ship are named apart (fid_fmnist-1a2b3c10k)")
     p.add_argument("--data-root", default=None, help="where the reference dataset lives (for folder: the image folder)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated samples (default: 0)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None, help="EMA weights (default: when present)")
@@ -144,7 +180,7 @@ def add_parsers(sub) -> None:
                                    "comparison.png (last grids side by side, losses and FID curves overlaid).")
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("--n", type=int, default=M.DEFAULT_N, help=f"samples per run and reference images (default {M.DEFAULT_N})")
-    p.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"),
+    p.add_argument("--dataset", default="fashion-mnist", choices=available_evaluators(),
                    help="whose evaluator and test set (default: fashion-mnist)")
     p.add_argument("--seed", type=int, default=0, help="seed of every run's samples (default: 0)")
     add_device(p)
@@ -162,5 +198,6 @@ def add_parsers(sub) -> None:
     t.add_argument("--epochs", type=int, default=8, help="passes over the training images (default: 8)")
     t.add_argument("--seed", type=int, default=0, help="seed of the weights and the data order (default: 0)")
     t.add_argument("--data-root", default=None, help="folder with the dataset's IDX files (default: where gankit finds them)")
-    t.add_argument("--out", default=None, help="folder for <dataset>.safetensors + .json (default: the package's)")
+    t.add_argument("--out", default=None, help="folder for <dataset>.safetensors + .json (default: the user's "
+                                                "cache, ~/.cache/gankit/evaluators, where gankit looks too)")
     t.set_defaults(func=cmd_evaluator_train)

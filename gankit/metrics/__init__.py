@@ -21,22 +21,24 @@ from . import scores
 from .judge import Judge, make_judge
 from .reference import feature_network, reference_features
 from .registry import DEFAULT_N, LABELS, METRICS, protocol, score_features
-from .sources import load_images, load_labelled_images
+from .reference import reference_size
+from .sources import estimate_bytes, load_images, load_labelled_images, source_shape
 
 __all__ = ["DEFAULT_N", "Judge", "LABELS", "METRICS", "compute_metrics", "load_images", "load_labelled_images",
-           "make_judge", "protocol", "real_floor", "reference_features", "save_results", "score_features", "scores"]
+           "make_judge", "protocol", "real_floor", "reference_features", "reference_size", "save_results", "score_features",
+           "scores", "estimate_bytes", "source_shape"]
 
 
 def compute_metrics(source, reference: str = "fashion-mnist", names=tuple(METRICS), n: int = DEFAULT_N, seed: int = 0,
                     ema: bool | None = None, split: str = "test", data_root: str | None = None,
                     device: str = "cpu", inception_weights: str | None = None,
-                    labels: torch.Tensor | None = None) -> dict:
+                    labels: torch.Tensor | None = None, evaluator: str | None = None) -> dict:
     """Score n images from `source` (run folder, generator file, PNG folder, .npy/.pt tensor)
     against the first n images of `reference`'s `split`, with that dataset's evaluator, or with
     Inception-v3 features when `inception_weights` is given (names then read `fid_inception10k`).
     Images of a conditional generator (or a tensor given with the `labels` it was made for) are
     also scored per class."""
-    embed_fn, card, net = feature_network(reference, inception_weights, device)
+    embed_fn, card, net = feature_network(reference, inception_weights, device, evaluator)
     x, y = (source, labels) if isinstance(source, torch.Tensor) else load_labelled_images(source, n, seed, ema, device)
     ref_feats, _ = reference_features(reference, split, n, embed_fn, card, data_root, (x.shape[1], x.shape[-1]))
     feats, probs = embed_fn(x)
@@ -46,11 +48,11 @@ def compute_metrics(source, reference: str = "fashion-mnist", names=tuple(METRIC
 
 def real_floor(reference: str = "fashion-mnist", names=tuple(METRICS), n: int = DEFAULT_N,
                data_root: str | None = None, device: str = "cpu", inception_weights: str | None = None,
-               shape: tuple[int, int] = (3, 64)) -> dict:
+               shape: tuple[int, int] = (3, 64), evaluator: str | None = None) -> dict:
     """The same metrics for n real training images against n test images: the best a perfect
     generator can expect under this protocol. It depends on the data and the feature network
     alone, so it is cached like the reference features (a k-NN pass over 2 x n features saved)."""
-    embed_fn, card, net = feature_network(reference, inception_weights, device)
+    embed_fn, card, net = feature_network(reference, inception_weights, device, evaluator)
     folder_key = ""
     if reference == "folder":
         root = Path(data_root).expanduser()

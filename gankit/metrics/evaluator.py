@@ -20,7 +20,7 @@ from torch import nn
 from ..data import load_split, to_float
 from ..errors import GankitError
 from ..device import memory_format_for, resolve_precision
-from ..files import sha256_file
+from ..files import cache_root, sha256_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 FEATURE_DIM = 128
@@ -79,23 +79,47 @@ def embed(model: Evaluator, x: torch.Tensor, batch: int = 1000) -> tuple[torch.T
     return torch.cat(feats), torch.cat(probs)
 
 
-def weights_path(dataset: str) -> Path:
-    return WEIGHTS_DIR / f"{dataset}.safetensors"
+def user_dir() -> Path:
+    """Where `gankit evaluator train` writes by default, and where gankit also looks: the user's cache."""
+    return cache_root("evaluators")
 
 
-def load_evaluator(dataset: str = "fashion-mnist", device: str | torch.device = "cpu") -> tuple[Evaluator, dict]:
-    """The shipped evaluator of a dataset and its card, checked against the card's sha256."""
-    path = weights_path(dataset)
+def weights_path(dataset: str) -> Path | None:
+    """The evaluator of a dataset: the one shipped in the package, else one in the user's cache."""
+    for folder in (WEIGHTS_DIR, user_dir()):
+        if (folder / f"{dataset}.safetensors").exists():
+            return folder / f"{dataset}.safetensors"
+    return None
+
+
+def available() -> list[str]:
+    """The datasets that have an evaluator (shipped or in the user's cache)."""
+    return sorted({p.stem for folder in (WEIGHTS_DIR, user_dir()) for p in folder.glob("*.safetensors")})
+
+
+def load_evaluator(dataset: str = "fashion-mnist", device: str | torch.device = "cpu",
+                   path: str | Path | None = None) -> tuple[Evaluator, dict]:
+    """A dataset's evaluator (or the one at `path`, a .safetensors beside its .json card) and its
+    card, checked against the card's sha256. The card says whether it is the shipped one."""
+    path = Path(path) if path else weights_path(dataset)
+    if path is None:
+        raise GankitError(f"no evaluator for dataset '{dataset}' (have: {', '.join(available()) or 'none'}); train "
+                          f"one with `gankit evaluator train --dataset {dataset}` (it is written to {user_dir()})")
     card_path = path.with_suffix(".json")
-    if not path.exists() or not card_path.exists():
-        have = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
-        raise GankitError(f"no evaluator for dataset '{dataset}' (have: {', '.join(have) or 'none'}); "
-                          f"train one with `gankit evaluator train --dataset {dataset}`")
-    card = json.loads(card_path.read_text())
-    if sha256_file(path) != card["sha256"]:
-        raise GankitError(f"{path}: sha256 does not match {card_path.name}; reinstall gankit or retrain the evaluator")
-    model = Evaluator(card.get("num_classes", 10))
-    model.load_state_dict(load_file(str(path)))
+    if not path.is_file() or not card_path.is_file():
+        raise GankitError(f"{path}: no evaluator there (a .safetensors file with its .json card beside it)")
+    try:
+        card = json.loads(card_path.read_text())
+        model = Evaluator(card.get("num_classes", 10))
+        if sha256_file(path) != card["sha256"]:
+            raise GankitError(f"{path}: sha256 does not match {card_path.name}; reinstall gankit or retrain the evaluator")
+        model.load_state_dict(load_file(str(path)))
+    except GankitError:
+        raise
+    except Exception as e:  # a card that is not JSON, weights of another network, a file that is not safetensors
+        raise GankitError(f"{path}: not a gankit evaluator ({type(e).__name__})") from None
+    shipped = WEIGHTS_DIR / path.name
+    card["shipped"] = shipped.is_file() and sha256_file(shipped) == card["sha256"]
     return model.to(device).eval(), card
 
 
@@ -122,8 +146,12 @@ def train_evaluator(dataset: str = "fashion-mnist", epochs: int = 8, batch_size:
                     seed: int = 0, data_root: str | None = None, out_dir: Path | None = None,
                     precision: str = "auto", log=print) -> dict:
     """Train the evaluator with gankit's own loop (AdamW, one-cycle LR, shifts and flips) and write
-    `<dataset>.safetensors` and its card `<dataset>.json` to out_dir (default: the package's
-    weights folder). Returns the card."""
+    `<dataset>.safetensors` and its card `<dataset>.json` to out_dir (default: the user's cache,
+    where gankit also looks; never the installed package unless given as out_dir). An evaluator
+    already there is not overwritten. Returns the card."""
+    out = Path(out_dir).expanduser() if out_dir else user_dir()
+    if (out / f"{dataset}.safetensors").exists():
+        raise GankitError(f"{out / f'{dataset}.safetensors'} exists; choose another --out, or delete it first")
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     x_train, y_train = load_split(dataset, "train", data_root)
@@ -151,7 +179,6 @@ def train_evaluator(dataset: str = "fashion-mnist", epochs: int = 8, batch_size:
         acc = accuracy(model, x_test, y_test)
         log(f"epoch {epoch + 1}/{epochs}: test accuracy {acc:.4f} ({time.perf_counter() - t0:.0f} s)")
     seconds = time.perf_counter() - t0
-    out = Path(out_dir) if out_dir else WEIGHTS_DIR
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{dataset}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))

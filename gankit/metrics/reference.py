@@ -3,12 +3,13 @@ n, and a folder's contents), and the feature network that makes them: the datase
 Inception-v3 with weights the user gives."""
 from __future__ import annotations
 
+import gzip
 import hashlib
 from pathlib import Path
 
 import torch
 
-from ..data import load_split, to_float
+from ..data import load_split, locate, to_float
 from ..data.folder import cache_key, find_images, load_folder
 from ..errors import GankitError
 from ..files import atomic_path, cache_root, sha256_file
@@ -54,13 +55,26 @@ def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
     return feats, probs
 
 
-def feature_network(reference: str, inception_weights: str | None, device):
-    """(embed function, a card with a sha256 naming the network, the metric-name prefix)."""
+def feature_network(reference: str, inception_weights: str | None, device, evaluator: str | None = None):
+    """(embed function, a card with a sha256 naming the network, the metric-name prefix). An
+    evaluator that is not the one gankit ships names its metrics apart (`fmnist-1a2b3c`), so its
+    numbers never mix with the shipped protocol's."""
     if inception_weights:
         model = load_inception(inception_weights, device)
         return (lambda x: embed_inception(model, x)), {"sha256": sha256_file(Path(inception_weights))}, "inception"
     if reference == "folder":
         raise GankitError("an image folder has no evaluator of its own: score it with Inception features "
                           "(--inception-weights PATH, torch-fidelity's pt_inception-2015-12-05 weights)")
-    model, card = load_evaluator(reference, device)
-    return (lambda x: embed(model, x)), card, SHORT_NAMES.get(reference, reference)
+    model, card = load_evaluator(reference, device, evaluator)
+    net = SHORT_NAMES.get(reference, reference)
+    return (lambda x: embed(model, x)), card, net if card["shipped"] else f"{net}-{card['sha256'][:6]}"
+
+
+def reference_size(dataset: str, data_root: str | None = None) -> int:
+    """How many real images a dataset offers as the reference: the test split's count from the IDX
+    header (nothing else read), or a folder's image count."""
+    if dataset == "folder":
+        return len(find_images(Path(data_root).expanduser())) if data_root else 0
+    images, _ = locate(dataset, "test", data_root)
+    raw = images.read_bytes()[:16] if images.suffix != ".gz" else gzip.open(images).read(16)
+    return int.from_bytes(raw[4:8], "big") if len(raw) >= 8 else 0

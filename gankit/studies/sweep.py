@@ -38,7 +38,10 @@ def cells(presets: list[str], grid: list[str]) -> list[tuple[str, dict]]:
         raise ConfigError("a preset is listed twice in --presets")
     axes = []
     for text in grid:
-        p = parse_param(text)
+        try:
+            p = parse_param(text)
+        except ConfigError as e:  # (parse_param speaks of tune's --param; here the flag is --vary)
+            raise ConfigError(str(e).replace("--param ", "--vary ", 1)) from None
         if p.kind != "choice":
             raise ConfigError(f"--vary {text}: a grid lists values (FIELD=a,b,c), not a range")
         axes.append([(p.name, v) for v in p.choices])

@@ -40,11 +40,17 @@ def verify(path: Path) -> str | None:
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
-    """Load a checkpoint with weights_only=True: tensors, numbers, strings, lists and dicts only."""
+    """Load a checkpoint with weights_only=True: tensors, numbers, strings, lists and dicts only.
+    Anything else (a file of another program, a truncated or foreign pickle) is refused, naming the
+    file; gankit never loads a checkpoint that could run code."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:
-        raise RunError(f"{path}: refused to load ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from None
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many kinds for a file that is not a plain-tensor checkpoint
+        raise RunError(f"{path}: not a gankit checkpoint (it cannot be read as tensors and plain values: "
+                       f"{type(e).__name__})") from None
+    if not isinstance(state, dict) or not {"config", "step", "G", "D"} <= set(state):
+        raise RunError(f"{path}: not a gankit checkpoint (no config, step and networks in it)")
+    return state
 
 
 def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, list[str]]:
