@@ -48,13 +48,14 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
     alone writes the run folder."""
     cfg = cfg.resolved().validate()
     ddp, device_name = setup_dist(cfg.device)
+    locks: list = []  # the run folder's lock, held while this process writes it
     try:
         device = resolve_device(device_name)
         cfg.validate_launch(ddp.world_size, device.type)
         torch.backends.cudnn.benchmark = not cfg.deterministic
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=False)
-        L = start(cfg, ddp, device, resume, command, progress, stop_after, on_quality, run_name, make_ema)
+        L = start(cfg, ddp, device, resume, command, progress, stop_after, on_quality, run_name, make_ema, locks)
         try:
             first_records(L)
             training_loop(L)
@@ -69,6 +70,8 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
             e.exit_code, e.quiet = 0, True
         raise
     finally:
+        for lock in locks:
+            lock.release()
         ddp.close()
 
 

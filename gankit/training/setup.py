@@ -21,6 +21,7 @@ from ..sample import grid_labels, sample_images, z_from_seed
 from .checkpoint import load_checkpoint, newest_valid_checkpoint
 from .context import Clock, Loop, Schedule, StopFlag
 from .dist import Dist
+from .lock import RunLock
 from .maintenance import save_checkpoint
 from .output import Out, new_run
 from .state import Tally, build_nets
@@ -36,11 +37,13 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> int:
 
 def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progress: bool | None,
           stop_after: int | None, on_quality, run_name: str | None,
-          make_ema: Callable[[torch.nn.Module, float], EMA] = EMA) -> Loop:
+          make_ema: Callable[[torch.nn.Module, float], EMA] = EMA, locks: list[RunLock] | None = None) -> Loop:
     """The loop context of a new run, or of the run in `resume` at its newest valid checkpoint.
-    Each part raises before anything is written when input is bad."""
+    Each part raises before anything is written when input is bad. The run folder's lock is
+    appended to `locks`; the caller releases it."""
+    locks = [] if locks is None else locks
     precision = resolve_precision(cfg.precision, device)
-    state, notes, run_dir = read_resume(cfg, ddp, resume)
+    state, notes, run_dir = read_resume(cfg, ddp, resume, locks)
     x_train, y_train = stage_data(cfg, ddp, device, notes)
     sampler = EpochSampler(len(x_train), cfg.batch_size, cfg.seed, x_train.device, ddp.rank, ddp.world_size)
     T = total_steps(cfg, sampler.steps_per_epoch)
@@ -56,6 +59,7 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
         tally.load_state_dict(state)
     elif ddp.main:
         run_dir = new_run(cfg, device, precision, channels_last, ddp.world_size, command, run_name)
+        locks.append(RunLock(run_dir).acquire())
     out = open_run(ddp, run_dir, nets, tally, notes, resumed=state is not None)
     if eval_z is None and cfg.eval_every != 0:
         out.say(f"note: no evaluator for {cfg.dataset} at {cfg.image_size}x{cfg.image_size}, so sample quality "
@@ -118,9 +122,10 @@ def check_more_to_train(state: dict, cfg: Config, world: int, spe: int, T: int, 
                        f"{trained_s / 60:.1f} minutes; raise --epochs, --steps or --minutes to continue it")
 
 
-def read_resume(cfg: Config, ddp: Dist, resume) -> tuple[dict | None, list[str], Path | None]:
+def read_resume(cfg: Config, ddp: Dist, resume, locks: list[RunLock]) -> tuple[dict | None, list[str], Path | None]:
     """The checkpoint to resume from, read and checked by rank 0 before any work and shared with
-    the other ranks: (state, notes for the log, run folder); (None, [], None) for a new run."""
+    the other ranks: (state, notes for the log, run folder); (None, [], None) for a new run. Rank 0
+    first takes the folder's lock (appended to `locks`): one writer per run folder."""
     if resume is None:
         return None, [], None
     notes: list[str] = []
@@ -129,6 +134,7 @@ def read_resume(cfg: Config, ddp: Dist, resume) -> tuple[dict | None, list[str],
         state = None
         run_dir = check_run_dir(resume)  # (on other machines than rank 0's it may not exist: rank 0 decides)
         if ddp.main:
+            locks.append(RunLock(run_dir).acquire())
             ckpt_path, notes = newest_valid_checkpoint(run_dir)
             state = load_checkpoint(ckpt_path)
             saved = Config.from_dict(state["config"], source=str(ckpt_path))
