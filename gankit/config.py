@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .data import DATASET_CHOICES, class_names
 from .errors import ConfigError
+from .files import atomic_write_text
 from .nets import D_CONDITIONING, D_NORMS, LR_SCHEDULES, MODELS, OBJECTIVES, OPTIMIZERS, build_models, has_batchnorm
 
 
@@ -95,6 +96,8 @@ class Config:
     out_dir: str = F("runs", "parent folder of run folders")
     log_every: int = F(100, "D steps between log ticks (stats.jsonl, TensorBoard, NaN checks)")
     ckpt_every: int = F(1, "epochs between checkpoints (last.pt is rewritten each time)")
+    ckpt_minutes: float = F(5.0, "minutes of training between checkpoints within an epoch too, so a kill loses at most "
+                                 "that much; 0: at epoch ends only")
     keep: int = F(2, "periodic checkpoints kept besides last.pt")
     grid_size: int = F(64, "fixed-z samples in the per-epoch grid (8 per row)")
     eval_every: int = F(-1,
@@ -177,6 +180,9 @@ class Config:
             raise ConfigError(f"--eval-every {self.eval_every}: gankit's evaluators judge 28x28 Fashion-MNIST/MNIST "
                               f"images; for {self.dataset} at {self.image_size}x{self.image_size} use `gankit eval` "
                               f"with --inception-weights after training")
+        if not (math.isfinite(self.ckpt_minutes) and self.ckpt_minutes >= 0):
+            raise ConfigError(f"ckpt_minutes must be a number of minutes >= 0 (0: checkpoints at epoch ends only), "
+                              f"got {self.ckpt_minutes}")
         if self.keep < 0:
             raise ConfigError(f"keep must be >= 0, got {self.keep}")
 
@@ -255,7 +261,7 @@ class Config:
 
     def save(self, path: Path, **extra) -> None:
         """{"config": the fields, **extra} as JSON at `path` (a run folder's config.json)."""
-        Path(path).write_text(json.dumps({"config": self.to_dict(), **extra}, indent=2) + "\n")
+        atomic_write_text(Path(path), json.dumps({"config": self.to_dict(), **extra}, indent=2) + "\n")
 
 
 def _check_types(cfg: Config) -> None:

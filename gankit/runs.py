@@ -12,7 +12,7 @@ from PIL import Image
 
 from .config import Config
 from .errors import ConfigError, RunError
-from .files import atomic_write_text
+from .files import atomic_path, atomic_write_text
 from .nets import count_params
 
 RUN_RE = re.compile(r"^(\d{5})-")
@@ -87,7 +87,7 @@ def _append(path: Path, row: dict) -> None:
 def truncate_after(path: Path, step: int) -> None:
     """Drop lines logged after `step` (written by an interrupted run past its checkpoint)."""
     if path.exists():
-        keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+        keep = [json.dumps(row) for row in read_stats(path.parent, path.name) if row["step"] <= step]  # (torn rows go)
         atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
@@ -146,8 +146,15 @@ def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> torch.Tensor:
     from torchvision.utils import save_image  # (as image_grid: only grids need torchvision)
     grid = image_grid(x, nrow)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(grid, str(path))
+    with atomic_path(path) as tmp:  # a kill mid-write leaves the previous picture, never a torn one
+        save_image(grid, str(tmp), format="png")
     return grid
+
+
+def save_figure(fig, path: Path) -> None:
+    """A matplotlib figure as a PNG, written atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
 
 
 # ---- figures ---------------------------------------------------------------------------------
@@ -178,7 +185,7 @@ def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = Fa
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(run_dir / "loss_curve.png")
+    save_figure(fig, run_dir / "loss_curve.png")
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
@@ -193,7 +200,7 @@ def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = Fa
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(run_dir / "d_outputs.png")
+    save_figure(fig, run_dir / "d_outputs.png")
     plt.close(fig)
 
     quality = read_stats(run_dir, "quality.jsonl")
@@ -206,7 +213,7 @@ def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = Fa
         ax.set_title("FID against the test set with the dataset's evaluator (lower is better)")
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(run_dir / "fid_curve.png")
+        save_figure(fig, run_dir / "fid_curve.png")
         plt.close(fig)
 
 
@@ -279,7 +286,7 @@ def plot_milestones(run_dir: Path, total: int) -> None:
         ax.set_ylabel(f"{100 * step / total:.0f}%\nstep {step}", rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle("Same z through training", fontsize=10)
     fig.tight_layout()
-    fig.savefig(run_dir / "milestones.png")
+    save_figure(fig, run_dir / "milestones.png")
     plt.close(fig)
 
 

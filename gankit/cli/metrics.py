@@ -60,6 +60,9 @@ def check_eval(src: Path, dataset: str, n: int, data_root: str | None, inception
     folder's floor compares two disjoint n), and the memory it takes fits in the memory free."""
     if not src.exists():
         raise GankitError(f"{src}: no such run, generator, image folder or tensor file")
+    shape = M.source_shape(src)
+    if shape is None and src.is_dir():
+        raise GankitError(f"{src}: no images (PNG, JPEG, BMP, WebP) and no generator in it")
     if dataset == "folder" and not inception:
         raise GankitError("an image folder has no evaluator of its own: score it with Inception features "
                           "(--inception-weights PATH, torch-fidelity's pt_inception-2015-12-05 weights)")
@@ -74,7 +77,6 @@ def check_eval(src: Path, dataset: str, n: int, data_root: str | None, inception
         raise GankitError(f"--n {n}: {dataset} has {have} real reference images"
                           + (" (a folder's floor needs 2n)" if dataset == "folder" else "")
                           + f"; give --n {have // 2 if dataset == 'folder' else have} or less")
-    shape = M.source_shape(src)
     if shape is not None:
         need_bytes = M.estimate_bytes(n, shape, 2048 if inception else FEATURE_DIM)
         free = available_memory()

@@ -28,10 +28,12 @@ device (`update`, no host sync); each log tick writes the interval's rates to st
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import Tensor
 
-from ..runs import pyplot
+from ..runs import pyplot, save_figure
 
 def update(counts: Tensor, loss_G: Tensor, loss_D: Tensor, scale: float) -> None:
     """One G update: counts = [crossings, updates with loss_G above, last sign (+1, -1; 0: none yet)]."""
@@ -91,5 +93,5 @@ def scatter(points: list[tuple[float, float]], path, title: str, metric: str, la
     if labels:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path)
+    save_figure(fig, Path(path))
     plt.close(fig)

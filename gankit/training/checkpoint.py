@@ -2,41 +2,56 @@
 
 A checkpoint is written to a temporary file in the same folder, flushed and fsynced, then
 renamed over the old one (rename is atomic on POSIX), with its sha256 in a `.sha256` file
-beside it. Loading uses `torch.load(weights_only=True)` only, so a checkpoint cannot run code.
+beside it. The new hash is written as `.sha256.new` before the rename and moved over `.sha256`
+after it, so a kill between any two of these steps leaves a checkpoint that verifies: the old one
+with its hash, or the new one with the pending hash. Loading uses `torch.load(weights_only=True)`
+only, so a checkpoint cannot run code.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from ..errors import RunError
-from ..files import atomic_path, atomic_write_text, sha256_file
+from ..files import atomic_write_text, sha256_file
 
 
 def atomic_save(obj, path: Path) -> None:
     """torch.save `obj` to `path` atomically (fsynced) and record its sha256 in `path.sha256`. If
     anything fails (disk full, kill), the previous file at `path` is untouched."""
     path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    pending = path.with_name(path.name + ".sha256.new")
     try:
-        with atomic_path(path, fsync=True) as tmp:
-            with open(tmp, "wb") as f:
-                torch.save(obj, f)
-            digest = sha256_file(tmp)
-        atomic_write_text(path.with_name(path.name + ".sha256"), f"{digest}  {path.name}\n")
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        atomic_write_text(pending, f"{sha256_file(tmp)}  {path.name}\n")
+        os.replace(tmp, path)
+        os.replace(pending, path.with_name(path.name + ".sha256"))
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except OSError as e:  # disk full, quota, permissions: keep the previous file, say so
         raise RunError(f"{path}: could not write the checkpoint ({e.strerror or e}); the previous "
                        f"checkpoint there is intact") from e
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def verify(path: Path) -> str | None:
     """None if `path` matches its recorded sha256, else the reason it does not."""
-    side = path.with_name(path.name + ".sha256")
-    if not side.exists():
+    sides = [p for p in (path.with_name(path.name + ".sha256"), path.with_name(path.name + ".sha256.new")) if p.exists()]
+    if not sides:
         return "no .sha256 beside it"
-    want = side.read_text().split()[0]
     got = sha256_file(path)
-    return None if got == want else f"sha256 {got[:12]}... does not match the recorded {want[:12]}..."
+    wants = [(side.read_text().split() or [""])[0] for side in sides]
+    return None if got in wants else f"sha256 {got[:12]}... does not match the recorded {wants[0][:12]}..."
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -73,3 +88,4 @@ def prune(folder: Path, keep: int) -> None:
     for p in periodic[: max(0, len(periodic) - keep)]:
         p.unlink(missing_ok=True)
         p.with_name(p.name + ".sha256").unlink(missing_ok=True)
+        p.with_name(p.name + ".sha256.new").unlink(missing_ok=True)

@@ -87,6 +87,8 @@ class Schedule:
         self.milestone_steps = {pct * total // 100 for pct in MILESTONES}
         self.last = False  # this step is the last one
         self.frac_before = 0.0  # the fraction of training done at the previous step
+        self.ckpt_s = cfg.ckpt_minutes * 60  # training seconds between checkpoints by time; 0: none
+        self.ckpt_at = 0.0  # training seconds at the last checkpoint
 
     def fraction(self, done: int) -> float:
         """How much of the training is done: of the steps, or of the time budget if that is further."""
@@ -130,6 +132,13 @@ class Schedule:
     def checkpoint(self, done: int) -> bool:
         return self.last or (self.epoch_end(done) and (done // self.spe) % self.ckpt_every == 0)
 
+    def checkpoint_due_by_time(self) -> bool:
+        """--ckpt-minutes of training since the last checkpoint (this process's clock)."""
+        return self.ckpt_s > 0 and self.clock.train_s() - self.ckpt_at >= self.ckpt_s
+
+    def checkpointed(self) -> None:
+        self.ckpt_at = self.clock.train_s()
+
     def stop_asked(self, done: int) -> bool:
         """train(stop_after=N): stop at step N as a signal would."""
         return done == self.stop_after
@@ -153,16 +162,16 @@ class StopFlag:
             raise KeyboardInterrupt
         self.signum = signum
 
-    def check(self, ddp: Dist, done: int, tick: bool, budget_spent: bool) -> tuple[int, bool]:
-        """(signal number or 0, whether the time budget is spent), agreed by every rank: across
-        ranks they are compared every STOP_CHECK_EVERY steps and at ticks (a host collective),
-        in one process every step. Rank 0's clock decides the budget."""
+    def check(self, ddp: Dist, done: int, tick: bool, budget_spent: bool, ckpt_due: bool) -> tuple[int, bool, bool]:
+        """(signal number or 0, whether the time budget is spent, whether a checkpoint by time is
+        due), agreed by every rank: across ranks they are compared every STOP_CHECK_EVERY steps
+        and at ticks (a host collective), in one process every step. Rank 0's clock decides."""
         if not ddp.enabled:
-            return self.signum, budget_spent
+            return self.signum, budget_spent, ckpt_due
         if done % STOP_CHECK_EVERY and not tick:
-            return 0, False
-        both = ddp.max(self.signum * 2 + int(budget_spent and ddp.main))
-        return both // 2, bool(both % 2)
+            return 0, False, False
+        agreed = ddp.max(self.signum * 4 + 2 * int(budget_spent and ddp.main) + int(ckpt_due and ddp.main))
+        return agreed // 4, bool(agreed & 2), bool(agreed & 1)
 
     def restore(self) -> None:
         for s, h in self.handlers.items():

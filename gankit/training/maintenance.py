@@ -56,11 +56,14 @@ def after_step(L: Loop, done: int, tick: bool) -> bool:
         save_checkpoint(L, done, periodic=False)
         L.out.say(f"stopped at step {done} as asked; continue with: gankit train --resume {L.out.run_dir}")
         return False
-    signum, budget_spent = L.stop.check(L.ddp, done, tick, S.budget_s > 0 and L.clock.train_s() >= S.budget_s)
+    signum, budget_spent, ckpt_due = L.stop.check(L.ddp, done, tick, S.budget_s > 0 and L.clock.train_s() >= S.budget_s,
+                                                  S.checkpoint_due_by_time())
     if budget_spent:
         S.finish()  # the next step is the last
     if signum:
         stopped_by_signal(L, done, signum)
+    if ckpt_due:  # within an epoch: a kill now loses at most --ckpt-minutes of training
+        save_checkpoint(L, done, periodic=False)
     return True
 
 
@@ -219,6 +222,7 @@ def save_checkpoint(L: Loop, done: int, periodic: bool) -> None:
     if not nets.finite():
         raise TrainingStopped(f"non-finite weights at step {done}; not checkpointed. The last "
                               f"good checkpoint is kept in {out.run_dir / 'checkpoints'}", exit_code=3)
+    L.schedule.checkpointed()
     if not L.ddp.main:
         return
     ckpt = {"config": cfg.to_dict(), "gankit_version": __version__, "world_size": L.world,

@@ -26,7 +26,7 @@ from .maintenance import save_checkpoint
 from .output import Out, new_run
 from .state import Tally, build_nets
 
-RESUMABLE_CHANGES = {"epochs", "steps", "minutes", "log_every", "ckpt_every", "keep", "device", "out_dir",
+RESUMABLE_CHANGES = {"epochs", "steps", "minutes", "log_every", "ckpt_every", "ckpt_minutes", "keep", "device", "out_dir",
                      "data_on_device", "host_sync", "optim_impl", "channels_last", "compile"}
 
 
@@ -93,6 +93,7 @@ def first_records(L: Loop) -> None:
     L.nets.G.train()
     L.nets.D.train()
     L.clock.restart()
+    L.schedule.checkpointed()  # the next checkpoint by time counts from here
     L.schedule.frac_before = L.schedule.fraction(L.tally.step)
 
 
