@@ -1,6 +1,8 @@
 """The lab report: one self-contained HTML file (or Markdown with its PNGs beside it) written
-from what one or several run folders already saved. Nothing is recomputed; sections whose
-files a run lacks (no latent study, no metrics) are left out.
+from what one or several run folders already saved. Nothing of the run is recomputed; the report
+adds what a reader needs beside it: a summary, real images of the dataset, and the real-data floor
+of the metrics (computed once and cached by gankit.metrics). Sections whose files a run lacks (no
+latent study, no metrics) are left out.
 """
 from __future__ import annotations
 
@@ -12,10 +14,16 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import CLASS_NAMES, load_split, resize_uint8, to_float
+from .data.folder import decode, find_images
+from .errors import GankitError, RunError
 from .export import saved_class_names
-from .metrics import LABELS
-from .errors import RunError
-from .runs import MILESTONES, check_run_dir, comparison_figure, last_grid, pyplot, read_json, read_run_config, read_stats
+from .metrics import LABELS, real_floor
+from .runs import check_run_dir, comparison_figure, image_grid, last_grid, pyplot, read_json, read_run_config, read_stats
 from .training.balance import summarize
 
 EXPLAIN = {
@@ -25,13 +33,16 @@ EXPLAIN = {
               "ln2 ≈ 0.69 mean neither network wins; loss_D falling towards 0 means D wins outright.",
     "d_outputs": "Mean D(x) on real and D(G(z)) on generated images. Healthy BCE training keeps them apart "
                  "but away from 1 and 0; D(x) pinned at 1 with D(G(z)) at 0 means G has stopped learning.",
-    "milestones": "The same 8 latent vectors at " + ", ".join(map(str, MILESTONES[:-1])) + f" and {MILESTONES[-1]} % "
-                  "of training: how one sample evolves.",
-    "grid": "The fixed latent vectors after the last epoch ({grid_size} samples).",
-    "quality": "Scores from gankit's Fashion-MNIST evaluator. FID (lower is better) measures how far the "
+    "milestones": "The same 8 latent vectors through training: how one sample evolves.",
+    "grid": "The fixed latent vectors at the end of training, beside real images of the dataset.",
+    "quality": "Scores from gankit's evaluator for the dataset. FID (lower is better) measures how far the "
                "feature statistics of the samples are from the test set's; the real-data row is the floor "
-               "(training images scored the same way). Precision is the share of samples that look real, "
-               "recall and coverage the share of the real variety the samples reach.",
+               "(training images scored the same way: what a perfect generator would reach). KID is the unbiased squared "
+               "MMD between the same features: 0 for a perfect generator (slightly negative values are noise). "
+               "Precision is the share of samples that look real, recall and coverage the share of the real "
+               "variety the samples reach.",
+    "classes": "The evaluator's classes of the samples beside those of real images: a class G no longer makes "
+               "(mode collapse) shows as a missing bar.",
     "fid_curve": "FID of {eval_n:,} samples against the test set, measured during training.",
     "latent": "Latent-space studies run on this generator (gankit sample / explore).",
     "warnings": "What the run warned about while training.",
@@ -61,13 +72,30 @@ class Run:
         return self.path.name
 
     def final_scores(self) -> dict:
-        """Scores from the latest `gankit eval` (metrics.json), else the last in-training evaluation."""
+        """Scores from the latest `gankit eval` (metrics.json), else the last in-training evaluation;
+        the numbers, and the evaluator's class shares (a list per protocol)."""
+        keep = lambda k, v: isinstance(v, float) or (k.startswith("class_shares_") and isinstance(v, list))  # noqa: E731
         if self.metrics:
             key = max(self.metrics, key=lambda k: self.metrics[k].get("created", ""))
-            return {k: v for k, v in self.metrics[key].items() if isinstance(v, float)} | {
+            return {k: v for k, v in self.metrics[key].items() if keep(k, v)} | {
                 "_floor": self.metrics[key].get("real_floor", {})}
-        return {k: v for k, v in (self.quality[-1] if self.quality else {}).items() if isinstance(v, float) and k != "epoch"}
+        return {k: v for k, v in (self.quality[-1] if self.quality else {}).items() if keep(k, v) and k != "epoch"}
 
+    def steps(self) -> int:
+        return self.stats[-1]["step"] if self.stats else 0
+
+    def epochs(self) -> float:
+        return self.stats[-1]["epoch"] if self.stats else 0.0
+
+    def training_seconds(self) -> tuple[float, str]:
+        """(seconds, what they count): the training time the log and config.json record
+        (evaluations not counted), or the wall time of the last log row in runs of older versions."""
+        if isinstance(self.meta.get("budget"), dict) and "train_time_s" in self.meta["budget"]:
+            return self.meta["budget"]["train_time_s"], "of training (evaluations not counted)"
+        last = self.stats[-1] if self.stats else {}
+        if "train_time_s" in last:
+            return last["train_time_s"], "of training (evaluations not counted)"
+        return last.get("time_s", 0.0), "(wall clock, evaluations included)"
 
     def balance(self) -> dict:
         """The run's balance index and its parts (gankit/balance.py); empty when not logged."""
@@ -160,7 +188,8 @@ def _figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-SCORE_NAMES = [(k, LABELS[k]) for k in ("fid", "kid", "is", "precision", "recall", "coverage")]
+SCORE_NAMES = [(k, LABELS[k] + (" (MMD², 0 for real)" if k == "kid" else "")) for k in ("fid", "kid", "is", "precision",
+                                                                                        "recall", "coverage")]
 
 
 def _score_names(*scores: dict) -> list[tuple[str, str]]:
@@ -177,16 +206,121 @@ def _score_cells(scores: dict, names: list[tuple[str, str]] = SCORE_NAMES) -> li
     return cells
 
 
+# ---- what a run's report adds to its files ---------------------------------------------------
+def summary(run: Run, scores: dict, floor: dict) -> str:
+    """The report's first lines: what was trained, on what, for how long, and its final quality
+    against the real-data floor."""
+    c = run.config
+    seconds, counted = run.training_seconds()
+    text = (f"In short: {c['preset']} ({c['model']}, {c['objective']}) trained on {c['dataset']} for {run.steps()} "
+            f"steps ({run.epochs():.2f} epochs, {seconds:.0f} s {counted}).")
+    fid = next((k for k in scores if k.startswith("fid_")), None)
+    if fid:
+        text += f" Final {fid} {scores[fid]:.2f}" + (f" against {floor[fid]:.2f} for real images under the same protocol"
+                                                    if fid in floor else "") + " (lower is better)."
+    else:
+        text += " Its sample quality was not measured (no evaluator for this dataset during training; `gankit eval`)."
+    if run.warnings:
+        text += f" {len(run.warnings)} warning(s) during training, listed at the end."
+    return text
+
+
+def grid_caption(run: Run, grid: Path) -> str:
+    """What the last fixed-z grid shows: its step, and whether training ended there."""
+    kind, number = grid.stem.split("_", 1)
+    spe = run.steps() / run.epochs() if run.epochs() else 0
+    step = int(number) if kind == "step" else round(int(number) * spe)
+    where = "the end of training" if step == run.steps() else f"step {step} of the {run.steps()} trained"
+    return (f"{run.config['grid_size']} samples from the fixed latent vectors at step {step} "
+            f"(epoch {step / spe if spe else 0:.2f}): {where}")
+
+
+def milestone_caption(run: Run) -> str:
+    """The milestone strip's rows as they are: their steps and shares of the steps trained."""
+    steps = sorted(int(p.stem.split("_")[1]) for p in (run.path / "images").glob("milestone_*.png")
+                   if p.stem.split("_")[1].isdigit())
+    total = max(run.steps(), 1)
+    rows = ", ".join(f"step {s} ({100 * s / total:.0f} %)" for s in steps)
+    rule = ("25, 50 and 75 % of the time budget" if run.config.get("minutes") else "25, 50 and 75 % of the steps")
+    return f"The same 8 latent vectors at {rows} of the {run.steps()} steps; the middle rows are kept at {rule}."
+
+
+def _tag_n(tag: str) -> int | None:
+    digits = "".join(ch for ch in tag if ch.isdigit() or ch == "k")
+    try:
+        return int(digits[:-1]) * 1000 if digits.endswith("k") else int(digits)
+    except ValueError:
+        return None
+
+
+def real_floor_of(run: Run, scores: dict) -> dict:
+    """The real-data floor under the protocol of the run's scores (cached by gankit.metrics), or {}
+    when the dataset or its evaluator is not available here."""
+    c = run.config
+    fid = next((k for k in scores if k.startswith("fid_")), None)
+    n = _tag_n(fid[len("fid_"):]) if fid else None
+    if not n or c["dataset"] == "folder":
+        return {}
+    try:
+        return real_floor(c["dataset"], n=n, data_root=c.get("data_root"))
+    except GankitError:
+        return {}
+
+
+def real_grid(run: Run) -> bytes | None:
+    """A grid of real images at the run's size and channels: the test split's first, or a folder's."""
+    c = run.config
+    k = min(64, c["grid_size"])
+    try:
+        if c["dataset"] == "folder":
+            files = find_images(Path(c["data_root"]).expanduser())[:k]
+            x = torch.from_numpy(np.stack([decode(f, c["image_size"], c["channels"]) for f in files]))
+        else:
+            x = resize_uint8(load_split(c["dataset"], "test", c.get("data_root"))[0][:k], c["image_size"])
+    except (GankitError, OSError, ValueError):
+        return None
+    buf = io.BytesIO()
+    Image.fromarray((image_grid(to_float(x)).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8).squeeze()).save(
+        buf, format="PNG")
+    return buf.getvalue()
+
+
+def class_histogram(scores: dict, floor: dict, c: dict) -> bytes | None:
+    """Bars of the evaluator's class shares: the samples beside real images."""
+    key = next((k for k in scores if k.startswith("class_shares_")), None)
+    if key is None or not isinstance(scores.get(key), list):
+        return None
+    shares, real = scores[key], floor.get(key)
+    names = CLASS_NAMES.get(c["dataset"], [str(i) for i in range(len(shares))])
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 2.8), dpi=110)
+    xs = np.arange(len(shares))
+    ax.bar(xs - 0.2, shares, 0.4, label="samples")
+    if isinstance(real, list) and len(real) == len(shares):
+        ax.bar(xs + 0.2, real, 0.4, label="real images")
+    ax.set_xticks(xs)
+    ax.set_xticklabels(names[:len(shares)], fontsize=8, rotation=20)
+    ax.set_ylabel("share")
+    ax.set_title("The evaluator's classes", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _figure_png(fig)
+
+
 # ---- sections -----------------------------------------------------------------------------
 def write_run(w: Writer, run: Run, level: int = 2) -> None:
     c, s = run.config, run.stats
     w.heading(level, f"Run {run.name}")
+    scores = run.final_scores()
+    floor = scores.pop("_floor", {}) or (real_floor_of(run, scores) if scores else {})
+    w.text(summary(run, scores, floor))
     w.heading(level + 1, "What was trained", EXPLAIN["trained"])
     trained = s[-1] if s else {}
+    seconds, counted = run.training_seconds()
     rows = [["preset", c["preset"]], ["dataset", c["dataset"]], ["model", c["model"]],
             ["objective", c["objective"] + (f", clip {c['clip']}" if c.get("clip") else "")
              + (f", gradient penalty {c['gp_weight']}" if c.get("gp_weight") else "")],
-            ["trained", f"{trained.get('epoch', 0):g} epochs, {trained.get('step', 0)} steps, batch {c['batch_size']}, "
+            ["trained", f"{trained.get('epoch', 0):.2f} epochs, {trained.get('step', 0)} steps, batch {c['batch_size']}, "
                         f"n_critic {c['n_critic']}" + (f"; a time budget of {c['minutes']:g} minutes" if c.get("minutes") else "")],
             ["G optimizer", f"{c['g_optimizer']} lr {c['g_lr']:g} betas {_fmt(c['g_betas'])} weight decay {c['g_weight_decay']:g}"],
             ["D optimizer", f"{c['d_optimizer']} lr {c['d_lr']:g} betas {_fmt(c['d_betas'])} weight decay {c['d_weight_decay']:g}"],
@@ -195,7 +329,7 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
                            + (f" (class loss weight {c['ac_weight']:g})" if c["d_cond"] == "acgan" else "")]]
               if c.get("num_classes") else []),
             ["device, precision", f"{run.meta.get('device')}, {run.meta.get('precision', c['precision'])}"],
-            ["training time", f"{trained.get('time_s', 0):.0f} s"],
+            ["training time", f"{seconds:.0f} s {counted}"],
             ["gankit, torch", f"{run.meta.get('gankit_version')}, {run.meta.get('torch_version')}"],
             ["command", " ".join(run.meta.get("command") or [])]]
     w.table(["setting", "value"], rows)
@@ -208,27 +342,32 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
                              ("milestones", "milestones.png", "Samples through training")):
         if (run.path / file).exists():
             w.heading(level + 1, title, EXPLAIN[key])
-            w.image(run.path / file, title)
+            w.image(run.path / file, milestone_caption(run) if key == "milestones" else title)
             if key == "losses" and (b := run.balance()):
                 w.text(f"Balance index (how often the loss curves cross, per G step; gankit/balance.py): "
                        f"{b['balance_index']:.3f}, {b['crossings_per_epoch']:.0f} crossings per epoch; loss_G above "
                        f"D's per-term loss {100 * b['g_above']:.0f} % of the time (evenness {b['evenness']:.2f}).")
     grid = last_grid(run.path)
     if grid:
-        w.heading(level + 1, "Last fixed-z grid", EXPLAIN["grid"].format(**c))
-        w.image(grid, f"{grid.stem.replace('_', ' ')}", pixels=True)
-    scores = run.final_scores()
+        w.heading(level + 1, "Generated and real images", EXPLAIN["grid"])
+        w.image(grid, grid_caption(run, grid), pixels=True)
+        if (real := real_grid(run)) is not None:
+            w.image(real, f"{min(64, c['grid_size'])} real images of {c['dataset']} (the test split, or the folder's first)",
+                    pixels=True)
     if scores or run.quality:
         w.heading(level + 1, "Sample quality", EXPLAIN["quality"])
         if scores:
-            floor = scores.pop("_floor", {})
             names = _score_names(scores)
             rows = ([["this run"] + _score_cells(scores, names)]
                     + ([["real data (floor)"] + _score_cells(floor, names)] if floor else []))
             name = next((k for k in scores if k.startswith("fid_")), "fid")
             w.table(["", f"FID ({name[4:]})"] + [label for _, label in names[1:]], rows)
+            if not floor:
+                w.text("No real-data floor: the dataset's images or its evaluator are not available here.")
+            if (hist := class_histogram(scores, floor, c)) is not None:
+                w.image(hist, EXPLAIN["classes"])
         write_per_class(w, run)
-        if (run.path / "fid_curve.png").exists():
+        if (run.path / "fid_curve.png").exists() and len(run.quality) > 1:  # (one point makes no curve)
             w.image(run.path / "fid_curve.png", EXPLAIN["fid_curve"].format(**c))
     if run.studies:
         w.heading(level + 1, "Latent-space studies", EXPLAIN["latent"])

@@ -29,8 +29,12 @@ def test_report_of_one_run_has_every_section(runs):
     assert main(["report", str(run)]) == 0
     text = (run / "report.html").read_text()
     for heading in ("What was trained", "The networks", "Losses", "D(x) and D(G(z))", "Samples through training",
-                    "Last fixed-z grid", "Latent-space studies", "nudge:", "rank:"):
+                    "Generated and real images", "Latent-space studies", "nudge:", "rank:", "In short:"):
         assert heading in text, heading
+    # Captions say what they show: the milestones' actual steps, the grid's step, epochs to two decimals.
+    assert "step 0 (0 %), step 5 (25 %)" in text and "step 20 (100 %) of the 20 steps" in text
+    assert "at step 20 (epoch 1.25): the end of training" in text and "1.25 epochs, 20 steps" in text
+    assert "real images of fashion-mnist (the test split" in text
     assert "ConvTranspose2d(100, 512" in text  # print(G)
     assert "http://" not in text and "https://" not in text  # nothing to fetch
 

@@ -124,7 +124,7 @@ def tick_row(L: Loop, stats: Stats, done: int) -> dict:
             "g_above": stats.g_above if had_G and balance else None,
             "lr_D": L.nets.opt_D.param_groups[0]["lr"], "lr_G": L.nets.opt_G.param_groups[0]["lr"],
             "img_per_s": round((done - L.clock.step_tick) * batch / max(seconds, 1e-9), 1),
-            "time_s": round(L.clock.wall(), 2)}
+            "time_s": round(L.clock.wall(), 2), "train_time_s": round(L.clock.train_s(), 2)}
 
 
 def warn_if_D_wins(L: Loop, stats: Stats, done: int) -> None:
