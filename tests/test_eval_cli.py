@@ -67,3 +67,24 @@ def test_shipped_evaluator_accuracy_matches_its_card():
     acc = accuracy(model, x, y)
     assert acc == pytest.approx(card["test_accuracy"], abs=1e-4)
     assert acc >= 0.93
+
+
+def test_evaluator_training_stays_out_of_the_package_and_is_named_apart(runs, tiny_root, tmp_path, capsys):
+    from gankit.metrics import evaluator as E
+    shipped = {p.name: p.read_bytes() for p in E.WEIGHTS_DIR.iterdir()}
+    # By default into the user's cache (the tests' own), never into the package.
+    card = E.train_evaluator("fashion-mnist", epochs=1, data_root=str(tiny_root), log=lambda m: None)
+    assert (E.user_dir() / "fashion-mnist.safetensors").is_file() and card["test_accuracy"] >= 0
+    assert {p.name: p.read_bytes() for p in E.WEIGHTS_DIR.iterdir()} == shipped
+    # An evaluator already there is kept: a second training is refused before any work.
+    assert main(["evaluator", "train", "--data-root", str(tiny_root), "--epochs", "1"]) == 2
+    assert "exists" in capsys.readouterr().err
+    # The shipped one still judges by default; another one is used when named, under its own metric names.
+    assert load_evaluator("fashion-mnist")[1]["shipped"]
+    mine = E.user_dir() / "fashion-mnist.safetensors"
+    assert main(["eval", str(runs[0]), "--n", "300", "--metrics", "fid", "--evaluator", str(mine),
+                 "--out", str(tmp_path / "m.json")]) == 0
+    key = next(iter(json.loads((tmp_path / "m.json").read_text())))
+    assert key.startswith("fmnist-") and key.endswith("300") and key != "fmnist300"
+    mine.unlink()
+    mine.with_suffix(".json").unlink()
