@@ -50,13 +50,19 @@ def check_readable(run: Path) -> None:
 
 
 def kill_and_resume(run: Path, cmd: list[str], kills: int, seed: int, delays: tuple[float, float]) -> list[tuple[float, int]]:
-    """Resume `run` `kills` times, each killed after a random delay; returns (delay, checkpoint step)."""
+    """Resume `run` `kills` times, each killed a random delay after its training loop began (its
+    log's "training ..." line); returns (delay, the step of the checkpoint it left)."""
     rng = random.Random(seed)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     seen = []
     for _ in range(kills):
+        started = (run / "log.txt").read_text().count("\ntraining ")
         proc = subprocess.Popen([sys.executable, "-m", "gankit", "train", "--resume", str(run), *cmd], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while (run / "log.txt").read_text().count("\ntraining ") == started and proc.poll() is None \
+                and time.time() < deadline:
+            time.sleep(0.05)
         delay = rng.uniform(*delays)
         time.sleep(delay)
         if proc.poll() is not None:  # it finished first: nothing to kill
@@ -76,7 +82,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
         assert all(torch.equal(ca[net][k], cb[net][k]) for k in ca[net])
 
 
-def crash_run(tiny_root, tmp_path, kills: int, steps: int, real: bool, seed: int, delays=(1.0, 7.0)) -> list:
+def crash_run(tiny_root, tmp_path, kills: int, steps: int, real: bool, seed: int, delays: tuple[float, float]) -> list:
     # The uninterrupted reference, in a process like the killed ones (one thread each: the same kernels).
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "gankit", "train", "--preset", "lab04-mlp", "--out-dir", str(tmp_path / "ref"),
@@ -102,12 +108,13 @@ def crash_run(tiny_root, tmp_path, kills: int, steps: int, real: bool, seed: int
 
 
 def test_kills_resume_to_the_same_weights(tiny_root, tmp_path):
-    seen = crash_run(tiny_root, tmp_path, kills=2, steps=300, real=False, seed=1, delays=(2.5, 5.0))
+    seen = crash_run(tiny_root, tmp_path, kills=2, steps=300, real=False, seed=1, delays=(0.5, 2.0))
+    assert seen[-1][1] > 0  # the kills came during training: checkpoints past the start were left
     assert len(seen) == 2
 
 
 @pytest.mark.slow
 def test_many_kills_with_evaluations_resume_to_the_same_weights(tiny_root, tmp_path):
-    seen = crash_run(tiny_root, tmp_path, kills=10, steps=6000, real=True, seed=2)
+    seen = crash_run(tiny_root, tmp_path, kills=10, steps=6000, real=True, seed=2, delays=(0.1, 3.0))
     print("kills (delay s, step resumed from):", seen)
     assert len(seen) == 10 and any(step % 937 for _, step in seen)  # some resumed from within an epoch
