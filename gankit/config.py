@@ -151,6 +151,10 @@ class Config:
         for name in ("channels", "z_dim", "hidden_dim", "g_width", "d_width", "n_critic", "batch_size",
                      "log_every", "ckpt_every", "grid_size"):
             _positive(name, getattr(self, name))
+        for name, most in LIMITS.items():  # sizes past these would exhaust memory before the first step
+            if getattr(self, name) > most:
+                raise ConfigError(f"{name} {getattr(self, name)} is past what gankit's models are made for "
+                                  f"(at most {most}); did you mean a smaller value?")
         if self.channels != 1 and self.dataset in ("fashion-mnist", "mnist"):
             raise ConfigError(f"dataset {self.dataset} is grayscale: channels must be 1, got {self.channels}")
         if self.channels not in (1, 3):
@@ -296,6 +300,9 @@ def _positive(name: str, value) -> None:
     if not (isinstance(value, int) and value >= 1):
         raise ConfigError(f"{name} must be a whole number >= 1, got {value}")
 
+
+LIMITS = {"z_dim": 4096, "hidden_dim": 16384, "g_width": 1024, "d_width": 1024, "grid_size": 1024,
+          "batch_size": 65536, "n_critic": 1000}
 
 # ---- presets: each course-lab experiment by name ------------------------------------------
 # Values not named take the Config defaults above. `about` is shown by `gankit presets`.
