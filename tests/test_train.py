@@ -154,7 +154,7 @@ def test_lr_schedule_follows_the_steps_and_resumes_exactly(tiny_root, tmp_path):
     assert last["lr_G"] == pytest.approx(2e-4 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 11 / 12))))
 
 
-TIMING = ("img_per_s", "time_s")
+TIMING = ("img_per_s", "time_s", "train_time_s")
 
 
 # Cut at the epoch boundary in `make test`; mid-epoch and inside an n_critic cycle (also covered in
