@@ -69,15 +69,15 @@ demo: $(DEMO_STAMP) data
 
 # The user guide is built strictly (a broken link or a stale API reference fails the build).
 docs: $(TEST_STAMP)
-	$(BIN)/mkdocs build --strict -q -d site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d site
 
 test: $(TEST_STAMP) data browser
 	$(PYTEST) -m "not slow"
-	$(BIN)/mkdocs build --strict -q -d $$(mktemp -d)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d $$(mktemp -d)
 
 test-all: $(TEST_STAMP) data browser postgres
 	$(PYTEST)
-	$(BIN)/mkdocs build --strict -q -d $$(mktemp -d)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d $$(mktemp -d)
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis
