@@ -18,6 +18,7 @@ from .data import DATASET_CHOICES, class_names
 from .errors import ConfigError
 from .files import atomic_write_text
 from .nets import D_CONDITIONING, D_NORMS, LR_SCHEDULES, MODELS, OBJECTIVES, OPTIMIZERS, build_models, has_batchnorm
+from .nets.augment import parse_policy
 
 
 def F(default, help: str, choices=None):
@@ -37,6 +38,12 @@ class Config:
     channels: int = F(1, "image channels (Fashion-MNIST and MNIST are grayscale; a folder may be 1 or 3)")
     image_size: int = F(0, "side of the square images; 0: the model's own size", (0, 28, 32, 64, 128))
     hflip: bool = F(False, "flip half of every real batch horizontally (faces; not for digits or clothes)")
+    subset: int = F(0, "train on this many of the dataset's images (stratified by class in an IDX dataset, a seeded "
+                       "choice in a folder); 0: all. Evaluations still compare with the full test split")
+    augment: str = F("none", "augment every image D sees, real and generated, in D's and G's steps: none, or diffaug "
+                             "(DiffAugment, Zhao et al. 2020) for small datasets", ("none", "diffaug"))
+    diffaug_policy: str = F("color,translation,cutout", "DiffAugment's transforms, comma-separated: color, "
+                                                        "translation, cutout (colour saturation on RGB only)")
     bad_files: str = F("skip", "unreadable files in a folder dataset: skip (listed by name) or fail", ("skip", "fail"))
     model: str = F("dcgan", "the model family (`gankit presets` and the guide describe each)", MODELS)
     z_dim: int = F(100, "latent dimensions")
@@ -159,6 +166,13 @@ class Config:
             raise ConfigError(f"dataset {self.dataset} is grayscale: channels must be 1, got {self.channels}")
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        if self.subset < 0 or (0 < self.subset < self.batch_size):
+            raise ConfigError(f"subset must be 0 (all images) or at least one batch ({self.batch_size}), got {self.subset}")
+        if self.augment == "diffaug":
+            try:
+                parse_policy(self.diffaug_policy)
+            except ValueError as e:
+                raise ConfigError(f"diffaug_policy: {e}") from None
         if self.dataset == "folder" and not self.data_root:
             raise ConfigError("dataset folder needs --data-root DIR, the folder of images (searched recursively)")
         native = MODELS[self.model].size

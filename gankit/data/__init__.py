@@ -7,11 +7,12 @@ from pathlib import Path
 
 import torch
 
+from ..errors import DataError
 from .folder import class_folders, folder_labels, load_folder
 from .idx import DATASETS, load_split, locate, read_idx, read_idx_pair
 from .sampler import EpochSampler
 
-__all__ = ["CLASS_NAMES", "DATASETS", "DATASET_CHOICES", "EpochSampler", "class_names", "load_split", "locate",
+__all__ = ["subset_indices", "CLASS_NAMES", "DATASETS", "DATASET_CHOICES", "EpochSampler", "class_names", "load_split", "locate",
            "read_idx", "read_idx_pair", "resize_uint8", "to_float", "to_uint8", "training_images", "training_labels"]
 
 DATASET_CHOICES = (*DATASETS, "folder")  # "folder": any folder of images (gankit.data.folder)
@@ -60,6 +61,26 @@ def training_labels(cfg) -> torch.Tensor:
                                               cache_dir=Path(cfg.out_dir) / ".cache"))
     _, y = load_split(cfg.dataset, "train", cfg.data_root)
     return y
+
+
+def subset_indices(n: int, k: int, labels: torch.Tensor | None = None, seed: int = 0) -> torch.Tensor:
+    """k of n images, sorted: with labels, every class in proportion to its share (largest
+    remainders first), else a seeded choice. The same for every run seed, so runs on "1,000 images"
+    see the same 1,000."""
+    if k > n:
+        raise DataError(f"--subset {k}: the dataset has {n} images")
+    g = torch.Generator().manual_seed(seed)
+    if labels is None:
+        return torch.randperm(n, generator=g)[:k].sort().values
+    labels = labels.cpu()
+    classes, counts = labels.unique(return_counts=True)
+    exact = counts.double() * k / n
+    quota = exact.floor().long()
+    for i in torch.argsort(exact - quota, descending=True)[:k - int(quota.sum())]:
+        quota[i] += 1
+    picks = [torch.nonzero(labels == c).flatten()[torch.randperm(int(m), generator=g)[:int(q)]]
+             for c, m, q in zip(classes, counts, quota)]
+    return torch.cat(picks).sort().values
 
 
 def to_float(x_uint8: torch.Tensor) -> torch.Tensor:

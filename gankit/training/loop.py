@@ -22,6 +22,7 @@ from ..config import Config
 from ..data import to_float
 from ..device import resolve_device
 from ..nets import EMA, lr_factor
+from ..nets.augment import make_augment
 from ..nets.losses import class_loss, clip_weights, gradient_penalty
 from . import balance
 from .context import Loop
@@ -80,6 +81,8 @@ def training_loop(L: Loop) -> None:
     cfg, nets, tally, S, W = L.cfg, L.nets, L.tally, L.schedule, L.world
     G, D, G_train, D_train, D_frozen = nets.G, nets.D, nets.G_train, nets.D_train, nets.D_frozen
     objective, autocast, K = L.objective, L.autocast, cfg.num_classes
+    augment = make_augment(cfg.augment, cfg.diffaug_policy)  # None: D sees the images as they are
+    A = (lambda x: augment(x, lambda *shape: draw(torch.rand, *shape))) if augment else (lambda x: x)
 
     def draw(fn, *shape: int) -> torch.Tensor:
         """This rank's rows of one global draw (fn: torch.randn or torch.rand) of W * shape[0] rows
@@ -108,18 +111,20 @@ def training_loop(L: Loop) -> None:
                                                                                cfg.lr_end))
 
         # Update D. The fake batch is made once; it keeps G's graph only when G learns from it in
-        # this step. Each D splits its own output (an AC-GAN D also returns class logits).
+        # this step. D sees every image augmented (A) when --augment asks. Each D splits its own
+        # output (an AC-GAN D also returns class logits).
         with torch.set_grad_enabled(update_G), autocast:
             x_fake = G_train(z, *y_fake)
+        x_real_D, x_fake_D = A(x_real), A(x_fake.detach())
         with autocast:
-            d_real, c_real = D.split_logits(D_train(x_real, *y_real).float())
-            d_fake, c_fake = D.split_logits(D_train(x_fake.detach(), *y_fake).float())
+            d_real, c_real = D.split_logits(D_train(x_real_D, *y_real).float())
+            d_fake, c_fake = D.split_logits(D_train(x_fake_D, *y_fake).float())
         loss_D = loss_D_objective = objective.d_loss(d_real, d_fake)
         if c_real is not None:
             loss_D = loss_D + cfg.ac_weight * (class_loss(c_real, *y_real) + class_loss(c_fake, *y_fake))
         if cfg.gp_weight > 0:
             eps = draw(torch.rand, cfg.batch_size, 1, 1, 1)
-            loss_D = loss_D + cfg.gp_weight * gradient_penalty(D.critic, x_real, x_fake.detach().to(x_real.dtype),
+            loss_D = loss_D + cfg.gp_weight * gradient_penalty(D.critic, x_real_D, x_fake_D.to(x_real.dtype),
                                                                eps=eps, labels=y_real[0] if K else None)
         nets.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
@@ -139,7 +144,7 @@ def training_loop(L: Loop) -> None:
         if update_G:
             D.requires_grad_(False)
             with autocast:
-                d_fake_G, c_fake_G = D.split_logits(D_frozen(x_fake, *y_fake).float())
+                d_fake_G, c_fake_G = D.split_logits(D_frozen(A(x_fake), *y_fake).float())
             loss_G = loss_G_objective = objective.g_loss(d_fake_G)
             if c_fake_G is not None:
                 loss_G = loss_G + cfg.ac_weight * class_loss(c_fake_G, *y_fake)

@@ -3,6 +3,7 @@ networks, the run folder and its first records, all checked before any work; `st
 together into the loop context (gankit.training.context.Loop)."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Callable
@@ -11,9 +12,10 @@ import torch
 from tqdm import tqdm
 
 from ..config import Config
-from ..data import EpochSampler, training_images, training_labels
+from ..data import EpochSampler, subset_indices, training_images, training_labels
 from ..device import autocast as autocast_for, bf16_warning, resolve_precision
 from ..errors import ConfigError, DataError, GankitError, RunError
+from ..files import atomic_write_text
 from ..metrics import make_judge
 from ..nets import EMA, OBJECTIVES
 from ..runs import StatsLog, check_run_dir, milestone_path, save_grid, write_models_txt
@@ -30,6 +32,9 @@ RESUMABLE_CHANGES = {"epochs", "steps", "minutes", "log_every", "ckpt_every", "c
                      "data_on_device", "host_sync", "optim_impl", "channels_last", "compile"}
 
 
+SMALL_DATA = 10_000  # fewer training images than this, and no augmentation: a warning at start
+
+
 def total_steps(cfg: Config, steps_per_epoch: int) -> int:
     """The step limit (a time budget, `minutes`, may end training before it)."""
     return cfg.steps if cfg.steps > 0 else cfg.epochs * steps_per_epoch
@@ -44,7 +49,7 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
     locks = [] if locks is None else locks
     precision = resolve_precision(cfg.precision, device)
     state, notes, run_dir = read_resume(cfg, ddp, resume, locks)
-    x_train, y_train = stage_data(cfg, ddp, device, notes)
+    x_train, y_train, subset = stage_data(cfg, ddp, device, notes)
     sampler = EpochSampler(len(x_train), cfg.batch_size, cfg.seed, x_train.device, ddp.rank, ddp.world_size)
     T = total_steps(cfg, sampler.steps_per_epoch)
     if state is not None:
@@ -60,10 +65,16 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
     elif ddp.main:
         run_dir = new_run(cfg, device, precision, channels_last, ddp.world_size, command, run_name)
         locks.append(RunLock(run_dir).acquire())
+        if subset is not None:  # which images the run saw, for anyone checking it against them
+            atomic_write_text(run_dir / "subset.json", json.dumps({"subset": cfg.subset, "seed": 0,
+                                                                   "indices": subset.tolist()}) + "\n")
     out = open_run(ddp, run_dir, nets, tally, notes, resumed=state is not None)
     if eval_z is None and cfg.eval_every != 0:
         out.say(f"note: no evaluator for {cfg.dataset} at {cfg.image_size}x{cfg.image_size}, so sample quality "
                 f"is not tracked during training")
+    if len(x_train) < SMALL_DATA and cfg.augment == "none" and state is None:
+        out.say(f"warning: {len(x_train)} training images and no augmentation: D may memorise them within minutes; "
+                f"consider --augment diffaug")
     if precision == "bf16" and (why := bf16_warning(device)):
         out.warn(tally.step, why)
     out.say(describe_training(cfg, len(x_train), device, precision, channels_last, ddp, sampler.steps_per_epoch, T))
@@ -149,10 +160,12 @@ def read_resume(cfg: Config, ddp: Dist, resume, locks: list[RunLock]) -> tuple[d
     return ddp.share(state), notes, run_dir
 
 
-def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The whole training set as one uint8 tensor on the device (or pinned on the host), and for a
-    conditional run its labels beside it (int64, same device), so a batch's labels come with its
-    images. Rank 0 reads first (for a folder: decodes and caches it); the other ranks then read its cache."""
+def stage_data(cfg: Config, ddp: Dist, device: torch.device,
+               notes: list[str]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The whole training set (or its --subset) as one uint8 tensor on the device (or pinned on the
+    host), for a conditional run its labels beside it (int64, same device), so a batch's labels come
+    with its images, and the subset's indices (None: all). Rank 0 reads first (for a folder: decodes
+    and caches it); the other ranks then read its cache."""
     if ddp.main:
         try:
             x_train = training_images(cfg, say=notes.append)
@@ -163,6 +176,14 @@ def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]) -
         ddp.share(None)
         x_train = training_images(cfg, say=lambda msg: None, progress=False)
     y_train = training_labels(cfg) if cfg.num_classes else None
+    subset = None
+    if cfg.subset:  # (labels stratify it even when the run is not conditional)
+        labels = y_train if y_train is not None else training_labels(cfg) if cfg.dataset != "folder" else None
+        subset = subset_indices(len(x_train), cfg.subset, labels)
+        notes.append(f"training on {cfg.subset} of the {len(x_train)} images ("
+                     + ("stratified by class" if labels is not None else "a seeded choice")
+                     + "); evaluations still compare with the full test split")
+        x_train, y_train = x_train[subset], (y_train[subset] if y_train is not None else None)
     if y_train is not None and (len(y_train) != len(x_train) or int(y_train.max()) >= cfg.num_classes):
         raise DataError(f"{cfg.data_root or cfg.dataset}: {len(x_train)} images with labels up to {int(y_train.max())}, "
                         f"but the run has {cfg.num_classes} classes (did the class folders change since it started?)")
@@ -172,10 +193,10 @@ def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]) -
             raise DataError(f"the training images need {x_train.nbytes / 2**30:.1f} GiB, more than half of the "
                             f"{free / 2**30:.1f} GiB free on {device}; use --no-data-on-device or a smaller --image-size")
     if cfg.data_on_device:
-        return x_train.to(device), (y_train.to(device) if y_train is not None else None)
+        return x_train.to(device), (y_train.to(device) if y_train is not None else None), subset
     if device.type == "cuda":
-        return x_train.pin_memory(), (y_train.pin_memory() if y_train is not None else None)
-    return x_train, y_train
+        return x_train.pin_memory(), (y_train.pin_memory() if y_train is not None else None), subset
+    return x_train, y_train, subset
 
 
 def describe_training(cfg: Config, n_images: int, device: torch.device, precision: str, channels_last: bool,

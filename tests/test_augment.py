@@ -1,0 +1,84 @@
+"""Small data: DiffAugment (every transform differentiable, randomness from the run's noise stream)
+and --subset (stratified, the same images for every seed, refused when it cannot be)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from gankit.cli import main
+from gankit.config import preset_config
+from gankit.data import subset_indices
+from gankit.errors import ConfigError, DataError
+from gankit.nets.augment import FILL, POLICIES, diffaugment, parse_policy
+from gankit.training import train
+from gankit.training.checkpoint import load_checkpoint
+
+
+def rand_from(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return lambda *shape: torch.rand(*shape, generator=g)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
+def test_diffaugment_is_differentiable_and_keeps_shape(policy, channels):
+    x = (torch.rand(6, channels, 28, 28) * 2 - 1).requires_grad_(True)
+    y = diffaugment(x, rand_from(0), parse_policy(policy))
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    y.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # G learns through it
+    assert torch.equal(diffaugment(x, rand_from(0), parse_policy(policy)), y)  # the same draws, the same images
+
+
+def test_translation_and_cutout_fill_with_the_background():
+    x = torch.ones(4, 1, 16, 16)
+    moved = POLICIES["translation"][0](x, lambda *s: torch.zeros(*s))  # the largest shift up and left
+    assert (moved == FILL).any() and (moved == 1).any()
+    cut = POLICIES["cutout"][0](x, lambda *s: torch.full(s, 0.5))
+    assert (cut == FILL).sum() == 4 * 8 * 8  # a square of half the side, in each image
+
+
+def test_unknown_policy_and_bad_subsets_are_refused_before_any_work(tiny_root, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="unknown DiffAugment policy saturation"):
+        preset_config("default", augment="diffaug", diffaug_policy="saturation").validate()
+    with pytest.raises(ConfigError, match="at least one batch"):
+        preset_config("default", subset=10).validate()
+    with pytest.raises(SystemExit) as e:  # (ADA is not built yet: refused by the flag's choices)
+        main(["train", "--augment", "ada", "--dry-run"])
+    assert e.value.code == 2
+    assert main(["train", "--data-root", str(tiny_root), "--subset", "100000", "--steps", "1", "--out-dir",
+                 str(tmp_path)]) == 2
+    assert "--subset 100000: the dataset has 256 images" in capsys.readouterr().err
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # no run folder was made
+
+
+def test_subset_is_stratified_and_the_same_for_every_seed():
+    labels = torch.arange(1000) % 10
+    labels[:100] = 0  # class 0 holds 190 of the 1000
+    idx = subset_indices(1000, 100, labels)
+    assert len(idx) == 100 and len(set(idx.tolist())) == 100
+    counts = torch.bincount(labels[idx], minlength=10)
+    assert counts[0] == 19 and all(counts[1:] == 9)
+    assert torch.equal(idx, subset_indices(1000, 100, labels))
+    with pytest.raises(DataError, match="has 1000 images"):
+        subset_indices(1000, 1001)
+
+
+def test_training_with_diffaug_on_a_subset_resumes_exactly(tiny_root, tmp_path):
+    kw = dict(data_root=str(tiny_root), batch_size=16, log_every=2, steps=10, eval_every=0, precision="fp32",
+              augment="diffaug", subset=64, objective="wgan-gp", d_norm="layer")
+    full = train(preset_config("default", out_dir=str(tmp_path / "a"), **kw), progress=False)
+    part = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), progress=False, stop_after=5)
+    resumed = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), resume=part, progress=False)
+    a, b = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (full, resumed))
+    for net in ("G", "D"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
+    saved = json.loads((full / "subset.json").read_text())
+    assert saved["subset"] == 64 and len(saved["indices"]) == 64
+    assert "training on 64 of the 256 images (stratified by class)" in (full / "log.txt").read_text()
+    plain = train(preset_config("default", out_dir=str(tmp_path / "c"), **{**kw, "augment": "none"}), progress=False)
+    assert "no augmentation: D may memorise them" in (plain / "log.txt").read_text()
+    c = load_checkpoint(plain / "checkpoints" / "last.pt")
+    assert not all(torch.equal(a["G"][k], c["G"][k]) for k in a["G"])  # the augmentation changed the training
