@@ -41,7 +41,7 @@ class StatsLog:
     TB_TAGS = {"loss_D": "Loss/D", "loss_G": "Loss/G", "d_real": "D_output/real",
                "d_fake": "D_output/fake", "wasserstein": "Loss/wasserstein_estimate",
                "grad_norm_D": "Grad_norm/D", "grad_norm_G": "Grad_norm/G",
-               "crossing_rate": "Balance/crossing_rate", "g_above": "Balance/g_above", "lr_D": "LR/D",
+               "crossing_rate": "Balance/crossing_rate", "g_above": "Balance/g_above", "r_t": "Overfitting/r_t", "lr_D": "LR/D",
                "lr_G": "LR/G", "img_per_s": "Speed/images_per_s"}
 
     def __init__(self, run_dir: Path, resume_step: int | None = None):

@@ -82,3 +82,13 @@ def test_training_with_diffaug_on_a_subset_resumes_exactly(tiny_root, tmp_path):
     assert "no augmentation: D may memorise them" in (plain / "log.txt").read_text()
     c = load_checkpoint(plain / "checkpoints" / "last.pt")
     assert not all(torch.equal(a["G"][k], c["G"][k]) for k in a["G"])  # the augmentation changed the training
+
+
+def test_r_t_is_logged_and_a_memorising_d_is_warned_about(tiny_root, tmp_path):
+    """256 images, no augmentation, D learning 20x faster than G: r_t = E[sign(D(x))] climbs to 1."""
+    run = train(preset_config("lab04-mlp", data_root=str(tiny_root), out_dir=str(tmp_path), batch_size=16, log_every=4,
+                              steps=160, eval_every=0, precision="fp32", d_lr=4e-3, g_lr=2e-4), progress=False)
+    rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    assert all(-1 <= r["r_t"] <= 1 for r in rows) and rows[-1]["r_t"] > 0.9
+    warnings = (run / "warnings.jsonl").read_text()
+    assert "r_t = E[sign(D(x))]" in warnings and "--augment diffaug" in warnings

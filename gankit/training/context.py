@@ -36,6 +36,7 @@ class Stats:
     grad_norm_G: float
     crossing_rate: float  # loss curves crossing per G step (gankit.training.balance)
     g_above: float  # share of G steps with loss_G above the balance line
+    r_t: float  # E[sign(D(x))] on real images (Karras et al. 2020): near 1, D calls every training image real
     SHOWN = {"d_real": "D(x)", "d_fake": "D(G(z))"}  # how messages name them
 
     @classmethod

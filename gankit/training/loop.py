@@ -136,6 +136,7 @@ def training_loop(L: Loop) -> None:
         with torch.no_grad():
             tally.acc_D += torch.stack([loss_D.detach(), objective.score(d_real).mean(),
                                         objective.score(d_fake).mean(), d_real.mean() - d_fake.mean()])
+            tally.overfit += torch.sign(d_real).mean()  # r_t: is D memorising the training images?
         if cfg.host_sync:
             loss_D.item()
         tally.n_D += 1

@@ -18,6 +18,8 @@ from .checkpoint import atomic_save, load_checkpoint, newest_valid_checkpoint, p
 from .context import Loop, Stats
 
 MAX_ROLLBACKS = 3  # --on-nan rollback gives up after this many
+OVERFIT_R_T = 0.9  # r_t above this for 5 log ticks (small data, no augmentation): a warning that D may be memorising
+SMALL_DATA = 10_000  # fewer training images than this count as a small dataset
 
 
 class TrainingStopped(GankitError):
@@ -121,7 +123,7 @@ def tick_row(L: Loop, stats: Stats, done: int) -> dict:
             "wasserstein": stats.wasserstein if L.objective.wasserstein else None,
             "grad_norm_D": stats.grad_norm_D, "grad_norm_G": stats.grad_norm_G if had_G else None,
             "crossing_rate": stats.crossing_rate if had_G and balance else None,
-            "g_above": stats.g_above if had_G and balance else None,
+            "g_above": stats.g_above if had_G and balance else None, "r_t": stats.r_t,
             "lr_D": L.nets.opt_D.param_groups[0]["lr"], "lr_G": L.nets.opt_G.param_groups[0]["lr"],
             "img_per_s": round((done - L.clock.step_tick) * batch / max(seconds, 1e-9), 1),
             "time_s": round(L.clock.wall(), 2), "train_time_s": round(L.clock.train_s(), 2)}
@@ -129,7 +131,9 @@ def tick_row(L: Loop, stats: Stats, done: int) -> dict:
 
 def warn_if_D_wins(L: Loop, stats: Stats, done: int) -> None:
     """D's loss pinned near 0 for long: D wins every comparison and G learns nothing. (For a
-    probability score, D(x) - D(G(z)) saturating near 1 says the same.)"""
+    probability score, D(x) - D(G(z)) saturating near 1 says the same.) And D calling nearly every
+    training image real for long (r_t, Karras et al. 2020) on a small dataset without augmentation:
+    it may be memorising them."""
     pinned = not L.objective.wasserstein and (
         stats.loss_D < 0.05 or (L.objective.score_is_probability and stats.d_real - stats.d_fake > 0.98))
     L.tally.low_D_ticks = L.tally.low_D_ticks + 1 if pinned else 0
@@ -137,6 +141,12 @@ def warn_if_D_wins(L: Loop, stats: Stats, done: int) -> None:
         L.out.warn(done, f"D has won outright for 5 log ticks ({5 * L.cfg.log_every} steps): loss_D "
                          f"{stats.loss_D:.4f}, D(x) {stats.d_real:.3f}, D(G(z)) {stats.d_fake:.3f}; G's gradient "
                          f"vanishes. Consider a lower --d-lr, a smaller D, or another objective")
+    overfitting = (not L.objective.wasserstein and stats.r_t > OVERFIT_R_T and L.cfg.augment == "none"
+                   and len(L.x_train) < SMALL_DATA)  # (on a large dataset a confident D is no sign of memorising)
+    L.tally.overfit_ticks = L.tally.overfit_ticks + 1 if overfitting else 0
+    if L.tally.overfit_ticks == 5:
+        L.out.warn(done, f"D calls nearly every training image real (r_t = E[sign(D(x))] = {stats.r_t:.2f} for 5 log "
+                         f"ticks): it may be memorising them; try --augment diffaug")
 
 
 def rollback(L: Loop, problem: str) -> None:

@@ -24,15 +24,12 @@ from .checkpoint import load_checkpoint, newest_valid_checkpoint
 from .context import Clock, Loop, Schedule, StopFlag
 from .dist import Dist
 from .lock import RunLock
-from .maintenance import save_checkpoint
+from .maintenance import SMALL_DATA, save_checkpoint
 from .output import Out, new_run
 from .state import Tally, build_nets
 
 RESUMABLE_CHANGES = {"epochs", "steps", "minutes", "log_every", "ckpt_every", "ckpt_minutes", "keep", "device", "out_dir",
                      "data_on_device", "host_sync", "optim_impl", "channels_last", "compile"}
-
-
-SMALL_DATA = 10_000  # fewer training images than this, and no augmentation: a warning at start
 
 
 def total_steps(cfg: Config, steps_per_epoch: int) -> int:

@@ -116,6 +116,7 @@ class Tally:
     acc_G: Tensor  # [loss_G], summed over the G steps since the last tick
     grad_norms: Tensor  # [D, G] gradient norms, computed on the step before each tick
     balance: Tensor  # [loss-curve crossings, G steps with loss_G above] since the last tick, sign of the last (balance.py)
+    overfit: Tensor  # [sum of E[sign(D(x))] over the D steps since the last tick]: r_t of Karras et al. 2020
     step: int = 0  # D steps done
     n_D: int = 0  # D steps since the last tick
     n_G: int = 0  # G steps since the last tick
@@ -123,13 +124,14 @@ class Tally:
     eval_s: float = 0.0  # of all seconds so far, those spent on quality evaluations
     best_fid: float = math.inf  # best FID so far; best.safetensors holds that generator
     low_D_ticks: int = 0  # consecutive log ticks with D winning outright
+    overfit_ticks: int = 0  # consecutive log ticks with r_t above the memorising line
     rollbacks: int = 0  # times the NaN policy reloaded the last good checkpoint
-    TENSORS: ClassVar = ("acc_D", "acc_G", "grad_norms", "balance")  # updated in place on the device
+    TENSORS: ClassVar = ("acc_D", "acc_G", "grad_norms", "balance", "overfit")  # updated in place on the device
 
     @classmethod
     def zeros(cls, device: torch.device) -> "Tally":
         return cls(torch.zeros(4, device=device), torch.zeros(1, device=device), torch.zeros(2, device=device),
-                   torch.zeros(3, device=device))
+                   torch.zeros(3, device=device), torch.zeros(1, device=device))
 
     def state_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -140,7 +142,7 @@ class Tally:
             if f.name in keep:
                 continue
             if f.name in self.TENSORS:
-                if f.name in state:  # (older checkpoints have no balance: it starts afresh)
+                if f.name in state:  # (older checkpoints have no balance or overfit: they start afresh)
                     getattr(self, f.name).copy_(state[f.name])
             elif f.name in state:  # eval_s is missing from checkpoints of gankit 0.1
                 setattr(self, f.name, state[f.name])
@@ -148,12 +150,13 @@ class Tally:
     def reset_tick(self) -> None:
         self.acc_D.zero_()
         self.acc_G.zero_()
+        self.overfit.zero_()
         self.balance[:2] = 0
         self.n_D = self.n_G = 0
 
     def means(self) -> Tensor:
-        """[loss_D, D(x), D(G(z)), wasserstein, loss_G, grad_norm_D, grad_norm_G, crossing_rate, g_above]
+        """[loss_D, D(x), D(G(z)), wasserstein, loss_G, grad_norm_D, grad_norm_G, crossing_rate, g_above, r_t]
         since the last tick, as one device tensor (to average across ranks; then
         gankit.training.context.Stats names them)."""
         return torch.cat([self.acc_D / max(self.n_D, 1), self.acc_G / max(self.n_G, 1), self.grad_norms,
-                          self.balance[:2] / max(self.n_G, 1)])
+                          self.balance[:2] / max(self.n_G, 1), self.overfit / max(self.n_D, 1)])
