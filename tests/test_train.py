@@ -317,7 +317,9 @@ def test_warns_when_d_wins_outright(tiny_root, tmp_path):
     # A strong, fast D against a G that barely learns: D separates the two within a few steps.
     run = train(tiny_cfg(tiny_root, tmp_path, preset="lab6-gan", steps=40, log_every=2, d_lr=5e-3, g_lr=1e-7))
     warnings = [json.loads(x) for x in (run / "warnings.jsonl").read_text().splitlines()]
-    assert warnings and "D has won outright for 5 log ticks" in warnings[0]["warning"]
+    assert any("D has won outright for 5 log ticks" in w["warning"] for w in warnings)
+    # (on these 256 images without augmentation, D calling every real image real is reported too)
+    assert any("r_t = E[sign(D(x))]" in w["warning"] for w in warnings)
     assert "warning (step" in (run / "log.txt").read_text()
 
 
