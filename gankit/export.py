@@ -92,12 +92,12 @@ def saved_class_names(meta_path: Path, num_classes: int) -> list[str]:
     """The class names a generator's JSON records (a run folder's, a saved generator's, or the one
     beside a .safetensors); their indices as text when it records none."""
     meta_path = Path(meta_path)
-    if meta_path.is_dir() or meta_path.suffix == ".safetensors":
-        try:
+    try:
+        if meta_path.is_dir() or meta_path.suffix == ".safetensors":
             meta_path = generator_files(meta_path)[1]
-        except RunError:
-            meta_path = Path("/nonexistent")
-    names = json.loads(meta_path.read_text()).get("class_names") if meta_path.exists() else None
+        names = json.loads(meta_path.read_text()).get("class_names") if meta_path.exists() else None
+    except RunError:
+        names = None
     return names or [str(i) for i in range(num_classes)]
 
 

@@ -10,6 +10,7 @@ import base64
 import html
 import io
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,11 +247,9 @@ def milestone_caption(run: Run) -> str:
 
 
 def _tag_n(tag: str) -> int | None:
-    digits = "".join(ch for ch in tag if ch.isdigit() or ch == "k")
-    try:
-        return int(digits[:-1]) * 1000 if digits.endswith("k") else int(digits)
-    except ValueError:
-        return None
+    """The sample count a protocol tag ends with: fmnist5k -> 5000, fmnist-1a2b3c300 -> 300."""
+    m = re.search(r"(\d+)(k?)$", tag)
+    return (int(m.group(1)) * (1000 if m.group(2) else 1)) if m else None
 
 
 def real_floor_of(run: Run, scores: dict) -> dict:

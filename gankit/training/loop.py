@@ -78,34 +78,18 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
 
 def training_loop(L: Loop) -> None:
     """Steps until the schedule's end (or a stop): update D, update G, then the maintenance."""
-    cfg, nets, tally, S, W = L.cfg, L.nets, L.tally, L.schedule, L.world
+    cfg, nets, tally, S = L.cfg, L.nets, L.tally, L.schedule
     G, D, G_train, D_train, D_frozen = nets.G, nets.D, nets.G_train, nets.D_train, nets.D_frozen
     objective, autocast, K = L.objective, L.autocast, cfg.num_classes
     augment = make_augment(cfg.augment, cfg.diffaug_policy)  # None: D sees the images as they are
-    A = (lambda x: augment(x, lambda *shape: draw(torch.rand, *shape))) if augment else (lambda x: x)
-
-    def draw(fn, *shape: int) -> torch.Tensor:
-        """This rank's rows of one global draw (fn: torch.randn or torch.rand) of W * shape[0] rows
-        from the noise generator, so W ranks with batch B see the same noise as one process with
-        batch W * B, and the draws resume exactly with the generator's state."""
-        return fn(W * shape[0], *shape[1:], device=L.device, generator=nets.noise)[L.ddp.rank::W]
+    A = (lambda x: augment(x, lambda *shape: draw(L, torch.rand, *shape))) if augment else (lambda x: x)
 
     while tally.step < S.total:
         step = tally.step
         done = step + 1
         tick = S.begin(done)  # gradient norms are only read at log ticks: only the step before one computes them
         update_G = step % cfg.n_critic == cfg.n_critic - 1
-        idx = L.sampler.indices(step)
-        x_real = to_float(L.x_train[idx].to(L.device, non_blocking=True))  # (B, C, H, W) in [-1, 1]
-        if cfg.hflip:  # half the batch mirrored, drawn like the noise (resumable, rank-consistent)
-            flip = draw(torch.rand, cfg.batch_size) < 0.5
-            x_real = torch.where(flip[:, None, None, None], x_real.flip(-1), x_real)
-        x_real = x_real.contiguous(memory_format=nets.memory_format)
-        z = draw(torch.randn, cfg.batch_size, cfg.z_dim)
-        # A conditional run: the real batch's labels come with its images; the fake batch's
-        # classes are drawn uniformly from the noise stream. (Unconditional: no labels.)
-        y_real = (L.y_train[idx].to(L.device, non_blocking=True),) if K else ()
-        y_fake = ((draw(torch.rand, cfg.batch_size) * K).long().clamp_(max=K - 1),) if K else ()
+        x_real, z, y_real, y_fake = batch(L, step)
         if cfg.lr_schedule != "constant":  # both learning rates follow the schedule (and any rollback's halving)
             nets.scale_learning_rates(cfg, 0.5 ** tally.rollbacks * lr_factor(cfg.lr_schedule, S.fraction(step),
                                                                                cfg.lr_end))
@@ -123,7 +107,7 @@ def training_loop(L: Loop) -> None:
         if c_real is not None:
             loss_D = loss_D + cfg.ac_weight * (class_loss(c_real, *y_real) + class_loss(c_fake, *y_fake))
         if cfg.gp_weight > 0:
-            eps = draw(torch.rand, cfg.batch_size, 1, 1, 1)
+            eps = draw(L, torch.rand, cfg.batch_size, 1, 1, 1)
             loss_D = loss_D + cfg.gp_weight * gradient_penalty(D.critic, x_real_D, x_fake_D.to(x_real.dtype),
                                                                eps=eps, labels=y_real[0] if K else None)
         nets.opt_D.zero_grad(set_to_none=True)
@@ -169,6 +153,31 @@ def training_loop(L: Loop) -> None:
         L.bar.update(1)
         if not after_step(L, done, tick):
             break
+
+
+def draw(L: Loop, fn, *shape: int) -> torch.Tensor:
+    """This rank's rows of one global draw (fn: torch.randn or torch.rand) of W * shape[0] rows from
+    the noise generator, so W ranks with batch B see the same noise as one process with batch W * B,
+    and the draws resume exactly with the generator's state."""
+    W = L.world
+    return fn(W * shape[0], *shape[1:], device=L.device, generator=L.nets.noise)[L.ddp.rank::W]
+
+
+def batch(L: Loop, step: int) -> tuple[torch.Tensor, torch.Tensor, tuple, tuple]:
+    """(x_real, z, y_real, y_fake) of a step, drawn in a fixed order: the real batch by index (and its
+    flips), then z, then the fake batch's classes. A conditional run's real labels come with its
+    images; its fake classes are drawn uniformly from the noise stream. (Unconditional: no labels.)"""
+    cfg, K = L.cfg, L.cfg.num_classes
+    idx = L.sampler.indices(step)
+    x_real = to_float(L.x_train[idx].to(L.device, non_blocking=True))  # (B, C, H, W) in [-1, 1]
+    if cfg.hflip:  # half the batch mirrored, drawn like the noise (resumable, rank-consistent)
+        flip = draw(L, torch.rand, cfg.batch_size) < 0.5
+        x_real = torch.where(flip[:, None, None, None], x_real.flip(-1), x_real)
+    x_real = x_real.contiguous(memory_format=L.nets.memory_format)
+    z = draw(L, torch.randn, cfg.batch_size, cfg.z_dim)
+    y_real = (L.y_train[idx].to(L.device, non_blocking=True),) if K else ()
+    y_fake = ((draw(L, torch.rand, cfg.batch_size) * K).long().clamp_(max=K - 1),) if K else ()
+    return x_real, z, y_real, y_fake
 
 
 def grad_norm(module: torch.nn.Module) -> torch.Tensor:
