@@ -14,13 +14,14 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 8 ? 8 : n )))
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
-.PHONY: demo test test-all install docs data browser postgres clean help
+.PHONY: demo test test-all install docs data emoji browser postgres clean help
 
 help:
 	@echo "make demo   - install, get Fashion-MNIST, train the default preset for 3 minutes, write the report (~4 min after the install)"
 	@echo "make test   - install, get Fashion-MNIST and chromium, run the test suite (fast tests)"
 	@echo "make test-all - also postgresql, and the test suite including slow tests"
 	@echo "make docs   - build the user guide into site/ (MkDocs)"
+	@echo "make emoji  - fetch 3,781 emoji (npm's emoji-datasource-google, 74 MB) into data/emoji/<category>/ at 64x64"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +49,15 @@ data:
 	else \
 	  echo "No apt-get here: gankit will try torchvision's download, or set GANKIT_DATA to a folder with the four Fashion-MNIST IDX files."; \
 	fi
+
+# A small RGB dataset nobody here drew: the emoji of npm's emoji-datasource-google (MIT), laid out
+# as data/emoji/<category>/*.png at 64x64 on white (tools/get_emoji.py). Needs npm.
+EMOJI := data/emoji
+emoji: $(DEMO_STAMP)
+	@if [ -d $(EMOJI)/smileys-emotion ]; then exit 0; fi; \
+	command -v npm >/dev/null 2>&1 || { echo "make emoji needs npm (Debian: apt-get install npm)"; exit 1; }; \
+	tmp=$$(mktemp -d) && (cd $$tmp && npm pack -q emoji-datasource-google >/dev/null) \
+	&& $(BIN)/python tools/get_emoji.py $$tmp/emoji-datasource-google-*.tgz $(EMOJI); rc=$$?; rm -rf $$tmp; exit $$rc
 
 # Debian's chromium, for the test that renders a report in a real browser (Playwright drives it).
 browser:

@@ -40,10 +40,14 @@ class Config:
     hflip: bool = F(False, "flip half of every real batch horizontally (faces; not for digits or clothes)")
     subset: int = F(0, "train on this many of the dataset's images (stratified by class in an IDX dataset, a seeded "
                        "choice in a folder); 0: all. Evaluations still compare with the full test split")
-    augment: str = F("none", "augment every image D sees, real and generated, in D's and G's steps: none, or diffaug "
-                             "(DiffAugment, Zhao et al. 2020) for small datasets", ("none", "diffaug"))
+    augment: str = F("none", "augment every image D sees, real and generated, in D's and G's steps: none, diffaug "
+                             "(DiffAugment, Zhao et al. 2020) or ada (adaptive, Karras et al. 2020), for small "
+                             "datasets", ("none", "diffaug", "ada"))
     diffaug_policy: str = F("color,translation,cutout", "DiffAugment's transforms, comma-separated: color, "
                                                         "translation, cutout (colour saturation on RGB only)")
+    ada_target: float = F(0.6, "ADA's target for r_t = E[sign(D(x))]: p rises while D calls more of the training "
+                               "images real than this, and falls below it")
+    ada_speed: int = F(50_000, "ADA's speed: real images it takes p to go from 0 to 1 (p is adjusted every 4 steps)")
     bad_files: str = F("skip", "unreadable files in a folder dataset: skip (listed by name) or fail", ("skip", "fail"))
     model: str = F("dcgan", "the model family (`gankit presets` and the guide describe each)", MODELS)
     z_dim: int = F(100, "latent dimensions")
@@ -173,6 +177,10 @@ class Config:
                 parse_policy(self.diffaug_policy)
             except ValueError as e:
                 raise ConfigError(f"diffaug_policy: {e}") from None
+        if not 0 < self.ada_target < 1:
+            raise ConfigError(f"ada_target must be between 0 and 1 (r_t's target; the paper's is 0.6), got {self.ada_target}")
+        if self.ada_speed <= 0:
+            raise ConfigError(f"ada_speed must be a positive number of images, got {self.ada_speed}")
         if self.dataset == "folder" and not self.data_root:
             raise ConfigError("dataset folder needs --data-root DIR, the folder of images (searched recursively)")
         native = MODELS[self.model].size

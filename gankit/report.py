@@ -35,13 +35,20 @@ EXPLAIN = {
     "d_outputs": "Mean D(x) on real and D(G(z)) on generated images. Healthy BCE training keeps them apart "
                  "but away from 1 and 0; D(x) pinned at 1 with D(G(z)) at 0 means G has stopped learning.",
     "milestones": "The same 8 latent vectors through training: how one sample evolves.",
+    "overfitting": "Left: r_t, the share of training batches D calls real minus the share it calls fake "
+                   "(Karras et al. 2020); near 1, D calls every training image real. With --augment ada, p is the "
+                   "probability of each augmentation, raised while r_t is above its target. Right: D's mean score "
+                   "on 256 training images and on 256 real images it never saw; a widening gap means D memorises "
+                   "its training set rather than learning what real images look like.",
     "grid": "The fixed latent vectors at the end of training, beside real images of the dataset.",
     "quality": "Scores from gankit's evaluator for the dataset. FID (lower is better) measures how far the "
                "feature statistics of the samples are from the test set's; the real-data row is the floor "
                "(training images scored the same way: what a perfect generator would reach). KID is the unbiased squared "
                "MMD between the same features: 0 for a perfect generator (slightly negative values are noise). "
                "Precision is the share of samples that look real, recall and coverage the share of the real "
-               "variety the samples reach.",
+               "variety the samples reach. Memorised (gankit eval) is the share of samples nearer to a training "
+               "image than 95 % of held-out real images are: about 0.05 for a generator that makes new images, "
+               "near 1 for one that copies its training set.",
     "classes": "The evaluator's classes of the samples beside those of real images: a class G no longer makes "
                "(mode collapse) shows as a missing bar.",
     "fid_curve": "FID of {eval_n:,} samples against the test set, measured during training.",
@@ -196,13 +203,15 @@ SCORE_NAMES = [(k, LABELS[k] + (" (MMD², 0 for real)" if k == "kid" else "")) f
 def _score_names(*scores: dict) -> list[tuple[str, str]]:
     """The score columns: class accuracy too when a conditional run has it."""
     cls = any(k.startswith("class_accuracy_") for s in scores for k in s)
-    return SCORE_NAMES + ([("class_accuracy", LABELS["class_accuracy"])] if cls else [])
+    memo = any(k.startswith("memorised_") for s in scores for k in s)
+    return (SCORE_NAMES + ([("class_accuracy", LABELS["class_accuracy"])] if cls else [])
+            + ([("memorised", "memorised (near-copies)")] if memo else []))
 
 
 def _score_cells(scores: dict, names: list[tuple[str, str]] = SCORE_NAMES) -> list[str]:
     cells = []
     for key, _ in names:
-        k = next((k for k in scores if k.startswith(f"{key}_") and not k.endswith("_std")), None)
+        k = next((k for k in scores if k.startswith(f"{key}_") and not k.endswith(("_std", "_threshold"))), None)
         cells.append(f"{scores[k]:.3f}" if k else "-")
     return cells
 
@@ -338,6 +347,7 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
         w.text(" · ".join(line for line in text.splitlines() if "parameters)" in line))
         w.pre(text.rstrip(), "print(G) and print(D)")
     for key, file, title in (("losses", "loss_curve.png", "Losses"), ("d_outputs", "d_outputs.png", "D(x) and D(G(z))"),
+                             ("overfitting", "overfitting.png", "Overfitting monitor"),
                              ("milestones", "milestones.png", "Samples through training")):
         if (run.path / file).exists():
             w.heading(level + 1, title, EXPLAIN[key])

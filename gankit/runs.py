@@ -41,7 +41,9 @@ class StatsLog:
     TB_TAGS = {"loss_D": "Loss/D", "loss_G": "Loss/G", "d_real": "D_output/real",
                "d_fake": "D_output/fake", "wasserstein": "Loss/wasserstein_estimate",
                "grad_norm_D": "Grad_norm/D", "grad_norm_G": "Grad_norm/G",
-               "crossing_rate": "Balance/crossing_rate", "g_above": "Balance/g_above", "r_t": "Overfitting/r_t", "lr_D": "LR/D",
+               "crossing_rate": "Balance/crossing_rate", "g_above": "Balance/g_above", "r_t": "Overfitting/r_t",
+               "ada_p": "Overfitting/ada_p", "d_train_probe": "Overfitting/D_train", "d_heldout": "Overfitting/D_heldout",
+               "heldout_gap": "Overfitting/heldout_gap", "lr_D": "LR/D",
                "lr_G": "LR/G", "img_per_s": "Speed/images_per_s"}
 
     def __init__(self, run_dir: Path, resume_step: int | None = None):
@@ -203,6 +205,7 @@ def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = Fa
     save_figure(fig, run_dir / "d_outputs.png")
     plt.close(fig)
 
+    plot_overfitting(run_dir, rows, score_label)
     quality = read_stats(run_dir, "quality.jsonl")
     key = fid_key(quality)
     if key:
@@ -215,6 +218,37 @@ def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = Fa
         fig.tight_layout()
         save_figure(fig, run_dir / "fid_curve.png")
         plt.close(fig)
+
+
+def plot_overfitting(run_dir: Path, rows: list[dict], score_label: str) -> None:
+    """overfitting.png: r_t = E[sign(D(x))], ADA's p when the run adapts it, and D's score on a fixed
+    slice of training images against held-out real images (the gap a memorising D opens)."""
+    ep = [r["epoch"] for r in rows]
+    if "r_t" not in rows[0]:  # (runs of gankit before the overfitting monitor)
+        return
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
+    left.plot(ep, [r["r_t"] for r in rows], label="r_t = E[sign(D(x))], training batches")
+    if rows[-1].get("ada_p") is not None:
+        left.plot(ep, [r.get("ada_p") for r in rows], label="ADA's augmentation probability p")
+    left.set_ylim(-1.02, 1.02)
+    left.set_title("Is D memorising? (r_t near 1: yes)")
+    if rows[-1].get("d_heldout") is not None:
+        right.plot(ep, [r.get("d_train_probe") for r in rows], label="training images (a fixed 256)")
+        right.plot(ep, [r.get("d_heldout") for r in rows], label="held-out real images (256)")
+        right.set_title("D on training vs held-out real images")
+        right.set_ylabel(score_label)
+    else:
+        right.text(0.5, 0.5, "no held-out images\n(a whole folder trains)", ha="center", va="center",
+                   transform=right.transAxes)
+    for ax in (left, right):
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, run_dir / "overfitting.png")
+    plt.close(fig)
 
 
 def fid_key(quality: list[dict]) -> str | None:

@@ -1,8 +1,10 @@
-"""Small data: DiffAugment (every transform differentiable, randomness from the run's noise stream)
-and --subset (stratified, the same images for every seed, refused when it cannot be)."""
+"""Small data: DiffAugment and ADA (every transform differentiable, randomness from the run's noise
+stream, ADA's p adapting to r_t and saved in checkpoints), --subset (stratified, the same images for
+every seed, refused when it cannot be) and the overfitting monitor (r_t, the held-out gap)."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from gankit.cli import main
 from gankit.config import preset_config
 from gankit.data import subset_indices
 from gankit.errors import ConfigError, DataError
+from gankit.nets.ada import P_MAX, _rotation, _scaling, _translation, ada_augment, adjust, resample
 from gankit.nets.augment import FILL, POLICIES, diffaugment, parse_policy
 from gankit.training import train
 from gankit.training.checkpoint import load_checkpoint
@@ -45,13 +48,81 @@ def test_unknown_policy_and_bad_subsets_are_refused_before_any_work(tiny_root, t
         preset_config("default", augment="diffaug", diffaug_policy="saturation").validate()
     with pytest.raises(ConfigError, match="at least one batch"):
         preset_config("default", subset=10).validate()
-    with pytest.raises(SystemExit) as e:  # (ADA is not built yet: refused by the flag's choices)
-        main(["train", "--augment", "ada", "--dry-run"])
-    assert e.value.code == 2
+    for target in ("0", "1", "1.5"):
+        assert main(["train", "--augment", "ada", "--ada-target", target, "--dry-run"]) == 2
+        assert "ada_target must be between 0 and 1" in capsys.readouterr().err
+    assert main(["train", "--augment", "ada", "--ada-speed", "0", "--dry-run"]) == 2
+    assert "ada_speed must be a positive number" in capsys.readouterr().err
     assert main(["train", "--data-root", str(tiny_root), "--subset", "100000", "--steps", "1", "--out-dir",
                  str(tmp_path)]) == 2
     assert "--subset 100000: the dataset has 256 images" in capsys.readouterr().err
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # no run folder was made
+
+
+@pytest.mark.parametrize("shape", [(1, 28), (3, 64)])
+def test_ada_is_differentiable_exact_at_p_0_and_draws_the_same_numbers_for_every_p(shape):
+    C, S = shape
+    x = (torch.rand(8, C, S, S) * 2 - 1).requires_grad_(True)
+    assert torch.equal(ada_augment(x, rand_from(0), torch.tensor(0.0)), x)  # p = 0: every image untouched
+    y = ada_augment(x, rand_from(0), torch.tensor(P_MAX))
+    assert y.shape == x.shape and torch.isfinite(y).all()
+    assert (y - x).abs().flatten(1).amax(1).gt(1e-3).sum() >= 6  # at P_MAX nearly every image is changed
+    y.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # G learns through it
+    assert torch.equal(ada_augment(x, rand_from(0), torch.tensor(P_MAX)), y)
+    counts = []  # the stream advances by the same amount whatever p is (resume and DDP stay in step)
+    for p in (0.0, 0.5):
+        g = torch.Generator().manual_seed(0)
+        ada_augment(x.detach(), lambda *s: torch.rand(*s, generator=g), torch.tensor(p))
+        counts.append(torch.rand(1, generator=g))
+    assert torch.equal(*counts)
+
+
+def test_ada_flips_quarter_turns_and_pixel_shifts_move_pixels_exactly():
+    x = torch.rand(1, 1, 8, 8) * 2 - 1
+    for k in range(4):
+        turn = _rotation(torch.tensor([k * math.pi / 2])) @ _scaling(torch.tensor([-1.0]), torch.tensor([1.0]))
+        assert torch.allclose(resample(x, turn), torch.rot90(x.flip(-1), -k, dims=(-2, -1)), atol=1e-5)
+    shifted = resample(x, _translation(torch.tensor([2 * 2 / 8]), torch.tensor([0.0])))  # two pixels
+    assert torch.allclose(shifted[..., :6], x[..., 2:], atol=1e-5)
+
+
+def test_ada_p_rises_above_the_target_falls_below_and_stays_in_its_range():
+    p = torch.tensor(0.0)
+    assert adjust(p, torch.tensor(0.9), 0.6, 256, 50_000) == pytest.approx(256 / 50_000)
+    assert adjust(p, torch.tensor(0.1), 0.6, 256, 50_000) == 0  # never below 0
+    assert adjust(torch.tensor(P_MAX), torch.tensor(1.0), 0.6, 256, 50_000) == pytest.approx(P_MAX)  # nor past P_MAX
+
+
+def test_training_with_ada_resumes_exactly_and_logs_p_and_the_held_out_gap(tiny_root, tmp_path):
+    kw = dict(data_root=str(tiny_root), batch_size=16, log_every=4, steps=24, eval_every=0, precision="fp32",
+              augment="ada", ada_speed=500, subset=128)
+    full = train(preset_config("default", out_dir=str(tmp_path / "a"), **kw), progress=False)
+    part = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), progress=False, stop_after=10)
+    resumed = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), resume=part, progress=False)
+    a, b = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (full, resumed))
+    for net in ("G", "D"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
+    assert torch.equal(a["ada"], b["ada"]) and 0 < float(a["ada"][0]) <= P_MAX  # p moved, and was saved
+    rows = [json.loads(x) for x in (full / "stats.jsonl").read_text().splitlines()]
+    assert all(0 <= r["ada_p"] <= P_MAX for r in rows) and max(r["ada_p"] for r in rows) > 0
+    assert all(r["heldout_gap"] == pytest.approx(r["d_train_probe"] - r["d_heldout"]) for r in rows)
+    plain = train(preset_config("default", out_dir=str(tmp_path / "c"), **{**kw, "augment": "none"}), progress=False)
+    rows = [json.loads(x) for x in (plain / "stats.jsonl").read_text().splitlines()]
+    assert all(r["ada_p"] is None and r["d_heldout"] is not None for r in rows)
+
+
+def test_the_probe_leaves_training_unchanged(tiny_root, tmp_path, monkeypatch):
+    """Looking at D's scores on the probe images restores D's buffers: the same weights as without it."""
+    from gankit.training import maintenance
+    kw = dict(data_root=str(tiny_root), batch_size=16, log_every=2, steps=8, eval_every=0, precision="fp32")
+    seen = train(preset_config("default", out_dir=str(tmp_path / "a"), **kw), progress=False)
+    monkeypatch.setattr(maintenance, "heldout_gap", lambda L: {})
+    unseen = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), progress=False)
+    a, b = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (seen, unseen))
+    for net in ("G", "D"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
+    assert "d_heldout" in (seen / "stats.jsonl").read_text() and "d_heldout" not in (unseen / "stats.jsonl").read_text()
 
 
 def test_subset_is_stratified_and_the_same_for_every_seed():
@@ -91,4 +162,4 @@ def test_r_t_is_logged_and_a_memorising_d_is_warned_about(tiny_root, tmp_path):
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
     assert all(-1 <= r["r_t"] <= 1 for r in rows) and rows[-1]["r_t"] > 0.9
     warnings = (run / "warnings.jsonl").read_text()
-    assert "r_t = E[sign(D(x))]" in warnings and "--augment diffaug" in warnings
+    assert "r_t = E[sign(D(x))]" in warnings and "--augment ada" in warnings

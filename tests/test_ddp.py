@@ -66,6 +66,20 @@ def test_two_ranks_of_b_step_like_one_process_of_2b(tiny_root, tmp_path):
     assert max((one["D"][k] - v).abs().max() for k, v in D0.state_dict().items()) > 1e-3  # it did learn
 
 
+def test_ada_p_is_the_same_on_every_rank_as_in_one_process(tiny_root, tmp_path):
+    """ADA adapts p from r_t averaged over the ranks: two ranks of batch B move p exactly as one
+    process of 2B does, and their augmentations (a share each of one draw) train the same weights."""
+    args = ["--steps", "12", "--augment", "ada", "--ada-speed", "200", "--g-optimizer", "sgd", "--d-optimizer", "sgd",
+            "--g-lr", "0.05", "--d-lr", "0.05", "--ckpt-every", "4"]
+    run(torchrun(2, *common(tiny_root, tmp_path / "two"), "--batch-size", "16", *args))
+    run([sys.executable, "-m", "gankit", "train", *common(tiny_root, tmp_path / "one"), "--batch-size", "32", *args])
+    two, one = (load_checkpoint(next((tmp_path / k).glob("*/checkpoints/last.pt"))) for k in ("two", "one"))
+    assert float(one["ada"][0]) > 0  # p moved
+    torch.testing.assert_close(two["ada"], one["ada"], rtol=0, atol=1e-6)
+    for k, v in one["D"].items():
+        torch.testing.assert_close(two["D"][k], v, rtol=1e-4, atol=1e-5, msg=f"D.{k}")
+
+
 def test_sigterm_to_one_rank_stops_both_and_resumes_on_one_process(tiny_root, tmp_path):
     cmd = torchrun(2, *common(tiny_root, tmp_path), "--steps", "100000", "--batch-size", "16")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -1,12 +1,16 @@
 """Known answers for every metric, and the evaluator's contracts."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from gankit.config import preset_config
 from gankit.errors import GankitError
 from gankit.metrics import load_images, protocol, scores
 from gankit.metrics.evaluator import Evaluator, embed
+from gankit.training import train
 
 
 def gauss(n, d, mean=0.0, std=1.0, seed=0):
@@ -166,3 +170,36 @@ def test_inception_weights_file_is_loaded_without_pickles(tmp_path):
     with pytest.raises(GankitError, match="refused to load as plain tensors"):
         load_inception(bad)
     assert not (tmp_path / "pwned").exists()
+
+
+def test_memorisation_catches_a_generator_that_copies_its_training_images():
+    """Features of 500 training images and of held-out images from the same distribution: copies of
+    the training images (plus a little noise) count as memorised, new draws about 5 % of the time."""
+    from gankit.metrics.scores import memorisation
+    g = torch.Generator().manual_seed(0)
+    train, heldout, new = (torch.randn(n, 16, generator=g) for n in (500, 1000, 1000))
+    copies = train[torch.randint(0, 500, (1000,), generator=g)] + 0.01 * torch.randn(1000, 16, generator=g)
+    share_copies, threshold = memorisation(train, heldout, copies)
+    share_new, same_threshold = memorisation(train, heldout, new)
+    assert share_copies > 0.99 and threshold == same_threshold
+    assert 0.02 < share_new < 0.09  # 0.05 by construction, up to sampling noise
+    with pytest.raises(GankitError, match="non-finite"):
+        memorisation(train, heldout, torch.full((4, 16), float("nan")))
+
+
+def test_eval_scores_memorisation_against_the_runs_subset(tiny_root, tmp_path):
+    """A run on a subset: eval compares its samples with the subset's images (subset.json), and
+    images copied from that subset count as memorised."""
+    from gankit.metrics import compute_metrics
+    from gankit.data import load_split, to_float
+    run = train(preset_config("default", data_root=str(tiny_root), out_dir=str(tmp_path), batch_size=16, steps=2,
+                              eval_every=0, subset=64, precision="fp32"), progress=False)
+    indices = torch.tensor(json.loads((run / "subset.json").read_text())["indices"])
+    x_train = to_float(load_split("fashion-mnist", "train", str(tiny_root))[0])
+    kw = dict(reference="fashion-mnist", names=["memorisation"], n=64, data_root=str(tiny_root))
+    copied = compute_metrics(x_train[indices], trained_on=("fashion-mnist", indices), **kw)
+    assert copied["memorised_fmnist64"] == 1.0
+    other = compute_metrics(x_train[indices], trained_on=("fashion-mnist", torch.arange(192, 256)), **kw)
+    assert other["memorised_fmnist64"] < 1.0  # (the same images, judged against another training set)
+    sampled = compute_metrics(run, **kw)  # the run folder: its subset read from subset.json
+    assert 0 <= sampled["memorised_fmnist64"] <= 1 and sampled["memorised_fmnist64_threshold"] > 0

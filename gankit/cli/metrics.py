@@ -93,7 +93,7 @@ def cmd_eval(args) -> int:
     x, y = M.load_labelled_images(src, args.n, args.seed, args.ema, args.device)
     results = M.compute_metrics(x, args.dataset, args.metrics, args.n, data_root=args.data_root,
                                 device=args.device, inception_weights=args.inception_weights, labels=y,
-                                evaluator=args.evaluator)
+                                evaluator=args.evaluator, trained_on=M.training_set(src))
     seconds = time.perf_counter() - t0
     floor = M.real_floor(args.dataset, args.metrics, args.n, data_root=args.data_root, device=args.device,
                          inception_weights=args.inception_weights, shape=(x.shape[1], x.shape[-1]),

@@ -19,31 +19,39 @@ from ..data.folder import cache_key, find_images
 from ..files import atomic_write_text, cache_root
 from . import scores
 from .judge import Judge, make_judge
-from .reference import feature_network, reference_features
+from .reference import feature_network, reference_features, training_features
 from .registry import DEFAULT_N, LABELS, METRICS, protocol, score_features
 from .reference import reference_size
-from .sources import estimate_bytes, load_images, load_labelled_images, source_shape
+from .sources import estimate_bytes, load_images, load_labelled_images, source_shape, training_set
 
 __all__ = ["DEFAULT_N", "Judge", "LABELS", "METRICS", "compute_metrics", "load_images", "load_labelled_images",
            "make_judge", "protocol", "real_floor", "reference_features", "reference_size", "save_results", "score_features",
-           "scores", "estimate_bytes", "source_shape"]
+           "scores", "estimate_bytes", "source_shape", "training_set"]
 
 
 def compute_metrics(source, reference: str = "fashion-mnist", names=tuple(METRICS), n: int = DEFAULT_N, seed: int = 0,
                     ema: bool | None = None, split: str = "test", data_root: str | None = None,
                     device: str = "cpu", inception_weights: str | None = None,
-                    labels: torch.Tensor | None = None, evaluator: str | None = None) -> dict:
+                    labels: torch.Tensor | None = None, evaluator: str | None = None,
+                    trained_on: tuple[str, torch.Tensor | None] | None = None) -> dict:
     """Score n images from `source` (run folder, generator file, PNG folder, .npy/.pt tensor)
     against the first n images of `reference`'s `split`, with that dataset's evaluator, or with
     Inception-v3 features when `inception_weights` is given (names then read `fid_inception10k`).
     Images of a conditional generator (or a tensor given with the `labels` it was made for) are
-    also scored per class."""
+    also scored per class. Memorisation is scored for a generator trained on `reference`'s IDX
+    training split (or its --subset, read from the run folder; for a tensor source, `trained_on`:
+    training_set() of the generator that made it), against the held-out `split`."""
     embed_fn, card, net = feature_network(reference, inception_weights, device, evaluator)
     x, y = (source, labels) if isinstance(source, torch.Tensor) else load_labelled_images(source, n, seed, ema, device)
     ref_feats, _ = reference_features(reference, split, n, embed_fn, card, data_root, (x.shape[1], x.shape[-1]))
     feats, probs = embed_fn(x)
     ref_labels = load_split(reference, split, data_root)[1][:n] if y is not None and reference != "folder" else None
-    return score_features(feats, probs, ref_feats, protocol(reference, n, net), names, labels=y, ref_labels=ref_labels)
+    if trained_on is None and "memorisation" in names and reference != "folder" and split != "train":
+        trained_on = training_set(source)
+    train_feats = (training_features(reference, embed_fn, card, data_root, trained_on[1])
+                   if trained_on is not None and trained_on[0] == reference else None)
+    return score_features(feats, probs, ref_feats, protocol(reference, n, net), names, labels=y, ref_labels=ref_labels,
+                          train_feats=train_feats)
 
 
 def real_floor(reference: str = "fashion-mnist", names=tuple(METRICS), n: int = DEFAULT_N,
@@ -57,7 +65,7 @@ def real_floor(reference: str = "fashion-mnist", names=tuple(METRICS), n: int = 
     if reference == "folder":
         root = Path(data_root).expanduser()
         folder_key = cache_key(root, find_images(root), shape[1], shape[0])
-    names = sorted(set(names))
+    names = sorted(set(names) - {"memorisation"})  # (real training images are the training set: no floor)
     key = hashlib.sha256(f"{reference}|floor|{card['sha256']}|{n}|{folder_key}|{names}".encode()).hexdigest()[:16]
     path = cache_root("reference") / f"{reference}-floor-{n}-{key}.json"
     tag = protocol(reference, n, net)

@@ -55,6 +55,15 @@ def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
     return feats, probs
 
 
+def training_features(dataset: str, embed_fn, card: dict, data_root: str | None = None,
+                      indices: torch.Tensor | None = None) -> torch.Tensor:
+    """Features of a dataset's whole training split (cached like the reference's), or of the images
+    at `indices` (a run's --subset): what memorisation compares samples with."""
+    n = len(load_split(dataset, "train", data_root)[0])
+    feats, _ = reference_features(dataset, "train", n, embed_fn, card, data_root)
+    return feats[indices] if indices is not None else feats
+
+
 def feature_network(reference: str, inception_weights: str | None, device, evaluator: str | None = None):
     """(embed function, a card with a sha256 naming the network, the metric-name prefix). An
     evaluator that is not the one gankit ships names its metrics apart (`fmnist-1a2b3c`), so its

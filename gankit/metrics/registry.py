@@ -1,8 +1,10 @@
-"""The metrics by name: each entry maps (sample features, sample class probabilities, reference
-features, protocol tag) to its scores keyed `<metric>_<tag>`. Metrics computed together (precision
-and recall, density and coverage) share one function, which runs once."""
+"""The metrics by name: each entry maps the features of one evaluation (`Feats`: samples, their
+class probabilities, reference images, training images) and the protocol tag to its scores keyed
+`<metric>_<tag>`. Metrics computed together (precision and recall, density and coverage) share one
+function, which runs once."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -13,37 +15,55 @@ from .evaluator import SHORT_NAMES
 
 DEFAULT_N = 10000  # samples and reference images of `gankit eval` (the fmnist10k protocol)
 
-Metric = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, str], dict]
+@dataclass
+class Feats:
+    """What the metrics of one evaluation read: features of the samples and their class
+    probabilities, features of the reference (held-out) images and, for memorisation, of the
+    images the generator was trained on (None: not known, and memorisation is not scored)."""
+    samples: torch.Tensor
+    probs: torch.Tensor
+    ref: torch.Tensor
+    train: torch.Tensor | None = None
 
 
-def _fid(feats, probs, ref, tag) -> dict:
-    return {f"fid_{tag}": scores.fid(feats, ref)}
+Metric = Callable[[Feats, str], dict]
 
 
-def _kid(feats, probs, ref, tag) -> dict:
-    kid, std = scores.kid(feats, ref)
+def _fid(f: Feats, tag: str) -> dict:
+    return {f"fid_{tag}": scores.fid(f.samples, f.ref)}
+
+
+def _kid(f: Feats, tag: str) -> dict:
+    kid, std = scores.kid(f.samples, f.ref)
     return {f"kid_{tag}": kid, f"kid_{tag}_std": std}
 
 
-def _is(feats, probs, ref, tag) -> dict:
-    value, std = scores.inception_score(probs)
+def _is(f: Feats, tag: str) -> dict:
+    value, std = scores.inception_score(f.probs)
     return {f"is_{tag}": value, f"is_{tag}_std": std}
 
 
-def _precision_recall(feats, probs, ref, tag) -> dict:
-    precision, recall = scores.precision_recall(ref, feats)
+def _precision_recall(f: Feats, tag: str) -> dict:
+    precision, recall = scores.precision_recall(f.ref, f.samples)
     return {f"precision_{tag}": precision, f"recall_{tag}": recall}
 
 
-def _density_coverage(feats, probs, ref, tag) -> dict:
-    density, coverage = scores.density_coverage(ref, feats)
+def _density_coverage(f: Feats, tag: str) -> dict:
+    density, coverage = scores.density_coverage(f.ref, f.samples)
     return {f"density_{tag}": density, f"coverage_{tag}": coverage}
 
 
-def _classes(feats, probs, ref, tag) -> dict:
-    hist = scores.class_histogram(probs)
+def _classes(f: Feats, tag: str) -> dict:
+    hist = scores.class_histogram(f.probs)
     return {f"class_entropy_{tag}": hist["class_entropy"], f"rarest_class_share_{tag}": hist["rarest_class_share"],
             f"class_shares_{tag}": hist["class_shares"]}
+
+
+def _memorisation(f: Feats, tag: str) -> dict:
+    if f.train is None:
+        return {}
+    share, threshold = scores.memorisation(f.train, f.ref, f.samples)
+    return {f"memorised_{tag}": share, f"memorised_{tag}_threshold": threshold}
 
 
 METRICS: dict[str, Metric] = {
@@ -55,26 +75,30 @@ METRICS: dict[str, Metric] = {
     "density": _density_coverage,  # density and coverage (Naeem et al. 2020)
     "coverage": _density_coverage,
     "classes": _classes,  # entropy of the predicted-class histogram, share of the rarest class
+    "memorisation": _memorisation,  # share of samples nearer a training image than 95 % of held-out images are
 }
 
 # How tables name each score (score_features' keys without the protocol tag), in table order.
 LABELS = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision", "recall": "recall",
           "density": "density", "coverage": "coverage", "class_entropy": "class entropy",
-          "rarest_class_share": "rarest class", "class_accuracy": "class accuracy"}
+          "rarest_class_share": "rarest class", "class_accuracy": "class accuracy",
+          "memorised": "memorised"}
 
 
 def score_features(feats: torch.Tensor, probs: torch.Tensor, ref_feats: torch.Tensor, tag: str,
                    names=tuple(METRICS), labels: torch.Tensor | None = None,
-                   ref_labels: torch.Tensor | None = None) -> dict:
+                   ref_labels: torch.Tensor | None = None, train_feats: torch.Tensor | None = None) -> dict:
     """Every asked metric of (feats, probs) against reference features, keyed `<metric>_<tag>`.
     With the classes the samples were made for (`labels`, a conditional G), also the class
-    accuracy and, with the reference images' `ref_labels`, the FID per class."""
+    accuracy and, with the reference images' `ref_labels`, the FID per class. Memorisation is
+    scored when the training images' features (`train_feats`) are given."""
     unknown = sorted(set(names) - set(METRICS))
     if unknown:
         raise GankitError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
     out: dict = {}
+    f = Feats(feats, probs, ref_feats, train_feats)
     for fn in dict.fromkeys(METRICS[name] for name in METRICS if name in names):  # (each function once, in order)
-        out.update(fn(feats, probs, ref_feats, tag))
+        out.update(fn(f, tag))
     if labels is not None:
         out.update({f"{k}_{tag}": v for k, v in scores.class_scores(feats, probs, labels, ref_feats, ref_labels).items()})
     return out

@@ -158,3 +158,21 @@ def class_scores(feats: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor,
         # (FID needs more samples than feature dimensions in every class; with fewer it is left out)
         out["fid_per_class"] = [fid(feats[labels == c], ref_feats[ref_labels == c]) for c in range(K)]
     return out
+
+
+def nearest_distance(points: torch.Tensor, to: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
+    """(N,) Euclidean distance from each point to its nearest row of `to` (in chunks: 10,000 x 60,000
+    distances never sit in memory at once)."""
+    return torch.cat([torch.cdist(c, to).min(dim=1).values for c in points.split(chunk)])
+
+
+def memorisation(train: torch.Tensor, heldout: torch.Tensor, samples: torch.Tensor,
+                 quantile: float = 0.05) -> tuple[float, float]:
+    """(share of samples that are near-copies of training images, the distance that decides it).
+    A sample counts as a near-copy when its nearest training image (in evaluator features) is
+    closer than `quantile` of held-out real images are to theirs: images the generator never saw
+    set the line, so a generator that makes new images like the held-out ones scores about
+    `quantile` (0.05), and one that copies its training images scores near 1."""
+    train, heldout, samples = (_check(n, x) for n, x in (("train", train), ("held-out", heldout), ("samples", samples)))
+    threshold = torch.quantile(nearest_distance(heldout, train), quantile)
+    return float((nearest_distance(samples, train) < threshold).double().mean()), float(threshold)

@@ -114,6 +114,22 @@ def source_shape(source: str | Path) -> tuple[int, int, int] | None:
     return None
 
 
+def training_set(source) -> tuple[str, torch.Tensor | None] | None:
+    """(the dataset a generator was trained on, the indices of its --subset or None for all of it)
+    for a run folder, a saved generator or a file of one; None for images, tensors, or a source
+    that does not say."""
+    if isinstance(source, torch.Tensor):
+        return None
+    p = Path(source)
+    try:
+        meta = json.loads(generator_files(p)[1].read_text())
+    except (OSError, ValueError, GankitError):
+        return None
+    subset = (p if p.is_dir() else p.parent) / "subset.json"
+    indices = torch.tensor(json.loads(subset.read_text())["indices"]) if subset.exists() else None
+    return meta.get("dataset"), indices
+
+
 def estimate_bytes(n: int, shape: tuple[int, int, int], feature_dim: int = 128) -> int:
     """Memory an evaluation of n images needs at least: the images as floats and bytes, the
     features and class probabilities of the samples and of the reference."""

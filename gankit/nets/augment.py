@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from .ada import ada_augment
+
 FILL = -1.0  # what uncovered pixels become
 Rand = Callable[..., Tensor]  # rand(*shape) -> uniform [0, 1) numbers of this rank, from the noise stream
 
@@ -87,10 +89,13 @@ def diffaugment(x: Tensor, rand: Rand, policy: list[str]) -> Tensor:
     return x
 
 
-def make_augment(kind: str, policy: str) -> Callable[[Tensor, Rand], Tensor] | None:
+def make_augment(kind: str, policy: str, p: Tensor | None = None) -> Callable[[Tensor, Rand], Tensor] | None:
     """The augmentation a config asks for, as x, rand -> x; None for none (nothing is drawn then,
-    so a run without augmentation draws exactly the noise it always drew)."""
+    so a run without augmentation draws exactly the noise it always drew). For ada, `p` is the
+    0-dim device tensor holding the probability, which its adjustment updates in place."""
     if kind == "none":
         return None
+    if kind == "ada":
+        return lambda x, rand: ada_augment(x, rand, p)
     names = parse_policy(policy)
     return lambda x, rand: diffaugment(x, rand, names)

@@ -37,6 +37,7 @@ class Stats:
     crossing_rate: float  # loss curves crossing per G step (gankit.training.balance)
     g_above: float  # share of G steps with loss_G above the balance line
     r_t: float  # E[sign(D(x))] on real images (Karras et al. 2020): near 1, D calls every training image real
+    ada_p: float  # ADA's augmentation probability at the tick (0 without --augment ada)
     SHOWN = {"d_real": "D(x)", "d_fake": "D(G(z))"}  # how messages name them
 
     @classmethod
@@ -204,6 +205,7 @@ class Loop:
     bar: tqdm  # the progress bar (disabled when not shown)
     show_bar: bool  # a progress bar is shown (then no epoch lines)
     on_quality: Callable[[dict], bool] | None = None  # sees each quality row; True ends training there
+    probe: tuple | None = None  # ((train x, y), (held-out x, y)): D's overfitting probe (setup.heldout_probe; rank 0)
 
     @property
     def world(self) -> int:

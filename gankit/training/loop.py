@@ -81,7 +81,7 @@ def training_loop(L: Loop) -> None:
     cfg, nets, tally, S = L.cfg, L.nets, L.tally, L.schedule
     G, D, G_train, D_train, D_frozen = nets.G, nets.D, nets.G_train, nets.D_train, nets.D_frozen
     objective, autocast, K = L.objective, L.autocast, cfg.num_classes
-    augment = make_augment(cfg.augment, cfg.diffaug_policy)  # None: D sees the images as they are
+    augment = make_augment(cfg.augment, cfg.diffaug_policy, tally.ada[0])  # None: D sees the images as they are
     A = (lambda x: augment(x, lambda *shape: draw(L, torch.rand, *shape))) if augment else (lambda x: x)
 
     while tally.step < S.total:
@@ -120,7 +120,12 @@ def training_loop(L: Loop) -> None:
         with torch.no_grad():
             tally.acc_D += torch.stack([loss_D.detach(), objective.score(d_real).mean(),
                                         objective.score(d_fake).mean(), d_real.mean() - d_fake.mean()])
-            tally.overfit += torch.sign(d_real).mean()  # r_t: is D memorising the training images?
+            # r_t: is D memorising the training images? (a critic's boundary: midway between its real and fake means)
+            boundary = (d_real.mean() + d_fake.mean()) / 2 if objective.wasserstein else 0
+            r = torch.sign(d_real - boundary).mean()
+            tally.overfit += r
+            if cfg.augment == "ada":
+                tally.ada[1] += r  # (p follows it every few steps: maintenance.adapt_augmentation)
         if cfg.host_sync:
             loss_D.item()
         tally.n_D += 1

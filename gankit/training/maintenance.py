@@ -10,10 +10,12 @@ import time
 import torch
 
 from ..errors import GankitError
+from ..data import to_float
 from ..export import export_generator
 from ..runs import milestone_path, save_grid, truncate_after
 from ..sample import balanced_labels, generate, sample_images
 from ..version import __version__
+from ..nets import ada
 from .checkpoint import atomic_save, load_checkpoint, newest_valid_checkpoint, prune
 from .context import Loop, Stats
 
@@ -37,6 +39,8 @@ def after_step(L: Loop, done: int, tick: bool) -> bool:
     and plots, a checkpoint; then whether training goes on (False: it ended). Raises
     TrainingStopped for non-finite values or a signal (after checkpointing)."""
     S = L.schedule
+    if L.cfg.augment == "ada" and done % ada.INTERVAL == 0:
+        adapt_augmentation(L)
     if tick and log_tick(L, done):
         return True
     if S.evaluation(done):
@@ -67,6 +71,15 @@ def after_step(L: Loop, done: int, tick: bool) -> bool:
     if ckpt_due:  # within an epoch: a kill now loses at most --ckpt-minutes of training
         save_checkpoint(L, done, periodic=False)
     return True
+
+
+def adapt_augmentation(L: Loop) -> None:
+    """ADA: move p toward keeping r_t at the target, from the r_t of the last ada.INTERVAL steps
+    averaged over the ranks (so p stays equal on every rank). On the device, no host sync."""
+    t, cfg = L.tally.ada, L.cfg
+    r_t = L.ddp.all_mean(t[1:2].clone())[0] / ada.INTERVAL
+    t[0] = ada.adjust(t[0], r_t, cfg.ada_target, ada.INTERVAL * cfg.batch_size * L.world, cfg.ada_speed)
+    t[1] = 0
 
 
 def stopped_by_signal(L: Loop, done: int, signum: int) -> None:
@@ -124,9 +137,31 @@ def tick_row(L: Loop, stats: Stats, done: int) -> dict:
             "grad_norm_D": stats.grad_norm_D, "grad_norm_G": stats.grad_norm_G if had_G else None,
             "crossing_rate": stats.crossing_rate if had_G and balance else None,
             "g_above": stats.g_above if had_G and balance else None, "r_t": stats.r_t,
+            "ada_p": stats.ada_p if L.cfg.augment == "ada" else None, **heldout_gap(L),
             "lr_D": L.nets.opt_D.param_groups[0]["lr"], "lr_G": L.nets.opt_G.param_groups[0]["lr"],
             "img_per_s": round((done - L.clock.step_tick) * batch / max(seconds, 1e-9), 1),
             "time_s": round(L.clock.wall(), 2), "train_time_s": round(L.clock.train_s(), 2)}
+
+
+def heldout_gap(L: Loop) -> dict:
+    """D's mean score on a fixed slice of the training images and on as many held-out real images
+    (the test split, or the images of a folder that --subset left out), and their gap: a D that
+    memorises its training images scores them higher than real images it never saw. Rank 0 (None
+    elsewhere, and without held-out images). D runs as in training; its buffers (BatchNorm
+    statistics, spectral norm's vectors) are put back, so training is unchanged by looking."""
+    if L.probe is None or not L.out.main:
+        return {"d_train_probe": None, "d_heldout": None, "heldout_gap": None}
+    D = L.nets.D
+    saved = [b.clone() for b in D.buffers()]
+    scores = []
+    with torch.no_grad(), L.autocast:
+        for x, y in L.probe:
+            x = to_float(x).contiguous(memory_format=L.nets.memory_format)
+            logits, _ = D.split_logits(D(x, *([y] if y is not None else [])).float())
+            scores.append(float(L.objective.score(logits).mean()))
+    for b, s in zip(D.buffers(), saved):
+        b.copy_(s)
+    return {"d_train_probe": scores[0], "d_heldout": scores[1], "heldout_gap": scores[0] - scores[1]}
 
 
 def warn_if_D_wins(L: Loop, stats: Stats, done: int) -> None:
@@ -146,7 +181,7 @@ def warn_if_D_wins(L: Loop, stats: Stats, done: int) -> None:
     L.tally.overfit_ticks = L.tally.overfit_ticks + 1 if overfitting else 0
     if L.tally.overfit_ticks == 5:
         L.out.warn(done, f"D calls nearly every training image real (r_t = E[sign(D(x))] = {stats.r_t:.2f} for 5 log "
-                         f"ticks): it may be memorising them; try --augment diffaug")
+                         f"ticks): it may be memorising them; try --augment ada (or diffaug)")
 
 
 def rollback(L: Loop, problem: str) -> None:

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from ..config import Config
-from ..data import EpochSampler, subset_indices, training_images, training_labels
+from ..data import EpochSampler, load_split, resize_uint8, subset_indices, training_images, training_labels
 from ..device import autocast as autocast_for, bf16_warning, resolve_precision
 from ..errors import ConfigError, DataError, GankitError, RunError
 from ..files import atomic_write_text
@@ -46,7 +46,7 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
     locks = [] if locks is None else locks
     precision = resolve_precision(cfg.precision, device)
     state, notes, run_dir = read_resume(cfg, ddp, resume, locks)
-    x_train, y_train, subset = stage_data(cfg, ddp, device, notes)
+    x_train, y_train, subset, probe = stage_data(cfg, ddp, device, notes)
     sampler = EpochSampler(len(x_train), cfg.batch_size, cfg.seed, x_train.device, ddp.rank, ddp.world_size)
     T = total_steps(cfg, sampler.steps_per_epoch)
     if state is not None:
@@ -88,7 +88,7 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
                 grid_labels(fixed_z, K) if K else (fixed_z, None, 8),
                 torch.arange(8, device=device) % K if K else None, StopFlag(),
                 tqdm(total=None if budget else T, initial=tally.step, disable=not show_bar, unit="step",
-                     dynamic_ncols=True), show_bar, on_quality)
+                     dynamic_ncols=True), show_bar, on_quality, probe)
 
 
 def first_records(L: Loop) -> None:
@@ -157,12 +157,11 @@ def read_resume(cfg: Config, ddp: Dist, resume, locks: list[RunLock]) -> tuple[d
     return ddp.share(state), notes, run_dir
 
 
-def stage_data(cfg: Config, ddp: Dist, device: torch.device,
-               notes: list[str]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]):
     """The whole training set (or its --subset) as one uint8 tensor on the device (or pinned on the
     host), for a conditional run its labels beside it (int64, same device), so a batch's labels come
-    with its images, and the subset's indices (None: all). Rank 0 reads first (for a folder: decodes
-    and caches it); the other ranks then read its cache."""
+    with its images, the subset's indices (None: all), and the overfitting probe (heldout_probe).
+    Rank 0 reads first (for a folder: decodes and caches it); the other ranks then read its cache."""
     if ddp.main:
         try:
             x_train = training_images(cfg, say=notes.append)
@@ -173,7 +172,7 @@ def stage_data(cfg: Config, ddp: Dist, device: torch.device,
         ddp.share(None)
         x_train = training_images(cfg, say=lambda msg: None, progress=False)
     y_train = training_labels(cfg) if cfg.num_classes else None
-    subset = None
+    subset, x_all, y_all = None, x_train, y_train
     if cfg.subset:  # (labels stratify it even when the run is not conditional)
         labels = y_train if y_train is not None else training_labels(cfg) if cfg.dataset != "folder" else None
         subset = subset_indices(len(x_train), cfg.subset, labels)
@@ -189,11 +188,37 @@ def stage_data(cfg: Config, ddp: Dist, device: torch.device,
         if x_train.nbytes > 0.5 * free:
             raise DataError(f"the training images need {x_train.nbytes / 2**30:.1f} GiB, more than half of the "
                             f"{free / 2**30:.1f} GiB free on {device}; use --no-data-on-device or a smaller --image-size")
+    probe = heldout_probe(cfg, x_train, y_train, x_all, y_all, subset, device) if ddp.main else None
     if cfg.data_on_device:
-        return x_train.to(device), (y_train.to(device) if y_train is not None else None), subset
+        return x_train.to(device), (y_train.to(device) if y_train is not None else None), subset, probe
     if device.type == "cuda":
-        return x_train.pin_memory(), (y_train.pin_memory() if y_train is not None else None), subset
-    return x_train, y_train, subset
+        return x_train.pin_memory(), (y_train.pin_memory() if y_train is not None else None), subset, probe
+    return x_train, y_train, subset, probe
+
+
+PROBE_SIZE = 256  # images of each side of the overfitting probe
+
+
+def heldout_probe(cfg: Config, x_train, y_train, x_all, y_all, subset, device: torch.device):
+    """((training images, labels), (held-out real images, labels)) of PROBE_SIZE each, a seeded
+    choice, uint8 on the device (labels None for an unconditional run): the held-out images are the
+    test split of an IDX dataset, or the images of a folder that --subset left out. None for a whole
+    folder (no image is held out of training)."""
+    pick = torch.Generator().manual_seed(0)
+    if cfg.dataset != "folder":
+        x_out, y_out = load_split(cfg.dataset, "test", cfg.data_root)
+        x_out = resize_uint8(x_out, cfg.image_size)
+    elif subset is not None and len(x_all) - len(subset) >= cfg.batch_size:
+        rest = torch.ones(len(x_all), dtype=torch.bool)
+        rest[subset] = False
+        x_out, y_out = x_all[rest], (y_all[rest] if y_all is not None else None)
+    else:
+        return None
+    sides = []
+    for x, y in ((x_train, y_train), (x_out, y_out)):
+        i = torch.randperm(len(x), generator=pick)[:PROBE_SIZE]
+        sides.append((x[i].to(device), y[i].to(device) if (y is not None and cfg.num_classes) else None))
+    return tuple(sides)
 
 
 def describe_training(cfg: Config, n_images: int, device: torch.device, precision: str, channels_last: bool,

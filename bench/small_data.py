@@ -1,0 +1,222 @@
+"""The small-data study: Fashion-MNIST subsets x augmentation, scored after the same budget.
+
+Every cell trains the `default` preset (fp32) for the same number of steps on a stratified subset
+of the training split (--subset), with --augment none / diffaug / ada, from 3 seeds; then scores
+10,000 samples of the final generator with gankit's own evaluator against the full test split
+(fid_fmnist10k, precision, recall, coverage) and counts near-copies of the cell's training images
+(memorised_fmnist10k). `none` is the reference, trained in the same call. Then the leak check: ADA's
+p held at its ceiling (P_MAX) for a whole run on 1,000 images, and whether the samples came out
+rotated or flipped (the mean sample against the 8 flips and quarter turns of the mean real image).
+
+    python bench/small_data.py                              # the whole study (~70 min on 2 cores)
+    python bench/small_data.py --sizes 1000 --seeds 0 --steps 200 --out /tmp/sd   # a quick look
+
+Writes SMALL_DATA.json (every cell), appends to bench/SMALL_DATA.md, and draws the grids side by side
+and the r_t / p curves into docs/results/img/ (with --figures).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from common import append_result, device_name
+
+from gankit.config import preset_config
+from gankit.data import load_split, to_float
+from gankit.metrics import compute_metrics
+from gankit.metrics.reference import feature_network, reference_features, training_features
+from gankit.nets.ada import P_MAX
+from gankit.runs import read_stats
+from gankit.sample import generate, z_from_seed
+from gankit.export import load_generator
+
+NAMES = ["fid", "precision", "recall", "coverage", "memorisation"]
+TAG = "fmnist10k"
+
+
+def cell(job: dict) -> dict:
+    """Train one cell and score it (a worker process of one thread)."""
+    torch.set_num_threads(1)
+    from gankit.training import train
+    kw = dict(subset=job["size"] if job["size"] < 60000 else 0, augment=job["augment"], seed=job["seed"],
+              steps=job["steps"], precision="fp32", eval_every=0, out_dir=job["out"], log_every=50, **job.get("extra", {}))
+    t0 = time.perf_counter()
+    run = train(preset_config("default", **kw), progress=False, run_name=job["name"])
+    train_s = time.perf_counter() - t0
+    scores = compute_metrics(run, "fashion-mnist", NAMES, 10000, seed=0)
+    rows = read_stats(run)
+    return {**{k: v for k, v in job.items() if k != "extra"}, "run": str(run), "train_s": round(train_s, 1),
+            "img_per_s": round(job["steps"] * 64 / train_s, 1), **{k: v for k, v in scores.items()},
+            "r_t": [r["r_t"] for r in rows], "ada_p": [r.get("ada_p") for r in rows],
+            "epochs": [r["epoch"] for r in rows], "gap": [r.get("heldout_gap") for r in rows]}
+
+
+SYMMETRIES = [(flip, k) for flip in (False, True) for k in range(4)]  # the 8 flips and quarter turns
+
+
+def orientations(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """(N,) index into SYMMETRIES of the flip/turn of a class-mean real image each image matches best
+    (Pearson correlation over pixels): 0 for upright images."""
+    x = x.flatten(1)
+    x = (x - x.mean(1, keepdim=True)) / x.std(1, keepdim=True)
+    best = []
+    for flip, k in SYMMETRIES:
+        m = torch.rot90(means.flip(-1) if flip else means, k, dims=(-2, -1)).flatten(1)
+        m = (m - m.mean(1, keepdim=True)) / m.std(1, keepdim=True)
+        best.append((x @ m.T / x.shape[1]).amax(1))  # the best class under this symmetry
+    return torch.stack(best, 1).argmax(1)
+
+
+def leak(run: str) -> dict:
+    """The share of 10,000 samples that match a flipped or turned class-mean image better than an
+    upright one, beside the same share of 10,000 real test images (the baseline: some upright
+    images, symmetric ones, match a flip as well): a leaking pipeline makes G turn and flip."""
+    x_train, y_train = load_split("fashion-mnist", "train")
+    means = torch.stack([to_float(x_train[y_train == c]).mean(0) for c in range(10)])
+    G = load_generator(run, "cpu")
+    samples = generate(G, z_from_seed(0, 10000, G.z_dim))
+    real = to_float(load_split("fashion-mnist", "test")[0][:10000])
+    share = lambda x: float((orientations(x, means) != 0).double().mean())
+    return {"samples_not_upright": share(samples), "real_not_upright": share(real)}
+
+
+def mean_std(values: list[float]) -> str:
+    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
+
+
+def table(cells: list[dict], sizes, augments) -> str:
+    head = (f"| images | augment | fid_{TAG} | precision | recall | coverage | memorised_{TAG} | final p | train img/s |\n"
+            "|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for size in sizes:
+        base = None
+        for aug in augments:
+            cs = [c for c in cells if c["size"] == size and c["augment"] == aug]
+            if not cs:
+                continue
+            fid = [c[f"fid_{TAG}"] for c in cs]
+            base = statistics.mean(fid) if aug == "none" else base
+            cut = f" ({100 * (1 - statistics.mean(fid) / base):+.0f} % vs none)" if base and aug != "none" else ""
+            p = [c["ada_p"][-1] for c in cs if c["ada_p"][-1] is not None]
+            lines.append(f"| {size:,} | {aug} | {mean_std(fid)}{cut} | "
+                         + " | ".join(mean_std([c[f"{m}_{TAG}"] for c in cs]) for m in ("precision", "recall", "coverage",
+                                                                                          "memorised"))
+                         + f" | {mean_std(p) if p else '-'} | {statistics.mean(c['img_per_s'] for c in cs):.0f} |")
+    return head + "\n".join(lines) + "\n"
+
+
+def figures(cells: list[dict], sizes, augments, folder: Path) -> None:
+    """grids.png: each cell's last fixed-z grid (seed 0) side by side; curves.png: r_t and p."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from PIL import Image
+    from gankit.runs import last_grid
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(len(sizes), len(augments), figsize=(3 * len(augments), 3.1 * len(sizes)), squeeze=False)
+    for i, size in enumerate(sizes):
+        for j, aug in enumerate(augments):
+            ax = axes[i][j]
+            ax.axis("off")
+            c = next((c for c in cells if c["size"] == size and c["augment"] == aug and c["seed"] == 0), None)
+            if c and (grid := last_grid(Path(c["run"]))):
+                img = Image.open(grid)
+                ax.imshow(img.crop((0, 0, img.width, img.height // 2)), cmap="gray")  # the first half of the rows
+                ax.set_title(f"{size:,} images, {aug}\nFID {c[f'fid_{TAG}']:.1f}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(folder / "small-data-grids.png", dpi=90)
+    plt.close(fig)
+    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.2), squeeze=False)
+    for ax, size in zip(axes[0], sizes):
+        for aug, colour in zip(augments, ("C0", "C1", "C2")):
+            for c in (c for c in cells if c["size"] == size and c["augment"] == aug and c["seed"] == 0):
+                ax.plot(c["epochs"], c["r_t"], color=colour, label=f"r_t, {aug}")
+                if c["ada_p"][-1] is not None:
+                    ax.plot(c["epochs"], c["ada_p"], color=colour, ls="--", label="p (ada)")
+        ax.set_title(f"{size:,} images (seed 0)")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(folder / "small-data-curves.png", dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 60000])
+    ap.add_argument("--augments", nargs="+", default=["none", "diffaug", "ada"])
+    ap.add_argument("--full-augments", nargs="+", default=["none", "ada"], help="augmentations trained on 60,000")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--steps", type=int, default=2000, help="the budget of every cell (D steps at batch 64)")
+    ap.add_argument("--workers", type=int, default=2, help="cells trained at once, one thread each")
+    ap.add_argument("--out", default="/tmp/gankit-small-data")
+    ap.add_argument("--no-leak", action="store_true", help="skip the leak check")
+    ap.add_argument("--figures", default=None, help="folder for the PNGs (docs/results/img)")
+    ap.add_argument("--record", action="store_true", help="append the results to bench/SMALL_DATA.md")
+    args = ap.parse_args()
+
+    # The evaluator's features of the whole training split and the test split, once, before the workers.
+    embed_fn, card, _ = feature_network("fashion-mnist", None, "cpu")
+    training_features("fashion-mnist", embed_fn, card)
+    reference_features("fashion-mnist", "test", 10000, embed_fn, card)
+
+    jobs = [{"size": size, "augment": aug, "seed": seed, "steps": args.steps, "out": args.out,
+             "name": f"{size}-{aug}-s{seed}"}
+            for size in args.sizes for aug in (args.full_augments if size >= 60000 else args.augments)
+            for seed in args.seeds]
+    if not args.no_leak:  # p pinned at P_MAX: a target r_t no D reaches, p rising at once
+        jobs.append({"size": 1000, "augment": "ada", "seed": 0, "steps": args.steps, "out": args.out,
+                     "name": "leak-check", "leak": True, "extra": {"ada_target": 0.01, "ada_speed": 1000}})
+    t0 = time.perf_counter()
+    with mp.get_context("spawn").Pool(args.workers) as pool:
+        cells = []
+        for c in pool.imap_unordered(cell, jobs):
+            cells.append(c)
+            print(f"{c['name']}: fid_{TAG} {c[f'fid_{TAG}']:.2f}, memorised {c[f'memorised_{TAG}']:.3f}, "
+                  f"{c['train_s']:.0f} s", flush=True)
+    wall = time.perf_counter() - t0
+    leak_cells = [c for c in cells if c.get("leak")]
+    cells = [c for c in cells if not c.get("leak")]
+    result = {"device": device_name("cpu"), "torch": torch.__version__, "steps": args.steps, "wall_s": round(wall),
+              "date": time.strftime("%Y-%m-%d"), "cells": cells}
+    text = (f"\n## {result['date']}: {args.steps} steps per cell (batch 64), seeds {args.seeds}, `default`, fp32\n\n"
+            f"Measured by `python bench/small_data.py --steps {args.steps}` on {result['device']}, torch {torch.__version__}; "
+            f"{args.workers} cells at a time, one thread each; {wall / 60:.0f} min in all. Mean ± std over the seeds; "
+            f"every score on 10,000 samples against the full test split.\n\n" + table(cells, args.sizes, args.augments))
+    if leak_cells:
+        c = leak_cells[0]
+        same = {aug: next((x for x in cells if x["size"] == 1000 and x["augment"] == aug and x["seed"] == 0), None)
+                for aug in ("none", "ada")}
+        shares = {f"ada, p held at {P_MAX}": leak(c["run"])}
+        shares.update({f"{aug} (seed 0)": leak(x["run"]) for aug, x in same.items() if x})
+        result["leak"] = {"p_final": c["ada_p"][-1], "fid": c[f"fid_{TAG}"], "not_upright": shares}
+        text += (f"\nLeak check on 1,000 images: the share of 10,000 samples that match a flipped or quarter-turned "
+                 f"class-mean image better than an upright one (real test images: "
+                 f"{100 * next(iter(shares.values()))['real_not_upright']:.1f} %): "
+                 + "; ".join(f"{k} {100 * v['samples_not_upright']:.1f} %" for k, v in shares.items())
+                 + f". The run with p held at {P_MAX} (final p {c['ada_p'][-1]:.2f}) scored fid_{TAG} "
+                 f"{c[f'fid_{TAG}']:.1f}.\n")
+    print(text)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "SMALL_DATA.json").write_text(json.dumps(result, indent=1))
+    if args.figures:
+        figures(cells, args.sizes, [a for a in args.augments], Path(args.figures))
+    if args.record:
+        here = Path(__file__).parent
+        (here / "SMALL_DATA.json").write_text(json.dumps({**result, "cells": [{k: v for k, v in c.items()
+                                                                               if k not in ("r_t", "ada_p", "gap", "epochs")}
+                                                                              for c in cells]}, indent=1))
+        append_result(here / "SMALL_DATA.md", "Small datasets: subsets x augmentation",
+                      "Written by bench/small_data.py; the results page is docs/results/small-data.md.", text)
+
+
+if __name__ == "__main__":
+    main()
