@@ -215,7 +215,7 @@ def main() -> None:
                                                                                if k not in ("r_t", "ada_p", "gap", "epochs")}
                                                                               for c in cells]}, indent=1))
         append_result(here / "SMALL_DATA.md", "Small datasets: subsets x augmentation",
-                      "Written by bench/small_data.py; the results page is docs/results/small-data.md.", text)
+                      "Written by bench/small_data.py and bench/augment_cost.py; the results page is docs/results/small-data.md.", text)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ from typing import Callable, Sequence
 import torch
 
 from . import latent as L
+from .data import class_names
+from .directions import METHODS, Directions, along, class_direction, pca, sefa
+from .invert import Inversion, invert
+from .metrics.evaluator import load_evaluator
 from .config import Config, preset_config
 from .device import resolve_device
 from .errors import GankitError
@@ -153,6 +157,49 @@ class GANPipeline:
     def rank_dims(self, n: int = 256, delta: float = 2.0, seed: int = 0) -> list[dict]:
         """Every latent dimension ranked by the mean change of the image when it moves by ±delta."""
         return L.rank_dims(self._study_G(None), n=n, delta=delta, seed=seed)
+
+    # ---- control: directions and inversion -----------------------------------------------------------
+    def directions(self, method: str = "sefa", k: int = 10, cls: int | str | None = None, n: int = 5000,
+                   seed: int = 0, from_class: int | str | None = None, to_class: int | str | None = None) -> Directions:
+        """Directions in z that matter (gankit.directions): 'sefa' (closed form), 'pca' (of G's early
+        activations over n samples), or 'class' (the boundary between the evaluator's `from_class`
+        and `to_class`; one direction). Their `.vectors` are (k, z_dim) unit rows, best first."""
+        G = self._study_G(cls)
+        if method not in METHODS:
+            raise GankitError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+        if not 1 <= k <= self.z_dim:
+            raise GankitError(f"k={k}: this generator's z has {self.z_dim} dimensions")
+        if method == "sefa":
+            found = sefa(G, k)
+        elif method == "pca":
+            found = pca(G, k, n, seed)
+        else:
+            model, _ = load_evaluator(self.meta["dataset"], "cpu")
+            names = class_names(self.meta["dataset"], 10)
+            pick = lambda c: c if isinstance(c, int) else [x.lower() for x in names].index(str(c).lower())
+            found = class_direction(G, lambda x: torch.softmax(model(x.float()), 1), pick(from_class), pick(to_class),
+                                    n, seed)
+        found.fingerprint = self.G.fingerprint
+        return found
+
+    def edit(self, z: torch.Tensor, direction: torch.Tensor, amounts: Sequence[float] = (-3, 0, 3),
+             cls: int | str | None = None) -> torch.Tensor:
+        """Images of z (N, z_dim) moved by each amount along a direction (a (z_dim,) vector, e.g. a
+        row of `directions(...).vectors`): (len(amounts), N, C, H, W)."""
+        z = torch.as_tensor(z, dtype=torch.float32).reshape(-1, self.z_dim)
+        d = torch.as_tensor(direction, dtype=torch.float32)
+        if d.shape != (self.z_dim,):
+            raise GankitError(f"a direction must be a ({self.z_dim},) vector, got {tuple(d.shape)}")
+        return along(self._study_G(cls), z, d / d.norm(), list(amounts))
+
+    def invert(self, images: torch.Tensor, steps: int = 150, restarts: int = 4, seed: int = 0) -> Inversion:
+        """Project images (N, C, H, W) in [-1, 1], of this generator's shape, into z (gankit.invert):
+        the result's `.z` (and `.y` for a conditional G) redraw its `.images` with `generate`."""
+        x = torch.as_tensor(images, dtype=torch.float32)
+        if tuple(x.shape[1:]) != tuple(self.img_shape):
+            raise GankitError(f"images of shape {tuple(x.shape[1:])}; this generator makes {tuple(self.img_shape)}")
+        evaluator = load_evaluator(self.meta["dataset"], self.device)[0] if self.img_shape == (1, 28, 28) else None
+        return invert(self.G, x, evaluator, steps=steps, restarts=restarts, seed=seed)
 
     # ---- saving -------------------------------------------------------------------------------------
     def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:

@@ -5,6 +5,7 @@ sampling, metrics, latent studies and the app read it."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -121,9 +122,19 @@ def build_generator(tensors: dict[str, torch.Tensor], meta: dict, ema: bool | No
     device = torch.device(device)
     G.to(device, memory_format=memory_format_for(G, device))
     G.weights = "G_ema" if use_ema else "G"  # which weights were loaded, for records
+    G.fingerprint = weights_fingerprint(state)  # these exact weights (directions and z files found in them say so)
     G.dataset = meta["dataset"]  # what it was trained on, to pick the evaluator
     G.class_names = meta.get("class_names") or [str(i) for i in range(G.num_classes)]  # a conditional G's classes
     return G.eval()
+
+
+def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """The sha256 (16 hex digits) of a state dict's tensors, in key order."""
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def load_generator(path: str | Path, ema: bool | None = None, device: str | torch.device = "cpu") -> torch.nn.Module:

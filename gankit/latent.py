@@ -46,7 +46,7 @@ class ForClass(torch.nn.Module):
         super().__init__()
         self.G, self.c = G, c
         self.z_dim, self.img_shape, self.num_classes = G.z_dim, G.img_shape, 0
-        for attr in ("weights", "dataset", "class_names"):
+        for attr in ("weights", "dataset", "class_names", "fingerprint"):
             if hasattr(G, attr):
                 setattr(self, attr, getattr(G, attr))
         self.train(G.training)  # in G's mode: a new Module starts in training mode, and would put G back in it

@@ -33,7 +33,7 @@ from ..runs import check_run_dir
 from ..training import train
 from ..training.checkpoint import load_checkpoint, newest_valid_checkpoint
 from ..version import __version__
-from . import latent as latent_cli, metrics as metrics_cli, studies as studies_cli
+from . import control as control_cli, latent as latent_cli, metrics as metrics_cli, studies as studies_cli
 from .flags import Parser, add_config_arguments, add_device, renamed
 
 
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("presets", help="list the named experiments (presets) with their model, objective and budget",
                    description="List the presets: each a course-lab experiment (or gankit's recipe) by name, "
                                "for `gankit train --preset NAME`.").set_defaults(func=cmd_presets)
-    latent_cli.add_parsers(sub)
+    control_cli.add_parsers(sub, latent_cli.add_parsers(sub))
     metrics_cli.add_parsers(sub)
     studies_cli.add_parsers(sub)
     p = sub.add_parser("report", help="the lab report of a run (or a comparison of runs) as one HTML file",

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from .. import latent as L
+from ..directions import along, read_direction, set_along
 from ..data import to_uint8
 from ..data.folder import available_memory
 from ..device import resolve_device, resolve_precision
@@ -148,14 +149,16 @@ def check_memory(args, G) -> None:
                           f"lower --n or --frames")
 
 
-def class_index(spec: str, names: list[str]) -> int:
-    """A class given by index ('7') or name ('sneaker', any case) -> its index."""
+def class_index(spec: str, names: list[str], flag: str = "--class") -> int:
+    """A class given by index ('7') or name ('sneaker', 'ankle-boot': any case, - or _ for spaces)
+    -> its index."""
     if spec.isdigit() and int(spec) < len(names):
         return int(spec)
-    lowered = [n.lower() for n in names]
-    if spec.lower() in lowered:
-        return lowered.index(spec.lower())
-    raise GankitError(f"--class {spec}: no such class; this run's classes are 0..{len(names) - 1}: "
+    key = lambda s: s.lower().replace("-", " ").replace("_", " ")
+    lowered = [key(n) for n in names]
+    if key(spec) in lowered:
+        return lowered.index(key(spec))
+    raise GankitError(f"{flag} {spec}: no such class; this run's classes are 0..{len(names) - 1}: "
                       + ", ".join(f"{i} {n}" for i, n in enumerate(names)))
 
 
@@ -197,33 +200,49 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def axes(args, G) -> list[tuple[str, str, torch.Tensor | int]]:
+    """What a nudge or sweep moves: (label, file stem, a dimension or a unit direction) for each
+    --dims dimension, or the --direction FILE:K."""
+    if args.direction and args.dims:
+        raise GankitError("give --dims or --direction FILE:K, not both")
+    if args.direction:
+        vector, label = read_direction(args.direction, G)
+        return [(label, "direction" + args.direction.rpartition(":")[2], vector)]
+    if not args.dims:
+        raise GankitError("give the latent dimensions to move (--dims 3 17) or a direction (--direction FILE:K)")
+    L.check_dims(args.dims, G.z_dim)
+    return [(f"dim {d}", f"dim{d:03d}", d) for d in args.dims]
+
+
 def cmd_nudge(args) -> int:
     G, base = load(args)
-    L.check_dims(args.dims, G.z_dim)
+    moves = axes(args, G)
     z = z_from_seed(args.seed, args.n, G.z_dim)
     folder = out_folder(base, "nudge", args.out)
     measurements = []
     for delta in args.deltas:
         combined = []
-        for d in args.dims:
-            ims = L.nudge(G, z, d, delta)  # (3, n, C, H, W)
-            rows = [(f"dim {d}: {_fmt(v)}", ims[i]) for i, v in enumerate((-delta, 0.0, delta))]
-            labelled_grid(rows, folder / f"dim{d:03d}_delta{delta:g}.png",
-                          f"z[{d}] moved by -{delta:g} / 0 / +{delta:g}, {args.n} samples (seed {args.seed})")
+        for label, stem, d in moves:
+            ims = L.nudge(G, z, d, delta) if isinstance(d, int) else along(G, z, d, [-delta, 0.0, delta])
+            rows = [(f"{label}: {_fmt(v)}", ims[i]) for i, v in enumerate((-delta, 0.0, delta))]
+            labelled_grid(rows, folder / f"{stem}_delta{delta:g}.png",
+                          f"{'z[%d]' % d if isinstance(d, int) else label} moved by -{delta:g} / 0 / +{delta:g}, "
+                          f"{args.n} samples (seed {args.seed})")
             combined += rows
             change = ((ims[0] - ims[1]).abs().mean() + (ims[2] - ims[1]).abs().mean()).item() / 4
-            measurements.append({"dim": d, "delta": delta, "mean_abs_change": change})
+            measurements.append({"dim" if isinstance(d, int) else "direction": d if isinstance(d, int) else label,
+                                 "delta": delta, "mean_abs_change": change})
         labelled_grid(combined, folder / f"combined_delta{delta:g}.png",
-                      f"{len(args.dims)} dims x (-{delta:g}, 0, +{delta:g}) x {args.n} samples (seed {args.seed})")
-    write_record(folder, "nudge", args, G, z, seed=args.seed, n=args.n, dims=args.dims, deltas=args.deltas,
-                 measurements=measurements)
-    print(f"nudge: {len(args.dims)} dims x {len(args.deltas)} deltas -> {folder}")
+                      f"{len(moves)} axes x (-{delta:g}, 0, +{delta:g}) x {args.n} samples (seed {args.seed})")
+    write_record(folder, "nudge", args, G, z, seed=args.seed, n=args.n, dims=args.dims, direction=args.direction,
+                 deltas=args.deltas, measurements=measurements)
+    print(f"nudge: {len(moves)} axes x {len(args.deltas)} deltas -> {folder}")
     return 0
 
 
 def cmd_sweep(args) -> int:
     G, base = load(args)
-    L.check_dims(args.dims, G.z_dim)
+    moves = axes(args, G)
     lo, hi = args.range
     values = torch.linspace(lo, hi, args.frames).tolist()
     folder = out_folder(base, "sweep", args.out)
@@ -231,13 +250,14 @@ def cmd_sweep(args) -> int:
     for seed in args.base_seeds:
         z = z_from_seed(seed, 1, G.z_dim)[0]
         zs.append(z)
-        ims = L.sweep(G, z, args.dims, values)
-        labelled_grid([(f"dim {d}", ims[i]) for i, d in enumerate(args.dims)], folder / f"base{seed}.png",
-                      f"base seed {seed}: each row sets one dimension to the value above it",
-                      col_labels=[f"{v:+.1f}" for v in values])
+        rows = [(label, L.sweep(G, z, [d], values)[0] if isinstance(d, int) else generate(G, set_along(z, d, values)))
+                for label, _, d in moves]
+        labelled_grid(rows, folder / f"base{seed}.png",
+                      f"base seed {seed}: each row sets one dimension (or the coordinate along a direction) "
+                      f"to the value above it", col_labels=[f"{v:+.1f}" for v in values])
     write_record(folder, "sweep", args, G, torch.stack(zs), base_seeds=args.base_seeds, dims=args.dims,
-                 values=values)
-    print(f"sweep: {len(args.base_seeds)} base vectors x {len(args.dims)} dims x {len(values)} values -> {folder}")
+                 direction=args.direction, values=values)
+    print(f"sweep: {len(args.base_seeds)} base vectors x {len(moves)} axes x {len(values)} values -> {folder}")
     return 0
 
 
@@ -367,7 +387,7 @@ def _common(p) -> None:
                         "'all' (its default there): one row per class, the same z in each")
 
 
-def add_parsers(sub) -> None:
+def add_parsers(sub):
     p = sub.add_parser("sample", help="images from seeds or chosen latent vectors",
                        description="Draw images from a run's generator: n latent vectors from a seed, or the vectors "
                                    "of a z file; writes samples.png, samples.npy and z.npy, never over anything.")
@@ -377,7 +397,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--z", default=None, help="latent vector(s) from a .npy, .pt or JSON file instead of a seed")
     p.set_defaults(func=cmd_sample)
 
-    ex = sub.add_parser("explore", help="latent-space studies: nudge, sweep, interpolate, arithmetic, rank",
+    ex = sub.add_parser("explore", help="latent-space studies: nudge, sweep, interpolate, arithmetic, rank, directions",
                         description="Study what the latent dimensions of a trained generator control. Each study "
                                     "writes labelled figures and a JSON record into RUN/latent/<study>-<time>/.")
     es = ex.add_subparsers(dest="study", required=True, metavar="STUDY")
@@ -385,7 +405,9 @@ def add_parsers(sub) -> None:
                       description="Lab 4's nudges: each dimension moved by -delta, 0 and +delta in n images from a "
                                   "seed, one figure per dimension.")
     _common(p)
-    p.add_argument("--dims", type=int, nargs="+", required=True, help="latent dimensions to move (0-based)")
+    p.add_argument("--dims", type=int, nargs="+", default=None, help="latent dimensions to move (0-based)")
+    p.add_argument("--direction", default=None, metavar="FILE:K",
+                   help="move along direction K of a directions file instead (gankit explore directions)")
     p.add_argument("--deltas", type=float, nargs="+", default=[2, 4, 6, 8, 10],
                    help="amounts to move each dimension by, both ways (default: 2 4 6 8 10)")
     p.add_argument("--n", type=int, default=8, help="samples per row (default: 8)")
@@ -396,7 +418,9 @@ def add_parsers(sub) -> None:
                                   "(default -4 to +4), one row per dimension.")
     _common(p)
     p.add_argument("--base-seeds", type=int, nargs="+", default=[0], help="one figure per base vector (default: 0)")
-    p.add_argument("--dims", type=int, nargs="+", required=True, help="latent dimensions to sweep, one row each")
+    p.add_argument("--dims", type=int, nargs="+", default=None, help="latent dimensions to sweep, one row each")
+    p.add_argument("--direction", default=None, metavar="FILE:K",
+                   help="sweep the coordinate along direction K of a directions file instead")
     p.add_argument("--range", type=float, nargs=2, default=[-4.0, 4.0], metavar=("LO", "HI"),
                    help="values the dimension is set to (default: -4 4)")
     p.add_argument("--frames", type=int, default=9, help="values from LO to HI, one column each (default: 9)")
@@ -431,3 +455,4 @@ def add_parsers(sub) -> None:
     p.add_argument("--delta", type=float, default=2.0, help="how far each dimension is moved, both ways (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the base vectors (default: 0)")
     p.set_defaults(func=cmd_rank)
+    return es  # (gankit.cli.control adds `explore directions` to it)

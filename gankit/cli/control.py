@@ -1,0 +1,187 @@
+"""`gankit explore directions` and `gankit invert`: the directions in z that matter (gankit.directions)
+and real images projected into z (gankit.invert), each written with labelled figures and a JSON
+record into RUN_DIR/latent/<command>-<time>/ (or --out), never over anything."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .. import directions as Dn
+from ..data import class_names, load_split, to_float
+from ..data.folder import EXTENSIONS
+from ..errors import GankitError
+from ..invert import invert
+from ..metrics.evaluator import load_evaluator
+from ..sample import z_from_seed
+from .flags import add_device
+from .latent import _classifier, _common, class_index, labelled_grid, load, out_folder, write_record
+
+SHEET_VALUES = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]  # positions along each direction in the sheet
+
+
+# ---- explore directions -----------------------------------------------------------------------
+def cmd_directions(args) -> int:
+    G, base = load(args)
+    if not 1 <= args.k <= G.z_dim:
+        raise GankitError(f"--k {args.k}: this generator's z has {G.z_dim} dimensions, so at most {G.z_dim} directions")
+    device = next(G.parameters()).device
+    names = class_names(G.dataset, 10) if G.img_shape == (1, 28, 28) else []
+    if args.method == "class":
+        if args.src_from is None or args.to is None:
+            raise GankitError("--method class needs --from CLASS and --to CLASS (classes of the evaluator: "
+                              + ", ".join(names) + ")" if names else "--method class needs --from and --to")
+        classify = _classifier(G, device)
+        if classify is None:
+            raise GankitError(f"--method class needs the evaluator of {G.dataset}, which judges 1x28x28 images only; "
+                              f"this generator makes {'x'.join(map(str, G.img_shape))}: use --method sefa or pca")
+        a, b = class_index(args.src_from, names, "--from"), class_index(args.to, names, "--to")
+        found = Dn.class_direction(G, lambda x: torch.softmax(classify(x.to(device)), 1).cpu(), a, b, args.n, args.seed)
+        found.details.update({"from_name": names[a], "to_name": names[b]})
+    elif args.method == "pca":
+        found = Dn.pca(G, args.k, args.n, args.seed)
+    else:
+        found = Dn.sefa(G, args.k)
+    found.source, found.fingerprint = str(args.src), G.fingerprint
+    if args.classes:
+        found.details["class"] = G.class_names[args.classes[0]]
+    folder = out_folder(base, "directions", args.out)
+    z = z_from_seed(args.base_seed, 1, G.z_dim)
+    label = {"sefa": "eigenvalue", "pca": "variance share", "class": "boundary accuracy"}[args.method]
+    rows = [(f"#{i}: {s:.3g}" if args.method != "class" else f"{found.details['from_name']} -> "
+             f"{found.details['to_name']}", Dn.along(G, z, d, SHEET_VALUES)[:, 0]) for i, (d, s)
+            in enumerate(zip(found.vectors, found.scores))]
+    labelled_grid(rows, folder / "directions.png", f"{args.method} directions, ranked (#k: {label}); base seed "
+                  f"{args.base_seed} moved along each unit vector", col_labels=[f"{v:+g}" for v in SHEET_VALUES])
+    # The study's record is the directions file: what every study records, and the vectors.
+    path = write_record(folder, "directions", args, G, z, base_seed=args.base_seed,
+                        files=["directions.json", "directions.png"], **found.record())
+    print(f"{len(found.vectors)} {args.method} directions -> {path} and directions.png; use them with "
+          f"--direction {path}:K in explore nudge / sweep")
+    return 0
+
+
+# ---- invert -----------------------------------------------------------------------------------
+def read_images(paths: list[str], shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[str]]:
+    """Image files (or folders of them) as (N, C, H, W) in [-1, 1], converted to `shape`: grayscale
+    or RGB as G makes, centre-cropped to a square and resized. One line for what cannot be read."""
+    files: list[Path] = []
+    for spec in paths:
+        p = Path(spec)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in EXTENSIONS and f.is_file())
+            if not found:
+                raise GankitError(f"{p}: no images in this folder ({', '.join(EXTENSIONS)})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise GankitError(f"{p}: no such image file or folder")
+    C, H, W = shape
+    out = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("L" if C == 1 else "RGB")
+                side = min(im.size)
+                left, top = (im.width - side) // 2, (im.height - side) // 2
+                im = im.crop((left, top, left + side, top + side)).resize((W, H), Image.Resampling.BICUBIC)
+                a = np.asarray(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as e:
+            raise GankitError(f"{f}: not an image that can be read ({type(e).__name__})") from None
+        out.append(torch.from_numpy(a.copy()).reshape(H, W, C).permute(2, 0, 1))
+    return to_float(torch.stack(out)), [str(f) for f in files]
+
+
+def cmd_invert(args) -> int:
+    args.cls = None
+    G, base = load(args, allow_all=True)
+    if bool(args.images) == bool(args.dataset_split):
+        raise GankitError("give images to invert (files or folders), or --dataset-split test|train --n N, not both")
+    if args.dataset_split:
+        x_all = load_split(G.dataset, args.dataset_split)[0]
+        if not 1 <= args.n <= len(x_all):
+            raise GankitError(f"--n {args.n}: the {args.dataset_split} split has {len(x_all)} images")
+        x, names = to_float(x_all[:args.n]), [f"{G.dataset} {args.dataset_split} #{i}" for i in range(args.n)]
+        if tuple(x.shape[1:]) != tuple(G.img_shape):
+            raise GankitError(f"{G.dataset} images are {tuple(x.shape[1:])}, this generator makes {tuple(G.img_shape)}")
+    else:
+        x, names = read_images(args.images, tuple(G.img_shape))
+    device = next(G.parameters()).device
+    evaluator = None
+    if G.img_shape == (1, 28, 28):
+        try:
+            evaluator = load_evaluator(G.dataset, device)[0]
+        except GankitError:
+            evaluator = None
+    folder = out_folder(base, "invert", args.out)
+    t0 = time.perf_counter()
+    result = invert(G, x, evaluator, steps=args.iterations, restarts=args.restarts, seed=args.seed)
+    seconds = time.perf_counter() - t0
+    np.save(folder / "z.npy", result.z.numpy())
+    files = ["z.npy", "inversion.png", "invert.json"]
+    if result.y is not None:
+        np.save(folder / "labels.npy", result.y.numpy())
+        files.append("labels.npy")
+    show = min(len(x), 16)
+    labelled_grid([("input", x[:show]), ("reconstruction", result.images[:show])], folder / "inversion.png",
+                  f"the first {show} of {len(x)} images and G(z) of the z found for each")
+    per_image = [{"image": n, "pixel_mse": float(result.pixel_mse[i]),
+                  **({"feature_distance": float(result.feature_distance[i]), "same_class": bool(result.same_class[i])}
+                     if evaluator is not None else {}),
+                  **({"class": G.class_names[int(result.y[i])]} if result.y is not None else {})}
+                 for i, n in enumerate(names)]
+    summary = {"n": len(x), "seconds": round(seconds, 2), "seconds_per_image": round(seconds / len(x), 3),
+               "pixel_mse": float(result.pixel_mse.mean())}
+    if evaluator is not None:
+        summary.update(feature_distance=float(result.feature_distance.mean()),
+                       class_agreement=float(result.same_class.double().mean()))
+    write_record(folder, "invert", args, G, None, iterations=args.iterations, restarts=args.restarts, seed=args.seed,
+                 summary=summary, images=per_image, files=files)
+    print(f"inverted {len(x)} images in {seconds:.1f} s: pixel MSE {summary['pixel_mse']:.4f}"
+          + (f", feature distance {summary['feature_distance']:.3f}, same class {100 * summary['class_agreement']:.1f} %"
+             if evaluator is not None else "") + f" -> {folder}")
+    print(f"redraw the reconstructions: gankit sample {args.src} --z {folder / 'z.npy'}"
+          + (" --class C (each image's class is in labels.npy)" if result.y is not None else ""))
+    return 0
+
+
+# ---- parsers ----------------------------------------------------------------------------------
+def add_parsers(sub, explore) -> None:
+    p = explore.add_parser("directions", help="find the directions in z that matter: sefa, pca or class",
+                           description="Directions in z that change the image most: SeFa (closed form, from G's first "
+                                       "layer), PCA of G's early activations (GANSpace), or a class boundary fitted "
+                                       "on the evaluator's classes (--from, --to). Writes directions.json and a sheet "
+                                       "of images moved from -3 to +3 along each.")
+    _common(p)
+    p.add_argument("--method", choices=Dn.METHODS, default="sefa", help="how to find them (default: sefa)")
+    p.add_argument("--k", type=int, default=10, help="directions to keep, best first (default: 10)")
+    p.add_argument("--from", dest="src_from", default=None, metavar="CLASS", help="--method class: the class to move from")
+    p.add_argument("--to", default=None, metavar="CLASS", help="--method class: the class to move toward")
+    p.add_argument("--n", type=int, default=5000, help="samples for pca and class (default: 5000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of those samples (default: 0)")
+    p.add_argument("--base-seed", type=int, default=0, help="seed of the sheet's base image (default: 0)")
+    p.set_defaults(func=cmd_directions)
+
+    p = sub.add_parser("invert", help="project real images into z (a z file every latent command reads)",
+                       description="Find the z whose image looks most like each given image (pixels, evaluator "
+                                   "features and a prior on z), so it can be redrawn (gankit sample --z) and edited "
+                                   "(--direction). Writes z.npy, a sheet of inputs above reconstructions, and the "
+                                   "figures per image.")
+    p.add_argument("src", help="a run folder or a generator.safetensors file")
+    p.add_argument("images", nargs="*", help="image files or folders of them (converted to the generator's size)")
+    p.add_argument("--dataset-split", choices=("test", "train"), default=None,
+                   help="invert the first --n images of this split of the run's dataset instead")
+    p.add_argument("--n", type=int, default=16, help="with --dataset-split: how many images (default: 16)")
+    p.add_argument("--iterations", type=int, default=150, help="optimisation steps per image (default: 150)")
+    p.add_argument("--restarts", type=int, default=4, help="searches per image, the best kept (default: 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random starting points (default: 0)")
+    p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
+                   help="use the EMA weights (default: EMA when the run trained one)")
+    p.add_argument("--out", default=None, help="folder for the results (default: RUN_DIR/latent/invert-<time>)")
+    add_device(p)
+    p.set_defaults(func=cmd_invert)

@@ -1,0 +1,133 @@
+"""Projecting real images into z (GAN inversion; Creswell & Bharath 2016, Lipton & Tripathi 2017):
+find the z whose G(z) looks most like a given image, so that the image can be edited like a sample.
+
+For each image: the best few of a shared pool of random z (and, for a conditional G, classes) start
+`restarts` searches; each optimises z with Adam on the pixel error, plus the distance between the
+evaluator's features of G(z) and of the image (a perceptual loss that works offline), plus a
+Gaussian prior on z that keeps it where G was trained; the best search wins. All images and
+restarts are optimised together in one batch (G in eval mode: each image depends on its own z
+only). The reconstruction is then drawn exactly as `gankit sample --z` draws it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .sample import generate, z_from_seed
+
+
+@dataclass
+class Inversion:
+    """What inverting N images found: z (N, z_dim), the class of each for a conditional G (else
+    None), the reconstructions (N, C, H, W) in [-1, 1], and per image the pixel MSE (in [0, 1]
+    image units), the evaluator-feature distance and whether the evaluator gives input and
+    reconstruction the same class (both None without an evaluator)."""
+    z: torch.Tensor
+    y: torch.Tensor | None
+    images: torch.Tensor
+    pixel_mse: torch.Tensor
+    feature_distance: torch.Tensor | None
+    same_class: torch.Tensor | None
+
+
+def _loss(G, z, y, x, feats_x, features, feature_weight: float, prior_weight: float) -> torch.Tensor:
+    """Per-row loss of G(z[, y]) against x: pixel MSE + feature distance² + prior."""
+    out = G(z) if y is None else G(z, y)
+    loss = (out - x).square().flatten(1).mean(1)
+    if features is not None and feature_weight > 0:
+        loss = loss + feature_weight * (features(out) - feats_x).square().mean(1)
+    return loss + prior_weight * z.square().mean(1)
+
+
+def _starts(G, x, feats_x, features, restarts: int, pool: int, seed: int, feature_weight: float):
+    """(z (N * restarts, z_dim), y or None): for each image the `restarts` best of a shared pool of
+    random z (for a conditional G, each z tried with every class)."""
+    K = getattr(G, "num_classes", 0)
+    z_pool = z_from_seed(seed, pool, G.z_dim)
+    y_pool = None
+    if K:
+        z_pool, y_pool = z_pool.repeat(K, 1), torch.arange(K).repeat_interleave(pool)
+    device = next(G.parameters()).device
+    with torch.no_grad():
+        ims = generate(G, z_pool, y=y_pool)  # (P, C, H, W) on the CPU
+        cost = torch.cdist(x.flatten(1).cpu(), ims.flatten(1)).square() / x[0].numel()  # (N, P) pixel MSE
+        if features is not None and feature_weight > 0:
+            f_pool = torch.cat([features(c.to(device)).cpu() for c in ims.split(512)])
+            cost = cost + feature_weight * torch.cdist(feats_x.cpu(), f_pool).square() / f_pool.shape[1]
+    best = cost.topk(min(restarts, len(z_pool)), dim=1, largest=False).indices.flatten()  # (N * restarts,)
+    return z_pool[best].to(device), (y_pool[best].to(device) if K else None)
+
+
+def invert(G, x: torch.Tensor, evaluator=None, steps: int = 150, restarts: int = 4, pool: int = 2048,
+           lr: float = 0.1, feature_weight: float = 1.0, prior_weight: float = 0.01, seed: int = 0,
+           batch: int = 256) -> Inversion:
+    """Project images x (N, C, H, W) in [-1, 1], G's image shape, into z. `evaluator` (a gankit
+    Evaluator, or None for pixels alone) gives the perceptual features and judges the classes."""
+    G.eval()
+    G.requires_grad_(False)
+    device = next(G.parameters()).device
+    features = None
+    if evaluator is not None:
+        evaluator.eval().requires_grad_(False).to(device)
+        features = evaluator.features
+    zs, ys = [], []
+    for xb in x.split(batch):
+        xb = xb.to(device).float()
+        with torch.no_grad():
+            feats_x = features(xb) if features is not None else None
+        z0, y = _starts(G, xb, feats_x, features, restarts, pool, seed, feature_weight)
+        R = len(z0) // len(xb)
+        x_rep = xb.repeat_interleave(R, 0)
+        f_rep = feats_x.repeat_interleave(R, 0) if feats_x is not None else None
+        z = z0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        for i in range(steps):
+            for group in opt.param_groups:  # cosine decay: large moves first, fine ones at the end
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * i / steps))
+            loss = _loss(G, z, y, x_rep, f_rep, features, feature_weight, prior_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            opt.step()
+        with torch.no_grad():
+            final = _loss(G, z, y, x_rep, f_rep, features, feature_weight, prior_weight).view(len(xb), R)
+            pick = final.argmin(1) + torch.arange(len(xb), device=device) * R
+        zs.append(z.detach()[pick].cpu())
+        ys.append(y[pick].cpu() if y is not None else None)
+    z = torch.cat(zs)
+    y = torch.cat(ys) if ys[0] is not None else None
+    return score(G, x, z, y, evaluator)
+
+
+@torch.no_grad()
+def score(G, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor | None, evaluator=None) -> Inversion:
+    """The reconstructions G(z[, y]) of images x and how close they are."""
+    rec = generate(G, z, y=y)
+    mse = (rec - x.cpu()).square().flatten(1).mean(1) / 4  # [-1, 1] -> [0, 1] image units
+    dist = same = None
+    if evaluator is not None:
+        device = next(evaluator.parameters()).device
+        fx, fr = (torch.cat([evaluator.features(c.to(device)).cpu() for c in t.split(512)]) for t in (x, rec))
+        dist = (fx - fr).norm(dim=1)
+        same = evaluator.head(fx.to(device)).argmax(1).cpu() == evaluator.head(fr.to(device)).argmax(1).cpu()
+    return Inversion(z, y, rec, mse, dist, same)
+
+
+@torch.no_grad()
+def best_random(G, x: torch.Tensor, evaluator, n: int = 10000, seed: int = 1) -> Inversion:
+    """The baseline: for each image the one of n random z whose G(z) is nearest in evaluator
+    features (pixels without an evaluator)."""
+    z_pool = z_from_seed(seed, n, G.z_dim)
+    K = getattr(G, "num_classes", 0)
+    y_pool = torch.arange(n) % K if K else None
+    ims = generate(G, z_pool, y=y_pool)
+    if evaluator is not None:
+        device = next(evaluator.parameters()).device
+        f = lambda t: torch.cat([evaluator.features(c.to(device)).cpu() for c in t.split(512)])
+        f_pool = f(ims)
+        best = torch.cat([torch.cdist(c, f_pool).argmin(1) for c in f(x).split(1024)])
+    else:
+        best = torch.cat([torch.cdist(c.flatten(1), ims.flatten(1)).argmin(1) for c in x.split(1024)])
+    return score(G, x, z_pool[best], y_pool[best] if K else None, evaluator)
