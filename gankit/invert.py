@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
+from .data import to_float
+from .data.folder import EXTENSIONS
+from .errors import GankitError
 from .sample import generate, z_from_seed
 
 
@@ -131,3 +136,34 @@ def best_random(G, x: torch.Tensor, evaluator, n: int = 10000, seed: int = 1) ->
     else:
         best = torch.cat([torch.cdist(c.flatten(1), ims.flatten(1)).argmin(1) for c in x.split(1024)])
     return score(G, x, z_pool[best], y_pool[best] if K else None, evaluator)
+
+
+def read_images(paths: list[str], shape: tuple[int, int, int]) -> tuple[torch.Tensor, list[str]]:
+    """Image files (or folders of them) as (N, C, H, W) in [-1, 1], converted to `shape`: grayscale
+    or RGB as G makes, centre-cropped to a square and resized. One line for what cannot be read."""
+    files: list[Path] = []
+    for spec in paths:
+        p = Path(spec)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in EXTENSIONS and f.is_file())
+            if not found:
+                raise GankitError(f"{p}: no images in this folder ({', '.join(EXTENSIONS)})")
+            files += found
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise GankitError(f"{p}: no such image file or folder")
+    C, H, W = shape
+    out = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im = im.convert("L" if C == 1 else "RGB")
+                side = min(im.size)
+                left, top = (im.width - side) // 2, (im.height - side) // 2
+                im = im.crop((left, top, left + side, top + side)).resize((W, H), Image.Resampling.BICUBIC)
+                a = np.asarray(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError) as e:
+            raise GankitError(f"{f}: not an image that can be read ({type(e).__name__})") from None
+        out.append(torch.from_numpy(a.copy()).reshape(H, W, C).permute(2, 0, 1))
+    return to_float(torch.stack(out)), [str(f) for f in files]

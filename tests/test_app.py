@@ -54,7 +54,7 @@ def test_sliders_at_their_marks_give_the_seeds_exact_images(runs):
     assert not np.array_equal(moved.main, v.main)
     assert np.allclose(moved.z[0, dims[0]], 3.0) and np.array_equal(np.delete(moved.z[0], dims[0]),
                                                                      np.delete(base[0], dims[0]))
-    assert all(np.allclose(z_row, 3.0) for z_row in e.edited(base, 0, dims, [3.0] + marks[1:])[:, dims[0]])
+    assert all(np.allclose(z_row, 3.0) for z_row in e.edited(base, 0, [3.0] + marks[1:])[:, dims[0]])
     back = e.views("EMA", base, 0, marks, None, dims[0], 1, 0.5)
     assert np.array_equal(back.main, v.main) and np.array_equal(back.z, base[:1])
     # lab 4's sheet: 15 rows (-d, 0, +d for d = 2..10) of the 8 vectors, z[dims[0]] moved by d
@@ -65,6 +65,35 @@ def test_sliders_at_their_marks_give_the_seeds_exact_images(runs):
     assert np.abs(v.nudge[-1][1].astype(int) - to_hwc(S.generate(e.G["EMA"], z_up))).max() <= 1
     assert v.strip.shape == (9, 28, 28, 1)  # slerp starts at the main z:
     assert np.abs(v.strip[0].astype(int) - v.main).max() <= 1  # (another batch: equal to a rounding step)
+
+
+def test_direction_sliders_move_every_vector_along_a_sefa_direction(runs):
+    e = Explorer(runs[0], sliders=2, directions=2)
+    labels = [label for label, _ in e.slider_axes()]
+    assert len(labels) == 4 and labels[2:] == ["SeFa direction 1", "SeFa direction 2"]
+    base = e.seed_vectors(5)
+    marks = e.marks(base, 0)
+    still = e.views("EMA", base, 0, marks, None, 0, 1, 0.5, parts=("main",))
+    assert np.array_equal(still.base, to_hwc(S.generate(e.G["EMA"], torch.from_numpy(base))))  # at the marks: the seed
+    d = e.slider_axes()[2][1]
+    z = e.edited(base, 0, marks[:2] + [2.5, marks[3]])
+    assert torch.allclose(z @ d, torch.full((N_BASE,), 2.5), atol=1e-5)  # every vector's coordinate along it
+    rest = lambda t: t - (t @ d)[:, None] * d
+    assert torch.allclose(rest(z), rest(torch.from_numpy(base)), atol=1e-5)  # and nothing else moved
+    moved = e.views("EMA", base, 0, marks[:2] + [2.5, marks[3]], None, 0, 1, 0.5, parts=("main",))
+    assert not np.array_equal(moved.main, still.main)
+
+
+def test_an_uploaded_picture_becomes_the_base_vector(runs, tmp_path):
+    from PIL import Image
+    e = Explorer(runs[0], sliders=2, directions=1)
+    target = to_hwc(S.generate(e.G["EMA"], S.z_from_seed(11, 1, e.z_dim)))[0, :, :, 0]
+    Image.fromarray(target).resize((56, 56)).save(tmp_path / "shirt.png")  # another size: converted
+    z, note = e.invert_picture(tmp_path / "shirt.png")
+    assert z.shape == (1, e.z_dim) and "inverted shirt.png" in note and "pixel MSE" in note
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(GankitError, match="notes.png: not an image"):
+        e.invert_picture(tmp_path / "notes.png")
 
 
 def test_saved_z_remakes_the_image_bit_for_bit(runs, tmp_path):
@@ -208,6 +237,11 @@ def _src(page, selector):
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+def app_k(run) -> int:
+    """Sliders on the page of this run alone: its dimensions, then its directions (the last ones)."""
+    return Explorer(run).n_sliders
+
+
 def test_the_explorer_in_a_real_browser(runs, tmp_path):
     pytest.importorskip("gradio")
     playwright = pytest.importorskip("playwright.sync_api")
@@ -274,6 +308,20 @@ def test_the_explorer_in_a_real_browser(runs, tmp_path):
             assert "shape (2, 5)" in page.locator("#status").inner_text()
             old = _src(page, "#main")
             slider.fill("1.5")
+            _wait_new(page, "#main", old)
+
+            # a picture: projected into z, shown with its figures, then edited along a SeFa direction
+            from PIL import Image
+            Image.fromarray(_png(page, "#main")).save(tmp_path / "picture.png")
+            old = _src(page, "#main")
+            page.set_input_files("#picture input[type=file]", str(tmp_path / "picture.png"))
+            page.wait_for_function("() => document.querySelector('#status').innerText.includes('inverted picture.png')",
+                                   timeout=60_000)
+            assert "pixel MSE" in page.locator("#status").inner_text()
+            _wait_new(page, "#main", old)
+            direction = page.locator(f"#slider{app_k(runs[0]) - 1} input[type=range]")
+            old = _src(page, "#main")
+            direction.fill("3")
             _wait_new(page, "#main", old)
 
             # the conditional run: a class change changes the image

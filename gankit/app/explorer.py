@@ -10,7 +10,9 @@ What the controls mean (the page says the same):
 - a slider sits at the main vector's own value of its dimension (rounded to the slider's 0.01
   step) and means "leave it": every vector keeps its own value. Moved anywhere else, it sets that
   dimension of all 8 vectors to its value, as the labs' sweep does; moved back, the seed's exact
-  images return;
+  images return. The direction sliders do the same with each vector's coordinate along one of
+  G's top SeFa directions (gankit.directions), which mix many dimensions;
+- an uploaded picture is projected into z (gankit.invert) and becomes the base vector;
 - the saved z is the main vector as shown; `gankit sample RUN --z z.npy` remakes its image bit
   for bit (same weights, same class, on the CPU), because the main image is computed alone, as
   that command computes it.
@@ -30,8 +32,11 @@ from PIL import Image
 
 from .. import latent as L
 from ..data import to_uint8
+from ..directions import sefa
 from ..errors import GankitError
 from ..export import generator_files, load_generator, load_source
+from ..invert import invert, read_images
+from ..metrics.evaluator import load_evaluator
 from ..sample import read_z, z_from_seed
 
 SLIDER_LIMIT = 4.0            # sliders run from -4 to +4, the labs' sweep range
@@ -41,6 +46,8 @@ N_BASE = 8                    # vectors per seed: the labs' "8 images from a cho
 STRIP_STEPS = 9               # images along the interpolation strip, ends included
 MAX_UPLOAD_BYTES = 1 << 20    # an uploaded z file is a few hundred bytes; refuse anything over 1 MiB
 RANK_N = 32                   # base vectors for a rank computed on start (per class for a conditional G)
+DIRECTIONS = 4                # sliders on G's top SeFa directions, after the dimension sliders
+MAX_PICTURE_BYTES = 20 << 20  # an uploaded picture to invert
 
 
 def mark(value: float) -> float:
@@ -86,7 +93,8 @@ class Views:
 class Explorer:
     """One run's generator(s) on `device`, in eval mode, and its ranked latent dimensions."""
 
-    def __init__(self, run: str | Path, device: str = "cpu", sliders: int = 8, rank_n: int = RANK_N):
+    def __init__(self, run: str | Path, device: str = "cpu", sliders: int = 8, rank_n: int = RANK_N,
+                 directions: int = DIRECTIONS):
         self.run = Path(run)
         G, self.folder = load_source(run)  # checks the folder, loads the default weights
         meta_path = generator_files(self.run)[1]
@@ -101,7 +109,10 @@ class Explorer:
         self.z_dim, self.img_shape = G.z_dim, tuple(G.img_shape)
         self.class_names = list(G.class_names) if G.num_classes else []
         self.k = min(sliders, self.z_dim)
+        self.n_dirs = min(directions, self.z_dim)
+        self.n_sliders = self.k + self.n_dirs  # dimension sliders, then direction sliders
         self.rank_n = rank_n
+        self._directions = sefa(G, self.n_dirs).vectors if self.n_dirs else torch.zeros(0, self.z_dim)
         self._rank: tuple[list[int], str] | None = None
         self._lock = threading.Lock()  # one generator pass at a time: Gradio calls from a thread pool
 
@@ -151,6 +162,18 @@ class Explorer:
         return dims[:self.k], (f"no saved `gankit explore rank` in the run folder: the {weights} weights ranked on "
                                f"start ({how}, ±2, {s:.1f} s); `gankit explore rank {self.run}` ranks with more samples")
 
+    def slider_axes(self) -> list[tuple[str, int | torch.Tensor]]:
+        """What each slider moves, in order: (label, a dimension) for the ranked dimensions, then
+        (label, a unit vector) for the top SeFa directions of the default weights."""
+        dims, _ = self.ranked_dims()
+        return [(f"z[{d}]", d) for d in dims] + [(f"SeFa direction {i + 1}", v) for i, v in enumerate(self._directions)]
+
+    def marks(self, base: np.ndarray, main: int) -> list[float]:
+        """Where each slider rests for the main vector: its value of the dimension, or its
+        coordinate along the direction."""
+        z = torch.from_numpy(np.asarray(base[main], dtype=np.float32))
+        return [mark(z[a] if isinstance(a, int) else z @ a) for _, a in self.slider_axes()]
+
     # ---- base vectors -------------------------------------------------------------------------
     def seed_vectors(self, seed: int) -> np.ndarray:
         """The seed's 8 latent vectors, as `gankit sample RUN --seed S` draws them."""
@@ -175,13 +198,48 @@ class Explorer:
             raise GankitError(f"{name}: holds {len(z)} latent vectors; the explorer shows at most {N_BASE}")
         return z.numpy()
 
+    def invert_picture(self, path: str | Path) -> tuple[np.ndarray, str]:
+        """An uploaded picture projected into z with the default weights (converted to G's image
+        shape first): ((1, z_dim) float32, what the inversion reached, for the page)."""
+        p = Path(path)
+        if p.stat().st_size > MAX_PICTURE_BYTES:
+            raise GankitError(f"{p.name}: {p.stat().st_size / 1e6:.0f} MB is too large a picture "
+                              f"(limit {MAX_PICTURE_BYTES >> 20} MiB)")
+        try:
+            x, _ = read_images([str(p)], self.img_shape)
+        except GankitError as e:
+            raise GankitError(str(e).replace(str(p), p.name)) from None
+        G = self.G[self.weights[0]]
+        evaluator = None
+        if self.img_shape == (1, 28, 28):
+            try:
+                evaluator = load_evaluator(getattr(G, "dataset", "fashion-mnist"), self.device)[0]
+            except GankitError:
+                evaluator = None
+        t0 = time.perf_counter()
+        with self._lock:
+            r = invert(G, x, evaluator, steps=100, restarts=4)
+        note = f"inverted {p.name} in {time.perf_counter() - t0:.1f} s: pixel MSE {float(r.pixel_mse[0]):.4f}"
+        if evaluator is not None:
+            note += (f", evaluator-feature distance {float(r.feature_distance[0]):.2f}, "
+                     + ("the same class as the picture" if bool(r.same_class[0]) else "another class than the picture"))
+        if r.y is not None:
+            note += f"; it fits class {self.class_names[int(r.y[0])]} best: choose it above"
+        return r.z.numpy(), note
+
     # ---- the pictures -------------------------------------------------------------------------
-    def edited(self, base: np.ndarray, main: int, dims: list[int], values: list[float]) -> torch.Tensor:
-        """The base vectors with every moved slider's dimension set to its value (all vectors)."""
+    def edited(self, base: np.ndarray, main: int, values: list[float]) -> torch.Tensor:
+        """The base vectors with every moved slider applied to all of them: a dimension slider sets
+        that dimension to its value, a direction slider the coordinate along its direction."""
         z = torch.from_numpy(np.array(base, dtype=np.float32, copy=True))
-        for d, v in zip(dims, values):
-            if v is not None and abs(float(v) - mark(base[main][d])) > 1e-9:
-                z[:, d] = float(v)
+        marks = self.marks(base, main)
+        for (_, axis), v, m in zip(self.slider_axes(), values, marks):
+            if v is None or abs(float(v) - m) <= 1e-9:
+                continue
+            if isinstance(axis, int):
+                z[:, axis] = float(v)
+            else:
+                z = z + (float(v) - z @ axis)[:, None] * axis
         return z
 
     def views(self, weights: str, base: np.ndarray, main: int, values: list[float], cls: int | None,
@@ -198,7 +256,7 @@ class Explorer:
         if self.class_names:
             G = L.ForClass(G, 0 if cls is None else int(cls))
         main = min(max(0, int(main)), len(base) - 1)
-        z = self.edited(base, main, self.ranked_dims()[0], values)
+        z = self.edited(base, main, values)
         n, dev = len(z), self.device
         v = Views(z=z[main:main + 1].numpy())
         with self._lock, torch.inference_mode():

@@ -142,7 +142,7 @@ class App:
     def __init__(self, runs: list[str], device: str = "cpu", sliders: int = 8):
         self.explorers = {label: Explorer(r, device=device, sliders=sliders)
                           for label, r in zip(run_labels(runs), runs)}
-        self.k = max(e.k for e in self.explorers.values())
+        self.k = max(e.n_sliders for e in self.explorers.values())  # dimension and direction sliders
         self.saves = Path(tempfile.mkdtemp(prefix="gankit-app-"))
         self._states: OrderedDict[str, tuple] = OrderedDict()  # token -> page state, for `slide`
         self._states_lock = threading.Lock()
@@ -162,15 +162,17 @@ class App:
         meta = f"**{html.escape(label)}**: z_dim {e.z_dim}, images {'x'.join(map(str, e.img_shape))}"
         if e.class_names:
             meta += f", {len(e.class_names)} classes"
-        return {"weights": e.weights, "dims": dims, "classes": [(n, i) for i, n in enumerate(e.class_names)],
+        return {"weights": e.weights, "dims": dims, "axes": [label for label, _ in e.slider_axes()],
+                "classes": [(n, i) for i, n in enumerate(e.class_names)],
                 "nudge": nudge_choices, "info": f"{meta}. Sliders: the {len(dims)} most influential dimensions, "
-                                                f"{source}."}
+                                                f"{source}; then G's top {e.n_dirs} SeFa directions (each mixes "
+                                                f"many dimensions; `gankit explore directions`)."}
 
     def slider_marks(self, label: str, base: np.ndarray, main: int) -> list[float]:
         e = self.explorer(label)
-        dims, _ = e.ranked_dims()
         main = min(max(0, int(main)), len(base) - 1)
-        return [mark(base[main][d]) for d in dims] + [0.0] * (self.k - len(dims))
+        marks = e.marks(base, main)
+        return marks + [0.0] * (self.k - len(marks))
 
     # ---- the pictures ---------------------------------------------------------------------------
     def render(self, parts, label, weights, base, main, cls, nudge_dim, to_seed, t, *values) -> dict[str, str]:
@@ -181,7 +183,7 @@ class App:
         t0 = time.perf_counter()
         e = self.explorer(label)
         base = np.array(base, dtype=np.float32)
-        v = e.views(weights, base, int(main or 0), list(values[:e.k]), cls,
+        v = e.views(weights, base, int(main or 0), list(values[:e.n_sliders]), cls,
                     int(nudge_dim), int(to_seed or 0), float(t), parts=parts)
         token = self.remember(label, weights, base, int(main or 0), cls, int(nudge_dim), int(to_seed or 0), float(t))
         self._drawn += 1  # in every picture's HTML, so that the page never skips an update as unchanged
@@ -240,7 +242,7 @@ class App:
                 raise GankitError("t: a finite number from 0 to 1")
         e = self.explorer(label)
         values = [None if x is None else min(SLIDER_LIMIT, max(-SLIDER_LIMIT, float(x))) for x in values]
-        v = e.views(weights, base, main, values[:e.k], cls, nudge_dim, to_seed, t, parts=(payload["part"],))
+        v = e.views(weights, base, main, values[:e.n_sliders], cls, nudge_dim, to_seed, t, parts=(payload["part"],))
         shown = {"main": [v.main] if v.main is not None else [], "eight": v.base if v.main is not None else [],
                  "classes": v.classes if v.classes is not None else [],
                  "nudge": [nudge_sheet(v)] if v.nudge is not None else [],
@@ -252,8 +254,7 @@ class App:
         """z.npy (the main vector as shown) and image.png (its image, at the model's resolution) in
         a new folder, and the command that remakes the image from z.npy."""
         e = self.explorer(label)
-        dims, _ = e.ranked_dims()
-        v = e.views(weights, np.asarray(base, dtype=np.float32), int(main or 0), list(values[:len(dims)]),
+        v = e.views(weights, np.asarray(base, dtype=np.float32), int(main or 0), list(values[:e.n_sliders]),
                     cls, 0, 0, 0.0, parts=("main",))
         folder = Path(tempfile.mkdtemp(dir=self.saves))
         np.save(folder / "z.npy", v.z)
@@ -319,14 +320,15 @@ def controls(gr, app: App, page: SimpleNamespace, marks0: list[float]) -> None:
                            visible=bool(first["classes"]), elem_id="class")
     page.sliders = []
     for i in range(app.k):
-        d = first["dims"][i] if i < len(first["dims"]) else None
+        axis = first["axes"][i] if i < len(first["axes"]) else None
         page.sliders.append(gr.Slider(-SLIDER_LIMIT, SLIDER_LIMIT, value=marks0[i], step=SLIDER_STEP,
-                                      label=f"z[{d}]" if d is not None else "", visible=d is not None,
-                                      elem_id=f"slider{i}"))
+                                      label=axis or "", visible=axis is not None, elem_id=f"slider{i}"))
     page.reset = gr.Button("reset sliders", elem_id="reset")
     z_dim = app.explorer(labels[0]).z_dim
     page.upload = gr.File(label=f"load z (.npy, .pt or .json: ({z_dim},) or up to {N_BASE} rows)",
                           file_types=[".npy", ".pt", ".json"], type="filepath", elem_id="upload")
+    page.picture = gr.File(label="or a picture: projected into z (gankit invert), then edit it with the sliders",
+                           file_types=["image"], type="filepath", elem_id="picture")
     page.status = gr.Markdown("", elem_id="status")
 
 
@@ -399,10 +401,19 @@ class Handlers:
             return self.unchanged(f"**upload refused:** {err}")
         return self.rebase(label, b, f"loaded {len(b)} latent vector(s) from {Path(path).name}")
 
+    def load_picture(self, label, path):
+        if not path:
+            return self.unchanged()
+        try:
+            b, note = self.app.explorer(label).invert_picture(path)
+        except (GankitError, OSError) as err:
+            return self.unchanged(f"**picture refused:** {err}")
+        return self.rebase(label, b, note)
+
     def change_run(self, label):
         gr, setup = self.gr, self.app.run_setup(label)
-        dims = setup["dims"]
-        slider_ups = [gr.update(label=f"z[{dims[i]}]", visible=True) if i < len(dims) else gr.update(visible=False)
+        axes = setup["axes"]
+        slider_ups = [gr.update(label=axes[i], visible=True) if i < len(axes) else gr.update(visible=False)
                       for i in range(self.app.k)]
         has_cls = bool(setup["classes"])
         return (setup["info"], gr.update(choices=setup["weights"], value=setup["weights"][0]),
@@ -447,6 +458,7 @@ def wire(gr, app: App, page: SimpleNamespace, demo) -> None:
                   p.reset.click(h.marks, [p.run, p.base, p.main], p.sliders, **FAST),
                   p.main.input(h.marks, [p.run, p.base, p.main], p.sliders, **FAST),
                   p.upload.upload(h.load_z, [p.run, p.upload], rebased),
+                  p.picture.upload(h.load_picture, [p.run, p.picture], rebased),
                   run_changed.then(h.reseed, [p.run, p.seed], rebased)):
         h.draw(event.then, *everything)
     h.draw(demo.load, *everything)
