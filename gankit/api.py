@@ -192,7 +192,7 @@ class GANPipeline:
             raise GankitError(f"a direction must be a ({self.z_dim},) vector, got {tuple(d.shape)}")
         return along(self._study_G(cls), z, d / d.norm(), list(amounts))
 
-    def invert(self, images: torch.Tensor, steps: int = 150, restarts: int = 4, seed: int = 0) -> Inversion:
+    def invert(self, images: torch.Tensor, steps: int = 100, restarts: int = 2, seed: int = 0) -> Inversion:
         """Project images (N, C, H, W) in [-1, 1], of this generator's shape, into z (gankit.invert):
         the result's `.z` (and `.y` for a conditional G) redraw its `.images` with `generate`."""
         x = torch.as_tensor(images, dtype=torch.float32)

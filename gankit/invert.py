@@ -66,7 +66,7 @@ def _starts(G, x, feats_x, features, restarts: int, pool: int, seed: int, featur
     return z_pool[best].to(device), (y_pool[best].to(device) if K else None)
 
 
-def invert(G, x: torch.Tensor, evaluator=None, steps: int = 150, restarts: int = 4, pool: int = 2048,
+def invert(G, x: torch.Tensor, evaluator=None, steps: int = 100, restarts: int = 2, pool: int = 2048,
            lr: float = 0.1, feature_weight: float = 1.0, prior_weight: float = 0.01, seed: int = 0,
            batch: int = 256) -> Inversion:
     """Project images x (N, C, H, W) in [-1, 1], G's image shape, into z. `evaluator` (a gankit

@@ -143,8 +143,8 @@ def add_parsers(sub, explore) -> None:
     p.add_argument("--dataset-split", choices=("test", "train"), default=None,
                    help="invert the first --n images of this split of the run's dataset instead")
     p.add_argument("--n", type=int, default=16, help="with --dataset-split: how many images (default: 16)")
-    p.add_argument("--iterations", type=int, default=150, help="optimisation steps per image (default: 150)")
-    p.add_argument("--restarts", type=int, default=4, help="searches per image, the best kept (default: 4)")
+    p.add_argument("--iterations", type=int, default=100, help="optimisation steps per image (default: 100)")
+    p.add_argument("--restarts", type=int, default=2, help="searches per image, the best kept (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starting points (default: 0)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                    help="use the EMA weights (default: EMA when the run trained one)")
