@@ -8,11 +8,11 @@ of the training split (--subset), with --augment none / diffaug / ada, from 3 se
 p held at its ceiling (P_MAX) for a whole run on 1,000 images, and whether the samples came out
 rotated or flipped (the mean sample against the 8 flips and quarter turns of the mean real image).
 
-    python bench/small_data.py                              # the whole study (~70 min on 2 cores)
-    python bench/small_data.py --sizes 1000 --seeds 0 --steps 200 --out /tmp/sd   # a quick look
+    python bench/small_data.py --figures docs/results/img     # the whole study (~2 h on 2 cores)
+    python bench/small_data.py --sizes 1000 --seeds 0 --steps 200 --runs /tmp/sd --out /tmp/sd.md   # a quick look
 
-Writes SMALL_DATA.json (every cell), appends to bench/SMALL_DATA.md, and draws the grids side by side
-and the r_t / p curves into docs/results/img/ (with --figures).
+Appends to --out (bench/SMALL_DATA.md) and writes every number beside it (.json), and with
+--figures draws the grids side by side and the r_t / p curves there.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from common import append_result, device_name
 
 from gankit.config import preset_config
 from gankit.data import load_split, to_float
-from gankit.metrics import compute_metrics
+from gankit.metrics import compute_metrics, protocol
 from gankit.metrics.reference import feature_network, reference_features, training_features
 from gankit.nets.ada import P_MAX
 from gankit.runs import read_stats
@@ -37,7 +37,12 @@ from gankit.sample import generate, z_from_seed
 from gankit.export import load_generator
 
 NAMES = ["fid", "precision", "recall", "coverage", "memorisation"]
-TAG = "fmnist10k"
+TAG = "fmnist10k"  # the protocol of --n samples (set in main)
+
+
+def set_tag(tag: str) -> None:
+    global TAG
+    TAG = tag
 
 
 def cell(job: dict) -> dict:
@@ -49,7 +54,7 @@ def cell(job: dict) -> dict:
     t0 = time.perf_counter()
     run = train(preset_config("default", **kw), progress=False, run_name=job["name"])
     train_s = time.perf_counter() - t0
-    scores = compute_metrics(run, "fashion-mnist", NAMES, 10000, seed=0)
+    scores = compute_metrics(run, "fashion-mnist", NAMES, job["n"], seed=0)
     rows = read_stats(run)
     return {**{k: v for k, v in job.items() if k != "extra"}, "run": str(run), "train_s": round(train_s, 1),
             "img_per_s": round(job["steps"] * 64 / train_s, 1), **{k: v for k, v in scores.items()},
@@ -73,15 +78,15 @@ def orientations(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     return torch.stack(best, 1).argmax(1)
 
 
-def leak(run: str) -> dict:
+def leak(run: str, n: int = 10000) -> dict:
     """The share of 10,000 samples that match a flipped or turned class-mean image better than an
     upright one, beside the same share of 10,000 real test images (the baseline: some upright
     images, symmetric ones, match a flip as well): a leaking pipeline makes G turn and flip."""
     x_train, y_train = load_split("fashion-mnist", "train")
     means = torch.stack([to_float(x_train[y_train == c]).mean(0) for c in range(10)])
     G = load_generator(run, "cpu")
-    samples = generate(G, z_from_seed(0, 10000, G.z_dim))
-    real = to_float(load_split("fashion-mnist", "test")[0][:10000])
+    samples = generate(G, z_from_seed(0, n, G.z_dim))
+    real = to_float(load_split("fashion-mnist", "test")[0][:n])
     share = lambda x: float((orientations(x, means) != 0).double().mean())
     return {"samples_not_upright": share(samples), "real_not_upright": share(real)}
 
@@ -157,26 +162,32 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--steps", type=int, default=2000, help="the budget of every cell (D steps at batch 64)")
     ap.add_argument("--workers", type=int, default=2, help="cells trained at once, one thread each")
-    ap.add_argument("--out", default="/tmp/gankit-small-data")
+    ap.add_argument("--n", type=int, default=10000, help="samples (and test images) each cell is scored on")
+    ap.add_argument("--runs", default="/tmp/gankit-small-data", help="where the cells' run folders go")
     ap.add_argument("--no-leak", action="store_true", help="skip the leak check")
     ap.add_argument("--figures", default=None, help="folder for the PNGs (docs/results/img)")
-    ap.add_argument("--record", action="store_true", help="append the results to bench/SMALL_DATA.md")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "SMALL_DATA.md"),
+                    help="the Markdown file to append to (its .json beside it gets every number)")
     args = ap.parse_args()
+    global TAG
+    TAG = protocol("fashion-mnist", args.n)
 
-    # The evaluator's features of the whole training split and the test split, once, before the workers.
+    # The evaluator's features of the test split (and of the whole training split, for the cells
+    # that train on it), once, before the workers.
     embed_fn, card, _ = feature_network("fashion-mnist", None, "cpu")
-    training_features("fashion-mnist", embed_fn, card)
-    reference_features("fashion-mnist", "test", 10000, embed_fn, card)
+    if max(args.sizes) >= 60000:
+        training_features("fashion-mnist", embed_fn, card)
+    reference_features("fashion-mnist", "test", args.n, embed_fn, card)
 
-    jobs = [{"size": size, "augment": aug, "seed": seed, "steps": args.steps, "out": args.out,
+    jobs = [{"size": size, "augment": aug, "seed": seed, "steps": args.steps, "out": args.runs, "n": args.n,
              "name": f"{size}-{aug}-s{seed}"}
             for size in args.sizes for aug in (args.full_augments if size >= 60000 else args.augments)
             for seed in args.seeds]
     if not args.no_leak:  # p pinned at P_MAX: a target r_t no D reaches, p rising at once
-        jobs.append({"size": 1000, "augment": "ada", "seed": 0, "steps": args.steps, "out": args.out,
-                     "name": "leak-check", "leak": True, "extra": {"ada_target": 0.01, "ada_speed": 1000}})
+        jobs.append({"size": min(args.sizes), "augment": "ada", "seed": 0, "steps": args.steps, "out": args.runs,
+                     "n": args.n, "name": "leak-check", "leak": True, "extra": {"ada_target": 0.01, "ada_speed": 1000}})
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(args.workers) as pool:
+    with mp.get_context("spawn").Pool(args.workers, initializer=set_tag, initargs=(TAG,)) as pool:
         cells = []
         for c in pool.imap_unordered(cell, jobs):
             cells.append(c)
@@ -190,32 +201,35 @@ def main() -> None:
     text = (f"\n## {result['date']}: {args.steps} steps per cell (batch 64), seeds {args.seeds}, `default`, fp32\n\n"
             f"Measured by `python bench/small_data.py --steps {args.steps}` on {result['device']}, torch {torch.__version__}; "
             f"{args.workers} cells at a time, one thread each; {wall / 60:.0f} min in all. Mean ± std over the seeds; "
-            f"every score on 10,000 samples against the full test split.\n\n" + table(cells, args.sizes, args.augments))
+            f"every score on {args.n:,} samples against the full test split.\n\n" + table(cells, args.sizes, args.augments))
     if leak_cells:
         c = leak_cells[0]
-        same = {aug: next((x for x in cells if x["size"] == 1000 and x["augment"] == aug and x["seed"] == 0), None)
+        same = {aug: next((x for x in cells if x["size"] == min(args.sizes) and x["augment"] == aug and x["seed"] == 0),
+                          None)
                 for aug in ("none", "ada")}
-        shares = {f"ada, p held at {P_MAX}": leak(c["run"])}
-        shares.update({f"{aug} (seed 0)": leak(x["run"]) for aug, x in same.items() if x})
+        shares = {f"ada, p held at {P_MAX}": leak(c["run"], args.n)}
+        shares.update({f"{aug} (seed 0)": leak(x["run"], args.n) for aug, x in same.items() if x})
         result["leak"] = {"p_final": c["ada_p"][-1], "fid": c[f"fid_{TAG}"], "not_upright": shares}
-        text += (f"\nLeak check on 1,000 images: the share of 10,000 samples that match a flipped or quarter-turned "
+        text += (f"\nLeak check on {min(args.sizes):,} images: the share of {args.n:,} samples that match a flipped or quarter-turned "
                  f"class-mean image better than an upright one (real test images: "
                  f"{100 * next(iter(shares.values()))['real_not_upright']:.1f} %): "
                  + "; ".join(f"{k} {100 * v['samples_not_upright']:.1f} %" for k, v in shares.items())
                  + f". The run with p held at {P_MAX} (final p {c['ada_p'][-1]:.2f}) scored fid_{TAG} "
                  f"{c[f'fid_{TAG}']:.1f}.\n")
     print(text)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "SMALL_DATA.json").write_text(json.dumps(result, indent=1))
     if args.figures:
-        figures(cells, args.sizes, [a for a in args.augments], Path(args.figures))
-    if args.record:
-        here = Path(__file__).parent
-        (here / "SMALL_DATA.json").write_text(json.dumps({**result, "cells": [{k: v for k, v in c.items()
-                                                                               if k not in ("r_t", "ada_p", "gap", "epochs")}
-                                                                              for c in cells]}, indent=1))
-        append_result(here / "SMALL_DATA.md", "Small datasets: subsets x augmentation",
-                      "Written by bench/small_data.py and bench/augment_cost.py; the results page is docs/results/small-data.md.", text)
+        figures(cells, args.sizes, list(args.augments), Path(args.figures))
+    out = Path(args.out)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    append_result(out, "Small datasets: subsets x augmentation",
+                  "Written by bench/small_data.py and bench/augment_cost.py; the results page is "
+                  "docs/results/small-data.md.", text)
+    size = min(args.sizes)
+    fid = {a: statistics.mean(c[f"fid_{TAG}"] for c in cells if c["size"] == size and c["augment"] == a)
+           for a in args.augments if any(c["size"] == size and c["augment"] == a for c in cells)}
+    best = min((a for a in fid if a != "none"), key=fid.get, default=None)
+    print(f"wrote {out}: at {size:,} images the better augmentation ({best}) changes fid_{TAG} by "
+          f"{100 * (fid[best] / fid['none'] - 1):+.0f} % against none" if best and "none" in fid else f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,18 @@ from gankit.training import train
 from gankit.training.checkpoint import load_checkpoint
 
 
+def whole_and_resumed(tmp_path, kw: dict, stop_after: int):
+    """Train `default` with kw whole, and stopped at `stop_after` then resumed: (the whole run's folder,
+    its last checkpoint, the resumed run's), after checking that G and D came out bit for bit the same."""
+    full = train(preset_config("default", out_dir=str(tmp_path / "a"), **kw), progress=False)
+    part = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), progress=False, stop_after=stop_after)
+    resumed = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), resume=part, progress=False)
+    a, b = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (full, resumed))
+    for net in ("G", "D"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
+    return full, a, b
+
+
 def rand_from(seed: int):
     g = torch.Generator().manual_seed(seed)
     return lambda *shape: torch.rand(*shape, generator=g)
@@ -97,12 +109,7 @@ def test_ada_p_rises_above_the_target_falls_below_and_stays_in_its_range():
 def test_training_with_ada_resumes_exactly_and_logs_p_and_the_held_out_gap(tiny_root, tmp_path):
     kw = dict(data_root=str(tiny_root), batch_size=16, log_every=4, steps=24, eval_every=0, precision="fp32",
               augment="ada", ada_speed=500, subset=128)
-    full = train(preset_config("default", out_dir=str(tmp_path / "a"), **kw), progress=False)
-    part = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), progress=False, stop_after=10)
-    resumed = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), resume=part, progress=False)
-    a, b = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (full, resumed))
-    for net in ("G", "D"):
-        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
+    full, a, b = whole_and_resumed(tmp_path, kw, stop_after=10)
     assert torch.equal(a["ada"], b["ada"]) and 0 < float(a["ada"][0]) <= P_MAX  # p moved, and was saved
     rows = [json.loads(x) for x in (full / "stats.jsonl").read_text().splitlines()]
     assert all(0 <= r["ada_p"] <= P_MAX for r in rows) and max(r["ada_p"] for r in rows) > 0
@@ -140,12 +147,7 @@ def test_subset_is_stratified_and_the_same_for_every_seed():
 def test_training_with_diffaug_on_a_subset_resumes_exactly(tiny_root, tmp_path):
     kw = dict(data_root=str(tiny_root), batch_size=16, log_every=2, steps=10, eval_every=0, precision="fp32",
               augment="diffaug", subset=64, objective="wgan-gp", d_norm="layer")
-    full = train(preset_config("default", out_dir=str(tmp_path / "a"), **kw), progress=False)
-    part = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), progress=False, stop_after=5)
-    resumed = train(preset_config("default", out_dir=str(tmp_path / "b"), **kw), resume=part, progress=False)
-    a, b = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (full, resumed))
-    for net in ("G", "D"):
-        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
+    full, a, _ = whole_and_resumed(tmp_path, kw, stop_after=5)
     saved = json.loads((full / "subset.json").read_text())
     assert saved["subset"] == 64 and len(saved["indices"]) == 64
     assert "training on 64 of the 256 images (stratified by class)" in (full / "log.txt").read_text()

@@ -41,6 +41,10 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "tune_study.py": ["--trials", "2", "--steps", "20", "--seeds", "0", "--eval-n", "200", "--n", "200",
                           "--out-dir", str(out / "runs"), "--out", md, "--figures", str(out / "figures")],
         "ema_decay.py": ["--preset", "default", "--steps", "12", "--decays", "0.5", "0.9", "--n", "200", "--out", md],
+        "augment_cost.py": ["--steps", "120", "--rounds", "1", "--out", md],
+        "small_data.py": ["--sizes", "128", "--augments", "none", "ada", "--seeds", "0", "--steps", "6", "--n", "200",
+                          "--runs", str(out / "runs"), "--out", md, "--figures", str(out / "figures")],
+        "control.py": [str(run), "--n", "4", "--baseline", "64", "--samples", "16", "--pca-n", "200", "--out", md],
         "vs_labs.py": ["--presets", "default", "cdcgan", "--minutes", "0.01", "--curve-images", "500", "--eval-n", "300",
                     "--figure", str(out / "fig.png"), "--out", md],
     }[script]
@@ -52,6 +56,8 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
     "quality.py": "wrote", "scaling.py": "images/s against 1 process", "time_to_quality.py": "the labs' time",
     "ablation.py": "wrote", "vs_labs.py": "of labs' loop's", "app_latency.py": "faster",
     "tune_study.py": "seed spread", "ema_decay.py": "the best average is ",
+    "augment_cost.py": "of the step time against none", "small_data.py": "against none",
+    "control.py": "as much per unit as the top coordinate",
 }
 
 
@@ -62,7 +68,7 @@ def test_every_bench_script_is_covered():
 # Smoke tests of the scripts that only time things (15-60 s each on a 2-core CPU) run with `make
 # test-all`, keeping `make test` within its 10 minutes on the slower CPUs; those of the quality and
 # evaluation scripts (quality.py, precision.py, eval_time.py, ema_decay.py) stay in `make test`.
-SLOW = {"tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py",
+SLOW = {"augment_cost.py", "small_data.py", "control.py", "tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py",
         "throughput.py", "scaling.py", "epoch_times.py", "folder.py"}
 
 

@@ -58,10 +58,12 @@ def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
 def training_features(dataset: str, embed_fn, card: dict, data_root: str | None = None,
                       indices: torch.Tensor | None = None) -> torch.Tensor:
     """Features of a dataset's whole training split (cached like the reference's), or of the images
-    at `indices` (a run's --subset): what memorisation compares samples with."""
-    n = len(load_split(dataset, "train", data_root)[0])
-    feats, _ = reference_features(dataset, "train", n, embed_fn, card, data_root)
-    return feats[indices] if indices is not None else feats
+    at `indices` alone (a run's --subset; a few thousand images, not cached): what memorisation
+    compares samples with."""
+    x, _ = load_split(dataset, "train", data_root)
+    if indices is not None:
+        return embed_fn(to_float(x[indices]))[0]
+    return reference_features(dataset, "train", len(x), embed_fn, card, data_root)[0]
 
 
 def feature_network(reference: str, inception_weights: str | None, device, evaluator: str | None = None):
