@@ -81,8 +81,8 @@ def geometry(B: int, H: int, W: int, rand: Rand, p: Tensor, device) -> tuple[Ten
     g = _gate(rand, B, p)  # rotation by k * 90 degrees
     apply(g, _rotation((rand(B) * 4).floor() * (math.pi / 2)))
     g = _gate(rand, B, p)  # integer translation, up to 1/8 of the image, in whole pixels
-    t = ((rand(B, 2) * 2 - 1) * 0.125 * torch.tensor([W, H], device=device)).round()
-    apply(g, _translation(t[:, 0] * 2 / W, t[:, 1] * 2 / H))
+    t = (rand(B, 2) * 2 - 1) * 0.125
+    apply(g, _translation((t[:, 0] * W).round() * 2 / W, (t[:, 1] * H).round() * 2 / H))
     g = _gate(rand, B, p)  # isotropic scaling, log2-normal with std 0.2
     s = torch.exp2(_normal(rand, B) * 0.2)
     apply(g, _scaling(s, s))
@@ -116,7 +116,7 @@ def colour(x: Tensor, rand: Rand, p: Tensor) -> Tensor:
     M = torch.where(g[:, None, None], I - 2 * vv, I)
     g = _gate(rand, B, p)  # hue rotation about the luma axis, uniform angle
     a = torch.where(g, (rand(B) * 2 - 1) * math.pi, 0)[:, None, None]
-    K = torch.tensor([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]], device=x.device)  # cross product with v
+    K = torch.linalg.cross(v.expand(3, 3), I, dim=1).T  # K c = v x c (made on the device: no host copy)
     M = (vv + torch.cos(a) * (I - vv) + torch.sin(a) * K) @ M  # Rodrigues' rotation
     g = _gate(rand, B, p)  # saturation: scale the part off the luma axis by a log2-normal with std 1
     s = torch.where(g, torch.exp2(_normal(rand, B)), 1)[:, None, None]
