@@ -205,7 +205,7 @@ class Loop:
     bar: tqdm  # the progress bar (disabled when not shown)
     show_bar: bool  # a progress bar is shown (then no epoch lines)
     on_quality: Callable[[dict], bool] | None = None  # sees each quality row; True ends training there
-    probe: tuple | None = None  # ((train x, y), (held-out x, y)): D's overfitting probe (setup.heldout_probe; rank 0)
+    probe: tuple | None = None  # ((train x, y), (held-out x, y)): D's overfitting probe (setup.heldout_probe)
 
     @property
     def world(self) -> int:

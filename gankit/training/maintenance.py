@@ -146,10 +146,11 @@ def tick_row(L: Loop, stats: Stats, done: int) -> dict:
 def heldout_gap(L: Loop) -> dict:
     """D's mean score on a fixed slice of the training images and on as many held-out real images
     (the test split, or the images of a folder that --subset left out), and their gap: a D that
-    memorises its training images scores them higher than real images it never saw. Rank 0 (None
-    elsewhere, and without held-out images). D runs as in training; its buffers (BatchNorm
-    statistics, spectral norm's vectors) are put back, so training is unchanged by looking."""
-    if L.probe is None or not L.out.main:
+    memorises its training images scores them higher than real images it never saw (None without
+    held-out images). Every rank (a SyncBatchNorm D gathers over them all); rank 0 logs it. D runs
+    as in training; its buffers (BatchNorm statistics, spectral norm's vectors) are put back, so
+    training is unchanged by looking."""
+    if L.probe is None:
         return {"d_train_probe": None, "d_heldout": None, "heldout_gap": None}
     D = L.nets.D
     saved = [b.clone() for b in D.buffers()]

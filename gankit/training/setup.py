@@ -188,7 +188,7 @@ def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]):
         if x_train.nbytes > 0.5 * free:
             raise DataError(f"the training images need {x_train.nbytes / 2**30:.1f} GiB, more than half of the "
                             f"{free / 2**30:.1f} GiB free on {device}; use --no-data-on-device or a smaller --image-size")
-    probe = heldout_probe(cfg, x_train, y_train, x_all, y_all, subset, device) if ddp.main else None
+    probe = heldout_probe(cfg, x_train, y_train, x_all, y_all, subset, device)
     if cfg.data_on_device:
         return x_train.to(device), (y_train.to(device) if y_train is not None else None), subset, probe
     if device.type == "cuda":
