@@ -110,9 +110,9 @@ def test_training_with_ada_resumes_exactly_and_logs_p_and_the_held_out_gap(tiny_
     kw = dict(data_root=str(tiny_root), batch_size=16, log_every=4, steps=24, eval_every=0, precision="fp32",
               augment="ada", ada_speed=500, subset=128)
     full, a, b = whole_and_resumed(tmp_path, kw, stop_after=10)
-    assert torch.equal(a["ada"], b["ada"]) and 0 < float(a["ada"][0]) <= P_MAX  # p moved, and was saved
+    assert torch.equal(a["ada"], b["ada"]) and 0 < float(a["ada"][0]) <= P_MAX + 1e-6  # p moved (float32), and was saved
     rows = [json.loads(x) for x in (full / "stats.jsonl").read_text().splitlines()]
-    assert all(0 <= r["ada_p"] <= P_MAX for r in rows) and max(r["ada_p"] for r in rows) > 0
+    assert all(0 <= r["ada_p"] <= P_MAX + 1e-6 for r in rows) and max(r["ada_p"] for r in rows) > 0
     assert all(r["heldout_gap"] == pytest.approx(r["d_train_probe"] - r["d_heldout"]) for r in rows)
     plain = train(preset_config("default", out_dir=str(tmp_path / "c"), **{**kw, "augment": "none"}), progress=False)
     rows = [json.loads(x) for x in (plain / "stats.jsonl").read_text().splitlines()]
