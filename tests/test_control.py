@@ -166,3 +166,18 @@ def test_the_python_api_finds_directions_edits_and_inverts(run):
     assert torch.equal(pipe.generate(result.z), result.images)  # the z redraws its reconstruction
     with pytest.raises(GankitError, match="this generator makes"):
         pipe.invert(torch.zeros(1, 3, 28, 28))
+
+
+def test_a_conditional_run_inverts_with_the_class_inferred(tiny_root, tmp_path, capsys):
+    run = train(preset_config("cdcgan", data_root=str(tiny_root), out_dir=str(tmp_path / "runs"), batch_size=16,
+                              steps=4, eval_every=0), progress=False)
+    out = tmp_path / "inv"
+    assert main(["invert", str(run), "--dataset-split", "test", "--n", "2", "--iterations", "2", "--restarts", "1",
+                 "--out", str(out)]) == 0
+    labels = np.load(out / "labels.npy")
+    assert labels.shape == (2,) and all(0 <= c < 10 for c in labels)
+    record = json.loads((out / "invert.json").read_text())
+    assert all("class" in image for image in record["images"])
+    assert "labels.npy" in capsys.readouterr().out
+    assert main(["explore", "directions", str(run), "--class", "3", "--k", "2", "--out", str(tmp_path / "d")]) == 0
+    assert json.loads((tmp_path / "d" / "directions.json").read_text())["details"]["class"]
