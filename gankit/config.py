@@ -315,7 +315,7 @@ def _check_types(cfg: Config) -> None:
 
 def _choice(name: str, value, valid) -> None:
     if value not in valid:
-        raise ConfigError(f"unknown {name} '{value}'; valid: {', '.join(valid)}")
+        raise ConfigError(f"unknown {name} '{value}'; valid: {', '.join(map(str, valid))}")
 
 
 def _positive(name: str, value) -> None:
