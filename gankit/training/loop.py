@@ -120,12 +120,7 @@ def training_loop(L: Loop) -> None:
         with torch.no_grad():
             tally.acc_D += torch.stack([loss_D.detach(), objective.score(d_real).mean(),
                                         objective.score(d_fake).mean(), d_real.mean() - d_fake.mean()])
-            # r_t: is D memorising the training images? (a critic's boundary: midway between its real and fake means)
-            boundary = (d_real.mean() + d_fake.mean()) / 2 if objective.wasserstein else 0
-            r = torch.sign(d_real - boundary).mean()
-            tally.overfit += r
-            if cfg.augment == "ada":
-                tally.ada[1] += r  # (p follows it every few steps: maintenance.adapt_augmentation)
+            count_real(L, d_real, d_fake)
         if cfg.host_sync:
             loss_D.item()
         tally.n_D += 1
@@ -158,6 +153,17 @@ def training_loop(L: Loop) -> None:
         L.bar.update(1)
         if not after_step(L, done, tick):
             break
+
+
+def count_real(L: Loop, d_real: torch.Tensor, d_fake: torch.Tensor) -> None:
+    """r_t = E[sign(D(x))] of this step (Karras et al. 2020), summed on the device: is D memorising
+    the training images? A critic's boundary lies midway between its real and fake means. ADA's p
+    follows it every few steps (maintenance.adapt_augmentation)."""
+    boundary = (d_real.mean() + d_fake.mean()) / 2 if L.objective.wasserstein else 0
+    r = torch.sign(d_real - boundary).mean()
+    L.tally.overfit += r
+    if L.cfg.augment == "ada":
+        L.tally.ada[1] += r
 
 
 def draw(L: Loop, fn, *shape: int) -> torch.Tensor:
