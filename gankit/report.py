@@ -256,7 +256,7 @@ def milestone_caption(run: Run) -> str:
 
 
 def _tag_n(tag: str) -> int | None:
-    """The sample count a protocol tag ends with: fmnist5k -> 5000, fmnist-1a2b3c300 -> 300."""
+    """The sample count a protocol tag ends with: fmnist5k -> 5000, fmnist-1a2b3c-300 -> 300."""
     m = re.search(r"(\d+)(k?)$", tag)
     return (int(m.group(1)) * (1000 if m.group(2) else 1)) if m else None
 

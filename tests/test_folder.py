@@ -173,7 +173,7 @@ def test_short_face_training_writes_every_artifact_and_tools_work(faces, tmp_pat
     assert main(["report", str(run)]) == 0 and (run / "report.html").stat().st_size > 10_000
     capsys.readouterr()
     assert main(["eval", str(run), "--n", "200"]) == 2
-    assert "3-channel images; the Fashion-MNIST/MNIST evaluator takes grayscale only" in capsys.readouterr().err
+    assert "3-channel images; this evaluator takes grayscale only" in capsys.readouterr().err
     assert main(["eval", str(run), "--n", "20", "--dataset", "folder", "--data-root", str(faces)]) == 2
     assert "no evaluator of its own" in capsys.readouterr().err
 
@@ -189,3 +189,58 @@ def test_inception_metrics_of_a_face_run_against_its_folder(faces, tmp_path, sta
     saved = json.loads((run / "metrics.json").read_text())["inception40"]
     assert {"kid_inception40", "is_inception40", "precision_inception40"} <= set(saved)
     assert "kid_inception40" in saved["real_floor"]  # two disjoint halves of the folder
+
+
+def class_folder(root: Path, per_class: int = 48) -> Path:
+    """Two classes of 40x40 RGB pictures, root/blue and root/red: a noisy square of the class's
+    colour, at a random place, on white."""
+    rng = np.random.default_rng(0)
+    for name, colour in (("blue", (40, 60, 200)), ("red", (200, 50, 40))):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            a = np.full((40, 40, 3), 255, np.int64)
+            y, x = rng.integers(0, 20, 2)
+            a[y:y + 20, x:x + 20] = np.array(colour) + rng.integers(-30, 30, (20, 20, 3))
+            Image.fromarray(a.clip(0, 255).astype(np.uint8)).save(root / name / f"{i:03d}.png")
+    return root
+
+
+def test_a_folder_evaluator_scores_runs_on_its_folder_and_catches_copies(tmp_path, capsys):
+    from gankit.data import to_float
+    from gankit.metrics import compute_metrics, training_set
+    from gankit.metrics.evaluator import available, user_dir
+    root = class_folder(tmp_path / "shapes")
+    assert main(["evaluator", "train", "--dataset", "folder", "--data-root", str(root), "--epochs", "2"]) == 0
+    card = json.loads((user_dir() / "shapes.json").read_text())  # named after the folder
+    assert card["classes"] == ["blue", "red"] and card["source"] == "folder" and card["num_classes"] == 2
+    assert card["input"] == "(N, 3, 64, 64) float in [-1, 1]" and card["test_images"] == 14  # 15 % of each class
+    assert "shapes" in available(folders=True) and "shapes" not in available()  # not an IDX --dataset
+    out = tmp_path / "runs"
+    assert main(["train", "--preset", "faces64", "--data-root", str(root), "--subset", "60", "--out-dir", str(out),
+                 "--steps", "2", "--batch-size", "8", "--g-width", "8", "--d-width", "8"]) == 0
+    run = next(p for p in out.iterdir() if not p.name.startswith("."))
+    capsys.readouterr()
+    assert main(["eval", str(run), "--n", "30", "--metrics", "kid", "precision", "memorisation", "--dataset", "folder",
+                 "--data-root", str(root), "--evaluator", "shapes"]) == 0
+    key, saved = next(iter(json.loads((run / "metrics.json").read_text()).items()))
+    assert key == f"shapes-{card['sha256'][:6]}-30"  # an evaluator gankit does not ship is named apart
+    assert 0 <= saved[f"memorised_{key}"] <= 1 and f"kid_{key}" in saved["real_floor"]
+    # Against the 36 images the subset left out: copies of the run's training images are caught,
+    # the images it never saw are not.
+    trained = training_set(run)
+    x = to_float(torch.from_numpy(load_folder(root, 64, 3, progress=False, say=lambda m: None)))
+    held = torch.ones(len(x), dtype=torch.bool)
+    held[trained.indices] = False
+    score = lambda images: compute_metrics(images, "folder", ["memorisation"], len(images), data_root=str(root),
+                                           evaluator="shapes", trained_on=trained)[f"memorised_{key}"]
+    assert score(x[trained.indices[:30]]) == 1.0 and score(x[held][:30]) <= 0.2
+    # Bad input: no folder, loose images instead of class folders, a name that exists, an unknown evaluator.
+    assert main(["evaluator", "train", "--dataset", "folder"]) == 2
+    assert "needs --data-root" in capsys.readouterr().err
+    assert main(["evaluator", "train", "--dataset", "folder", "--data-root", str(root / "red")]) == 2
+    assert "lie directly in it" in capsys.readouterr().err
+    assert main(["evaluator", "train", "--dataset", "folder", "--data-root", str(root), "--epochs", "1"]) == 2
+    assert "shapes.safetensors exists" in capsys.readouterr().err
+    assert main(["eval", str(run), "--n", "30", "--metrics", "kid", "--dataset", "folder", "--data-root", str(root),
+                 "--evaluator", "nosuch"]) == 2
+    assert "no evaluator named 'nosuch'" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 from .. import metrics as M
 from ..errors import GankitError
 from ..export import saved_class_names
-from ..data.folder import available_memory
+from ..data.folder import available_memory, class_folders
 from ..metrics.evaluator import FEATURE_DIM, available as available_evaluators, train_evaluator
 from ..device import resolve_device
 from ..runs import check_run_dir, comparison_figure, pyplot, read_stats
@@ -54,7 +54,8 @@ def metrics_file(src: Path) -> Path:
     return folder / "metrics.json"
 
 
-def check_eval(src: Path, dataset: str, n: int, data_root: str | None, inception: bool, metrics: list[str]) -> None:
+def check_eval(src: Path, dataset: str, n: int, data_root: str | None, inception: bool, metrics: list[str],
+               evaluator: str | None = None) -> None:
     """What an evaluation needs, checked before any image is made: the source exists, n is at
     least the 129 images a 128-d FID needs and at most the real reference images there are (a
     folder's floor compares two disjoint n), and the memory it takes fits in the memory free."""
@@ -63,9 +64,10 @@ def check_eval(src: Path, dataset: str, n: int, data_root: str | None, inception
     shape = M.source_shape(src)
     if shape is None and src.is_dir():
         raise GankitError(f"{src}: no images (PNG, JPEG, BMP, WebP) and no generator in it")
-    if dataset == "folder" and not inception:
-        raise GankitError("an image folder has no evaluator of its own: score it with Inception features "
-                          "(--inception-weights PATH, torch-fidelity's pt_inception-2015-12-05 weights)")
+    if dataset == "folder" and not inception and not evaluator:
+        raise GankitError("an image folder has no evaluator of its own: score it with an evaluator trained on its "
+                          "classes (`gankit evaluator train --dataset folder --data-root DIR`, then --evaluator NAME) "
+                          "or Inception features (--inception-weights PATH, torch-fidelity's pt_inception-2015-12-05)")
     if n < 2:
         raise GankitError(f"--n must be >= 2, got {n}")
     if "fid" in metrics and not inception and n <= FEATURE_DIM:
@@ -88,7 +90,7 @@ def check_eval(src: Path, dataset: str, n: int, data_root: str | None, inception
 def cmd_eval(args) -> int:
     args.device = str(resolve_device(args.device))
     src = Path(args.src)
-    check_eval(src, args.dataset, args.n, args.data_root, bool(args.inception_weights), args.metrics)
+    check_eval(src, args.dataset, args.n, args.data_root, bool(args.inception_weights), args.metrics, args.evaluator)
     t0 = time.perf_counter()
     x, y = M.load_labelled_images(src, args.n, args.seed, args.ema, args.device)
     results = M.compute_metrics(x, args.dataset, args.metrics, args.n, data_root=args.data_root,
@@ -98,13 +100,13 @@ def cmd_eval(args) -> int:
     floor = M.real_floor(args.dataset, args.metrics, args.n, data_root=args.data_root, device=args.device,
                          inception_weights=args.inception_weights, shape=(x.shape[1], x.shape[-1]),
                          evaluator=args.evaluator)
-    tag = next(k[len("fid_"):] for k in results if k.startswith("fid_")) if "fid" in args.metrics else \
-        M.protocol(args.dataset, args.n, "inception" if args.inception_weights else None)
+    tag = M.protocol(args.dataset, args.n, M.feature_network(args.dataset, args.inception_weights, "cpu",
+                                                             args.evaluator)[2])
     print_table([(src.name or str(src), results), ("real data (train vs test)", floor)], tag)
     if y is not None:
         print_per_class(src, results, tag)
     print(f"{args.n} samples" + (" (every class equally often)" if y is not None else "")
-          + f", evaluator {args.dataset}, {seconds:.1f} s")
+          + f", evaluator {args.evaluator or args.dataset}, {seconds:.1f} s")
     record = {**results, "n": args.n, "seed": args.seed, "ema": args.ema, "seconds": round(seconds, 2),
               "real_floor": floor, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out = Path(args.out) if args.out else metrics_file(src)
@@ -146,7 +148,12 @@ def cmd_compare(args) -> int:
 
 
 def cmd_evaluator_train(args) -> int:
-    train_evaluator(args.dataset, epochs=args.epochs, seed=args.seed, data_root=args.data_root, out_dir=args.out)
+    if args.dataset == "folder" and not args.data_root:
+        raise GankitError("--dataset folder needs --data-root DIR: a folder with one sub-folder of images per class")
+    if args.dataset == "folder":
+        class_folders(args.data_root)  # one sub-folder per class, checked before any work
+    train_evaluator(args.dataset, epochs=args.epochs, seed=args.seed, data_root=args.data_root, out_dir=args.out,
+                    image_size=args.image_size, channels=args.channels, name=args.name)
     return 0
 
 
@@ -162,11 +169,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--n", type=int, default=M.DEFAULT_N, help=f"samples (and reference test images); default {M.DEFAULT_N}")
     p.add_argument("--dataset", default="fashion-mnist", choices=(*available_evaluators(), "folder"),
                    help="whose evaluator and test set (the datasets with an evaluator, shipped or trained with "
-                        "`gankit evaluator train`); folder: the images in --data-root, scored with "
-                        "--inception-weights (default: fashion-mnist)")
-    p.add_argument("--evaluator", default=None, metavar="PATH",
-                   help="an evaluator's .safetensors (its .json card beside it) instead of the dataset's; metrics "
-                        "of an evaluator gankit does not ship are named apart (fid_fmnist-1a2b3c10k)")
+                        "`gankit evaluator train`); folder: the images in --data-root, scored with an evaluator "
+                        "trained on them (--evaluator) or --inception-weights (default: fashion-mnist)")
+    p.add_argument("--evaluator", default=None, metavar="NAME|PATH",
+                   help="an evaluator instead of the dataset's: one `gankit evaluator train` wrote (by its name, e.g. "
+                        "a folder's: emoji) or a .safetensors path (its .json card beside it); metrics of an "
+                        "evaluator gankit does not ship are named apart (fid_fmnist-1a2b3c-10k, fid_emoji-4d5e6f-1500)")
     p.add_argument("--data-root", default=None, help="where the reference dataset lives (for folder: the image folder)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated samples (default: 0)")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None, help="EMA weights (default: when present)")
@@ -195,11 +203,18 @@ def add_parsers(sub) -> None:
     es = p.add_subparsers(dest="evaluator_command", required=True, metavar="ACTION")
     t = es.add_parser("train", help="train a dataset's evaluator",
                       description="Train a dataset's evaluator and write <dataset>.safetensors and its card.")
-    t.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist"),
-                   help="the IDX dataset to learn (default: fashion-mnist)")
-    t.add_argument("--epochs", type=int, default=8, help="passes over the training images (default: 8)")
+    t.add_argument("--dataset", default="fashion-mnist", choices=("fashion-mnist", "mnist", "folder"),
+                   help="the IDX dataset to learn, or folder: the classes of --data-root's sub-folders "
+                        "(root/CLASS/image.png; 15 %% of each class held out to test) (default: fashion-mnist)")
+    t.add_argument("--epochs", type=int, default=None, help="passes over the training images (default: 8; a folder 20)")
+    t.add_argument("--image-size", type=int, default=64, choices=(32, 64, 128),
+                   help="a folder's images are judged at this size (default: 64)")
+    t.add_argument("--channels", type=int, default=3, choices=(1, 3), help="a folder's channels (default: 3)")
+    t.add_argument("--name", default=None, help="the evaluator's name, what --evaluator NAME finds it by (default: "
+                                                "the dataset, or the folder's name)")
     t.add_argument("--seed", type=int, default=0, help="seed of the weights and the data order (default: 0)")
-    t.add_argument("--data-root", default=None, help="folder with the dataset's IDX files (default: where gankit finds them)")
+    t.add_argument("--data-root", default=None, help="folder with the dataset's IDX files (default: where gankit finds "
+                                                     "them), or the image folder")
     t.add_argument("--out", default=None, help="folder for <dataset>.safetensors + .json (default: the user's "
                                                 "cache, ~/.cache/gankit/evaluators, where gankit looks too)")
     t.set_defaults(func=cmd_evaluator_train)

@@ -19,12 +19,12 @@ from ..data.folder import cache_key, find_images
 from ..files import atomic_write_text, cache_root
 from . import scores
 from .judge import Judge, make_judge
-from .reference import feature_network, reference_features, training_features
+from .reference import feature_network, folder_training_features, reference_features, training_features
 from .registry import DEFAULT_N, LABELS, METRICS, protocol, score_features
 from .reference import reference_size
 from .sources import estimate_bytes, load_images, load_labelled_images, source_shape, training_set
 
-__all__ = ["DEFAULT_N", "Judge", "LABELS", "METRICS", "compute_metrics", "load_images", "load_labelled_images",
+__all__ = ["DEFAULT_N", "Judge", "LABELS", "METRICS", "compute_metrics", "feature_network", "load_images", "load_labelled_images",
            "make_judge", "protocol", "real_floor", "reference_features", "reference_size", "save_results", "score_features",
            "scores", "estimate_bytes", "source_shape", "training_set"]
 
@@ -40,18 +40,28 @@ def compute_metrics(source, reference: str = "fashion-mnist", names=tuple(METRIC
     Images of a conditional generator (or a tensor given with the `labels` it was made for) are
     also scored per class. Memorisation is scored for a generator trained on `reference`'s IDX
     training split (or its --subset, read from the run folder; for a tensor source, `trained_on`:
-    training_set() of the generator that made it), against the held-out `split`."""
+    training_set() of the generator that made it), against the held-out `split`; for a folder
+    (reference 'folder', its evaluator named by `evaluator`), for a run trained on a --subset of
+    that same folder, against the images the subset left out."""
     embed_fn, card, net = feature_network(reference, inception_weights, device, evaluator)
     x, y = (source, labels) if isinstance(source, torch.Tensor) else load_labelled_images(source, n, seed, ema, device)
     ref_feats, _ = reference_features(reference, split, n, embed_fn, card, data_root, (x.shape[1], x.shape[-1]))
     feats, probs = embed_fn(x)
     ref_labels = load_split(reference, split, data_root)[1][:n] if y is not None and reference != "folder" else None
-    if trained_on is None and "memorisation" in names and reference != "folder" and split != "train":
+    if trained_on is None and "memorisation" in names and split != "train":
         trained_on = training_set(source)
-    train_feats = (training_features(reference, embed_fn, card, data_root, trained_on[1])
-                   if trained_on is not None and trained_on[0] == reference else None)
+    train_feats = heldout = None
+    if trained_on is not None and trained_on[0] == reference and "memorisation" in names:
+        if reference != "folder":  # held out: the test split, the reference
+            train_feats = training_features(reference, embed_fn, card, data_root, trained_on[1])
+        elif trained_on[1] is not None and _same_folder(trained_on, data_root):  # held out: what --subset left out
+            train_feats, heldout = folder_training_features(data_root, trained_on[1], embed_fn, (x.shape[1], x.shape[-1]))
     return score_features(feats, probs, ref_feats, protocol(reference, n, net), names, labels=y, ref_labels=ref_labels,
-                          train_feats=train_feats)
+                          train_feats=train_feats, heldout_feats=heldout)
+
+
+def _same_folder(trained_on, data_root: str | None) -> bool:
+    return bool(data_root) and trained_on.data_root == str(Path(data_root).expanduser().resolve())
 
 
 def real_floor(reference: str = "fashion-mnist", names=tuple(METRICS), n: int = DEFAULT_N,

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..data import load_split, to_float
+from ..data import class_folders, class_names, folder_labels, load_folder, load_split, subset_indices, to_float
 from ..errors import GankitError
 from ..device import memory_format_for, resolve_precision
 from ..files import cache_root, sha256_file
@@ -28,36 +28,50 @@ SHORT_NAMES = {"fashion-mnist": "fmnist", "mnist": "mnist"}
 
 
 class Evaluator(nn.Module):
-    """Two conv blocks (32, 64 channels) and a 128-d feature layer; ~0.5M parameters."""
+    """Conv blocks (32, 32 | 64, 64 | 64) with 2x2 max-pools, then a 128-d feature layer. At 28x28
+    (Fashion-MNIST, MNIST; ~0.5M parameters) two pools leave 7x7. A folder's images (32, 64 or 128
+    pixels) are averaged down to 32x32 first (what a class needs, at a quarter of 64x64's cost),
+    and a third block and pool bring them to 4x4 (~0.24M parameters)."""
 
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, channels: int = 1, size: int = 28):
         super().__init__()
+        if size not in (28, 32, 64, 128):
+            raise GankitError(f"an evaluator takes images of 28, 32, 64 or 128 pixels square; got {size}")
+        self.channels, self.size = channels, size
 
         def block(cin, cout):
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
-        self.conv = nn.Sequential(*block(1, 32), *block(32, 32), nn.MaxPool2d(2),  # 14x14
-                                  *block(32, 64), *block(64, 64), nn.MaxPool2d(2))  # 7x7
-        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(64 * 7 * 7, FEATURE_DIM), nn.ReLU(inplace=True))
+        layers = [nn.AvgPool2d(size // 32)] if size > 32 else []
+        layers += [*block(channels, 32), *block(32, 32), nn.MaxPool2d(2),  # 14x14 (16)
+                   *block(32, 64), *block(64, 64), nn.MaxPool2d(2)]  # 7x7 (8)
+        if size != 28:
+            layers += [*block(64, 64), nn.MaxPool2d(2)]  # 4x4
+        side = 7 if size == 28 else 4
+        self.conv = nn.Sequential(*layers)
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(64 * side * side, FEATURE_DIM), nn.ReLU(inplace=True))
         self.drop = nn.Dropout(0.3)
         self.head = nn.Linear(FEATURE_DIM, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, 28, 28) in [-1, 1] -> (B, 128) penultimate features."""
+        """(B, C, S, S) in [-1, 1] -> (B, 128) penultimate features."""
         return self.fc(self.conv(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(self.features(x)))
 
 
-def check_images(x: torch.Tensor, what: str = "images") -> None:
-    if x.ndim == 4 and x.shape[1] != 1:
-        raise GankitError(f"{what}: {x.shape[1]}-channel images; the Fashion-MNIST/MNIST evaluator takes "
-                          f"grayscale only. For RGB images use Inception features (--inception-weights PATH; "
-                          f"for an image folder: --dataset folder --data-root DIR)")
-    if x.ndim != 4 or x.shape[2:] != (28, 28):
-        raise GankitError(f"{what}: the evaluator takes (N, 1, 28, 28) images, got shape {tuple(x.shape)}; "
-                          f"for other sizes use Inception features (--inception-weights PATH)")
+def check_images(x: torch.Tensor, what: str = "images", model: Evaluator | None = None) -> None:
+    c, s = (model.channels, model.size) if model is not None else (1, 28)
+    if x.ndim == 4 and x.shape[1] != c:
+        raise GankitError(f"{what}: {x.shape[1]}-channel images; this evaluator takes "
+                          + ("grayscale only. For RGB images use Inception features (--inception-weights PATH), "
+                             "or train an evaluator on a folder's classes (`gankit evaluator train --dataset folder`)"
+                             if c == 1 else f"{c}-channel images"))
+    if x.ndim != 4 or x.shape[2:] != (s, s):
+        raise GankitError(f"{what}: the evaluator takes (N, {c}, {s}, {s}) images, got shape {tuple(x.shape)}; "
+                          f"for other sizes use Inception features (--inception-weights PATH) or an evaluator "
+                          f"trained at that size")
     if not torch.isfinite(x).all():
         raise GankitError(f"{what}: non-finite pixel values")
 
@@ -66,7 +80,7 @@ def check_images(x: torch.Tensor, what: str = "images") -> None:
 def embed(model: Evaluator, x: torch.Tensor, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (N, 128), softmax probabilities (N, K)) of images in [-1, 1], on the CPU in
     float32. Eval mode: a sample's features do not depend on its batch."""
-    check_images(x)
+    check_images(x, model=model)
     model.eval()
     device = next(model.parameters()).device
     fmt = memory_format_for(model, device)
@@ -92,15 +106,30 @@ def weights_path(dataset: str) -> Path | None:
     return None
 
 
-def available() -> list[str]:
-    """The datasets that have an evaluator (shipped or in the user's cache)."""
-    return sorted({p.stem for folder in (WEIGHTS_DIR, user_dir()) for p in folder.glob("*.safetensors")})
+def _is_folder_evaluator(path: Path) -> bool:
+    try:
+        return json.loads(path.with_suffix(".json").read_text()).get("source") == "folder"
+    except (OSError, ValueError):
+        return False
+
+
+def available(folders: bool = False) -> list[str]:
+    """The datasets that have an evaluator (shipped or in the user's cache): the IDX datasets', or
+    with folders=True the evaluators trained on image folders (named after the folder)."""
+    return sorted({p.stem for folder in (WEIGHTS_DIR, user_dir()) for p in folder.glob("*.safetensors")
+                   if _is_folder_evaluator(p) == folders})
 
 
 def load_evaluator(dataset: str = "fashion-mnist", device: str | torch.device = "cpu",
                    path: str | Path | None = None) -> tuple[Evaluator, dict]:
-    """A dataset's evaluator (or the one at `path`, a .safetensors beside its .json card) and its
-    card, checked against the card's sha256. The card says whether it is the shipped one."""
+    """A dataset's evaluator (or the one at `path`: a .safetensors beside its .json card, or the
+    name of one gankit has, e.g. a folder's `emoji`) and its card, checked against the card's
+    sha256. The card says whether it is the shipped one."""
+    if path and Path(path).suffix != ".safetensors" and not Path(path).is_file():  # a name
+        if weights_path(str(path)) is None:
+            raise GankitError(f"no evaluator named '{path}' (have: {', '.join(available() + available(True))}); "
+                              f"give a .safetensors path, or train one with `gankit evaluator train`")
+        path = weights_path(str(path))
     path = Path(path) if path else weights_path(dataset)
     if path is None:
         raise GankitError(f"no evaluator for dataset '{dataset}' (have: {', '.join(available()) or 'none'}); train "
@@ -110,7 +139,7 @@ def load_evaluator(dataset: str = "fashion-mnist", device: str | torch.device = 
         raise GankitError(f"{path}: no evaluator there (a .safetensors file with its .json card beside it)")
     try:
         card = json.loads(card_path.read_text())
-        model = Evaluator(card.get("num_classes", 10))
+        model = Evaluator(card.get("num_classes", 10), card.get("channels", 1), card.get("image_size", 28))
         if sha256_file(path) != card["sha256"]:
             raise GankitError(f"{path}: sha256 does not match {card_path.name}; reinstall gankit or retrain the evaluator")
         model.load_state_dict(load_file(str(path)))
@@ -123,12 +152,13 @@ def load_evaluator(dataset: str = "fashion-mnist", device: str | torch.device = 
     return model.to(device).eval(), card
 
 
-def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Random shifts of up to 2 pixels (pad + crop) and horizontal flips, batched."""
-    b = x.shape[0]
-    padded = F.pad(x, (2, 2, 2, 2), value=-1.0)
+def _augment(x: torch.Tensor, g: torch.Generator, pad: str = "black") -> torch.Tensor:
+    """Random shifts of up to 2 pixels (pad with black, or the edge pixels repeated, + crop) and
+    horizontal flips, batched."""
+    b, size = x.shape[0], x.shape[-1]
+    padded = F.pad(x, (2, 2, 2, 2), value=-1.0) if pad == "black" else F.pad(x, (2, 2, 2, 2), mode="replicate")
     dx, dy = torch.randint(0, 5, (2,), generator=g).tolist()  # one shift per batch keeps it one op
-    x = padded[:, :, dy:dy + 28, dx:dx + 28]
+    x = padded[:, :, dy:dy + size, dx:dx + size]
     flip = torch.rand(b, generator=g) < 0.5
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
@@ -142,23 +172,47 @@ def accuracy(model: Evaluator, x_uint8: torch.Tensor, y: torch.Tensor) -> float:
     return correct / len(y)
 
 
-def train_evaluator(dataset: str = "fashion-mnist", epochs: int = 8, batch_size: int = 128, lr: float = 3e-3,
-                    seed: int = 0, data_root: str | None = None, out_dir: Path | None = None,
-                    precision: str = "auto", log=print) -> dict:
+def folder_splits(root: str | Path, image_size: int, channels: int, log=print) -> dict:
+    """A folder of class sub-folders (root/CLASS/image.png) as an evaluator's data: its images at
+    image_size, each one's class, and a held-out test split of 15 % of every class (a fixed
+    choice, the same for every seed)."""
+    x = torch.from_numpy(load_folder(root, image_size, channels, say=log, progress=False))
+    y = torch.from_numpy(folder_labels(root, image_size, channels))
+    test = torch.zeros(len(x), dtype=torch.bool)
+    test[subset_indices(len(x), max(len(class_folders(root)), round(0.15 * len(x))), y)] = True
+    return {"x_train": x[~test], "y_train": y[~test], "x_test": x[test], "y_test": y[test],
+            "classes": [p.name for p in class_folders(root)]}
+
+
+def train_evaluator(dataset: str = "fashion-mnist", epochs: int | None = None, batch_size: int = 128,
+                    lr: float = 3e-3, seed: int = 0, data_root: str | None = None, out_dir: Path | None = None,
+                    precision: str = "auto", image_size: int = 64, channels: int = 3, name: str | None = None,
+                    log=print) -> dict:
     """Train the evaluator with gankit's own loop (AdamW, one-cycle LR, shifts and flips) and write
-    `<dataset>.safetensors` and its card `<dataset>.json` to out_dir (default: the user's cache,
-    where gankit also looks; never the installed package unless given as out_dir). An evaluator
-    already there is not overwritten. Returns the card."""
+    `<name>.safetensors` and its card `<name>.json` to out_dir (default: the user's cache, where
+    gankit also looks; never the installed package unless given as out_dir). An IDX dataset's
+    evaluator is named after it and trains 8 epochs by default; a folder's (dataset 'folder': the
+    class sub-folders of data_root, at image_size and channels) after the folder, 20 epochs. An
+    evaluator already there is not overwritten. Returns the card."""
+    folder = dataset == "folder"
+    name = name or (Path(data_root).expanduser().resolve().name if folder and data_root else dataset)
+    epochs = epochs or (20 if folder else 8)
     out = Path(out_dir).expanduser() if out_dir else user_dir()
-    if (out / f"{dataset}.safetensors").exists():
-        raise GankitError(f"{out / f'{dataset}.safetensors'} exists; choose another --out, or delete it first")
+    if (out / f"{name}.safetensors").exists():
+        raise GankitError(f"{out / f'{name}.safetensors'} exists; choose another --out or --name, or delete it first")
+    if epochs < 1:
+        raise GankitError(f"--epochs must be >= 1, got {epochs}")
+    if folder:
+        data = folder_splits(data_root, image_size, channels, log)
+    else:
+        (x, y), (xt, yt) = load_split(dataset, "train", data_root), load_split(dataset, "test", data_root)
+        data = {"x_train": x, "y_train": y, "x_test": xt, "y_test": yt, "classes": class_names(dataset, 10)}
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    x_train, y_train = load_split(dataset, "train", data_root)
-    x_test, y_test = load_split(dataset, "test", data_root)
-    model = Evaluator()
+    x_train, y_train, x_test, y_test = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
+    model = Evaluator(len(data["classes"]), *x_train.shape[1:3])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    steps_per_epoch = len(x_train) // batch_size
+    steps_per_epoch = max(1, len(x_train) // batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch)
     precision = resolve_precision(precision, torch.device("cpu"))  # bf16 only where it is native
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
@@ -168,7 +222,7 @@ def train_evaluator(dataset: str = "fashion-mnist", epochs: int = 8, batch_size:
         perm = torch.randperm(len(x_train), generator=g)
         for i in range(steps_per_epoch):
             idx = perm[i * batch_size:(i + 1) * batch_size]
-            x = _augment(to_float(x_train[idx]), g)
+            x = _augment(to_float(x_train[idx]), g, "edge" if folder else "black")
             with autocast:
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y_train[idx], label_smoothing=0.05)
@@ -180,13 +234,18 @@ def train_evaluator(dataset: str = "fashion-mnist", epochs: int = 8, batch_size:
         log(f"epoch {epoch + 1}/{epochs}: test accuracy {acc:.4f} ({time.perf_counter() - t0:.0f} s)")
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{dataset}.safetensors"
+    path = out / f"{name}.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    c, s = model.channels, model.size
+    command = (f"gankit evaluator train --dataset folder --data-root {data_root} --image-size {s} --channels {c} "
+               f"--name {name}" if folder else f"gankit evaluator train --dataset {dataset}")
     card = {
-        "dataset": dataset, "num_classes": 10, "test_accuracy": round(acc, 4), "test_images": len(y_test),
-        "feature_layer": "fc: Linear(3136, 128) + ReLU, the input of the classifier head (128-d)",
-        "input": "(N, 1, 28, 28) float in [-1, 1]",
-        "training_command": f"gankit evaluator train --dataset {dataset} --epochs {epochs} --seed {seed}",
+        "dataset": name, "source": "folder" if folder else "idx", "num_classes": len(data["classes"]),
+        "classes": data["classes"], "channels": c, "image_size": s,
+        "test_accuracy": round(acc, 4), "test_images": len(y_test), "train_images": len(y_train),
+        "feature_layer": f"fc: {model.fc[1]} + ReLU, the input of the classifier head (128-d)",
+        "input": f"(N, {c}, {s}, {s}) float in [-1, 1]",
+        "training_command": f"{command} --epochs {epochs} --seed {seed}",
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "precision": precision,
         "train_seconds": round(seconds, 1), "torch_version": torch.__version__,
         "python_version": platform.python_version(), "date": time.strftime("%Y-%m-%d"),

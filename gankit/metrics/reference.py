@@ -66,19 +66,33 @@ def training_features(dataset: str, embed_fn, card: dict, data_root: str | None 
     return reference_features(dataset, "train", len(x), embed_fn, card, data_root)[0]
 
 
+def folder_training_features(data_root: str, indices: torch.Tensor, embed_fn,
+                             shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features of the images of a folder a run trained on (its --subset's `indices`), features of
+    the images --subset left out): the training set and the held-out images of memorisation."""
+    x = torch.from_numpy(load_folder(data_root, shape[1], shape[0], say=lambda m: None, progress=False))
+    if len(indices) and int(indices.max()) >= len(x):
+        raise GankitError(f"{data_root}: {len(x)} images, but the run's subset.json names image {int(indices.max())}; "
+                          f"the folder changed since the run trained on it")
+    held = torch.ones(len(x), dtype=torch.bool)
+    held[indices] = False
+    return embed_fn(to_float(x[indices]))[0], embed_fn(to_float(x[held]))[0]
+
+
 def feature_network(reference: str, inception_weights: str | None, device, evaluator: str | None = None):
     """(embed function, a card with a sha256 naming the network, the metric-name prefix). An
-    evaluator that is not the one gankit ships names its metrics apart (`fmnist-1a2b3c`), so its
+    evaluator that is not the one gankit ships names its metrics apart (`fmnist-1a2b3c-`: fid_fmnist-1a2b3c-10k), so its
     numbers never mix with the shipped protocol's."""
     if inception_weights:
         model = load_inception(inception_weights, device)
         return (lambda x: embed_inception(model, x)), {"sha256": sha256_file(Path(inception_weights))}, "inception"
-    if reference == "folder":
-        raise GankitError("an image folder has no evaluator of its own: score it with Inception features "
+    if reference == "folder" and not evaluator:
+        raise GankitError("an image folder has no evaluator of its own: score it with an evaluator trained on its "
+                          "classes (evaluator=NAME, `gankit evaluator train --dataset folder`) or Inception features "
                           "(--inception-weights PATH, torch-fidelity's pt_inception-2015-12-05 weights)")
     model, card = load_evaluator(reference, device, evaluator)
-    net = SHORT_NAMES.get(reference, reference)
-    return (lambda x: embed(model, x)), card, net if card["shipped"] else f"{net}-{card['sha256'][:6]}"
+    net = card["dataset"] if reference == "folder" else SHORT_NAMES.get(reference, reference)
+    return (lambda x: embed(model, x)), card, net if card["shipped"] else f"{net}-{card['sha256'][:6]}-"
 
 
 def reference_size(dataset: str, data_root: str | None = None) -> int:

@@ -19,11 +19,13 @@ DEFAULT_N = 10000  # samples and reference images of `gankit eval` (the fmnist10
 class Feats:
     """What the metrics of one evaluation read: features of the samples and their class
     probabilities, features of the reference (held-out) images and, for memorisation, of the
-    images the generator was trained on (None: not known, and memorisation is not scored)."""
+    images the generator was trained on (None: not known, and memorisation is not scored) and of
+    the real images it was not trained on that memorisation holds them against (None: the reference)."""
     samples: torch.Tensor
     probs: torch.Tensor
     ref: torch.Tensor
     train: torch.Tensor | None = None
+    heldout: torch.Tensor | None = None
 
 
 Metric = Callable[[Feats, str], dict]
@@ -62,7 +64,7 @@ def _classes(f: Feats, tag: str) -> dict:
 def _memorisation(f: Feats, tag: str) -> dict:
     if f.train is None:
         return {}
-    share, threshold = scores.memorisation(f.train, f.ref, f.samples)
+    share, threshold = scores.memorisation(f.train, f.ref if f.heldout is None else f.heldout, f.samples)
     return {f"memorised_{tag}": share, f"memorised_{tag}_threshold": threshold}
 
 
@@ -87,16 +89,18 @@ LABELS = {"fid": "FID", "kid": "KID", "is": "IS", "precision": "precision", "rec
 
 def score_features(feats: torch.Tensor, probs: torch.Tensor, ref_feats: torch.Tensor, tag: str,
                    names=tuple(METRICS), labels: torch.Tensor | None = None,
-                   ref_labels: torch.Tensor | None = None, train_feats: torch.Tensor | None = None) -> dict:
+                   ref_labels: torch.Tensor | None = None, train_feats: torch.Tensor | None = None,
+                   heldout_feats: torch.Tensor | None = None) -> dict:
     """Every asked metric of (feats, probs) against reference features, keyed `<metric>_<tag>`.
     With the classes the samples were made for (`labels`, a conditional G), also the class
     accuracy and, with the reference images' `ref_labels`, the FID per class. Memorisation is
-    scored when the training images' features (`train_feats`) are given."""
+    scored when the training images' features (`train_feats`) are given, against `heldout_feats`
+    (default: the reference's)."""
     unknown = sorted(set(names) - set(METRICS))
     if unknown:
         raise GankitError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
     out: dict = {}
-    f = Feats(feats, probs, ref_feats, train_feats)
+    f = Feats(feats, probs, ref_feats, train_feats, heldout_feats)
     for fn in dict.fromkeys(METRICS[name] for name in METRICS if name in names):  # (each function once, in order)
         out.update(fn(f, tag))
     if labels is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -114,10 +115,17 @@ def source_shape(source: str | Path) -> tuple[int, int, int] | None:
     return None
 
 
-def training_set(source) -> tuple[str, torch.Tensor | None] | None:
-    """(the dataset a generator was trained on, the indices of its --subset or None for all of it)
-    for a run folder, a saved generator or a file of one; None for images, tensors, or a source
-    that does not say."""
+class TrainedOn(NamedTuple):
+    """What a generator was trained on: its dataset ('folder' for an image folder), the indices of
+    its --subset (None: all of it) and, for a folder, the folder's resolved path (None: not known)."""
+    dataset: str | None
+    indices: torch.Tensor | None
+    data_root: str | None = None
+
+
+def training_set(source) -> TrainedOn | None:
+    """What a generator was trained on (TrainedOn) for a run folder, a saved generator or a file of
+    one; None for images, tensors, or a source that does not say."""
     if isinstance(source, torch.Tensor):
         return None
     p = Path(source)
@@ -125,9 +133,14 @@ def training_set(source) -> tuple[str, torch.Tensor | None] | None:
         meta = json.loads(generator_files(p)[1].read_text())
     except (OSError, ValueError, GankitError):
         return None
-    subset = (p if p.is_dir() else p.parent) / "subset.json"
+    folder = p if p.is_dir() else p.parent
+    subset = folder / "subset.json"
     indices = torch.tensor(json.loads(subset.read_text())["indices"]) if subset.exists() else None
-    return meta.get("dataset"), indices
+    root = None
+    if meta.get("dataset") == "folder" and (folder / "config.json").exists():
+        saved = json.loads((folder / "config.json").read_text())["config"].get("data_root")
+        root = str(Path(saved).expanduser().resolve()) if saved else None
+    return TrainedOn(meta.get("dataset"), indices, root)
 
 
 def estimate_bytes(n: int, shape: tuple[int, int, int], feature_dim: int = 128) -> int:
