@@ -1,7 +1,7 @@
 """Projecting real images into z (GAN inversion; Creswell & Bharath 2016, Lipton & Tripathi 2017):
 find the z whose G(z) looks most like a given image, so that the image can be edited like a sample.
 
-For each image: the best few of a shared pool of random z (and, for a conditional G, classes) start
+For each image: the best few of a shared pool of random z (for a conditional G, with classes) start
 `restarts` searches; each optimises z with Adam on the pixel error, plus the distance between the
 evaluator's features of G(z) and of the image (a perceptual loss that works offline), plus a
 Gaussian prior on z that keeps it where G was trained; the best search wins. All images and
@@ -49,12 +49,11 @@ def _loss(G, z, y, x, feats_x, features, feature_weight: float, prior_weight: fl
 
 def _starts(G, x, feats_x, features, restarts: int, pool: int, seed: int, feature_weight: float):
     """(z (N * restarts, z_dim), y or None): for each image the `restarts` best of a shared pool of
-    random z (for a conditional G, each z tried with every class)."""
+    random z (for a conditional G, the classes in turn: pool // K of them per class, so the pool
+    costs the same whatever K is)."""
     K = getattr(G, "num_classes", 0)
     z_pool = z_from_seed(seed, pool, G.z_dim)
-    y_pool = None
-    if K:
-        z_pool, y_pool = z_pool.repeat(K, 1), torch.arange(K).repeat_interleave(pool)
+    y_pool = torch.arange(pool) % K if K else None
     device = next(G.parameters()).device
     with torch.no_grad():
         ims = generate(G, z_pool, y=y_pool)  # (P, C, H, W) on the CPU

@@ -45,6 +45,9 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "small_data.py": ["--sizes", "128", "--augments", "none", "ada", "--seeds", "0", "--steps", "6", "--n", "200",
                           "--runs", str(out / "runs"), "--out", md, "--figures", str(out / "figures")],
         "control.py": [str(run), "--n", "4", "--baseline", "64", "--samples", "16", "--pca-n", "200", "--out", md],
+        "small_folder.py": ["--data-root", str(out / "shapes"), "--evaluator", str(out / "ev" / "shapes.safetensors"),
+                            "--size", "64", "--augments", "none", "ada", "--seeds", "0", "--steps", "3", "--n", "130",
+                            "--runs", str(out / "runs"), "--out", md, "--figures", str(out / "figures")],
         "vs_labs.py": ["--presets", "default", "cdcgan", "--minutes", "0.01", "--curve-images", "500", "--eval-n", "300",
                     "--figure", str(out / "fig.png"), "--out", md],
     }[script]
@@ -57,7 +60,7 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
     "ablation.py": "wrote", "vs_labs.py": "of labs' loop's", "app_latency.py": "faster",
     "tune_study.py": "seed spread", "ema_decay.py": "the best average is ",
     "augment_cost.py": "of the step time against none", "small_data.py": "against none",
-    "control.py": "as much per unit as the top coordinate",
+    "control.py": "as much per unit as the top coordinate", "small_folder.py": "against none",
 }
 
 
@@ -68,12 +71,17 @@ def test_every_bench_script_is_covered():
 # Smoke tests of the scripts that only time things (15-60 s each on a 2-core CPU) run with `make
 # test-all`, keeping `make test` within its 10 minutes on the slower CPUs; those of the quality and
 # evaluation scripts (quality.py, precision.py, eval_time.py, ema_decay.py) stay in `make test`.
-SLOW = {"augment_cost.py", "small_data.py", "control.py", "tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py",
+SLOW = {"augment_cost.py", "small_data.py", "small_folder.py", "control.py", "tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py",
         "throughput.py", "scaling.py", "epoch_times.py", "folder.py"}
 
 
 @pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in SCRIPTS])
 def test_bench_script_runs_with_tiny_arguments(script, tmp_path, tiny_run):
+    if script == "small_folder.py":  # a class folder of 280 pictures and an evaluator of its 2 classes
+        from gankit.metrics.evaluator import train_evaluator
+        from test_folder import class_folder
+        train_evaluator("folder", epochs=1, data_root=str(class_folder(tmp_path / "shapes", 140)),
+                        out_dir=tmp_path / "ev", log=lambda m: None)
     proc = subprocess.run([sys.executable, str(BENCH / script), *args_for(script, tmp_path, tiny_run)],
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)  # (the tests' own cache)
     if script == "precision.py" and "no native bf16" in proc.stderr:
