@@ -32,10 +32,10 @@ from common import append_result, device_name
 
 from gankit.config import preset_config
 from gankit.data import training_images
-from gankit.metrics import compute_metrics
+from gankit.metrics import compute_metrics, real_floor
 from gankit.runs import read_stats
 
-NAMES = ["fid", "precision", "recall", "coverage", "memorisation"]
+NAMES = ["fid", "precision", "recall", "coverage", "classes", "memorisation"]
 SETTINGS = dict(g_width=32, d_width=32, hflip=False, precision="fp32", eval_every=0, log_every=50)
 
 
@@ -74,9 +74,10 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
-def table(cells: list[dict], augments, tag: str) -> str:
-    head = (f"| augment | fid_{tag} (change vs none) | precision | recall | coverage | memorised_{tag} | final p "
-            f"| held-out gap at the end |\n|---|---|---|---|---|---|---|---|\n")
+def table(cells: list[dict], augments, tag: str, floor: dict) -> str:
+    metrics = ("precision", "recall", "coverage", "class_entropy")
+    head = (f"| augment | fid_{tag} (change vs none) | precision | recall | coverage | class entropy | memorised_{tag} "
+            f"| final p | held-out gap at the end |\n|---|---|---|---|---|---|---|---|---|\n")
     lines, base = [], None
     for aug in augments:
         cs = [c for c in cells if c["augment"] == aug]
@@ -87,9 +88,10 @@ def table(cells: list[dict], augments, tag: str) -> str:
         cut = f" ({100 * (statistics.mean(fid) / base - 1):+.0f} % vs none)" if base and aug != "none" else ""
         p = [c["ada_p"][-1] for c in cs if c["ada_p"][-1] is not None]
         lines.append(f"| {aug} | {mean_std(fid)}{cut} | "
-                     + " | ".join(mean_std([c[f"{m}_{tag}"] for c in cs]) for m in ("precision", "recall", "coverage",
-                                                                                      "memorised"))
+                     + " | ".join(mean_std([c[f"{m}_{tag}"] for c in cs]) for m in (*metrics, "memorised"))
                      + f" | {mean_std(p) if p else '-'} | {mean_std([c['gap'][-1] for c in cs])} |")
+    lines.append(f"| real images (the floor: {floor['n']:,} vs the next {floor['n']:,}) | {floor[f'fid_{tag}']:.2f} | "
+                 + " | ".join(f"{floor[f'{m}_{tag}']:.2f}" for m in metrics) + " | - | - | - |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -170,12 +172,13 @@ def main() -> None:
         c.update(scores)
         print(f"{c['name']}: fid_{c['tag']} {scores['fid_' + c['tag']]:.2f}, "
               f"memorised {scores.get('memorised_' + c['tag'], float('nan')):.3f}", flush=True)
-    wall = time.perf_counter() - t0
     tag = cells[0]["tag"]
+    floor = {**real_floor("folder", NAMES, args.n, data_root=args.data_root, evaluator=args.evaluator), "n": args.n}
+    wall = time.perf_counter() - t0
     cells.sort(key=lambda c: (args.augments.index(c["augment"]), c["seed"]))
     trained = [c["train_s"] for c in cells if c["train_s"]]
     result = {"device": device_name("cpu"), "torch": torch.__version__, "steps": args.steps, "size": args.size,
-              "wall_s": round(wall), "date": time.strftime("%Y-%m-%d"), "cells": cells}
+              "wall_s": round(wall), "date": time.strftime("%Y-%m-%d"), "real_floor": floor, "cells": cells}
     text = (f"\n## {result['date']}: {args.size:,} emoji, {args.steps} steps per cell (batch 64), seeds {args.seeds}, "
             f"`faces64` at half width, fp32\n\n"
             f"Measured by `python bench/small_folder.py --steps {args.steps} --size {args.size}` on {result['device']}, "
@@ -184,7 +187,7 @@ def main() -> None:
                ", cells trained by an earlier call") + f"; {wall / 60:.0f} min in this call. Mean ± std over the "
             f"seeds; every score on {args.n:,} samples against {args.n:,} images of the whole folder, memorised "
             f"against the {args.size:,} training images with the images left out as the held-out set.\n\n"
-            + table(cells, args.augments, tag))
+            + table(cells, args.augments, tag, floor))
     print(text)
     if args.figures:
         figures(cells, list(args.augments), Path(args.figures))
