@@ -24,8 +24,9 @@ from .registry import DEFAULT_N, LABELS, METRICS, protocol, score_features
 from .reference import reference_size
 from .sources import estimate_bytes, load_images, load_labelled_images, source_shape, training_set
 
-__all__ = ["DEFAULT_N", "Judge", "LABELS", "METRICS", "compute_metrics", "feature_network", "load_images", "load_labelled_images",
-           "make_judge", "protocol", "real_floor", "reference_features", "reference_size", "save_results", "score_features",
+__all__ = ["DEFAULT_N", "Judge", "LABELS", "METRICS", "compute_metrics", "feature_network", "load_images",
+           "load_labelled_images", "make_judge", "protocol", "real_floor", "reference_features", "reference_size",
+           "save_results", "score_features",
            "scores", "estimate_bytes", "source_shape", "training_set"]
 
 
@@ -55,7 +56,8 @@ def compute_metrics(source, reference: str = "fashion-mnist", names=tuple(METRIC
         if reference != "folder":  # held out: the test split, the reference
             train_feats = training_features(reference, embed_fn, card, data_root, trained_on[1])
         elif trained_on[1] is not None and _same_folder(trained_on, data_root):  # held out: what --subset left out
-            train_feats, heldout = folder_training_features(data_root, trained_on[1], embed_fn, (x.shape[1], x.shape[-1]))
+            train_feats, heldout = folder_training_features(data_root, trained_on[1], embed_fn,
+                                                            (x.shape[1], x.shape[-1]))
     return score_features(feats, probs, ref_feats, protocol(reference, n, net), names, labels=y, ref_labels=ref_labels,
                           train_feats=train_feats, heldout_feats=heldout)
 

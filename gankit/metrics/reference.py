@@ -81,8 +81,9 @@ def folder_training_features(data_root: str, indices: torch.Tensor, embed_fn,
 
 def feature_network(reference: str, inception_weights: str | None, device, evaluator: str | None = None):
     """(embed function, a card with a sha256 naming the network, the metric-name prefix). An
-    evaluator that is not the one gankit ships names its metrics apart (`fmnist-1a2b3c-`: fid_fmnist-1a2b3c-10k), so its
-    numbers never mix with the shipped protocol's."""
+    evaluator that is not the one gankit ships names its metrics apart (`fmnist-1a2b3c-`, as in
+    fid_fmnist-1a2b3c-10k), so its numbers never mix with the shipped protocol's. A folder's
+    evaluator (`evaluator`: its name or path) names them after the folder it learnt."""
     if inception_weights:
         model = load_inception(inception_weights, device)
         return (lambda x: embed_inception(model, x)), {"sha256": sha256_file(Path(inception_weights))}, "inception"
