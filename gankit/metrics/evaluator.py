@@ -106,18 +106,25 @@ def weights_path(dataset: str) -> Path | None:
     return None
 
 
-def _is_folder_evaluator(path: Path) -> bool:
+def _card(path: Path) -> dict:
     try:
-        return json.loads(path.with_suffix(".json").read_text()).get("source") == "folder"
+        return json.loads(path.with_suffix(".json").read_text())
     except (OSError, ValueError):
-        return False
+        return {}
 
 
 def available(folders: bool = False) -> list[str]:
-    """The datasets that have an evaluator (shipped or in the user's cache): the IDX datasets', or
-    with folders=True the evaluators trained on image folders (named after the folder)."""
-    return sorted({p.stem for folder in (WEIGHTS_DIR, user_dir()) for p in folder.glob("*.safetensors")
-                   if _is_folder_evaluator(p) == folders})
+    """The datasets that have an evaluator (shipped or in the user's cache, named after the dataset):
+    the IDX datasets', or with folders=True the evaluators trained on image folders (named after
+    the folder, or as `--name` said)."""
+    found = set()
+    for p in (p for folder in (WEIGHTS_DIR, user_dir()) for p in folder.glob("*.safetensors")):
+        card = _card(p)
+        if folders and card.get("source") == "folder":
+            found.add(p.stem)
+        elif not folders and card.get("source") != "folder" and card.get("dataset", p.stem) == p.stem:
+            found.add(p.stem)
+    return sorted(found)
 
 
 def load_evaluator(dataset: str = "fashion-mnist", device: str | torch.device = "cpu",
@@ -196,7 +203,7 @@ def train_evaluator(dataset: str = "fashion-mnist", epochs: int | None = None, b
     evaluator already there is not overwritten. Returns the card."""
     folder = dataset == "folder"
     name = name or (Path(data_root).expanduser().resolve().name if folder and data_root else dataset)
-    epochs = epochs or (20 if folder else 8)
+    epochs = (20 if folder else 8) if epochs is None else epochs
     out = Path(out_dir).expanduser() if out_dir else user_dir()
     if (out / f"{name}.safetensors").exists():
         raise GankitError(f"{out / f'{name}.safetensors'} exists; choose another --out or --name, or delete it first")
@@ -240,7 +247,8 @@ def train_evaluator(dataset: str = "fashion-mnist", epochs: int | None = None, b
     command = (f"gankit evaluator train --dataset folder --data-root {data_root} --image-size {s} --channels {c} "
                f"--name {name}" if folder else f"gankit evaluator train --dataset {dataset}")
     card = {
-        "dataset": name, "source": "folder" if folder else "idx", "num_classes": len(data["classes"]),
+        "dataset": name if folder else dataset, "name": name, "source": "folder" if folder else "idx",
+        "num_classes": len(data["classes"]),
         "classes": data["classes"], "channels": c, "image_size": s,
         "test_accuracy": round(acc, 4), "test_images": len(y_test), "train_images": len(y_train),
         "feature_layer": f"fc: {model.fc[1]} + ReLU, the input of the classifier head (128-d)",
