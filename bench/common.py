@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import sys
 from pathlib import Path
 
@@ -37,3 +38,19 @@ def append_result(path: str | Path, title: str, intro: str, text: str) -> None:
         out.write_text(f"# {title}\n\n{intro}\n")
     with out.open("a") as f:
         f.write(text)
+
+
+def mean_std(xs: list[float], fmt: str = ".2f") -> str:
+    """'mean ± std' over seeds (the std of one seed is not shown)."""
+    return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else f"{xs[0]:{fmt}}"
+
+
+def plot_r_t_and_p(ax, cells: list[dict], augments, x: str) -> None:
+    """r_t of each augmentation's seed-0 cell (and ADA's p, dashed) against `x` ('epochs' or
+    'steps_logged') on a matplotlib axis: what the small-data studies' curve figures show."""
+    for aug, colour in zip(augments, ("C0", "C1", "C2")):
+        for c in (c for c in cells if c["augment"] == aug and c["seed"] == 0):
+            ax.plot(c[x], c["r_t"], color=colour, label=f"r_t, {aug}")
+            if c["ada_p"][-1] is not None:
+                ax.plot(c[x], c["ada_p"], color=colour, ls="--", label="p (ada)")
+    ax.set_ylim(-0.05, 1.05)

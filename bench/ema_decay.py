@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from common import append_result, device_name
+from common import append_result, device_name, mean_std
 from gankit.export import load_generator
 from gankit.config import preset_config
 from gankit.nets import EMA
@@ -50,10 +50,6 @@ class RidingEMA(EMA):
 
     def averages(self) -> dict[float, torch.nn.Module]:
         return {self.decay: self.module, **{d: r.module for d, r in self.riders.items()}}
-
-
-def mean_std(xs: list[float], fmt: str) -> str:
-    return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else f"{xs[0]:{fmt}}"
 
 
 def main() -> None:

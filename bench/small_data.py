@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from common import append_result, device_name
+from common import append_result, device_name, mean_std, plot_r_t_and_p
 
 from gankit.config import preset_config
 from gankit.data import load_split, to_float
@@ -94,10 +94,6 @@ def leak(run: str, n: int = 10000) -> dict:
     return {"samples_not_upright": share(samples), "real_not_upright": share(real)}
 
 
-def mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
-
-
 def table(cells: list[dict], sizes, augments) -> str:
     head = (f"| images | augment | fid_{TAG} (change vs none) | precision | recall | coverage | memorised_{TAG} | final p "
             f"| train img/s |\n"
@@ -143,14 +139,9 @@ def figures(cells: list[dict], sizes, augments, folder: Path) -> None:
     plt.close(fig)
     fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.2), squeeze=False)
     for ax, size in zip(axes[0], sizes):
-        for aug, colour in zip(augments, ("C0", "C1", "C2")):
-            for c in (c for c in cells if c["size"] == size and c["augment"] == aug and c["seed"] == 0):
-                ax.plot(c["epochs"], c["r_t"], color=colour, label=f"r_t, {aug}")
-                if c["ada_p"][-1] is not None:
-                    ax.plot(c["epochs"], c["ada_p"], color=colour, ls="--", label="p (ada)")
+        plot_r_t_and_p(ax, [c for c in cells if c["size"] == size], augments, "epochs")
         ax.set_title(f"{size:,} images (seed 0)")
         ax.set_xlabel("epoch")
-        ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from common import append_result, device_name
+from common import append_result, device_name, mean_std, plot_r_t_and_p
 
 from gankit.config import preset_config
 from gankit.data import training_images
@@ -68,10 +68,6 @@ def cell(job: dict) -> dict:
     return {**job, "run": str(run), "train_s": train_s, "r_t": [r["r_t"] for r in rows],
             "ada_p": [r.get("ada_p") for r in rows], "steps_logged": [r["step"] for r in rows],
             "gap": [r.get("heldout_gap") for r in rows]}
-
-
-def mean_std(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f}" if len(values) > 1 else f"{values[0]:.2f}"
 
 
 def table(cells: list[dict], augments, tag: str, floor: dict) -> str:
@@ -117,14 +113,11 @@ def figures(cells: list[dict], augments, folder: Path) -> None:
     fig.savefig(folder / "emoji-grids.png", dpi=90)
     plt.close(fig)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    plot_r_t_and_p(axes[0], cells, augments, "steps_logged")
     for aug, colour in zip(augments, ("C0", "C1", "C2")):
         for c in (c for c in cells if c["augment"] == aug and c["seed"] == 0):
-            axes[0].plot(c["steps_logged"], c["r_t"], color=colour, label=f"r_t, {aug}")
-            if c["ada_p"][-1] is not None:
-                axes[0].plot(c["steps_logged"], c["ada_p"], color=colour, ls="--", label="p (ada)")
             axes[1].plot(c["steps_logged"], c["gap"], color=colour, label=aug)
     axes[0].set_title("r_t and p (seed 0)")
-    axes[0].set_ylim(-0.05, 1.05)
     axes[1].set_title("D(train) - D(held-out), sigmoid (seed 0)")
     for ax in axes:
         ax.set_xlabel("step")

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from common import append_result, device_name
+from common import append_result, device_name, mean_std
 from gankit.runs import read_stats
 from labloop import LabStep, lab_loader, torchvision_root
 from gankit.config import preset_config
@@ -87,10 +87,6 @@ def lab_run(epochs: int, device: str, seed: int, max_steps: int = 0) -> tuple[fl
     return trained, curve
 
 
-def mean_std(xs: list[float]) -> str:
-    return f"{statistics.mean(xs):.1f} ± {statistics.stdev(xs):.1f}" if len(xs) > 1 else f"{xs[0]:.1f}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lab-epochs", type=int, default=1, help="epochs of the labs' loop that set Q (issue 15: 3)")
@@ -125,8 +121,8 @@ def main() -> None:
                     for seed, q, lab_s, hit, _, _ in rows)
     reached = len(shares) == len(rows)
     summary = (f"gankit `{args.preset}` ({args.precision}) reaches the labs' {args.lab_epochs}-epoch fid_fmnist5k "
-               f"(Q = {mean_std([r[1] for r in rows])}, {len(rows)} seed(s)) in "
-               + (f"{mean_std([r[3] for r in rows])} s against the labs' {mean_std([r[2] for r in rows])} s: "
+               f"(Q = {mean_std([r[1] for r in rows], '.1f')}, {len(rows)} seed(s)) in "
+               + (f"{mean_std([r[3] for r in rows], '.1f')} s against the labs' {mean_std([r[2] for r in rows], '.1f')} s: "
                   f"{statistics.mean(shares):.2f}" + (f" ± {statistics.stdev(shares):.2f}" if len(shares) > 1 else "")
                   + " of the labs' time"
                   if reached else f"{len(shares)} of {len(rows)} seeds within the labs' time"))

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from common import append_result, device_name
+from common import append_result, device_name, mean_std
 from gankit.export import export_generator, load_generator
 from gankit.data import class_names
 from gankit.sample import grid_labels
@@ -136,10 +136,6 @@ class Kept:
             export_generator(self.dir, G, None, preset_config("dcgan-report"), steps, name=target.stem)
         record.write_text(json.dumps(dict(spec=spec, seed=seed, steps=steps, scores=scores, curve=curve,
                                           date=time.strftime("%Y-%m-%d")), indent=2) + "\n")
-
-
-def mean_std(xs: list[float], fmt: str) -> str:
-    return f"{statistics.mean(xs):{fmt}} ± {statistics.stdev(xs):{fmt}}" if len(xs) > 1 else f"{xs[0]:{fmt}}"
 
 
 def main() -> None:
