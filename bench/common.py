@@ -1,8 +1,11 @@
 """What every benchmark script shares: the repository on sys.path, the device's name for the
-results, and appending a dated result to a Markdown file."""
+results, appending a dated result to a Markdown file, and training a study's cell unless an
+earlier call trained it."""
 from __future__ import annotations
 
+import json
 import os
+import time
 import platform
 import statistics
 import sys
@@ -54,3 +57,48 @@ def plot_r_t_and_p(ax, cells: list[dict], augments, x: str) -> None:
             if c["ada_p"][-1] is not None:
                 ax.plot(c[x], c["ada_p"], color=colour, ls="--", label="p (ada)")
     ax.set_ylim(-0.05, 1.05)
+
+
+def earlier_run(out: str | Path, name: str, cfg) -> tuple[Path | None, int]:
+    """A finished run folder under `out` named NNNNN-`name` whose settings are `cfg`'s (its steps,
+    out_dir and data_root aside) and that trained at most cfg.steps steps: (folder, its steps), or
+    (None, 0). The newest such folder if there are several."""
+    from gankit.runs import read_stats
+    want = {k: v for k, v in cfg.to_dict().items() if k not in ("steps", "out_dir", "data_root")}
+    for run in sorted(Path(out).glob(f"*-{name}"), reverse=True):
+        stats = read_stats(run) if (run / "stats.jsonl").exists() else []
+        if not ((run / "generator.safetensors").exists() and stats and stats[-1]["step"] <= cfg.steps):
+            continue
+        saved = json.loads((run / "config.json").read_text())["config"]
+        if all(saved.get(k) == v for k, v in want.items()):
+            return run, stats[-1]["step"]
+    return None, 0
+
+
+def train_or_reuse(cfg, name: str) -> tuple[Path, float | None, int]:
+    """Train a study's cell, or reuse the one an earlier call trained under cfg.out_dir: as it is if
+    it trained cfg.steps steps, resumed from its last checkpoint to cfg.steps if it trained fewer
+    (resume is bit-exact: the same run as one that never stopped). Returns (run folder, seconds
+    trained in this call or None, the steps it had trained before)."""
+    from gankit.training import train
+    run, before = earlier_run(cfg.out_dir, name, cfg)
+    if run is not None and before == cfg.steps:
+        return run, None, before
+    t0 = time.perf_counter()
+    run = train(cfg, resume=run, progress=False, run_name=None if run else name)
+    return run, round(time.perf_counter() - t0, 1), before
+
+
+def how_trained(cells: list[dict], steps: int) -> str:
+    """How a study's cells came to their budget (train_or_reuse): e.g. 'every cell trained in this
+    call' or '9 cells trained 2,000 steps by an earlier call and resumed to 6,000 in this one'."""
+    new = sum(c["train_s"] is not None and not c["steps_before"] for c in cells)
+    resumed = [c["steps_before"] for c in cells if c["train_s"] is not None and c["steps_before"]]
+    reused = sum(c["train_s"] is None for c in cells)
+    if new == len(cells):
+        return "every cell trained in this call"
+    parts = [f"{new} cells trained in this call"] if new else []
+    parts += [f"{resumed.count(b)} cells trained {b:,} steps by an earlier call and resumed to {steps:,} in this one"
+              for b in sorted(set(resumed))]
+    parts += [f"{reused} cells trained by an earlier call and scored again"] if reused else []
+    return ", ".join(parts)

@@ -11,8 +11,10 @@ rotated or flipped (the mean sample against the 8 flips and quarter turns of the
     python bench/small_data.py --figures docs/results/img     # the whole study (~2 h on 2 cores)
     python bench/small_data.py --sizes 1000 --seeds 0 --steps 200 --runs /tmp/sd --out /tmp/sd.md   # a quick look
 
-Appends to --out (bench/SMALL_DATA.md) and writes every number beside it (.json), and with
---figures draws the grids side by side and the r_t / p curves there.
+Cells whose run folder already holds a finished run of the same settings under --runs are scored
+again, not retrained, and resumed to --steps if they trained fewer. Appends to --out
+(bench/SMALL_DATA.md) and writes every number beside it (.json), and with --figures draws the
+grids side by side and the r_t / p curves there.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from common import append_result, device_name, mean_std, plot_r_t_and_p
+from common import append_result, device_name, how_trained, mean_std, plot_r_t_and_p, train_or_reuse
 
 from gankit.config import preset_config
 from gankit.data import load_split, to_float
@@ -37,6 +39,7 @@ from gankit.sample import generate, z_from_seed
 from gankit.export import load_generator
 
 NAMES = ["fid", "precision", "recall", "coverage", "memorisation"]
+SIZES = [1000, 5000, 60000]
 TAG = "fmnist10k"  # the protocol of --n samples (set in main)
 
 
@@ -46,21 +49,20 @@ def set_tag(tag: str) -> None:
 
 
 def cell(job: dict) -> dict:
-    """Train one cell and score it (a worker process of one thread)."""
+    """Train one cell, or finish one an earlier call trained (train_or_reuse), and score it (a
+    worker process of one thread)."""
     torch.set_num_threads(1)
-    from gankit.training import train
     if job.get("p_max") is not None:  # the leak check at another ceiling of p
         from gankit.nets import ada
         ada.P_MAX = job["p_max"]
     kw = dict(subset=job["size"] if job["size"] < 60000 else 0, augment=job["augment"], seed=job["seed"],
               steps=job["steps"], precision="fp32", eval_every=0, out_dir=job["out"], log_every=50, **job.get("extra", {}))
-    t0 = time.perf_counter()
-    run = train(preset_config("default", **kw), progress=False, run_name=job["name"])
-    train_s = time.perf_counter() - t0
+    run, train_s, before = train_or_reuse(preset_config("default", **kw), job["name"])
     scores = compute_metrics(run, "fashion-mnist", NAMES, job["n"], seed=0)
     rows = read_stats(run)
-    return {**{k: v for k, v in job.items() if k != "extra"}, "run": str(run), "train_s": round(train_s, 1),
-            "img_per_s": round(job["steps"] * 64 / train_s, 1), **{k: v for k, v in scores.items()},
+    return {**{k: v for k, v in job.items() if k != "extra"}, "run": str(run), "train_s": train_s,
+            "steps_before": before, "img_per_s": round((job["steps"] - before) * 64 / train_s, 1) if train_s else None,
+            **{k: v for k, v in scores.items()},
             "r_t": [r["r_t"] for r in rows], "ada_p": [r.get("ada_p") for r in rows],
             "epochs": [r["epoch"] for r in rows], "gap": [r.get("heldout_gap") for r in rows]}
 
@@ -87,7 +89,7 @@ def leak(run: str, n: int = 10000) -> dict:
     images, symmetric ones, match a flip as well): a leaking pipeline makes G turn and flip."""
     x_train, y_train = load_split("fashion-mnist", "train")
     means = torch.stack([to_float(x_train[y_train == c]).mean(0) for c in range(10)])
-    G = load_generator(run, "cpu")
+    G = load_generator(run)
     samples = generate(G, z_from_seed(0, n, G.z_dim))
     real = to_float(load_split("fashion-mnist", "test")[0][:n])
     share = lambda x: float((orientations(x, means) != 0).double().mean())
@@ -96,8 +98,8 @@ def leak(run: str, n: int = 10000) -> dict:
 
 def table(cells: list[dict], sizes, augments) -> str:
     head = (f"| images | augment | fid_{TAG} (change vs none) | precision | recall | coverage | memorised_{TAG} | final p "
-            f"| train img/s |\n"
-            "|---|---|---|---|---|---|---|---|---|\n")
+            f"| held-out gap at the end | train img/s |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for size in sizes:
         base = None
@@ -112,12 +114,19 @@ def table(cells: list[dict], sizes, augments) -> str:
             lines.append(f"| {size:,} | {aug} | {mean_std(fid)}{cut} | "
                          + " | ".join(mean_std([c[f"{m}_{TAG}"] for c in cs]) for m in ("precision", "recall", "coverage",
                                                                                           "memorised"))
-                         + f" | {mean_std(p) if p else '-'} | {statistics.mean(c['img_per_s'] for c in cs):.0f} |")
+                         + f" | {mean_std(p) if p else '-'} | {mean_std([c['gap'][-1] for c in cs])} | {_speed(cs)} |")
     return head + "\n".join(lines) + "\n"
 
 
-def figures(cells: list[dict], sizes, augments, folder: Path) -> None:
-    """grids.png: each cell's last fixed-z grid (seed 0) side by side; curves.png: r_t and p."""
+def _speed(cs: list[dict]) -> str:
+    """The mean img/s of the cells that trained in this call ('-' if none did)."""
+    speeds = [c["img_per_s"] for c in cs if c["img_per_s"]]
+    return f"{statistics.mean(speeds):.0f}" if speeds else "-"
+
+
+def figures(cells: list[dict], sizes, augments, folder: Path, name: str) -> None:
+    """<name>-grids.png: each cell's last fixed-z grid (seed 0) side by side; <name>-curves.png: r_t
+    and p, and D's held-out gap, through training."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -135,23 +144,28 @@ def figures(cells: list[dict], sizes, augments, folder: Path) -> None:
                 ax.imshow(img.crop((0, 0, img.width, img.height // 2)), cmap="gray")  # the first half of the rows
                 ax.set_title(f"{size:,} images, {aug}\nFID {c[f'fid_{TAG}']:.1f}", fontsize=9)
     fig.tight_layout()
-    fig.savefig(folder / "small-data-grids.png", dpi=90)
+    fig.savefig(folder / f"{name}-grids.png", dpi=90)
     plt.close(fig)
-    fig, axes = plt.subplots(1, len(sizes), figsize=(4.2 * len(sizes), 3.2), squeeze=False)
-    for ax, size in zip(axes[0], sizes):
+    fig, axes = plt.subplots(2, len(sizes), figsize=(4.2 * len(sizes), 6), squeeze=False)
+    for ax, gap_ax, size in zip(axes[0], axes[1], sizes):
         plot_r_t_and_p(ax, [c for c in cells if c["size"] == size], augments, "epochs")
         ax.set_title(f"{size:,} images (seed 0)")
-        ax.set_xlabel("epoch")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        for aug, colour in zip(augments, ("C0", "C1", "C2")):
+            for c in (c for c in cells if c["size"] == size and c["augment"] == aug and c["seed"] == 0):
+                gap_ax.plot(c["epochs"], c["gap"], color=colour, label=aug)
+        gap_ax.set_ylabel("D's held-out gap")
+        for a in (ax, gap_ax):
+            a.set_xlabel("epoch")
+            a.grid(alpha=0.3)
+            a.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(folder / "small-data-curves.png", dpi=90)
+    fig.savefig(folder / f"{name}-curves.png", dpi=90)
     plt.close(fig)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000, 60000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     ap.add_argument("--augments", nargs="+", default=["none", "diffaug", "ada"])
     ap.add_argument("--full-augments", nargs="+", default=["none", "ada"], help="augmentations trained on 60,000")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -163,7 +177,8 @@ def main() -> None:
     ap.add_argument("--no-leak", action="store_true", help="skip the leak check")
     ap.add_argument("--leak-p", type=float, nargs="+", default=[P_MAX], help="ceilings of p to run the leak check at")
     ap.add_argument("--leak-only", action="store_true", help="only the leak check (no cells)")
-    ap.add_argument("--figures", default=None, help="folder for the PNGs (docs/results/img)")
+    ap.add_argument("--figures", default=None,
+                    help="folder for the PNGs (docs/results/img), named after --out (small-data-grids.png, ...)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "SMALL_DATA.md"),
                     help="the Markdown file to append to (its .json beside it gets every number)")
     args = ap.parse_args()
@@ -192,7 +207,7 @@ def main() -> None:
         for c in pool.imap_unordered(cell, jobs):
             cells.append(c)
             print(f"{c['name']}: fid_{TAG} {c[f'fid_{TAG}']:.2f}, memorised {c[f'memorised_{TAG}']:.3f}, "
-                  f"{c['train_s']:.0f} s", flush=True)
+                  + (f"{c['train_s']:.0f} s" if c["train_s"] else "trained before"), flush=True)
     wall = time.perf_counter() - t0
     leak_cells = [c for c in cells if c.get("leak")]
     cells = [c for c in cells if not c.get("leak")]
@@ -201,9 +216,10 @@ def main() -> None:
     text = (f"\n## {result['date']}: {args.steps} steps per cell (batch 64), seeds {args.seeds}, `default`, fp32"
             + (f", ADA at --ada-speed {args.ada_speed}" if args.ada_speed else "") + "\n\n"
             f"Measured by `python bench/small_data.py --steps {args.steps}"
+            + (f" --sizes {' '.join(map(str, args.sizes))}" if args.sizes != SIZES else "")
             + (f" --ada-speed {args.ada_speed}" if args.ada_speed else "")
-            + f"` on {result['device']}, torch {torch.__version__}; "
-            f"{args.workers} cells at a time, one thread each; {wall / 60:.0f} min in all. Mean ± std over the seeds; "
+            + f"` on {result['device']}, torch {torch.__version__}; {how_trained(cells, args.steps)}; "
+            f"{args.workers} cells at a time, one thread each; {wall / 60:.0f} min in this call. Mean ± std over the seeds; "
             f"every score on {args.n:,} samples against the full test split.\n\n"
             + (table(cells, args.sizes, args.augments) if cells else ""))
     if leak_cells:
@@ -220,7 +236,8 @@ def main() -> None:
                  + "; ".join(f"{k} {100 * v['samples_not_upright']:.1f} %" for k, v in shares.items()) + ".\n")
     print(text)
     if args.figures:
-        figures(cells, args.sizes, list(args.augments), Path(args.figures))
+        name = Path(args.out).stem.lower().replace("_", "-")  # SMALL_DATA.md: small-data-grids.png, ...
+        figures(cells, args.sizes, list(args.augments), Path(args.figures), name)
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(result, indent=1))
     append_result(out, "Small datasets: subsets x augmentation",

@@ -14,7 +14,8 @@ reference, trained in the same call.
     python bench/small_folder.py --seeds 0 --steps 20 --runs /tmp/sf --out /tmp/sf.md   # a quick look
 
 Cells whose run folder already holds a finished run of the same settings under --runs are
-scored again, not retrained (--train-only trains them and stops). Appends to --out
+scored again, not retrained, and resumed to --steps if they trained fewer (--train-only trains
+them and stops). Appends to --out
 (bench/SMALL_FOLDER.md) and writes every number beside it (.json).
 """
 from __future__ import annotations
@@ -28,11 +29,12 @@ from pathlib import Path
 
 import torch
 
-from common import append_result, device_name, mean_std, plot_r_t_and_p
+from common import append_result, device_name, how_trained, mean_std, plot_r_t_and_p, train_or_reuse
 
 from gankit.config import preset_config
 from gankit.data import training_images
 from gankit.metrics import compute_metrics, real_floor
+from gankit.nets.ada import P_MAX
 from gankit.runs import read_stats
 
 NAMES = ["fid", "precision", "recall", "coverage", "classes", "memorisation"]
@@ -41,33 +43,86 @@ SETTINGS = dict(g_width=32, d_width=32, hflip=False, precision="fp32", eval_ever
 
 def config(job: dict):
     return preset_config("faces64", data_root=job["data_root"], subset=job["size"], augment=job["augment"],
-                         seed=job["seed"], steps=job["steps"], out_dir=job["out"], **SETTINGS)
-
-
-def finished(job: dict) -> Path | None:
-    """The run folder of a cell trained before with the same settings, if it finished."""
-    for run in sorted(Path(job["out"]).glob(f"*-{job['name']}")):
-        stats = read_stats(run) if (run / "stats.jsonl").exists() else []
-        if (run / "generator.safetensors").exists() and stats and stats[-1]["step"] == job["steps"]:
-            saved = json.loads((run / "config.json").read_text())["config"]
-            if all(saved[k] == v for k, v in config(job).to_dict().items() if k not in ("out_dir", "data_root")):
-                return run
-    return None
+                         seed=job["seed"], steps=job["steps"], out_dir=job["out"], **SETTINGS, **job.get("extra", {}))
 
 
 def cell(job: dict) -> dict:
-    """Train one cell (a worker process of one thread), unless it was trained before."""
+    """Train one cell, or finish one an earlier call trained (train_or_reuse; a worker process of one
+    thread)."""
     torch.set_num_threads(1)
-    from gankit.training import train
-    run, train_s = finished(job), None
-    if run is None:
-        t0 = time.perf_counter()
-        run = train(config(job), progress=False, run_name=job["name"])
-        train_s = round(time.perf_counter() - t0, 1)
+    if job.get("p_max") is not None:  # the leak check at another ceiling of p
+        from gankit.nets import ada
+        ada.P_MAX = job["p_max"]
+    run, train_s, before = train_or_reuse(config(job), job["name"])
     rows = read_stats(run)
-    return {**job, "run": str(run), "train_s": train_s, "r_t": [r["r_t"] for r in rows],
+    return {**job, "run": str(run), "train_s": train_s, "steps_before": before, "r_t": [r["r_t"] for r in rows],
             "ada_p": [r.get("ada_p") for r in rows], "steps_logged": [r["step"] for r in rows],
             "gap": [r.get("heldout_gap") for r in rows]}
+
+
+def detector(x: torch.Tensor, epochs: int = 6) -> tuple[torch.nn.Module, dict]:
+    """A small CNN trained to tell images (N, C, H, W) in [-1, 1] from the same images through ADA's
+    geometric transforms (every one applied: flips, turns, shifts, zooms and rotations with
+    reflected borders), on all but a held-out fifth (at most 600), seeded; with its accuracy on those
+    (how often it calls a real image augmented, how often it catches an augmented one)."""
+    from gankit.nets.ada import geometry, resample
+    gen = torch.Generator().manual_seed(0)
+    rand = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
+
+    def augment(x):
+        M, _ = geometry(len(x), x.shape[2], x.shape[3], rand, torch.tensor(1.0), "cpu")
+        return resample(x, M)
+
+    torch.manual_seed(0)
+    order = torch.randperm(len(x), generator=gen)
+    k = min(600, len(x) // 5)
+    test, train = x[order[:k]], x[order[k:]]
+    net = torch.nn.Sequential(*[m for c_in, c_out in ((x.shape[1], 32), (32, 64), (64, 128), (128, 128))
+                                for m in (torch.nn.Conv2d(c_in, c_out, 4, 2, 1), torch.nn.LeakyReLU(0.2))],
+                              torch.nn.AdaptiveAvgPool2d(4), torch.nn.Flatten(), torch.nn.Linear(128 * 16, 1))
+    opt = torch.optim.Adam(net.parameters(), 1e-3)
+    target = torch.cat([torch.zeros(64), torch.ones(64)])
+    for _ in range(epochs):
+        batches = torch.randperm(len(train), generator=gen)
+        for i in range(0, len(train) - 63, 64):
+            xb = train[batches[i:i + 64]]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(torch.cat([xb, augment(xb)]))[:, 0], target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    net.eval()
+    with torch.no_grad():
+        return net, {"held_out": k, "real_called_augmented": called_augmented(net, test),
+                     "augmented_caught": called_augmented(net, augment(test))}
+
+
+def called_augmented(net: torch.nn.Module, x: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float((torch.cat([net(b) for b in x.split(500)]) > 0).double().mean())
+
+
+def leak_check(cells: list[dict], leak_cells: list[dict], data_root: str, n: int) -> tuple[dict, str]:
+    """The share of each cell's n samples the detector calls augmented, against real images: a
+    pipeline that leaks makes G draw what its transforms draw (turned, mirrored, zoomed-out
+    pictures with reflected borders)."""
+    from gankit.data import to_float
+    from gankit.data.folder import load_folder
+    from gankit.export import load_generator
+    from gankit.sample import generate, z_from_seed
+    x = to_float(torch.from_numpy(load_folder(data_root, 64, 3, progress=False, say=lambda m: None)))
+    net, real = detector(x)
+    for c in cells + leak_cells:
+        G = load_generator(c["run"])
+        c["called_augmented"] = called_augmented(net, generate(G, z_from_seed(0, n, G.z_dim)))
+    rows = [f"| {aug} | {mean_std([c['called_augmented'] for c in cells if c['augment'] == aug])} |"
+            for aug in dict.fromkeys(c["augment"] for c in cells)]
+    rows += [f"| ada, p held at {c['p_max']:g} (fid_{c['tag']} {c[f'fid_' + c['tag']]:.1f}) | "
+             f"{c['called_augmented']:.2f} |" for c in leak_cells]
+    text = (f"\nLeak check: a CNN trained to tell the folder's images from the same images through ADA's "
+            f"geometric transforms (all of them) calls {100 * real['real_called_augmented']:.1f} % of {real['held_out']} held-out "
+            f"images augmented and catches {100 * real['augmented_caught']:.1f} % of them augmented. The share of "
+            f"{n:,} samples it calls augmented:\n\n| cells | called augmented |\n|---|---|\n" + "\n".join(rows) + "\n")
+    return {**real, "cells": {c["name"]: c["called_augmented"] for c in cells + leak_cells}}, text
 
 
 def table(cells: list[dict], augments, tag: str, floor: dict) -> str:
@@ -140,6 +195,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1500, help="samples (and real images) each cell is scored on")
     ap.add_argument("--runs", default="/tmp/gankit-small-folder", help="where the cells' run folders go")
     ap.add_argument("--train-only", action="store_true", help="train the cells and stop (no evaluator needed)")
+    ap.add_argument("--no-leak", action="store_true", help="skip the leak check")
+    ap.add_argument("--leak-p", type=float, nargs="+", default=[P_MAX], help="ceilings of p to run the leak check at")
     ap.add_argument("--figures", default=None, help="folder for the PNGs (docs/results/img)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "SMALL_FOLDER.md"),
                     help="the Markdown file to append to (its .json beside it gets every number)")
@@ -148,6 +205,10 @@ def main() -> None:
     jobs = [{"size": args.size, "augment": aug, "seed": seed, "steps": args.steps, "out": args.runs,
              "data_root": args.data_root, "name": f"emoji{args.size}-{aug}-s{seed}"}
             for aug in args.augments for seed in args.seeds]
+    if not args.no_leak:  # p pinned at its ceiling: a target r_t no D reaches, p rising at once
+        jobs += [{"size": args.size, "augment": "ada", "seed": 0, "steps": args.steps, "out": args.runs,
+                  "data_root": args.data_root, "name": f"emoji{args.size}-leak-check-p{p_max:g}", "leak": True,
+                  "p_max": p_max, "extra": {"ada_target": 0.01, "ada_speed": 1000}} for p_max in args.leak_p]
     t0 = time.perf_counter()
     training_images(config(jobs[0]), progress=False)  # decoded and cached here: a pool's worker cannot fork decoders
     with mp.get_context("spawn").Pool(args.workers) as pool:
@@ -166,6 +227,8 @@ def main() -> None:
         print(f"{c['name']}: fid_{c['tag']} {scores['fid_' + c['tag']]:.2f}, "
               f"memorised {scores.get('memorised_' + c['tag'], float('nan')):.3f}", flush=True)
     tag = cells[0]["tag"]
+    leak_cells = [c for c in cells if c.get("leak")]
+    cells = [c for c in cells if not c.get("leak")]
     floor = {**real_floor("folder", NAMES, args.n, data_root=args.data_root, evaluator=args.evaluator), "n": args.n}
     wall = time.perf_counter() - t0
     cells.sort(key=lambda c: (args.augments.index(c["augment"]), c["seed"]))
@@ -175,12 +238,15 @@ def main() -> None:
     text = (f"\n## {result['date']}: {args.size:,} emoji, {args.steps} steps per cell (batch 64), seeds {args.seeds}, "
             f"`faces64` at half width, fp32\n\n"
             f"Measured by `python bench/small_folder.py --steps {args.steps} --size {args.size}` on {result['device']}, "
-            f"torch {torch.__version__}; {args.workers} cells at a time, one thread each"
-            + (f", {statistics.mean(trained) / 60:.1f} min of training per cell" if trained else
-               ", cells trained by an earlier call") + f"; {wall / 60:.0f} min in this call. Mean ± std over the "
+            f"torch {torch.__version__}; {how_trained(cells, args.steps)}; {args.workers} cells at a time, one thread "
+            f"each" + (f", {statistics.mean(trained) / 60:.1f} min of training per cell in this call" if trained else "")
+            + f"; {wall / 60:.0f} min in this call. Mean ± std over the "
             f"seeds; every score on {args.n:,} samples against {args.n:,} images of the whole folder, memorised "
             f"against the {args.size:,} training images with the images left out as the held-out set.\n\n"
             + table(cells, args.augments, tag, floor))
+    if not args.no_leak:
+        result["leak"], leak_text = leak_check(cells, leak_cells, args.data_root, args.n)
+        text += leak_text
     print(text)
     if args.figures:
         figures(cells, list(args.augments), Path(args.figures))

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from gankit.config import preset_config
 from gankit.training import train
@@ -112,3 +113,27 @@ def test_vs_labs_keeps_runs_reuses_them_and_refuses_another_protocol(tmp_path):
     other = call("--minutes", "0.02", "--seeds", "0")
     assert other.returncode != 0 and "another protocol (minutes: 0.01 there, 0.02 now)" in other.stderr
     assert len(list(keep.iterdir())) == 4  # nothing written by the refused call
+
+
+def test_a_study_cell_is_reused_as_it_is_or_resumed_to_a_larger_budget(tiny_root, tmp_path):
+    """bench/common.train_or_reuse: a cell trained before is scored again, not retrained; raised
+    --steps resume it in its folder to the same weights as a cell trained the whole budget at once;
+    other settings train a new one."""
+    sys.path.insert(0, str(BENCH))
+    from common import earlier_run, train_or_reuse
+    from gankit.training.checkpoint import load_checkpoint
+
+    def cfg(steps, out, **kw):
+        return preset_config("default", data_root=str(tiny_root), out_dir=str(tmp_path / out), batch_size=16,
+                             steps=steps, eval_every=0, log_every=2, precision="fp32", augment="ada", **kw)
+
+    run, seconds, before = train_or_reuse(cfg(4, "cells"), "tiny-ada-s0")
+    assert run.name.endswith("-tiny-ada-s0") and seconds is not None and before == 0
+    assert train_or_reuse(cfg(4, "cells"), "tiny-ada-s0") == (run, None, 4)
+    again, seconds, before = train_or_reuse(cfg(8, "cells"), "tiny-ada-s0")
+    assert again == run and seconds is not None and before == 4
+    whole, _, _ = train_or_reuse(cfg(8, "whole"), "tiny-ada-s0")
+    a, b = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (run, whole))
+    assert a["step"] == b["step"] == 8 and all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
+    assert earlier_run(tmp_path / "cells", "tiny-ada-s0", cfg(4, "cells")) == (None, 0)  # trained past 4 steps
+    assert earlier_run(tmp_path / "cells", "tiny-ada-s0", cfg(8, "cells", seed=1)) == (None, 0)  # another seed

@@ -244,3 +244,13 @@ def test_a_folder_evaluator_scores_runs_on_its_folder_and_catches_copies(tmp_pat
     assert main(["eval", str(run), "--n", "30", "--metrics", "kid", "--dataset", "folder", "--data-root", str(root),
                  "--evaluator", "nosuch"]) == 2
     assert "no evaluator named 'nosuch'" in capsys.readouterr().err
+    # An evaluator whose units all died (here: every weight zero) gives the same features for every
+    # image: refused, not a KID or FID of 0.
+    from safetensors.torch import load_file, save_file
+    from gankit.files import sha256_file
+    dead = tmp_path / "dead.safetensors"
+    save_file({k: torch.zeros_like(v) for k, v in load_file(str(user_dir() / "shapes.safetensors")).items()}, str(dead))
+    dead.with_suffix(".json").write_text(json.dumps({**card, "sha256": sha256_file(dead)}))
+    assert main(["eval", str(run), "--n", "30", "--metrics", "kid", "--dataset", "folder", "--data-root", str(root),
+                 "--evaluator", str(dead)]) == 2
+    assert f"{dead}: its features are the same for every image of {root}" in capsys.readouterr().err

@@ -156,6 +156,7 @@ def load_evaluator(dataset: str = "fashion-mnist", device: str | torch.device = 
         raise GankitError(f"{path}: not a gankit evaluator ({type(e).__name__})") from None
     shipped = WEIGHTS_DIR / path.name
     card["shipped"] = shipped.is_file() and sha256_file(shipped) == card["sha256"]
+    card["path"] = str(path)
     return model.to(device).eval(), card
 
 

@@ -43,16 +43,28 @@ def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
     path = cache_root("reference") / f"{dataset}-{split}-{n}-{key}.pt"
     if path.exists():
         cached = torch.load(path, weights_only=True)
-        return cached["features"], cached["probs"]
+        return check_alive(cached["features"], card, data_root or dataset), cached["probs"]
     if x is None:
         x, _ = load_split(dataset, split, data_root)
     if len(x) < n:
         raise GankitError(f"{dataset} {split} has {len(x)} images, fewer than n={n}")
     feats, probs = embed_fn(to_float(x[:n]))
+    check_alive(feats, card, data_root or dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         torch.save({"features": feats, "probs": probs}, tmp)
     return feats, probs
+
+
+def check_alive(feats: torch.Tensor, card: dict, images: str) -> torch.Tensor:
+    """The features of real images, refused when they are the same for every image (a network
+    whose units all died, e.g. an evaluator trained a step or two): every score from them would
+    be 0 or meaningless, not a measurement."""
+    if len(feats) > 1 and (feats - feats[0]).abs().amax() <= 1e-6 * max(1.0, float(feats.abs().amax())):
+        raise GankitError(f"{card.get('path', 'the feature network')}: its features are the same for every image of "
+                          f"{images}, so it cannot tell any two apart (an evaluator trained too little?); "
+                          f"train it longer (`gankit evaluator train --epochs`)")
+    return feats
 
 
 def training_features(dataset: str, embed_fn, card: dict, data_root: str | None = None,
