@@ -60,19 +60,20 @@ def cell(job: dict) -> dict:
             "gap": [r.get("heldout_gap") for r in rows]}
 
 
+def transformed(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """x through every one of ADA's geometric transforms (p = 1), seeded by gen."""
+    from gankit.nets.ada import geometry, resample
+    M, _ = geometry(len(x), x.shape[2], x.shape[3], lambda *shape: torch.rand(*shape, generator=gen),
+                    torch.tensor(1.0), "cpu")
+    return resample(x, M)
+
+
 def detector(x: torch.Tensor, epochs: int = 6) -> tuple[torch.nn.Module, dict]:
     """A small CNN trained to tell images (N, C, H, W) in [-1, 1] from the same images through ADA's
     geometric transforms (every one applied: flips, turns, shifts, zooms and rotations with
     reflected borders), on all but a held-out fifth (at most 600), seeded; with its accuracy on those
     (how often it calls a real image augmented, how often it catches an augmented one)."""
-    from gankit.nets.ada import geometry, resample
     gen = torch.Generator().manual_seed(0)
-    rand = lambda *shape: torch.rand(*shape, generator=gen)  # noqa: E731
-
-    def augment(x):
-        M, _ = geometry(len(x), x.shape[2], x.shape[3], rand, torch.tensor(1.0), "cpu")
-        return resample(x, M)
-
     torch.manual_seed(0)
     order = torch.randperm(len(x), generator=gen)
     k = min(600, len(x) // 5)
@@ -86,14 +87,14 @@ def detector(x: torch.Tensor, epochs: int = 6) -> tuple[torch.nn.Module, dict]:
         batches = torch.randperm(len(train), generator=gen)
         for i in range(0, len(train) - 63, 64):
             xb = train[batches[i:i + 64]]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(torch.cat([xb, augment(xb)]))[:, 0], target)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(torch.cat([xb, transformed(xb, gen)]))[:, 0],
+                                                                        target)
             opt.zero_grad()
             loss.backward()
             opt.step()
     net.eval()
-    with torch.no_grad():
-        return net, {"held_out": k, "real_called_augmented": called_augmented(net, test),
-                     "augmented_caught": called_augmented(net, augment(test))}
+    return net, {"held_out": k, "real_called_augmented": called_augmented(net, test),
+                 "augmented_caught": called_augmented(net, transformed(test, gen))}
 
 
 def called_augmented(net: torch.nn.Module, x: torch.Tensor) -> float:
@@ -111,18 +112,26 @@ def leak_check(cells: list[dict], leak_cells: list[dict], data_root: str, n: int
     from gankit.sample import generate, z_from_seed
     x = to_float(torch.from_numpy(load_folder(data_root, 64, 3, progress=False, say=lambda m: None)))
     net, real = detector(x)
+    gen = torch.Generator().manual_seed(1)
     for c in cells + leak_cells:
         G = load_generator(c["run"])
-        c["called_augmented"] = called_augmented(net, generate(G, z_from_seed(0, n, G.z_dim)))
+        samples = generate(G, z_from_seed(0, n, G.z_dim))
+        c["called_augmented"] = called_augmented(net, samples)
+        if c["augment"] == "none":  # the control: generated images put through the transforms are caught too
+            c["transformed_caught"] = called_augmented(net, transformed(samples, gen))
+    caught = [c["transformed_caught"] for c in cells if "transformed_caught" in c] or [float("nan")]
     rows = [f"| {aug} | {mean_std([c['called_augmented'] for c in cells if c['augment'] == aug])} |"
             for aug in dict.fromkeys(c["augment"] for c in cells)]
     rows += [f"| ada, p held at {c['p_max']:g} (fid_{c['tag']} {c[f'fid_' + c['tag']]:.1f}) | "
              f"{c['called_augmented']:.2f} |" for c in leak_cells]
     text = (f"\nLeak check: a CNN trained to tell the folder's images from the same images through ADA's "
-            f"geometric transforms (all of them) calls {100 * real['real_called_augmented']:.1f} % of {real['held_out']} held-out "
-            f"images augmented and catches {100 * real['augmented_caught']:.1f} % of them augmented. The share of "
-            f"{n:,} samples it calls augmented:\n\n| cells | called augmented |\n|---|---|\n" + "\n".join(rows) + "\n")
-    return {**real, "cells": {c["name"]: c["called_augmented"] for c in cells + leak_cells}}, text
+            f"geometric transforms (all of them) calls {100 * real['real_called_augmented']:.1f} % of "
+            f"{real['held_out']} held-out images augmented and catches {100 * real['augmented_caught']:.1f} % of "
+            f"them put through the transforms; of the `none` cells' samples put through them, it catches "
+            f"{100 * statistics.mean(caught):.1f} % (its sensitivity on generated images). The share of {n:,} "
+            f"samples it calls augmented:\n\n| cells | called augmented |\n|---|---|\n" + "\n".join(rows) + "\n")
+    return {**real, "transformed_samples_caught": caught,
+            "cells": {c["name"]: c["called_augmented"] for c in cells + leak_cells}}, text
 
 
 def table(cells: list[dict], augments, tag: str, floor: dict) -> str:

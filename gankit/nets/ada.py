@@ -17,8 +17,10 @@ flipped, recoloured). The paper found its pipeline non-leaking for p below about
 this one leaked there. bench/small_data.py's leak check held p at 0.4, 0.6 and 0.8 for whole runs on
 1,000 images: the share of samples that match a flipped or turned class-mean image better than an
 upright one was 29.6 %, 63.3 % and 89.7 %, against 30.0 % of real images (docs/results/small-data.md).
-So p is kept in [0, P_MAX] with P_MAX = 0.4.
-"""
+So p is kept in [0, P_MAX] with P_MAX = 0.4. On RGB (1,000 emoji at 64x64), bench/small_folder.py's
+check (a CNN that tells images from the same images through every geometric transform here, and
+catches 95-98 % of transformed samples) called none of the samples of a run with p held at 0.4
+augmented."""
 from __future__ import annotations
 
 import math
