@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import platform
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import torch
