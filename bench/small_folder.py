@@ -15,8 +15,7 @@ reference, trained in the same call.
 
 Cells whose run folder already holds a finished run of the same settings under --runs are
 scored again, not retrained, and resumed to --steps if they trained fewer (--train-only trains
-them and stops). Appends to --out
-(bench/SMALL_FOLDER.md) and writes every number beside it (.json).
+them and stops). Appends to --out (bench/SMALL_FOLDER.md) and writes every number beside it (.json).
 """
 from __future__ import annotations
 
@@ -102,15 +101,16 @@ def called_augmented(net: torch.nn.Module, x: torch.Tensor) -> float:
         return float((torch.cat([net(b) for b in x.split(500)]) > 0).double().mean())
 
 
-def leak_check(cells: list[dict], leak_cells: list[dict], data_root: str, n: int) -> tuple[dict, str]:
+def leak_check(cells: list[dict], leak_cells: list[dict], cfg, n: int) -> tuple[dict, str]:
     """The share of each cell's n samples the detector calls augmented, against real images: a
     pipeline that leaks makes G draw what its transforms draw (turned, mirrored, zoomed-out
-    pictures with reflected borders)."""
+    pictures with reflected borders). `cfg`: a cell's config (the folder, at the size it trained)."""
     from gankit.data import to_float
     from gankit.data.folder import load_folder
     from gankit.export import load_generator
     from gankit.sample import generate, z_from_seed
-    x = to_float(torch.from_numpy(load_folder(data_root, 64, 3, progress=False, say=lambda m: None)))
+    x = to_float(torch.from_numpy(load_folder(cfg.data_root, cfg.image_size, cfg.channels, progress=False,
+                                              say=lambda m: None)))
     net, real = detector(x)
     gen = torch.Generator().manual_seed(1)
     for c in cells + leak_cells:
@@ -119,7 +119,7 @@ def leak_check(cells: list[dict], leak_cells: list[dict], data_root: str, n: int
         c["called_augmented"] = called_augmented(net, samples)
         if c["augment"] == "none":  # the control: generated images put through the transforms are caught too
             c["transformed_caught"] = called_augmented(net, transformed(samples, gen))
-    caught = [c["transformed_caught"] for c in cells if "transformed_caught" in c] or [float("nan")]
+    caught = [c["transformed_caught"] for c in cells if "transformed_caught" in c]
     rows = [f"| {aug} | {mean_std([c['called_augmented'] for c in cells if c['augment'] == aug])} |"
             for aug in dict.fromkeys(c["augment"] for c in cells)]
     rows += [f"| ada, p held at {c['p_max']:g} (fid_{c['tag']} {c[f'fid_' + c['tag']]:.1f}) | "
@@ -127,9 +127,12 @@ def leak_check(cells: list[dict], leak_cells: list[dict], data_root: str, n: int
     text = (f"\nLeak check: a CNN trained to tell the folder's images from the same images through ADA's "
             f"geometric transforms (all of them) calls {100 * real['real_called_augmented']:.1f} % of "
             f"{real['held_out']} held-out images augmented and catches {100 * real['augmented_caught']:.1f} % of "
-            f"them put through the transforms; of the `none` cells' samples put through them, it catches "
-            f"{100 * statistics.mean(caught):.1f} % (its sensitivity on generated images). The share of {n:,} "
-            f"samples it calls augmented:\n\n| cells | called augmented |\n|---|---|\n" + "\n".join(rows) + "\n")
+            f"them put through the transforms; "
+            + (f"of the `none` cells' samples put through them, it catches {100 * statistics.mean(caught):.1f} % "
+               f"(its sensitivity on generated images)" if caught else "no `none` cells to measure its sensitivity "
+               "on generated images")
+            + f". The share of {n:,} samples it calls augmented:\n\n| cells | called augmented |\n|---|---|\n"
+            + "\n".join(rows) + "\n")
     return {**real, "transformed_samples_caught": caught,
             "cells": {c["name"]: c["called_augmented"] for c in cells + leak_cells}}, text
 
@@ -254,7 +257,7 @@ def main() -> None:
             f"against the {args.size:,} training images with the images left out as the held-out set.\n\n"
             + table(cells, args.augments, tag, floor))
     if not args.no_leak:
-        result["leak"], leak_text = leak_check(cells, leak_cells, args.data_root, args.n)
+        result["leak"], leak_text = leak_check(cells, leak_cells, config(jobs[0]).resolved(), args.n)
         text += leak_text
     print(text)
     if args.figures:

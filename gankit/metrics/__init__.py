@@ -26,8 +26,7 @@ from .sources import estimate_bytes, load_images, load_labelled_images, source_s
 
 __all__ = ["DEFAULT_N", "Judge", "LABELS", "METRICS", "compute_metrics", "feature_network", "load_images",
            "load_labelled_images", "make_judge", "protocol", "real_floor", "reference_features", "reference_size",
-           "save_results", "score_features",
-           "scores", "estimate_bytes", "source_shape", "training_set"]
+           "save_results", "score_features", "scores", "estimate_bytes", "source_shape", "training_set"]
 
 
 def compute_metrics(source, reference: str = "fashion-mnist", names=tuple(METRICS), n: int = DEFAULT_N, seed: int = 0,
