@@ -84,6 +84,14 @@ def test_resume_skips_a_corrupt_checkpoint_and_says_so(tiny_root, tmp_path):
     assert path.name == "step_00000016.pt" and "skipped last.pt: sha256" in notes[0]
 
 
+def test_resume_takes_the_latest_step_not_the_newest_file(tiny_root, tmp_path):
+    run = train(tiny(tiny_root, tmp_path, steps=20, keep=2))  # step_00000016.pt, then last.pt at step 20
+    older = run / "checkpoints" / "step_00000016.pt"
+    os.utime(older)  # as after a copy that did not keep timestamps: the older step is the newer file
+    path, notes = newest_valid_checkpoint(run)
+    assert path.name == "last.pt" and load_checkpoint(path)["step"] == 20 and not notes
+
+
 class Exploit:
     def __reduce__(self):
         return (os.system, ("touch pwned",))

@@ -68,11 +68,25 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     return state
 
 
+def _step_of(path: Path) -> float:
+    """The training step a checkpoint holds: from the name of a step_N.pt, from inside last.pt
+    (memory-mapped: only its small header is read). A file that cannot be read sorts first, so
+    that its hash is checked and the skip reported."""
+    if path.stem.startswith("step_") and path.stem[5:].isdigit():
+        return int(path.stem[5:])
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["step"])
+    except Exception:  # truncated, foreign, no step: let verify() say what is wrong with it
+        return float("inf")
+
+
 def newest_valid_checkpoint(run_dir: Path) -> tuple[Path, list[str]]:
-    """The newest checkpoint in run_dir/checkpoints whose hash verifies, and a note for each one
-    skipped on the way."""
+    """The checkpoint of the latest step in run_dir/checkpoints whose hash verifies, and a note for
+    each one skipped on the way. Ordered by the step each holds, then by time: a run folder copied
+    without its timestamps (cp, a sync tool) still resumes from its last step, not an older one."""
     folder = Path(run_dir) / "checkpoints"
-    cands = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.is_dir() else []
+    cands = list(folder.glob("*.pt")) if folder.is_dir() else []
+    cands.sort(key=lambda p: (_step_of(p), p.stat().st_mtime), reverse=True)
     skipped = []
     for p in cands:
         reason = verify(p)
