@@ -48,12 +48,9 @@ def _gate(rand: Rand, B: int, p: Tensor) -> Tensor:
 
 
 def _mat(B: int, device, rows) -> Tensor:
-    """(B, 3, 3) homogeneous matrices from rows of (B,) tensors or numbers."""
-    out = torch.zeros(B, 3, 3, device=device)
-    for i, row in enumerate(rows):
-        for j, v in enumerate(row):
-            out[:, i, j] = v
-    return out
+    """(B, 3, 3) homogeneous matrices from rows of (B,) tensors or numbers, in one stack."""
+    flat = [v if isinstance(v, Tensor) else torch.full((B,), float(v), device=device) for row in rows for v in row]
+    return torch.stack(flat, dim=1).view(B, 3, 3)
 
 
 def _rotation(angle: Tensor) -> Tensor:
