@@ -75,12 +75,16 @@ def earlier_run(out: str | Path, name: str, cfg) -> tuple[Path | None, int]:
     return None, 0
 
 
-def train_or_reuse(cfg, name: str) -> tuple[Path, float | None, int]:
+def train_or_reuse(cfg, name: str, p_max: float | None = None) -> tuple[Path, float | None, int]:
     """Train a study's cell, or reuse the one an earlier call trained under cfg.out_dir: as it is if
     it trained cfg.steps steps, resumed from its last checkpoint to cfg.steps if it trained fewer
-    (resume is bit-exact: the same run as one that never stopped). Returns (run folder, seconds
-    trained in this call or None, the steps it had trained before)."""
+    (resume is bit-exact: the same run as one that never stopped). `p_max`: ADA's ceiling of p in
+    this process (a leak check's cell; its name must say so, since the config does not). Returns
+    (run folder, seconds trained in this call or None, the steps it had trained before)."""
     from gankit.training import train
+    if p_max is not None:
+        from gankit.nets import ada
+        ada.P_MAX = p_max
     run, before = earlier_run(cfg.out_dir, name, cfg)
     if run is not None and before == cfg.steps:
         return run, None, before

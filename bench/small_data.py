@@ -52,12 +52,9 @@ def cell(job: dict) -> dict:
     """Train one cell, or finish one an earlier call trained (train_or_reuse), and score it (a
     worker process of one thread)."""
     torch.set_num_threads(1)
-    if job.get("p_max") is not None:  # the leak check at another ceiling of p
-        from gankit.nets import ada
-        ada.P_MAX = job["p_max"]
     kw = dict(subset=job["size"] if job["size"] < 60000 else 0, augment=job["augment"], seed=job["seed"],
               steps=job["steps"], precision="fp32", eval_every=0, out_dir=job["out"], log_every=50, **job.get("extra", {}))
-    run, train_s, before = train_or_reuse(preset_config("default", **kw), job["name"])
+    run, train_s, before = train_or_reuse(preset_config("default", **kw), job["name"], job.get("p_max"))
     scores = compute_metrics(run, "fashion-mnist", NAMES, job["n"], seed=0)
     rows = read_stats(run)
     return {**{k: v for k, v in job.items() if k != "extra"}, "run": str(run), "train_s": train_s,

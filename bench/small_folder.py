@@ -49,10 +49,7 @@ def cell(job: dict) -> dict:
     """Train one cell, or finish one an earlier call trained (train_or_reuse; a worker process of one
     thread)."""
     torch.set_num_threads(1)
-    if job.get("p_max") is not None:  # the leak check at another ceiling of p
-        from gankit.nets import ada
-        ada.P_MAX = job["p_max"]
-    run, train_s, before = train_or_reuse(config(job), job["name"])
+    run, train_s, before = train_or_reuse(config(job), job["name"], job.get("p_max"))
     rows = read_stats(run)
     return {**job, "run": str(run), "train_s": train_s, "steps_before": before, "r_t": [r["r_t"] for r in rows],
             "ada_p": [r.get("ada_p") for r in rows], "steps_logged": [r["step"] for r in rows],
