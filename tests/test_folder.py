@@ -254,3 +254,13 @@ def test_a_folder_evaluator_scores_runs_on_its_folder_and_catches_copies(tmp_pat
     assert main(["eval", str(run), "--n", "30", "--metrics", "kid", "--dataset", "folder", "--data-root", str(root),
                  "--evaluator", str(dead)]) == 2
     assert f"{dead}: its features are the same for every image of {root}" in capsys.readouterr().err
+    # The folder changed under the run (one of its training images edited): memorisation refuses to
+    # compare with other images than the ones it trained on, and the saved metrics stay as they were.
+    from gankit.data.folder import find_images
+    before = (run / "metrics.json").read_text()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(find_images(root)[int(trained.indices[0])])
+    capsys.readouterr()
+    assert main(["eval", str(run), "--n", "30", "--metrics", "memorisation", "--dataset", "folder",
+                 "--data-root", str(root), "--evaluator", "shapes"]) == 2
+    assert "the folder changed since the run trained on it" in capsys.readouterr().err
+    assert (run / "metrics.json").read_text() == before

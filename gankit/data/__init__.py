@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from .folder import class_folders, folder_labels, load_folder
+from .folder import class_folders, folder_labels, images_sha256, load_folder
 from .idx import DATASETS, load_split, locate, read_idx, read_idx_pair
 from .sampler import EpochSampler
 

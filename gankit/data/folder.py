@@ -48,6 +48,14 @@ def cache_key(root: Path, files: list[Path], size: int, channels: int) -> str:
     return h.hexdigest()[:20]
 
 
+def images_sha256(x) -> str:
+    """A fingerprint of decoded images (a uint8 tensor or array): what a run's subset.json records
+    of the images it trained on, so a later check of the run against the folder knows whether the
+    folder still holds them at the same places."""
+    data = x.detach().cpu().contiguous().numpy() if hasattr(x, "detach") else np.ascontiguousarray(x)
+    return hashlib.sha256(data.tobytes()).hexdigest()
+
+
 def decode(path: Path, size: int, channels: int) -> np.ndarray:
     """One image file -> (C, size, size) uint8; raises on anything unreadable."""
     with Image.open(path) as im:

@@ -56,7 +56,7 @@ def compute_metrics(source, reference: str = "fashion-mnist", names=tuple(METRIC
             train_feats = training_features(reference, embed_fn, card, data_root, trained_on[1])
         elif trained_on[1] is not None and _same_folder(trained_on, data_root):  # held out: what --subset left out
             train_feats, heldout = folder_training_features(data_root, trained_on[1], embed_fn,
-                                                            (x.shape[1], x.shape[-1]))
+                                                            (x.shape[1], x.shape[-1]), trained_on.images_sha256)
     return score_features(feats, probs, ref_feats, protocol(reference, n, net), names, labels=y, ref_labels=ref_labels,
                           train_feats=train_feats, heldout_feats=heldout)
 

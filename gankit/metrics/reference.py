@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..data import load_split, locate, to_float
-from ..data.folder import cache_key, find_images, load_folder
+from ..data.folder import cache_key, find_images, images_sha256, load_folder
 from ..errors import GankitError
 from ..files import atomic_path, cache_root, sha256_file
 from .evaluator import SHORT_NAMES, embed, load_evaluator
@@ -78,14 +78,21 @@ def training_features(dataset: str, embed_fn, card: dict, data_root: str | None 
     return reference_features(dataset, "train", len(x), embed_fn, card, data_root)[0]
 
 
-def folder_training_features(data_root: str, indices: torch.Tensor, embed_fn,
-                             shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def folder_training_features(data_root: str, indices: torch.Tensor, embed_fn, shape: tuple[int, int],
+                             fingerprint: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(features of the images of a folder a run trained on (its --subset's `indices`), features of
-    the images --subset left out): the training set and the held-out images of memorisation."""
+    the images --subset left out): the training set and the held-out images of memorisation. The
+    images at `indices` must be the ones the run fingerprinted (`fingerprint`, from its
+    subset.json; runs older than the fingerprint are not checked)."""
     x = torch.from_numpy(load_folder(data_root, shape[1], shape[0], say=lambda m: None, progress=False))
+    changed = f"{data_root}: the folder changed since the run trained on it"
     if len(indices) and int(indices.max()) >= len(x):
-        raise GankitError(f"{data_root}: {len(x)} images, but the run's subset.json names image {int(indices.max())}; "
-                          f"the folder changed since the run trained on it")
+        raise GankitError(f"{changed} ({len(x)} images, but the run's subset.json names image {int(indices.max())}); "
+                          f"memorisation needs the images it trained on")
+    if fingerprint and images_sha256(x[indices]) != fingerprint:
+        raise GankitError(f"{changed} (the images at the places its subset.json names are not the ones it "
+                          f"fingerprinted: images added, removed, renamed or edited); memorisation needs the "
+                          f"images it trained on")
     held = torch.ones(len(x), dtype=torch.bool)
     held[indices] = False
     return embed_fn(to_float(x[indices]))[0], embed_fn(to_float(x[held]))[0]

@@ -117,10 +117,12 @@ def source_shape(source: str | Path) -> tuple[int, int, int] | None:
 
 class TrainedOn(NamedTuple):
     """What a generator was trained on: its dataset ('folder' for an image folder), the indices of
-    its --subset (None: all of it) and, for a folder, the folder's resolved path (None: not known)."""
+    its --subset (None: all of it) and, for a folder, the folder's resolved path (None: not known)
+    and the sha256 of the subset's decoded images (None: not recorded)."""
     dataset: str | None
     indices: torch.Tensor | None
     data_root: str | None = None
+    images_sha256: str | None = None
 
 
 def training_set(source) -> TrainedOn | None:
@@ -135,12 +137,13 @@ def training_set(source) -> TrainedOn | None:
         return None
     folder = p if p.is_dir() else p.parent
     subset = folder / "subset.json"
-    indices = torch.tensor(json.loads(subset.read_text())["indices"]) if subset.exists() else None
+    record = json.loads(subset.read_text()) if subset.exists() else {}
+    indices = torch.tensor(record["indices"]) if record else None
     root = None
     if meta.get("dataset") == "folder" and (folder / "config.json").exists():
         saved = json.loads((folder / "config.json").read_text())["config"].get("data_root")
         root = str(Path(saved).expanduser().resolve()) if saved else None
-    return TrainedOn(meta.get("dataset"), indices, root)
+    return TrainedOn(meta.get("dataset"), indices, root, record.get("images_sha256"))
 
 
 def estimate_bytes(n: int, shape: tuple[int, int, int], feature_dim: int = 128) -> int:

@@ -12,7 +12,8 @@ import torch
 from tqdm import tqdm
 
 from ..config import Config
-from ..data import EpochSampler, load_split, resize_uint8, subset_indices, training_images, training_labels
+from ..data import (EpochSampler, images_sha256, load_split, resize_uint8, subset_indices, training_images,
+                    training_labels)
 from ..device import autocast as autocast_for, bf16_warning, resolve_precision
 from ..errors import ConfigError, DataError, GankitError, RunError
 from ..files import atomic_write_text
@@ -63,8 +64,10 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
         run_dir = new_run(cfg, device, precision, channels_last, ddp.world_size, command, run_name)
         locks.append(RunLock(run_dir).acquire())
         if subset is not None:  # which images the run saw, for anyone checking it against them
-            atomic_write_text(run_dir / "subset.json", json.dumps({"subset": cfg.subset, "seed": 0,
-                                                                   "indices": subset.tolist()}) + "\n")
+            record = {"subset": cfg.subset, "seed": 0, "indices": subset.tolist()}
+            if cfg.dataset == "folder":  # a folder can change under the run: fingerprint what it trained on
+                record["images_sha256"] = images_sha256(x_train)
+            atomic_write_text(run_dir / "subset.json", json.dumps(record) + "\n")
     out = open_run(ddp, run_dir, nets, tally, notes, resumed=state is not None)
     if eval_z is None and cfg.eval_every != 0:
         out.say(f"note: no evaluator for {cfg.dataset} at {cfg.image_size}x{cfg.image_size}, so sample quality "
