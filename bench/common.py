@@ -1,11 +1,13 @@
 """What every benchmark script shares: the repository on sys.path, the device's name for the
 results, appending a dated result to a Markdown file, and training a study's cell unless an
-earlier call trained it."""
+earlier call trained it, in a pool of worker processes that does not outlive the study."""
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
 import platform
+import signal
 import statistics
 import sys
 import time
@@ -91,6 +93,14 @@ def train_or_reuse(cfg, name: str, p_max: float | None = None) -> tuple[Path, fl
     t0 = time.perf_counter()
     run = train(cfg, resume=run, progress=False, run_name=None if run else name)
     return run, round(time.perf_counter() - t0, 1), before
+
+
+def cell_pool(workers: int, **kw):
+    """A pool of `workers` spawned processes for a study's cells, used as `with cell_pool(2) as pool:`.
+    A SIGTERM to the study (kill, pkill) ends it as Ctrl-C does: the `with` block's exit terminates
+    the workers. Without that they train on, orphaned, into the run folders a next call resumes."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    return mp.get_context("spawn").Pool(workers, **kw)
 
 
 def how_trained(cells: list[dict], steps: int) -> str:

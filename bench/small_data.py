@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
-from common import append_result, device_name, how_trained, mean_std, plot_r_t_and_p, train_or_reuse
+from common import append_result, cell_pool, device_name, how_trained, mean_std, plot_r_t_and_p, train_or_reuse
 
 from gankit.config import preset_config
 from gankit.data import load_split, to_float
@@ -201,7 +200,7 @@ def main() -> None:
                   "n": args.n, "name": f"leak-check-p{p_max:g}", "leak": True, "p_max": p_max,
                   "extra": {"ada_target": 0.01, "ada_speed": 1000}} for p_max in args.leak_p]
     t0 = time.perf_counter()
-    with mp.get_context("spawn").Pool(args.workers, initializer=set_tag, initargs=(TAG,)) as pool:
+    with cell_pool(args.workers, initializer=set_tag, initargs=(TAG,)) as pool:
         cells = []
         for c in pool.imap_unordered(cell, jobs):
             cells.append(c)

@@ -137,3 +137,48 @@ def test_a_study_cell_is_reused_as_it_is_or_resumed_to_a_larger_budget(tiny_root
     assert a["step"] == b["step"] == 8 and all(torch.equal(a["G"][k], b["G"][k]) for k in a["G"])
     assert earlier_run(tmp_path / "cells", "tiny-ada-s0", cfg(4, "cells")) == (None, 0)  # trained past 4 steps
     assert earlier_run(tmp_path / "cells", "tiny-ada-s0", cfg(8, "cells", seed=1)) == (None, 0)  # another seed
+
+
+STUDY = """
+import sys, os, time
+sys.path.insert(0, {bench!r})
+from common import cell_pool
+
+def hold(path):
+    open(path, "w").write(str(os.getpid()))
+    time.sleep(120)
+
+if __name__ == "__main__":
+    with cell_pool(1) as pool:
+        pool.map(hold, [sys.argv[1]])
+"""
+
+
+def test_a_killed_study_takes_its_workers_with_it(tmp_path):
+    """bench/common.cell_pool: a SIGTERM to a study ends its worker processes too; they would
+    otherwise train on, orphaned, into the run folders the next call resumes."""
+    import os
+    import signal
+    import time
+    script, pid_file = tmp_path / "study.py", tmp_path / "worker.pid"
+    script.write_text(STUDY.format(bench=str(BENCH)))
+    study = subprocess.Popen([sys.executable, str(script), str(pid_file)])
+    deadline = time.time() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.1)
+    worker = int(pid_file.read_text())
+    study.send_signal(signal.SIGTERM)
+    assert study.wait(30) == 128 + signal.SIGTERM
+
+    def alive(pid):
+        try:
+            return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0] not in ("Z", "X")
+        except (FileNotFoundError, IndexError):
+            return False
+
+    deadline = time.time() + 30
+    while alive(worker) and time.time() < deadline:
+        time.sleep(0.1)
+    if alive(worker):
+        os.kill(worker, signal.SIGKILL)
+        pytest.fail("the study's worker outlived it")
