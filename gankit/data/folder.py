@@ -49,11 +49,10 @@ def cache_key(root: Path, files: list[Path], size: int, channels: int) -> str:
 
 
 def images_sha256(x) -> str:
-    """A fingerprint of decoded images (a uint8 tensor or array): what a run's subset.json records
-    of the images it trained on, so a later check of the run against the folder knows whether the
-    folder still holds them at the same places."""
-    data = x.detach().cpu().contiguous().numpy() if hasattr(x, "detach") else np.ascontiguousarray(x)
-    return hashlib.sha256(data.tobytes()).hexdigest()
+    """A fingerprint of decoded images (a uint8 tensor): what a run's subset.json records of the
+    images it trained on, so a later check of the run against the folder knows whether the folder
+    still holds them at the same places."""
+    return hashlib.sha256(x.cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
 def decode(path: Path, size: int, channels: int) -> np.ndarray:
