@@ -171,6 +171,8 @@ def main() -> None:
     ap.add_argument("--runs", default="/tmp/gankit-small-data", help="where the cells' run folders go")
     ap.add_argument("--ada-speed", type=int, default=None, help="--ada-speed of the ada cells (default: the config's)")
     ap.add_argument("--ada-target", type=float, default=None, help="--ada-target of the ada cells (default: the config's)")
+    ap.add_argument("--ada-p-max", type=float, default=None,
+                    help="the ada cells' ceiling of p (default: P_MAX); 0 runs ADA's machinery with no augmentation")
     ap.add_argument("--no-leak", action="store_true", help="skip the leak check")
     ap.add_argument("--leak-p", type=float, nargs="+", default=[P_MAX], help="ceilings of p to run the leak check at")
     ap.add_argument("--leak-only", action="store_true", help="only the leak check (no cells)")
@@ -191,8 +193,10 @@ def main() -> None:
 
     speed = {**({"ada_speed": args.ada_speed} if args.ada_speed else {}),
              **({"ada_target": args.ada_target} if args.ada_target else {})}
+    ceiling = {"p_max": args.ada_p_max} if args.ada_p_max is not None else {}  # the name says it: the config does not
     jobs = [{"size": size, "augment": aug, "seed": seed, "steps": args.steps, "out": args.runs, "n": args.n,
-             "name": f"{size}-{aug}-s{seed}", "extra": speed if aug == "ada" else {}}
+             "name": f"{size}-{aug}" + (f"-pmax{args.ada_p_max:g}" if ceiling and aug == "ada" else "") + f"-s{seed}",
+             "extra": speed if aug == "ada" else {}, **(ceiling if aug == "ada" else {})}
             for size in args.sizes for aug in (args.full_augments if size >= 60000 else args.augments)
             for seed in args.seeds] if not args.leak_only else []
     if not args.no_leak:  # p pinned at its ceiling: a target r_t no D reaches, p rising at once
@@ -213,11 +217,13 @@ def main() -> None:
               "date": time.strftime("%Y-%m-%d"), "cells": cells}
     text = (f"\n## {result['date']}: {args.steps} steps per cell (batch 64), seeds {args.seeds}, `default`, fp32"
             + (f", ADA at --ada-speed {args.ada_speed}" if args.ada_speed else "")
-            + (f", ADA at --ada-target {args.ada_target:g}" if args.ada_target else "") + "\n\n"
+            + (f", ADA at --ada-target {args.ada_target:g}" if args.ada_target else "")
+            + (f", ADA with p held at most {args.ada_p_max:g} (--ada-p-max)" if args.ada_p_max is not None else "") + "\n\n"
             f"Measured by `python bench/small_data.py --steps {args.steps}"
             + (f" --sizes {' '.join(map(str, args.sizes))}" if args.sizes != SIZES else "")
             + (f" --ada-speed {args.ada_speed}" if args.ada_speed else "")
             + (f" --ada-target {args.ada_target:g}" if args.ada_target else "")
+            + (f" --ada-p-max {args.ada_p_max:g}" if args.ada_p_max is not None else "")
             + f"` on {result['device']}, torch {torch.__version__}; {how_trained(cells, args.steps)}; "
             f"{args.workers} cells at a time, one thread each; {wall / 60:.0f} min in this call. Mean ± std over the seeds; "
             f"every score on {args.n:,} samples against the full test split.\n\n"
