@@ -119,6 +119,36 @@ def test_training_with_ada_resumes_exactly_and_logs_p_and_the_held_out_gap(tiny_
     assert all(r["ada_p"] is None and r["d_heldout"] is not None for r in rows)
 
 
+def test_ada_whose_p_stays_0_trains_exactly_as_no_augmentation(tiny_root, tmp_path, monkeypatch):
+    """The augmentations draw from a stream of their own: with p held at 0, ADA leaves every image as
+    it is and the run draws the same z as without augmentation, so it is that run, bit for bit."""
+    from gankit.nets import ada
+    monkeypatch.setattr(ada, "P_MAX", 0.0)
+    kw = dict(data_root=str(tiny_root), batch_size=16, log_every=4, steps=12, eval_every=0, precision="fp32",
+              subset=128, ada_speed=500)
+    runs = [train(preset_config("default", out_dir=str(tmp_path / aug), augment=aug, **kw), progress=False)
+            for aug in ("ada", "none")]
+    a, b = (load_checkpoint(r / "checkpoints" / "last.pt") for r in runs)
+    for net in ("G", "D"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net])
+    assert float(a["ada"][0]) == 0 and not torch.equal(a["rng"]["augment"], b["rng"]["augment"])  # ADA drew
+
+
+def test_a_checkpoint_without_the_augmentation_stream_resumes_and_says_so(tiny_root, tmp_path):
+    """Checkpoints written before the augmentations had their own stream: it is seeded from the step."""
+    from gankit.training.checkpoint import atomic_save
+    kw = dict(data_root=str(tiny_root), batch_size=16, log_every=4, steps=12, eval_every=0, precision="fp32",
+              augment="diffaug", subset=128)
+    part = train(preset_config("default", out_dir=str(tmp_path), **kw), progress=False, stop_after=6)
+    path = part / "checkpoints" / "last.pt"
+    state = load_checkpoint(path)
+    del state["rng"]["augment"]
+    atomic_save(state, path)
+    resumed = train(preset_config("default", out_dir=str(tmp_path), **kw), resume=part, progress=False)
+    assert "written before augmentations drew from a stream of their own" in (resumed / "log.txt").read_text()
+    assert json.loads((resumed / "stats.jsonl").read_text().splitlines()[-1])["step"] == 12
+
+
 def test_the_probe_leaves_training_unchanged(tiny_root, tmp_path, monkeypatch):
     """Looking at D's scores on the probe images restores D's buffers: the same weights as without it."""
     from gankit.training import maintenance

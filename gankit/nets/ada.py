@@ -10,7 +10,8 @@ The pipeline is the paper's "bgc" in a form that suits 1-channel 28x28 and RGB 6
   fractional translation (bilinear sampling, reflection at the borders, as the paper pads);
 - colour: brightness, contrast; on RGB also luma flip, hue rotation and saturation.
 Each transform is differentiable in the image, so G learns through it. Its randomness is `rand`, the
-run's noise stream (uniform numbers; normal ones are made from them), so resume and DDP stay exact.
+run's augmentation stream (uniform numbers; normal ones are made from them), so resume and DDP stay
+exact; the stream is not the one z comes from, so a run whose p stays 0 is the run without ADA.
 
 Non-leaking: an augmentation leaks when G learns to make augmented-looking images (rotated,
 flipped, recoloured). The paper found its pipeline non-leaking for p below about 0.8; on Fashion-MNIST
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-Rand = Callable[..., Tensor]  # rand(*shape) -> uniform [0, 1) numbers of this rank, from the noise stream
+Rand = Callable[..., Tensor]  # rand(*shape) -> uniform [0, 1) numbers of this rank, from the augmentation stream
 
 P_MAX = 0.4  # the largest p: measured non-leaking on Fashion-MNIST at 0.4, leaking at 0.6 and 0.8
 INTERVAL = 4  # D steps between adjustments of p (as in StyleGAN2-ADA)

@@ -1,8 +1,9 @@
 """Augmenting every image D sees, real and generated alike, in D's step and in G's, so that a D
 trained on a few thousand images cannot simply memorise them: DiffAugment (Zhao et al. 2020,
 "Differentiable Augmentation for Data-Efficient GAN Training"). Every transform is differentiable
-in the image, so G learns through it; its randomness comes from the run's noise stream (`rand`),
-so a resumed run draws the same augmentations and every DDP rank draws its own share of one draw.
+in the image, so G learns through it; its randomness comes from the run's augmentation stream
+(`rand`; not the stream z comes from), so a resumed run draws the same augmentations, every DDP rank
+draws its own share of one draw, and the run sees the same z as the same run without augmentation.
 
 Images are (B, C, H, W) in [-1, 1]. Pixels that a translation or a cutout uncovers take FILL, the
 data's darkest value (Fashion-MNIST's background); colour saturation applies to RGB images only.
@@ -17,7 +18,7 @@ from torch import Tensor
 from .ada import ada_augment
 
 FILL = -1.0  # what uncovered pixels become
-Rand = Callable[..., Tensor]  # rand(*shape) -> uniform [0, 1) numbers of this rank, from the noise stream
+Rand = Callable[..., Tensor]  # rand(*shape) -> uniform [0, 1) numbers of this rank, from the augmentation stream
 
 
 def brightness(x: Tensor, rand: Rand) -> Tensor:

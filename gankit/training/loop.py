@@ -82,7 +82,8 @@ def training_loop(L: Loop) -> None:
     G, D, G_train, D_train, D_frozen = nets.G, nets.D, nets.G_train, nets.D_train, nets.D_frozen
     objective, autocast, K = L.objective, L.autocast, cfg.num_classes
     augment = make_augment(cfg.augment, cfg.diffaug_policy, tally.ada[0])  # None: D sees the images as they are
-    A = (lambda x: augment(x, lambda *shape: draw(L, torch.rand, *shape))) if augment else (lambda x: x)
+    A = (lambda x: augment(x, lambda *shape: draw(L, torch.rand, *shape, generator=nets.aug_noise))) if augment \
+        else (lambda x: x)
 
     while tally.step < S.total:
         step = tally.step
@@ -166,12 +167,12 @@ def count_real(L: Loop, d_real: torch.Tensor, d_fake: torch.Tensor) -> None:
         L.tally.ada[1] += r
 
 
-def draw(L: Loop, fn, *shape: int) -> torch.Tensor:
+def draw(L: Loop, fn, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """This rank's rows of one global draw (fn: torch.randn or torch.rand) of W * shape[0] rows from
-    the noise generator, so W ranks with batch B see the same noise as one process with batch W * B,
-    and the draws resume exactly with the generator's state."""
+    the noise generator (or `generator`: the augmentations'), so W ranks with batch B see the same
+    noise as one process with batch W * B, and the draws resume exactly with the generator's state."""
     W = L.world
-    return fn(W * shape[0], *shape[1:], device=L.device, generator=L.nets.noise)[L.ddp.rank::W]
+    return fn(W * shape[0], *shape[1:], device=L.device, generator=generator or L.nets.noise)[L.ddp.rank::W]
 
 
 def batch(L: Loop, step: int) -> tuple[torch.Tensor, torch.Tensor, tuple, tuple]:

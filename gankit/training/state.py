@@ -19,7 +19,7 @@ from .dist import Dist, wrap as wrap_ddp
 
 @dataclass
 class Nets:
-    """G, D, the EMA of G, both optimisers and the noise generator; plus what the step calls
+    """G, D, the EMA of G, both optimisers and the two noise generators; plus what the step calls
     (G_train, D_train, D_frozen): the networks themselves, or DDP wrappers and compiled versions
     of them, whose weights stay in G and D."""
     G: nn.Module
@@ -28,6 +28,7 @@ class Nets:
     opt_G: torch.optim.Optimizer
     opt_D: torch.optim.Optimizer
     noise: torch.Generator  # draws z, flips and GP interpolation weights; its state is checkpointed
+    aug_noise: torch.Generator  # draws the augmentations' randomness (DiffAugment, ADA), checkpointed too
     memory_format: torch.memory_format
     G_train: nn.Module
     D_train: nn.Module  # D's two passes of the D update
@@ -42,12 +43,14 @@ class Nets:
         return {"G": self.G.state_dict(), "D": self.D.state_dict(),
                 "G_ema": self.G_ema.state_dict() if self.G_ema is not None else None,
                 "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-                "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state()}}
+                "rng": {"torch": torch.get_rng_state(), "noise": self.noise.get_state(),
+                        "augment": self.aug_noise.get_state()}}
 
     def load_state_dict(self, state: dict) -> str | None:
         """Load a checkpoint's weights, optimiser states and random streams. Returns a note for the
-        log when the noise stream cannot continue (a CPU generator's state does not fit a CUDA
-        one): it is then re-seeded from the run's seed and step, so a device change resumes."""
+        log when a stream cannot continue: a CPU generator's state does not fit a CUDA one, or the
+        checkpoint predates the augmentation stream and the run augments. It is then re-seeded from
+        the run's seed and step, so a device change resumes."""
         self.G.load_state_dict(state["G"])
         self.D.load_state_dict(state["D"])
         if self.G_ema is not None:
@@ -59,13 +62,21 @@ class Nets:
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
         torch.set_rng_state(state["rng"]["torch"])
-        noise = state["rng"]["noise"]
-        if noise.numel() == self.noise.get_state().numel():
-            self.noise.set_state(noise)
+        seed, step = state["config"]["seed"], state["step"]
+        if state["rng"]["noise"].numel() != self.noise.get_state().numel():
+            for generator, first in ((self.noise, noise_seed(seed)), (self.aug_noise, aug_noise_seed(seed))):
+                generator.manual_seed(first + step)
+            return (f"the noise stream was saved on another kind of device than {self.noise.device.type}: "
+                    f"re-seeded at step {step} (the run continues, not bit for bit as on one device)")
+        self.noise.set_state(state["rng"]["noise"])
+        if "augment" in state["rng"]:
+            self.aug_noise.set_state(state["rng"]["augment"])
             return None
-        self.noise.manual_seed(state["config"]["seed"] + 1 + state["step"])
-        return (f"the noise stream was saved on another kind of device than {self.noise.device.type}: "
-                f"re-seeded at step {state['step']} (the run continues, not bit for bit as on one device)")
+        self.aug_noise.manual_seed(aug_noise_seed(seed) + step)
+        if state["config"].get("augment", "none") == "none":
+            return None
+        return (f"the checkpoint was written before augmentations drew from a stream of their own: theirs is "
+                f"seeded at step {step} (the run continues, not bit for bit as it would have)")
 
     def finite(self) -> bool:
         params = [*self.G.parameters(), *self.D.parameters()]
@@ -92,7 +103,8 @@ def build_nets(cfg: Config, ddp: Dist, device: torch.device, make_ema: Callable[
     G_ema = make_ema(G, cfg.ema) if cfg.ema > 0 else None
     opt_G = make_optimizer(cfg.g_optimizer, G.parameters(), cfg.g_lr, cfg.g_betas, cfg.g_weight_decay, cfg.optim_impl)
     opt_D = make_optimizer(cfg.d_optimizer, D.parameters(), cfg.d_lr, cfg.d_betas, cfg.d_weight_decay, cfg.optim_impl)
-    noise = torch.Generator(device=device).manual_seed(cfg.seed + 1)
+    noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed))
+    aug_noise = torch.Generator(device=device).manual_seed(aug_noise_seed(cfg.seed))
     # D's buffers are not broadcast (rank 0's would overwrite BatchNorm statistics between the
     # real and fake passes); G's are, so every rank's G is rank 0's. Spectral norm's vectors (also D
     # buffers) follow from D's weights alone, which DDP keeps equal, so they stay equal across ranks.
@@ -105,7 +117,19 @@ def build_nets(cfg: Config, ddp: Dist, device: torch.device, make_ema: Callable[
         # graph's second replay would overwrite the first one's output before backward reads it.
         G_train, D_train = torch.compile(G_train), torch.compile(D_train)
         D_frozen = torch.compile(D) if ddp.enabled else D_train
-    return Nets(G, D, G_ema, opt_G, opt_D, noise, memory_format, G_train, D_train, D_frozen)
+    return Nets(G, D, G_ema, opt_G, opt_D, noise, aug_noise, memory_format, G_train, D_train, D_frozen)
+
+
+def noise_seed(seed: int) -> int:
+    """The first state of a run's noise stream (z, flips, GP weights): the weights take `seed` itself."""
+    return seed + 1
+
+
+def aug_noise_seed(seed: int) -> int:
+    """The first state of a run's augmentation stream. A stream of its own, so a run with --augment
+    sees the same z, flips and batches as the same run without, and ADA whose p stays 0 trains
+    exactly as no augmentation (its draws do not depend on p). Far from every other run's seed + 1."""
+    return seed + (1 << 40)
 
 
 @dataclass
