@@ -171,8 +171,8 @@ def draw(L: Loop, fn, *shape: int, generator: torch.Generator | None = None) -> 
     """This rank's rows of one global draw (fn: torch.randn or torch.rand) of W * shape[0] rows from
     the noise generator (or `generator`: the augmentations'), so W ranks with batch B see the same
     noise as one process with batch W * B, and the draws resume exactly with the generator's state."""
-    W = L.world
-    return fn(W * shape[0], *shape[1:], device=L.device, generator=generator or L.nets.noise)[L.ddp.rank::W]
+    W, generator = L.world, L.nets.noise if generator is None else generator
+    return fn(W * shape[0], *shape[1:], device=L.device, generator=generator)[L.ddp.rank::W]
 
 
 def batch(L: Loop, step: int) -> tuple[torch.Tensor, torch.Tensor, tuple, tuple]:
