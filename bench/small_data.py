@@ -193,10 +193,10 @@ def main() -> None:
 
     speed = {**({"ada_speed": args.ada_speed} if args.ada_speed else {}),
              **({"ada_target": args.ada_target} if args.ada_target else {})}
-    ceiling = {"p_max": args.ada_p_max} if args.ada_p_max is not None else {}  # the name says it: the config does not
+    held = f"-pmax{args.ada_p_max:g}" if args.ada_p_max is not None else ""  # the name says it: the config does not
     jobs = [{"size": size, "augment": aug, "seed": seed, "steps": args.steps, "out": args.runs, "n": args.n,
-             "name": f"{size}-{aug}" + (f"-pmax{args.ada_p_max:g}" if ceiling and aug == "ada" else "") + f"-s{seed}",
-             "extra": speed if aug == "ada" else {}, **(ceiling if aug == "ada" else {})}
+             "name": f"{size}-{aug}{held if aug == 'ada' else ''}-s{seed}", "extra": speed if aug == "ada" else {},
+             "p_max": args.ada_p_max if aug == "ada" else None}
             for size in args.sizes for aug in (args.full_augments if size >= 60000 else args.augments)
             for seed in args.seeds] if not args.leak_only else []
     if not args.no_leak:  # p pinned at its ceiling: a target r_t no D reaches, p rising at once

@@ -82,8 +82,8 @@ def training_loop(L: Loop) -> None:
     G, D, G_train, D_train, D_frozen = nets.G, nets.D, nets.G_train, nets.D_train, nets.D_frozen
     objective, autocast, K = L.objective, L.autocast, cfg.num_classes
     augment = make_augment(cfg.augment, cfg.diffaug_policy, tally.ada[0])  # None: D sees the images as they are
-    A = (lambda x: augment(x, lambda *shape: draw(L, torch.rand, *shape, generator=nets.aug_noise))) if augment \
-        else (lambda x: x)
+    rand = lambda *shape: draw(L, torch.rand, *shape, generator=nets.aug_noise)  # the augmentations' own stream
+    A = (lambda x: augment(x, rand)) if augment else (lambda x: x)
 
     while tally.step < S.total:
         step = tally.step
