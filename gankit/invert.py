@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from .data import to_float
 from .data.folder import EXTENSIONS
+from .data.images import UNREADABLE, open_image
 from .errors import GankitError
 from .sample import generate, z_from_seed
 
@@ -156,13 +157,13 @@ def read_images(paths: list[str], shape: tuple[int, int, int]) -> tuple[torch.Te
     out = []
     for f in files:
         try:
-            with Image.open(f) as im:
+            with open_image(f) as im:
                 im = im.convert("L" if C == 1 else "RGB")
                 side = min(im.size)
                 left, top = (im.width - side) // 2, (im.height - side) // 2
                 im = im.crop((left, top, left + side, top + side)).resize((W, H), Image.Resampling.BICUBIC)
                 a = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as e:
+        except UNREADABLE as e:
             raise GankitError(f"{f}: not an image that can be read ({type(e).__name__})") from None
         out.append(torch.from_numpy(a.copy()).reshape(H, W, C).permute(2, 0, 1))
     return to_float(torch.stack(out)), [str(f) for f in files]

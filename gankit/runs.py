@@ -333,6 +333,9 @@ def write_models_txt(run_dir: Path, G: torch.nn.Module, D: torch.nn.Module) -> s
 
 def check_run_dir(path: str | Path) -> Path:
     p = Path(path)
+    if p.is_file():
+        hint = f"; did you mean its folder, {p.parent}?" if (p.parent / "config.json").is_file() else ""
+        raise RunError(f"{p}: a file, not a run folder{hint}")
     if not p.is_dir():
         raise RunError(f"{p}: no such run folder")
     if not (p / "config.json").is_file():

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+from shared import shared_folder
+
 
 def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> Path:
     """Write an unsigned-byte IDX file (gzip-compressed when gz)."""
@@ -43,6 +45,18 @@ def write_dataset(root: Path, n: int = 256, gz: bool = False, layout: str = "fla
     return root
 
 
+def png_bomb(path: Path, side: int = 30_000) -> Path:
+    """A small PNG whose header claims side x side pixels (30,000 x 30,000: 900 million, over Pillow's
+    decompression-bomb limit); its pixel data is a stub, as nothing should ever decode it."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
 def free_port() -> int:
     """A TCP port nobody listens on now: torchrun's rendezvous in tests that may run beside each
     other (pytest -n), where a port derived from the pid could be taken by the other worker."""
@@ -58,10 +72,17 @@ def tiny_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
-    # Reference features are cached under XDG_CACHE_HOME; the tests use their own.
+    # gankit caches under XDG_CACHE_HOME; the tests use their own, one per worker (evaluators that
+    # tests train land there), except for the reference features: those depend only on what made
+    # them, so every worker of the session (and the gankit processes tests start) shares one folder,
+    # and the first to need an entry computes it (the 60,000 training images' features: ~45 s).
     import os
     old = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    cache = tmp_path_factory.mktemp("cache")
+    reference = shared_folder(tmp_path_factory, "reference-cache", lambda folder: None)
+    (cache / "gankit").mkdir()
+    (cache / "gankit" / "reference").symlink_to(reference, target_is_directory=True)
+    os.environ["XDG_CACHE_HOME"] = str(cache)
     yield
     if old is None:
         del os.environ["XDG_CACHE_HOME"]

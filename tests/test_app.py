@@ -150,6 +150,18 @@ def test_bad_uploads_are_refused_with_the_reason(runs, tmp_path, content, messag
     assert "bad.npy" in str(info.value) and str(tmp_path) not in str(info.value)
 
 
+def test_a_picture_over_the_pixel_limit_is_refused_unread(runs, tmp_path):
+    from conftest import png_bomb
+    with pytest.raises(GankitError, match=r"huge\.png: an image of 900,000,000 pixels, over the .*-pixel limit") as info:
+        Explorer(runs[0]).invert_picture(png_bomb(tmp_path / "huge.png"))
+    assert str(tmp_path) not in str(info.value)  # the page names the upload, not the server's folders
+
+
+def test_the_explorer_resolves_the_default_device(runs):
+    """`gankit app RUN` passes its --device default, auto, which must become a real device."""
+    assert Explorer(runs[0], device="auto").device.type == "cpu"  # (the tests hide any GPU)
+
+
 def test_the_app_serves_only_its_runs_and_the_cli_refuses_bad_input(runs, tmp_path, capsys):
     pytest.importorskip("gradio")
     from gankit.app import App

@@ -19,6 +19,8 @@ from gankit.cli import main
 from gankit.config import preset_config
 from gankit.training import train
 
+from conftest import png_bomb
+
 
 @pytest.fixture(scope="module")
 def files(tiny_root, tmp_path_factory) -> dict[str, str]:
@@ -130,8 +132,20 @@ def test_no_traceback_for_any_input(files, data, capsys):
         assert 1 <= len(out.err.strip().splitlines()) <= 3, f"gankit {' '.join(argv)}:\n{out.err}"
 
 
-def test_the_cases_users_met_are_refused_in_one_line(files, capsys):
+def test_the_cases_users_met_are_refused_in_one_line(files, tiny_root, tmp_path, capsys):
+    bomb = png_bomb(tmp_path / "huge.png")
+    (tmp_path / "bombs").mkdir()
+    png_bomb(tmp_path / "bombs" / "a.png")
     for argv, says in (
+        (["invert", files["run"], str(bomb)], "huge.png: an image of 900,000,000 pixels, over the 89,478,485-pixel limit"),
+        (["eval", str(tmp_path / "bombs"), "--n", "200"], "a.png: an image of 900,000,000 pixels"),
+        (["train", "--data-root", str(tiny_root), "--subset", "10000000", "--dry-run"],
+         "--subset 10000000: the dataset has 256 images"),
+        (["train", "--data-root", str(tiny_root), "--batch-size", "512", "--dry-run"], "fewer than one batch of 512"),
+        (["train", "--resume", files["run"], "--batch-size", "8", "--dry-run"], "cannot resume with changed batch_size"),
+        (["train", "--resume", files["run"], "--dry-run"], "already trained 2 steps"),
+        (["report", str(Path(files["run"]) / "config.json")], "config.json: a file, not a run folder; did you mean"),
+        (["sample", str(Path(files["run"]) / "config.json")], "not a generator"),
         (["eval", files["text.pt"]], "not a .pt file of images"),
         (["eval", files["run"], "--n", "1000000000"], "real reference images"),
         (["eval", files["run"], "--n", "20000"], "give --n 10000 or less"),

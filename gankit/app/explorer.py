@@ -32,6 +32,7 @@ from PIL import Image
 
 from .. import latent as L
 from ..data import to_uint8
+from ..device import resolve_device
 from ..directions import sefa
 from ..errors import GankitError
 from ..export import generator_files, load_generator, load_source
@@ -93,9 +94,10 @@ class Views:
 class Explorer:
     """One run's generator(s) on `device`, in eval mode, and its ranked latent dimensions."""
 
-    def __init__(self, run: str | Path, device: str = "cpu", sliders: int = 8, rank_n: int = RANK_N,
+    def __init__(self, run: str | Path, device: str | torch.device = "auto", sliders: int = 8, rank_n: int = RANK_N,
                  directions: int = DIRECTIONS):
         self.run = Path(run)
+        device = resolve_device(str(device))  # "auto" (the CLI's default) becomes a real device here, once
         G, self.folder = load_source(run)  # checks the folder, loads the default weights
         meta_path = generator_files(self.run)[1]
         self.weights = ["EMA", "raw"] if json.loads(meta_path.read_text()).get("has_ema") else ["raw"]
@@ -105,7 +107,7 @@ class Explorer:
                 self.G[w] = load_generator(self.run, ema=(w == "EMA"), device=device)
         for g in self.G.values():
             g.eval().requires_grad_(False)
-        self.device = torch.device(device)
+        self.device = device
         self.z_dim, self.img_shape = G.z_dim, tuple(G.img_shape)
         self.class_names = list(G.class_names) if G.num_classes else []
         self.k = min(sliders, self.z_dim)

@@ -139,7 +139,7 @@ def figures(images: np.ndarray, captions) -> str:
 class App:
     """The explorers of the named runs, and the handlers the page's events call."""
 
-    def __init__(self, runs: list[str], device: str = "cpu", sliders: int = 8):
+    def __init__(self, runs: list[str], device: str = "auto", sliders: int = 8):
         self.explorers = {label: Explorer(r, device=device, sliders=sliders)
                           for label, r in zip(run_labels(runs), runs)}
         self.k = max(e.n_sliders for e in self.explorers.values())  # dimension and direction sliders
@@ -492,7 +492,7 @@ def theme():
                              font_mono=["ui-monospace", "monospace"])
 
 
-def launch(runs: list[str], host: str = "127.0.0.1", port: int | None = None, device: str = "cpu",
+def launch(runs: list[str], host: str = "127.0.0.1", port: int | None = None, device: str = "auto",
            sliders: int = 8, block: bool = True):
     """Load the runs (errors before anything is served), build the page and serve it; returns
     (the Blocks, its URL). With block=False it returns at once and serves from a thread."""

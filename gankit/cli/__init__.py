@@ -30,8 +30,7 @@ from ..config import PRESETS, Config, field_types, preset_config
 from ..errors import ConfigError, GankitError
 from ..report import build_report
 from ..runs import check_run_dir
-from ..training import train
-from ..training.checkpoint import load_checkpoint, newest_valid_checkpoint
+from ..training import check_start, train
 from ..version import __version__
 from . import control as control_cli, latent as latent_cli, metrics as metrics_cli, studies as studies_cli
 from .flags import Parser, add_config_arguments, add_device, renamed
@@ -68,7 +67,6 @@ def cmd_train(args) -> int:
         run_dir = check_run_dir(args.resume)
         cfg = Config.from_dict({**read_config_file(run_dir / "config.json"), **overrides},
                                source=str(run_dir / "config.json")).resolved()
-        load_checkpoint(newest_valid_checkpoint(run_dir)[0])  # a run that cannot resume is refused before any output
     elif args.config:
         try:
             cfg = Config.from_dict({**read_config_file(args.config), **overrides}, source=args.config).resolved()
@@ -79,8 +77,11 @@ def cmd_train(args) -> int:
         cfg = preset_config(args.preset or "default", **overrides)
     cfg.validate()
     check_data_root(cfg)
+    check_start(cfg, args.resume, world=int(os.environ.get("WORLD_SIZE", "1")))  # what a start would refuse, before any output
     print(json.dumps(cfg.to_dict(), indent=2))
     if args.dry_run:
+        print("ok: this config starts (data, --subset and any resume checked); nothing was trained or written",
+              file=sys.stderr)
         return 0
     train(cfg, resume=args.resume, command=sys.argv)
     return 0

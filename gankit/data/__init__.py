@@ -3,16 +3,17 @@
 names. Inside gankit images are NCHW float in [-1, 1] (to_float); uint8 only at the edges."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
 
 from ..errors import DataError
-from .folder import class_folders, folder_labels, images_sha256, load_folder
+from .folder import class_folders, folder_files, folder_labels, images_sha256, load_folder
 from .idx import DATASETS, load_split, locate, read_idx, read_idx_pair
 from .sampler import EpochSampler
 
-__all__ = ["subset_indices", "CLASS_NAMES", "DATASETS", "DATASET_CHOICES", "EpochSampler", "class_names", "load_split", "locate",
+__all__ = ["check_training_data", "subset_indices", "CLASS_NAMES", "DATASETS", "DATASET_CHOICES", "EpochSampler", "class_names", "load_split", "locate",
            "read_idx", "read_idx_pair", "resize_uint8", "to_float", "to_uint8", "training_images", "training_labels"]
 
 DATASET_CHOICES = (*DATASETS, "folder")  # "folder": any folder of images (gankit.data.folder)
@@ -51,6 +52,32 @@ def training_images(cfg, say=print, progress: bool = True) -> torch.Tensor:
         return torch.from_numpy(x)
     x, _ = load_split(cfg.dataset, "train", cfg.data_root)
     return resize_uint8(x, cfg.image_size)
+
+
+def check_training_data(cfg) -> int:
+    """What training_images would refuse, found without decoding a folder: the files are there and
+    whole (an IDX split is read and checked; a folder is listed, its classes checked for a
+    conditional run), --subset fits in them and leaves at least one batch. Returns the number of
+    training images (for a folder, of image files: an unreadable one is only found by decoding).
+    For a dataset that is on no disk here, nothing is checked (-1): a real start downloads it."""
+    if cfg.dataset == "folder":
+        n = len(folder_files(cfg.data_root, cfg.image_size, cfg.channels))
+        if cfg.num_classes:
+            class_folders(cfg.data_root)
+    else:
+        try:
+            images, labels = locate(cfg.dataset, "train", cfg.data_root, download=False)
+        except DataError:
+            if cfg.data_root or os.environ.get("GANKIT_DATA"):
+                raise
+            return -1
+        n = len(read_idx_pair(images, labels)[0])
+    if cfg.subset and cfg.subset > n:
+        raise DataError(f"--subset {cfg.subset}: the dataset has {n} images")
+    used = cfg.subset or n
+    if used < cfg.batch_size:
+        raise DataError(f"the dataset has {used} images, fewer than one batch of {cfg.batch_size}; lower --batch-size")
+    return n
 
 
 def training_labels(cfg) -> torch.Tensor:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from ..errors import DataError
 from ..files import atomic_path, cache_root
+from .images import open_image
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 CACHE_VERSION = 1  # bump when decoding changes, so old caches are not reused
@@ -57,7 +58,7 @@ def images_sha256(x) -> str:
 
 def decode(path: Path, size: int, channels: int) -> np.ndarray:
     """One image file -> (C, size, size) uint8; raises on anything unreadable."""
-    with Image.open(path) as im:
+    with open_image(path) as im:
         im.draft("RGB" if channels == 3 else "L", (size, size))  # JPEG: decode at a reduced scale >= size
         im.load()  # decode now: a truncated or corrupt file fails here
         if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
@@ -99,13 +100,9 @@ def available_memory() -> int:
     return 1 << 62  # unknown: do not refuse
 
 
-def load_folder(root: str | Path | None, size: int, channels: int, bad_files: str = "skip",
-                cache_dir: str | Path | None = None, workers: int | None = None,
-                progress: bool = True, say=print) -> np.ndarray:
-    """All images under `root` as a (N, C, size, size) uint8 array, from the cache in `cache_dir`
-    (default ~/.cache/gankit/folders; training uses runs/.cache) when it is current, else decoded
-    in parallel (a progress bar on a terminal) and cached. The folder itself is only read. Unreadable files
-    are listed by name and skipped (bad_files='skip') or refused ('fail')."""
+def folder_files(root: str | Path | None, size: int, channels: int) -> list[Path]:
+    """The image files load_folder would decode, listed without decoding any: refuses (DataError)
+    a missing folder, one without images, and one too large for memory at this size."""
     if root is None:
         raise DataError("--dataset folder needs --data-root DIR, the folder of images")
     root = Path(root).expanduser()
@@ -122,6 +119,18 @@ def load_folder(root: str | Path | None, size: int, channels: int, bad_files: st
         raise DataError(f"{root}: {len(files)} image files at {channels}x{size}x{size} need {_size(need)} "
                         f"in memory, more than half of the {_size(free)} free. Use a smaller "
                         f"--image-size or a subset of the folder; a streaming loader is not built yet")
+    return files
+
+
+def load_folder(root: str | Path | None, size: int, channels: int, bad_files: str = "skip",
+                cache_dir: str | Path | None = None, workers: int | None = None,
+                progress: bool = True, say=print) -> np.ndarray:
+    """All images under `root` as a (N, C, size, size) uint8 array, from the cache in `cache_dir`
+    (default ~/.cache/gankit/folders; training uses runs/.cache) when it is current, else decoded
+    in parallel (a progress bar on a terminal) and cached. The folder itself is only read. Unreadable files
+    are listed by name and skipped (bad_files='skip') or refused ('fail')."""
+    root = Path(root).expanduser() if root is not None else None
+    files = folder_files(root, size, channels)
     cache = _cache_path(root, files, size, channels, cache_dir)
     record = cache.with_suffix(".json")
     if cache.is_file() and record.is_file():

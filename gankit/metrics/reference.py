@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from ..data import load_split, locate, to_float
 from ..data.folder import cache_key, find_images, images_sha256, load_folder
@@ -41,18 +42,21 @@ def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
         x, folder_key = _folder_split(data_root, split, n, shape)
     key = hashlib.sha256(f"{dataset}|{split}|{card['sha256']}|{n}|{folder_key}".encode()).hexdigest()[:16]
     path = cache_root("reference") / f"{dataset}-{split}-{n}-{key}.pt"
-    if path.exists():
-        cached = torch.load(path, weights_only=True)
-        return check_alive(cached["features"], card, data_root or dataset), cached["probs"]
-    if x is None:
-        x, _ = load_split(dataset, split, data_root)
-    if len(x) < n:
-        raise GankitError(f"{dataset} {split} has {len(x)} images, fewer than n={n}")
-    feats, probs = embed_fn(to_float(x[:n]))
-    check_alive(feats, card, data_root or dataset)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save({"features": feats, "probs": probs}, tmp)
+    # One process computes a missing entry while the others that need it wait and then read it (the
+    # workers of a tuning study or a grid, which would otherwise all embed the same 60,000 images).
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            cached = torch.load(path, weights_only=True)
+            return check_alive(cached["features"], card, data_root or dataset), cached["probs"]
+        if x is None:
+            x, _ = load_split(dataset, split, data_root)
+        if len(x) < n:
+            raise GankitError(f"{dataset} {split} has {len(x)} images, fewer than n={n}")
+        feats, probs = embed_fn(to_float(x[:n]))
+        check_alive(feats, card, data_root or dataset)
+        with atomic_path(path) as tmp:
+            torch.save({"features": feats, "probs": probs}, tmp)
     return feats, probs
 
 

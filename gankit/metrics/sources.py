@@ -8,9 +8,9 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..data import to_float
+from ..data.images import ImageTooLarge, open_image
 from ..errors import GankitError
 from ..export import generator_files, load_generator
 from ..sample import balanced_labels, generate, z_from_seed
@@ -50,10 +50,12 @@ def _load_files(p: Path, n: int) -> torch.Tensor:
         arrays, mode = [], None
         for f in files[:n]:
             try:
-                with Image.open(f) as im:
+                with open_image(f) as im:
                     if mode is None:  # the first image decides: grayscale stays 1 channel, colour is RGB
                         mode = "L" if im.mode in ("1", "L", "LA", "I", "I;16", "F") else "RGB"
                     arrays.append(np.asarray(im.convert(mode)))
+            except ImageTooLarge:
+                raise
             except Exception as e:
                 raise GankitError(f"{f}: cannot read image ({type(e).__name__})") from None
         if len({a.shape for a in arrays}) > 1:
@@ -108,8 +110,10 @@ def source_shape(source: str | Path) -> tuple[int, int, int] | None:
         if p.is_dir():
             first = next((f for f in sorted(p.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES), None)
             if first is not None:
-                with Image.open(first) as im:
+                with open_image(first) as im:
                     return (1 if im.mode in ("1", "L", "LA", "I", "I;16", "F") else 3, im.height, im.width)
+    except ImageTooLarge:
+        raise  # the folder has images, one of which is refused: say that, not "no images"
     except (OSError, ValueError, KeyError, GankitError):
         return None
     return None

@@ -5,6 +5,6 @@ step (maintenance.py), the networks' and counters' state (state.py), checkpoints
 (balance.py). It uses the nets, the data, the metrics and plain sampling; it never imports the
 latent studies, the app, the studies or the CLI."""
 from .loop import TrainingStopped, train
-from .setup import RESUMABLE_CHANGES, total_steps
+from .setup import RESUMABLE_CHANGES, check_start, total_steps
 
-__all__ = ["RESUMABLE_CHANGES", "TrainingStopped", "total_steps", "train"]
+__all__ = ["RESUMABLE_CHANGES", "TrainingStopped", "check_start", "total_steps", "train"]

@@ -12,8 +12,8 @@ import torch
 from tqdm import tqdm
 
 from ..config import Config
-from ..data import (EpochSampler, images_sha256, load_split, resize_uint8, subset_indices, training_images,
-                    training_labels)
+from ..data import (EpochSampler, check_training_data, images_sha256, load_split, resize_uint8, subset_indices,
+                    training_images, training_labels)
 from ..device import autocast as autocast_for, bf16_warning, resolve_precision
 from ..errors import ConfigError, DataError, GankitError, RunError
 from ..files import atomic_write_text
@@ -134,6 +134,32 @@ def check_more_to_train(state: dict, cfg: Config, world: int, spe: int, T: int, 
                        f"{trained_s / 60:.1f} minutes; raise --epochs, --steps or --minutes to continue it")
 
 
+def check_unchanged(cfg: Config, state: dict, ckpt_path: Path, run_dir: Path) -> None:
+    """A resumed run may change only RESUMABLE_CHANGES (a longer budget, where it runs, how often it logs)."""
+    saved = Config.from_dict(state["config"], source=str(ckpt_path))
+    changed = {k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v} - RESUMABLE_CHANGES
+    if changed:
+        raise RunError(f"{run_dir}: cannot resume with changed {', '.join(sorted(changed))} "
+                       f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
+
+
+def check_start(cfg: Config, resume: str | Path | None = None, world: int = 1) -> None:
+    """Everything a start of `cfg` would refuse before its first step, checked without training,
+    decoding a folder or writing anything (what `gankit train --dry-run` runs): the training data
+    and --subset (gankit.data.check_training_data), and for a resume the checkpoint, the fields
+    that may not change and whether anything is left to train."""
+    n = check_training_data(cfg)
+    if resume is None:
+        return
+    run_dir = check_run_dir(resume)
+    ckpt_path, _ = newest_valid_checkpoint(run_dir)
+    state = load_checkpoint(ckpt_path)
+    check_unchanged(cfg, state, ckpt_path, run_dir)
+    if n > 0:
+        spe = ((cfg.subset or n) // world) // cfg.batch_size
+        check_more_to_train(dict(state), cfg, world, spe, total_steps(cfg, spe), run_dir, [])
+
+
 def read_resume(cfg: Config, ddp: Dist, resume, locks: list[RunLock]) -> tuple[dict | None, list[str], Path | None]:
     """The checkpoint to resume from, read and checked by rank 0 before any work and shared with
     the other ranks: (state, notes for the log, run folder); (None, [], None) for a new run. Rank 0
@@ -149,11 +175,7 @@ def read_resume(cfg: Config, ddp: Dist, resume, locks: list[RunLock]) -> tuple[d
             locks.append(RunLock(run_dir).acquire())
             ckpt_path, notes = newest_valid_checkpoint(run_dir)
             state = load_checkpoint(ckpt_path)
-            saved = Config.from_dict(state["config"], source=str(ckpt_path))
-            changed = {k for k, v in cfg.to_dict().items() if saved.to_dict()[k] != v} - RESUMABLE_CHANGES
-            if changed:
-                raise RunError(f"{run_dir}: cannot resume with changed {', '.join(sorted(changed))} "
-                               f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
+            check_unchanged(cfg, state, ckpt_path, run_dir)
             notes.append(f"resuming from {ckpt_path.name} at step {state['step']}")
     except GankitError as e:
         state = e

@@ -1,0 +1,169 @@
+"""The README's tour and the guide's first page run as typed: each documented command is run in a
+fresh folder, in order, with its own defaults (`--device auto` included), as a user would run it,
+and checked by its exit code and what it wrote. One substitution only, a training budget a test
+cannot afford (SUBSTITUTIONS). `gankit app RUN` is served with its defaults and its page opened in
+a real browser. Then every subcommand runs once on the tour's run with only its required
+arguments: the good path, beside tests/test_cli_fuzz.py's bad ones."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shared import ROOT, shared_folder
+
+# The only changes made to a documented command: a training budget shortened for a test.
+SUBSTITUTIONS = {"--minutes 3": "--steps 200"}
+PAGES = [ROOT / "README.md", ROOT / "docs" / "getting-started.md"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def tour_commands(page: Path) -> list[str]:
+    """The `gankit` lines of the page's first bash block that starts with `gankit train` (the tour),
+    comments dropped, substitutions applied."""
+    for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+        lines = [line.split("#")[0].strip() for line in block.splitlines() if line.strip().startswith("gankit ")]
+        if lines and lines[0].startswith("gankit train"):
+            for old, new in SUBSTITUTIONS.items():
+                lines = [line.replace(old, new) for line in lines]
+            return lines
+    raise AssertionError(f"{page}: no tour (a bash block starting with `gankit train`)")
+
+
+def gankit(line: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A documented command line run as typed, by the installed `gankit` script."""
+    argv = shlex.split(line)
+    assert argv[0] == "gankit"
+    script = Path(sys.executable).with_name("gankit")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "gankit"]
+    return subprocess.run(cmd + argv[1:], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_the_readme_and_the_guide_show_the_same_tour():
+    readme, guide = (tour_commands(p) for p in PAGES)
+    assert readme == guide and len(readme) == 5
+    assert [shlex.split(c)[1] for c in readme] == ["train", "sample", "eval", "report", "app"]
+
+
+@pytest.fixture(scope="session")
+def tour(tmp_path_factory) -> Path:
+    """A folder in which the tour's first command (`gankit train ...`) ran as typed; shared by every
+    pytest worker of the session (the first to arrive trains, the others wait for it)."""
+    def make(folder: Path) -> None:
+        out = gankit(tour_commands(PAGES[0])[0], folder)
+        assert out.returncode == 0, out.stderr[-3000:]
+    return shared_folder(tmp_path_factory, "tour", make)
+
+
+def run_of(tour: Path) -> Path:
+    return tour / shlex.split(tour_commands(PAGES[0])[1])[2]  # the run folder the tour names
+
+
+def test_the_tour_runs_as_typed(tour):
+    first, sample, evaluate, report, app = tour_commands(PAGES[0])
+    run = run_of(tour)
+    # train: the folder the README names, with everything it lists
+    assert run.is_dir(), f"`{first}` did not make {run.name}: {sorted(p.name for p in (tour / 'runs').iterdir())}"
+    for name in ("config.json", "models.txt", "stats.jsonl", "quality.jsonl", "generator.safetensors"):
+        assert (run / name).is_file(), name
+    assert json.loads((run / "config.json").read_text())["config"]["preset"] == "default"
+    # sample: 8 images from seed 0
+    out = gankit(sample, tour)
+    assert out.returncode == 0, out.stderr
+    folder = Path(re.search(r"-> (\S+)/samples\.png", out.stdout).group(1))
+    assert np.load(tour / folder / "samples.npy").shape == (8, 1, 28, 28)
+    # eval: the metrics at the documented n, merged into metrics.json
+    out = gankit(evaluate, tour)
+    assert out.returncode == 0, out.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert np.isfinite(metrics["fmnist10k"]["fid_fmnist10k"])
+    # report: one HTML file where the comment says
+    out = gankit(report, tour)
+    assert out.returncode == 0, out.stderr
+    html = (run / "report.html").read_text()
+    assert "fid_fmnist10k" in html and "<img" in html
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+def test_the_app_serves_with_its_defaults_and_its_page_opens(tour):
+    """`gankit app RUN` as typed (device auto, Gradio's port): it serves, and the page shows the run's images."""
+    pytest.importorskip("gradio")
+    playwright = pytest.importorskip("playwright.sync_api")
+    line = tour_commands(PAGES[0])[4]
+    script = Path(sys.executable).with_name("gankit")
+    argv = ([str(script)] if script.exists() else [sys.executable, "-m", "gankit"]) + shlex.split(line)[1:]
+    proc = subprocess.Popen(argv, cwd=tour, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines, url, t0 = [], None, time.time()
+        while url is None and time.time() - t0 < 180:
+            text = proc.stdout.readline()
+            if not text:
+                break
+            lines.append(text)
+            m = re.search(r"open (http://\S+)", text)
+            url = m.group(1) if m else None
+        assert url, f"`{line}` did not serve (exit {proc.poll()}):\n{''.join(lines)[-3000:]}"
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            page.wait_for_selector("#main img", timeout=60_000)
+            assert page.locator("#eight img").count() == 8
+            assert not errors, errors
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+# ---- every subcommand, once, with only its required arguments ------------------------------------
+# name: (the command with its required arguments, RUN standing for the tour's run; the budget
+# flags a test can afford where the defaults train or score for minutes). Slow ones run in
+# `make test-all` only.
+GOOD_PATH = {
+    "presets": ("gankit presets", ""),
+    "train": ("gankit train", "--steps 20"),                                   # not 15 epochs
+    "sample": ("gankit sample RUN", ""),
+    "explore nudge": ("gankit explore nudge RUN --dims 0", ""),                # --dims: required without --direction
+    "explore sweep": ("gankit explore sweep RUN --dims 0", ""),
+    "explore interpolate": ("gankit explore interpolate RUN --from 0 --to 1", ""),
+    "explore arithmetic": ("gankit explore arithmetic RUN --a 0 --b 1 --c 2", ""),
+    "explore rank": ("gankit explore rank RUN", "--n 32"),                     # not 256 base vectors
+    "explore directions": ("gankit explore directions RUN", ""),
+    "invert": ("gankit invert RUN --dataset-split test", ""),                  # images, or a split
+    "compare": ("gankit compare RUN", "--n 1000"),                             # not 10,000 samples
+    "report": ("gankit report RUN", ""),
+    "grid": ("gankit grid --presets lab04-mlp", "--seeds 0 --steps 20 --eval-n 0 --n 1000"),
+    "tune": ("gankit tune --name s --preset lab04-mlp --param d_lr=log:1e-4:1e-3", "--trials 1 --steps 20"),
+    "evaluator train": ("gankit evaluator train", "--epochs 1"),               # one pass over 60,000 images
+}
+# eval and app: their good path with their defaults is the tour's own eval and app above.
+SLOW = {"evaluator train"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in GOOD_PATH])
+def test_every_subcommand_runs_with_only_its_required_arguments(name, tour, tmp_path):
+    line = " ".join(GOOD_PATH[name]).strip().replace("RUN", str(run_of(tour)))
+    # a fresh working folder (new files land there); the evaluator it trains goes to a private cache
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")} if name == "evaluator train" else None
+    out = gankit(line, tmp_path, env=env)
+    assert out.returncode == 0, f"`{line}` exit {out.returncode}:\n{out.stderr[-3000:]}"
+    assert "internal error" not in out.stderr and "Traceback" not in out.stderr
+    if name in ("train", "grid", "tune"):
+        assert (tmp_path / "runs").is_dir()
+    if name == "evaluator train":
+        assert list((tmp_path / "cache").rglob("fashion-mnist.safetensors"))
+    if name == "compare":
+        assert (tmp_path / "comparison" / "comparison.json").is_file()
