@@ -19,6 +19,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import torch
 
@@ -28,7 +29,7 @@ from gankit.config import preset_config
 from gankit.nets import EMA
 from gankit.metrics import make_judge
 from gankit.runs import read_stats
-from gankit.training import train
+from gankit.training import state as training_state, train
 from time_to_quality import overrides
 
 
@@ -80,7 +81,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = preset_config(args.preset, **{**kw, **budget, "precision": args.precision, "seed": seed,
                                                 "device": args.device, "eval_every": 0, "keep": 0, "out_dir": tmp})
-            run = train(cfg, progress=False, make_ema=RidingEMA)  # the run's EMA, with the extra averages riding along
+            with mock.patch.object(training_state, "EMA", RidingEMA):  # the run's EMA, with the extra averages riding along
+                run = train(cfg, progress=False)
             steps.append(read_stats(run)[-1]["step"])
             # G itself (decay 0) as the run exported it, and every average of it.
             averages = {0.0: load_generator(run, ema=False, device=args.device), **RidingEMA.last.averages()}

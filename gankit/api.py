@@ -23,7 +23,8 @@ from .device import resolve_device
 from .errors import GankitError
 from .export import PRETRAINED, build_generator, read_generator, write_generator
 from .metrics import DEFAULT_N, METRICS, compute_metrics
-from .runs import check_run_dir, read_stats, save_grid
+from . import runs
+from .runs import check_run_dir, new_study_folder, save_grid, write_study_record
 from .sample import balanced_labels, generate, z_from_seed
 from .training import train as train_config
 
@@ -40,6 +41,7 @@ class GANPipeline:
     def __init__(self, tensors: dict[str, torch.Tensor], meta: dict, ema: bool | None = None,
                  device: str | torch.device = "auto", source: str = "generator"):
         self._tensors, self.meta = tensors, meta
+        self.folder: Path | None = None  # where it was loaded from: a run folder, a saved generator's folder
         self.device = resolve_device(str(device))
         self.G = build_generator(tensors, meta, ema, self.device, source)
 
@@ -54,7 +56,9 @@ class GANPipeline:
         if not local.exists() and "/" in str(path) and not str(path).startswith((".", "/")):
             local = Path(_hub().snapshot_download(repo_id=str(path), **hub_kwargs))
         tensors, meta, weights = read_generator(local)
-        return cls(tensors, meta, ema, device, source=str(weights))
+        pipe = cls(tensors, meta, ema, device, source=str(weights))
+        pipe.folder = local if local.is_dir() else local.parent
+        return pipe
 
     # ---- what it is -------------------------------------------------------------------------------
     @property
@@ -202,6 +206,24 @@ class GANPipeline:
         return invert(self.G, x, evaluator, steps=steps, restarts=restarts, seed=seed)
 
     # ---- saving -------------------------------------------------------------------------------------
+    def save_study(self, command: str, images: torch.Tensor, z: torch.Tensor | None = None,
+                   run: str | Path | None = None, **settings) -> Path:
+        """Save a latent study's pictures where `gankit report` shows them, as the CLI's studies are
+        saved: a new RUN/latent/COMMAND-TIME/ with COMMAND.png (a (R, N, C, H, W) result of nudge,
+        sweep or edit as R rows of N; (N, C, H, W) in rows of 8) and COMMAND.json (the weights, z and
+        `settings`, e.g. dims=[3], deltas=[2]). `run`: default, the folder this generator was loaded from."""
+        base = Path(run) if run is not None else self.folder
+        if base is None:
+            raise GankitError("this generator was not loaded from a folder: give run=FOLDER to save a study")
+        x = torch.as_tensor(images)
+        if x.ndim not in (4, 5):
+            raise GankitError(f"images of shape {tuple(x.shape)}: expected (N, C, H, W) or (R, N, C, H, W)")
+        folder = new_study_folder(base, command)
+        save_grid(x.reshape(-1, *x.shape[-3:]), folder / f"{command}.png", x.shape[1] if x.ndim == 5 else 8)
+        write_study_record(folder, command, base, self.G, z=z, files=[f"{command}.png"], **settings)
+        return folder
+
+
     def save_pretrained(self, folder: str | Path, overwrite: bool = False) -> Path:
         """model.safetensors (G's weights, and G_ema's when trained) and config.json (what rebuilds G)
         in `folder`, which `gankit.load`, every `gankit` command and `from_pretrained` read back.
@@ -239,32 +261,9 @@ def load(path: str | Path, ema: bool | None = None, device: str | torch.device =
     return GANPipeline.from_pretrained(path, ema=ema, device=device)
 
 
-@dataclasses.dataclass
-class Run:
-    """A run folder: its config, its training statistics, its quality, its generator. `os.fspath(run)`
-    is the folder, so a Run goes wherever a path does."""
-    path: Path
-
-    def __fspath__(self) -> str:
-        return str(self.path)
-
-    @property
-    def config(self) -> Config:
-        """The run's resolved Config (config.json)."""
-        data = json.loads((self.path / "config.json").read_text())
-        return Config.from_dict(data["config"], source=str(self.path / "config.json"))
-
-    @property
-    def stats(self) -> list[dict]:
-        """stats.jsonl: one row per log tick (losses, D outputs, gradient norms, speed)."""
-        return read_stats(self.path)
-
-    @property
-    def metrics(self) -> dict:
-        """The last in-training evaluation (quality.jsonl), and what `gankit eval` saved (metrics.json)."""
-        quality = read_stats(self.path, "quality.jsonl")
-        saved = self.path / "metrics.json"
-        return {**(quality[-1] if quality else {}), **(json.loads(saved.read_text()) if saved.exists() else {})}
+class Run(runs.Run):
+    """A run folder (gankit.runs.Run: its config, statistics, quality curve, metrics, latent studies
+    and checkpoints) with its generator and its evaluation a call away."""
 
     @property
     def generator(self) -> GANPipeline:

@@ -12,7 +12,6 @@ import io
 import json
 import re
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +20,10 @@ from PIL import Image
 
 from .data import CLASS_NAMES, load_split, resize_uint8, to_float
 from .data.folder import decode, find_images
-from .errors import GankitError, RunError
+from .errors import GankitError
 from .export import saved_class_names
 from .metrics import LABELS, real_floor
-from .runs import check_run_dir, comparison_figure, image_grid, last_grid, pyplot, read_json, read_run_config, read_stats
+from .runs import Run, comparison_figure, image_grid, last_grid, pyplot
 from .training.balance import summarize
 
 EXPLAIN = {
@@ -64,66 +63,13 @@ EXPLAIN = {
 }
 
 
-@dataclass
-class Run:
-    path: Path
-    config: dict
-    meta: dict
-    stats: list
-    quality: list
-    warnings: list
-    metrics: dict
-    studies: list = field(default_factory=list)
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def final_scores(self) -> dict:
-        """Scores from the latest `gankit eval` (metrics.json), else the last in-training evaluation;
-        the numbers, and the evaluator's class shares (a list per protocol)."""
-        keep = lambda k, v: isinstance(v, float) or (k.startswith("class_shares_") and isinstance(v, list))  # noqa: E731
-        if self.metrics:
-            key = max(self.metrics, key=lambda k: self.metrics[k].get("created", ""))
-            return {k: v for k, v in self.metrics[key].items() if keep(k, v)} | {
-                "_floor": self.metrics[key].get("real_floor", {})}
-        return {k: v for k, v in (self.quality[-1] if self.quality else {}).items() if keep(k, v) and k != "epoch"}
-
-    def steps(self) -> int:
-        return self.stats[-1]["step"] if self.stats else 0
-
-    def epochs(self) -> float:
-        return self.stats[-1]["epoch"] if self.stats else 0.0
-
-    def training_seconds(self) -> tuple[float, str]:
-        """(seconds, what they count): the training time the log and config.json record
-        (evaluations not counted), or the wall time of the last log row in runs of older versions."""
-        if isinstance(self.meta.get("budget"), dict) and "train_time_s" in self.meta["budget"]:
-            return self.meta["budget"]["train_time_s"], "of training (evaluations not counted)"
-        last = self.stats[-1] if self.stats else {}
-        if "train_time_s" in last:
-            return last["train_time_s"], "of training (evaluations not counted)"
-        return last.get("time_s", 0.0), "(wall clock, evaluations included)"
-
-    def balance(self) -> dict:
-        """The run's balance index and its parts (gankit/balance.py); empty when not logged."""
-        return summarize(self.stats, self.config["n_critic"])
+def balance(run: Run) -> dict:
+    """The run's balance index and its parts (gankit.training.balance); empty when not logged."""
+    return summarize(run.stats, run.config.n_critic)
 
 
 def load_run(path: str | Path) -> Run:
-    p = check_run_dir(path)
-    cfg, meta = read_run_config(p)
-    metrics = read_json(p / "metrics.json", "metrics file") if (p / "metrics.json").exists() else {}
-    metrics = {k: v for k, v in metrics.items() if isinstance(v, dict)}
-    studies = []
-    for folder in sorted((p / "latent").glob("*-*")) if (p / "latent").is_dir() else []:
-        records = list(folder.glob("*.json"))
-        try:
-            studies.append((folder, read_json(records[0]))) if records else None
-        except RunError:
-            continue  # a study whose record was torn is left out of the report
-    return Run(p, cfg.resolved().to_dict(), meta, read_stats(p), read_stats(p, "quality.jsonl"),
-               read_stats(p, "warnings.jsonl"), metrics, studies)
+    return Run(path)
 
 
 # ---- rendering helpers ------------------------------------------------------------------------
@@ -220,7 +166,7 @@ def _score_cells(scores: dict, names: list[tuple[str, str]] = SCORE_NAMES) -> li
 def summary(run: Run, scores: dict, floor: dict) -> str:
     """The report's first lines: what was trained, on what, for how long, and its final quality
     against the real-data floor."""
-    c = run.config
+    c = run.config.to_dict()
     seconds, counted = run.training_seconds()
     text = (f"In short: {c['preset']} ({c['model']}, {c['objective']}) trained on {c['dataset']} for {run.steps()} "
             f"steps ({run.epochs():.2f} epochs, {seconds:.0f} s {counted}).")
@@ -241,7 +187,7 @@ def grid_caption(run: Run, grid: Path) -> str:
     spe = run.steps() / run.epochs() if run.epochs() else 0
     step = int(number) if kind == "step" else round(int(number) * spe)
     where = "the end of training" if step == run.steps() else f"step {step} of the {run.steps()} trained"
-    return (f"{run.config['grid_size']} samples from the fixed latent vectors at step {step} "
+    return (f"{run.config.grid_size} samples from the fixed latent vectors at step {step} "
             f"(epoch {step / spe if spe else 0:.2f}): {where}")
 
 
@@ -251,7 +197,7 @@ def milestone_caption(run: Run) -> str:
                    if p.stem.split("_")[1].isdigit())
     total = max(run.steps(), 1)
     rows = ", ".join(f"step {s} ({100 * s / total:.0f} %)" for s in steps)
-    rule = ("25, 50 and 75 % of the time budget" if run.config.get("minutes") else "25, 50 and 75 % of the steps")
+    rule = ("25, 50 and 75 % of the time budget" if run.config.minutes else "25, 50 and 75 % of the steps")
     return f"The same 8 latent vectors at {rows} of the {run.steps()} steps; the middle rows are kept at {rule}."
 
 
@@ -264,7 +210,7 @@ def _tag_n(tag: str) -> int | None:
 def real_floor_of(run: Run, scores: dict) -> dict:
     """The real-data floor under the protocol of the run's scores (cached by gankit.metrics), or {}
     when the dataset or its evaluator is not available here."""
-    c = run.config
+    c = run.config.to_dict()
     fid = next((k for k in scores if k.startswith("fid_")), None)
     n = _tag_n(fid[len("fid_"):]) if fid else None
     if not n or c["dataset"] == "folder":
@@ -277,7 +223,7 @@ def real_floor_of(run: Run, scores: dict) -> dict:
 
 def real_grid(run: Run) -> bytes | None:
     """A grid of real images at the run's size and channels: the test split's first, or a folder's."""
-    c = run.config
+    c = run.config.to_dict()
     k = min(64, c["grid_size"])
     try:
         if c["dataset"] == "folder":
@@ -317,7 +263,7 @@ def class_histogram(scores: dict, floor: dict, c: dict) -> bytes | None:
 
 # ---- sections -----------------------------------------------------------------------------
 def write_run(w: Writer, run: Run, level: int = 2) -> None:
-    c, s = run.config, run.stats
+    c, s = run.config.to_dict(), run.stats
     w.heading(level, f"Run {run.name}")
     scores = run.final_scores()
     floor = scores.pop("_floor", {}) or (real_floor_of(run, scores) if scores else {})
@@ -352,7 +298,7 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
         if (run.path / file).exists():
             w.heading(level + 1, title, EXPLAIN[key])
             w.image(run.path / file, milestone_caption(run) if key == "milestones" else title)
-            if key == "losses" and (b := run.balance()):
+            if key == "losses" and (b := balance(run)):
                 w.text(f"Balance index (how often the loss curves cross, per G step; gankit/balance.py): "
                        f"{b['balance_index']:.3f}, {b['crossings_per_epoch']:.0f} crossings per epoch; loss_G above "
                        f"D's per-term loss {100 * b['g_above']:.0f} % of the time (evenness {b['evenness']:.2f}).")
@@ -380,8 +326,8 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
             w.image(run.path / "fid_curve.png", EXPLAIN["fid_curve"].format(**c))
     if run.studies:
         w.heading(level + 1, "Latent-space studies", EXPLAIN["latent"])
-        for folder, record in run.studies:
-            write_study(w, folder, record, level + 2)
+        for study in run.studies:
+            write_study(w, study.folder, study.record, level + 2)
     if run.warnings:
         w.heading(level + 1, "Warnings", EXPLAIN["warnings"])
         w.items([f"step {x['step']}: {x['warning']}" for x in run.warnings])
@@ -514,11 +460,11 @@ def write_comparison(w: Writer, runs: list[Run]) -> None:
     for r in runs:
         last = r.stats[-1] if r.stats else {}
         scores = _score_cells({k: v for k, v in r.final_scores().items() if k != "_floor"}, names) if scored else []
-        rows.append([r.name, r.config["preset"], r.config["objective"], r.config["model"], f"{last.get('epoch', 0):g}",
+        rows.append([r.name, r.config.preset, r.config.objective, r.config.model, f"{last.get('epoch', 0):g}",
                      f"{last.get('time_s', 0):.0f} s"] + scores)
     w.table(["run", "preset", "objective", "model", "epochs", "time"]
             + ([label for _, label in names] if scored else []), rows)
-    titles = [f"{r.name[:5]} {r.config['preset']}\n{r.config['model']} / {r.config['objective']}" for r in runs]
+    titles = [f"{r.name[:5]} {r.config.preset}\n{r.config.model} / {r.config.objective}" for r in runs]
     w.image(_figure_png(comparison_figure([r.path for r in runs], titles)),
             "the last fixed-z grid of each run; losses and FID of the runs, overlaid")
 

@@ -57,6 +57,21 @@ def test_studies_as_methods(run):
         G.nudge(z, dim=100, delta=1.0)
 
 
+def test_a_study_saved_from_python_is_in_the_run_and_its_report(run, tmp_path):
+    G = gankit.load(run, device="cpu")
+    z = G.z(0, 4)
+    folder = G.save_study("nudge", G.nudge(z, dim=3, delta=2.0, cls=1), z=z, dims=[3], deltas=[2])
+    assert folder.parent == run.path / "latent" and (folder / "nudge.png").is_file()
+    saved = [st for st in gankit.Run(run.path).studies if st.folder == folder]
+    assert saved and saved[0].command == "nudge" and saved[0].record["dims"] == [3]
+    assert saved[0].record["weights"] == "G_ema" and len(saved[0].record["z"]) == 4
+    from gankit.report import build_report
+    html = build_report([run.path], tmp_path / "r.html").read_text()
+    assert "nudge: dims 3, deltas 2" in html
+    with pytest.raises(GankitError, match="expected"):
+        G.save_study("nudge", torch.zeros(3, 28, 28))
+
+
 def test_save_pretrained_round_trip_offline(run, tmp_path):
     G = gankit.load(run, device="cpu")
     folder = G.save_pretrained(tmp_path / "exported")

@@ -2,6 +2,7 @@
 so none of them can rot (as diffusers tests its examples). Their figures are not checked here:
 speed belongs to the benchmarks themselves, never to timed tests. They read the real
 Fashion-MNIST, which `make test` installs."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "small_folder.py": ["--data-root", str(out / "shapes"), "--evaluator", str(out / "ev" / "shapes.safetensors"),
                             "--size", "64", "--augments", "none", "ada", "--seeds", "0", "--steps", "3", "--n", "130",
                             "--runs", str(out / "runs"), "--out", md, "--figures", str(out / "figures")],
+        "same_numbers.py": ["--steps", "4", "--cases", "lab6-wgan", "--file", str(out / "sn.json"), "--save"],
         "vs_labs.py": ["--presets", "default", "cdcgan", "--minutes", "0.01", "--curve-images", "500", "--eval-n", "300",
                     "--figure", str(out / "fig.png"), "--out", md],
     }[script]
@@ -59,10 +61,27 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
     "folder.py": "faster than decoding", "latent_times.py": "wrote", "precision.py": "seed-to-seed spread",
     "quality.py": "wrote", "scaling.py": "images/s against 1 process", "time_to_quality.py": "the labs' time",
     "ablation.py": "wrote", "vs_labs.py": "of labs' loop's", "app_latency.py": "faster",
-    "tune_study.py": "seed spread", "ema_decay.py": "the best average is ",
+    "tune_study.py": "seed spread", "ema_decay.py": "the best average is ", "same_numbers.py": "saved the fingerprints",
     "augment_cost.py": "of the step time against none", "small_data.py": "against none",
     "control.py": "as much per unit as the top coordinate", "small_folder.py": "against none",
 }
+
+
+def test_same_numbers_finds_the_same_runs_the_same_and_a_changed_one_changed(tmp_path):
+    """bench/same_numbers.py, the check of a refactor: two runs of the same code agree bit for bit, and
+    a fingerprint that differs is reported (exit 1), so its verdict can go either way."""
+    script, file = str(BENCH / "same_numbers.py"), tmp_path / "sn.json"
+    args = ["--steps", "4", "--cases", "default --augment ada", "--file", str(file)]
+    run = lambda *extra: subprocess.run([sys.executable, script, *args, *extra], capture_output=True, text=True,  # noqa: E731
+                                        timeout=300, cwd=tmp_path)
+    assert run("--save").returncode == 0
+    same = run()
+    assert same.returncode == 0 and same.stdout.strip().endswith("the same numbers, bit for bit"), same.stdout[-800:]
+    data = json.loads(file.read_text())
+    data["runs"]["default --augment ada"]["G"] = "0" * 16
+    file.write_text(json.dumps(data))
+    changed = run()
+    assert changed.returncode == 1 and "DIFFERENT: G" in changed.stdout and "the numbers changed" in changed.stdout
 
 
 def test_every_bench_script_is_covered():

@@ -111,6 +111,8 @@ def reach(start: str, g: dict[str, set[str]]) -> set[str]:
     ("gankit.data", ("gankit.config", "gankit.nets", "gankit.training", "gankit.metrics", "gankit.cli")),
     ("gankit.sample", ("gankit.config", "gankit.nets", "gankit.data", "gankit.training", "gankit.metrics")),
     ("gankit.app", ("gankit.cli", "gankit.studies", "gankit.training")),
+    ("gankit.runs", ("gankit.training", "gankit.metrics", "gankit.latent", "gankit.app", "gankit.studies",
+                     "gankit.cli", "gankit.report", "gankit.api")),
     ("gankit.studies", ("gankit.cli", "gankit.app")),
 ])
 def test_arrows_point_down(wing, never):
@@ -125,6 +127,19 @@ def test_no_library_module_imports_a_cli_module():
     for m in MODULES:
         if not m.startswith("gankit.cli") and m != "gankit.__main__":
             assert not [t for t, _, _ in imports(m) if t.startswith("gankit.cli")], m
+
+
+def test_no_module_below_the_cli_parses_arguments():
+    """argparse and its Namespace live in gankit/cli/ alone: the library takes plain arguments, so the
+    Python API can call everything the CLI does."""
+    for m, path in MODULES.items():
+        if m.startswith("gankit.cli"):
+            continue
+        tree = ast.parse(path.read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))
+                 for a in n.names} | {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert "argparse" not in names and "Namespace" not in names, f"{m} imports argparse"
+        assert not any(isinstance(n, ast.Attribute) and n.attr == "Namespace" for n in ast.walk(tree)), m
 
 
 def test_imports_inside_functions_are_for_extras_or_start_up_time():

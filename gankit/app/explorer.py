@@ -38,6 +38,7 @@ from ..errors import GankitError
 from ..export import generator_files, load_generator, load_source
 from ..invert import invert, read_images
 from ..metrics.evaluator import load_evaluator
+from ..runs import read_studies
 from ..sample import read_z, z_from_seed
 
 SLIDER_LIMIT = 4.0            # sliders run from -4 to +4, the labs' sweep range
@@ -129,14 +130,15 @@ class Explorer:
 
     def _saved_rank(self) -> tuple[list[int], str] | None:
         records = []
-        for path in self.folder.glob("latent/rank-*/rank.json"):
+        for study in read_studies(self.folder, "rank"):
+            r = study.record
             try:
-                r = json.loads(path.read_text())
                 dims = [int(m["dim"]) for m in r["measurements"]]
-            except (OSError, ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError):
                 continue  # a damaged record is skipped, not fatal
             if r.get("z_dim") == self.z_dim and dims:
                 default = r.get("weights") == ("G_ema" if self.weights[0] == "EMA" else "G")
+                path = study.folder / "rank.json"
                 records.append((default, path.stat().st_mtime, path, r, dims))
         if not records:
             return None

@@ -16,7 +16,8 @@ from ..invert import invert, read_images
 from ..metrics.evaluator import load_evaluator
 from ..sample import z_from_seed
 from .flags import add_device
-from .latent import _classifier, _common, class_index, labelled_grid, load, out_folder, write_record
+from ..runs import new_study_folder, write_study_record
+from .latent import _classifier, _common, class_index, labelled_grid, load
 
 SHEET_VALUES = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]  # positions along each direction in the sheet
 
@@ -46,7 +47,7 @@ def cmd_directions(args) -> int:
     found.source, found.fingerprint = str(args.src), G.fingerprint
     if args.classes:
         found.details["class"] = G.class_names[args.classes[0]]
-    folder = out_folder(base, "directions", args.out)
+    folder = new_study_folder(base, "directions", args.out)
     z = z_from_seed(args.base_seed, 1, G.z_dim)
     label = {"sefa": "eigenvalue", "pca": "variance share", "class": "boundary accuracy"}[args.method]
     rows = [(f"#{i}: {s:.3g}" if args.method != "class" else f"{found.details['from_name']} -> "
@@ -55,8 +56,8 @@ def cmd_directions(args) -> int:
     labelled_grid(rows, folder / "directions.png", f"{args.method} directions, ranked (#k: {label}); base seed "
                   f"{args.base_seed} moved along each unit vector", col_labels=[f"{v:+g}" for v in SHEET_VALUES])
     # The study's record is the directions file: what every study records, and the vectors.
-    path = write_record(folder, "directions", args, G, z, base_seed=args.base_seed,
-                        files=["directions.json", "directions.png"], **found.record())
+    path = write_study_record(folder, "directions", args.src, G, args.classes, z=z, base_seed=args.base_seed,
+                              files=["directions.json", "directions.png"], **found.record())
     print(f"{len(found.vectors)} {args.method} directions -> {path} and directions.png; use them with "
           f"--direction {path}:K in explore nudge / sweep")
     return 0
@@ -84,7 +85,7 @@ def cmd_invert(args) -> int:
             evaluator = load_evaluator(G.dataset, device)[0]
         except GankitError:
             evaluator = None
-    folder = out_folder(base, "invert", args.out)
+    folder = new_study_folder(base, "invert", args.out)
     t0 = time.perf_counter()
     result = invert(G, x, evaluator, steps=args.iterations, restarts=args.restarts, seed=args.seed)
     seconds = time.perf_counter() - t0
@@ -106,8 +107,9 @@ def cmd_invert(args) -> int:
     if evaluator is not None:
         summary.update(feature_distance=float(result.feature_distance.mean()),
                        class_agreement=float(result.same_class.double().mean()))
-    write_record(folder, "invert", args, G, None, iterations=args.iterations, restarts=args.restarts, seed=args.seed,
-                 summary=summary, images=per_image, files=files)
+    write_study_record(folder, "invert", args.src, G, args.classes,
+                       z=None, iterations=args.iterations, restarts=args.restarts, seed=args.seed,
+                       summary=summary, images=per_image, files=files)
     print(f"inverted {len(x)} images in {seconds:.1f} s: pixel MSE {summary['pixel_mse']:.4f}"
           + (f", feature distance {summary['feature_distance']:.3f}, same class {100 * summary['class_agreement']:.1f} %"
              if evaluator is not None else "") + f" -> {folder}")

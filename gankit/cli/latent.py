@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import time
 from pathlib import Path
@@ -23,44 +22,12 @@ from ..device import resolve_device, resolve_precision
 from ..errors import GankitError
 from ..export import load_source
 from ..metrics.evaluator import load_evaluator
-from ..runs import pyplot, save_grid
+from ..runs import new_study_folder, pyplot, save_grid, write_study_record
 from ..sample import generate, read_z, z_from_seed
-from ..version import __version__
 from .flags import add_device, renamed
 
 
 # ---- output folder and record -----------------------------------------------------------------
-def out_folder(base: Path, command: str, out: str | None) -> Path:
-    if out:
-        p = Path(out)
-        if p.exists() and any(p.iterdir()):
-            raise GankitError(f"{p}: folder exists and is not empty; choose a new --out (nothing was written)")
-        p.mkdir(parents=True, exist_ok=True)
-        return p
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for i in range(1000):
-        p = base / "latent" / (f"{command}-{stamp}" + (f"-{i}" if i else ""))
-        try:
-            p.mkdir(parents=True)
-            return p
-        except FileExistsError:
-            continue
-    raise GankitError(f"cannot make a new folder under {base / 'latent'}")
-
-
-def write_record(folder: Path, command: str, args, G, z: torch.Tensor | None = None, **extra) -> Path:
-    record = {"command": command, "source": str(args.src), "weights": G.weights,
-              "z_dim": G.z_dim, "gankit_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              **extra}
-    if getattr(args, "classes", None):
-        record["classes"] = [G.class_names[c] for c in args.classes]
-    if z is not None:
-        record["z"] = z.tolist()
-    path = folder / f"{command}.json"
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    return path
-
-
 # ---- figures ----------------------------------------------------------------------------------
 def labelled_grid(rows: list[tuple[str, torch.Tensor]], path: Path, title: str,
                   col_labels: list[str] | None = None, scale: float = 0.55) -> None:
@@ -177,7 +144,7 @@ def cmd_sample(args) -> int:
         z, given = read_z(args.z, G.z_dim), {"z_file": args.z}
     else:
         z, given = z_from_seed(args.seed, args.n, G.z_dim), {"seed": args.seed, "n": args.n}
-    folder = out_folder(base, "sample", args.out)
+    folder = new_study_folder(base, "sample", args.out)
     files = ["samples.png", "samples.npy", "z.npy"]
     if args.classes is not None and len(args.classes) > 1:  # one row per class, the same z in every row
         y = torch.tensor(args.classes).repeat_interleave(len(z))
@@ -194,7 +161,7 @@ def cmd_sample(args) -> int:
             given["class"] = G.class_names[args.classes[0]]
     np.save(folder / "samples.npy", to_uint8(x).numpy())  # (N, C, H, W) uint8, rows in z's order (class-major)
     np.save(folder / "z.npy", z.numpy())
-    write_record(folder, "sample", args, G, z, **given, files=files)
+    write_study_record(folder, "sample", args.src, G, args.classes, z=z, **given, files=files)
     print(f"{len(x)} samples -> {folder / 'samples.png'} and samples.npy (uint8); z saved in z.npy: repeat with "
           f"--z {folder / 'z.npy'}" + (f" --class {args.cls}" if args.cls not in (None, "all") else ""))
     return 0
@@ -218,7 +185,7 @@ def cmd_nudge(args) -> int:
     G, base = load(args)
     moves = axes(args, G)
     z = z_from_seed(args.seed, args.n, G.z_dim)
-    folder = out_folder(base, "nudge", args.out)
+    folder = new_study_folder(base, "nudge", args.out)
     measurements = []
     for delta in args.deltas:
         combined = []
@@ -234,8 +201,9 @@ def cmd_nudge(args) -> int:
                                  "delta": delta, "mean_abs_change": change})
         labelled_grid(combined, folder / f"combined_delta{delta:g}.png",
                       f"{len(moves)} axes x (-{delta:g}, 0, +{delta:g}) x {args.n} samples (seed {args.seed})")
-    write_record(folder, "nudge", args, G, z, seed=args.seed, n=args.n, dims=args.dims, direction=args.direction,
-                 deltas=args.deltas, measurements=measurements)
+    write_study_record(folder, "nudge", args.src, G, args.classes,
+                       z=z, seed=args.seed, n=args.n, dims=args.dims, direction=args.direction,
+                       deltas=args.deltas, measurements=measurements)
     print(f"nudge: {len(moves)} axes x {len(args.deltas)} deltas -> {folder}")
     return 0
 
@@ -245,7 +213,7 @@ def cmd_sweep(args) -> int:
     moves = axes(args, G)
     lo, hi = args.range
     values = torch.linspace(lo, hi, args.frames).tolist()
-    folder = out_folder(base, "sweep", args.out)
+    folder = new_study_folder(base, "sweep", args.out)
     zs = []
     for seed in args.base_seeds:
         z = z_from_seed(seed, 1, G.z_dim)[0]
@@ -255,8 +223,9 @@ def cmd_sweep(args) -> int:
         labelled_grid(rows, folder / f"base{seed}.png",
                       f"base seed {seed}: each row sets one dimension (or the coordinate along a direction) "
                       f"to the value above it", col_labels=[f"{v:+.1f}" for v in values])
-    write_record(folder, "sweep", args, G, torch.stack(zs), base_seeds=args.base_seeds, dims=args.dims,
-                 direction=args.direction, values=values)
+    write_study_record(folder, "sweep", args.src, G, args.classes,
+                       z=torch.stack(zs), base_seeds=args.base_seeds, dims=args.dims,
+                       direction=args.direction, values=values)
     print(f"sweep: {len(args.base_seeds)} base vectors x {len(moves)} axes x {len(values)} values -> {folder}")
     return 0
 
@@ -281,7 +250,7 @@ def cmd_interpolate(args) -> int:
         zs = L.INTERPOLATIONS[args.method](z0[0], z1[0], args.frames)
         x = generate(G, zs)
         title = f"{args.method} from {_describe(g0)} to {_describe(g1)}"
-    folder = out_folder(base, "interpolate", args.out)
+    folder = new_study_folder(base, "interpolate", args.out)
     labelled_grid([(args.method if args.to_class is None else "class", x)], folder / "strip.png", title, col_labels=ts)
     files = ["strip.png"]
     if args.gif:
@@ -291,7 +260,8 @@ def cmd_interpolate(args) -> int:
         frames += frames[-2:0:-1]  # there and back
         frames[0].save(folder / "interpolation.gif", save_all=True, append_images=frames[1:], duration=120, loop=0)
         files.append("interpolation.gif")
-    write_record(folder, "interpolate", args, G, zs, method=args.method, frames=args.frames, start=g0, end=g1, files=files)
+    write_study_record(folder, "interpolate", args.src, G, args.classes,
+                       z=zs, method=args.method, frames=args.frames, start=g0, end=g1, files=files)
     print(f"interpolate ({args.method}, {args.frames} frames) -> {folder}")
     return 0
 
@@ -305,7 +275,7 @@ def cmd_arithmetic(args) -> int:
         parts[name] = (z, [g for _, g in vecs])
     means = {k: z.mean(0) for k, (z, _) in parts.items()}
     result = means["a"] - means["b"] + means["c"]
-    folder = out_folder(base, "arithmetic", args.out)
+    folder = new_study_folder(base, "arithmetic", args.out)
     ims = generate(G, torch.stack([means["a"], means["b"], means["c"], result]))
     labelled_grid([("", ims)], folder / "arithmetic.png", "a - b + c (each input the mean of its vectors)",
                   col_labels=["a", "b", "c", "a - b + c"], scale=1.0)
@@ -313,8 +283,9 @@ def cmd_arithmetic(args) -> int:
     for k, (z, _) in parts.items():
         rows.append((k, generate(G, z)))
     labelled_grid(rows, folder / "inputs.png", "the vectors averaged into a, b and c")
-    write_record(folder, "arithmetic", args, G, torch.stack([means["a"], means["b"], means["c"], result]),
-                 a=parts["a"][1], b=parts["b"][1], c=parts["c"][1], z_order=["a", "b", "c", "a-b+c"])
+    write_study_record(folder, "arithmetic", args.src, G, args.classes,
+                       z=torch.stack([means["a"], means["b"], means["c"], result]),
+                       a=parts["a"][1], b=parts["b"][1], c=parts["c"][1], z_order=["a", "b", "c", "a-b+c"])
     print(f"arithmetic -> {folder / 'arithmetic.png'}")
     return 0
 
@@ -341,7 +312,7 @@ def cmd_rank(args) -> int:
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         rows = L.rank_dims(G, n=args.n, delta=args.delta, seed=args.seed, classifier=classifier)
     seconds = time.perf_counter() - t0
-    folder = out_folder(base, "rank", args.out)
+    folder = new_study_folder(base, "rank", args.out)
     keys = list(rows[0])
     with open(folder / "rank.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys)
@@ -363,8 +334,9 @@ def cmd_rank(args) -> int:
     fig.tight_layout()
     fig.savefig(folder / "rank.png", metadata={"Software": None})
     plt.close(fig)
-    write_record(folder, "rank", args, G, None, n=args.n, delta=args.delta, seed=args.seed, seconds=round(seconds, 2),
-                 precision=precision, classifier="evaluator" if classifier else None, measurements=rows)
+    write_study_record(folder, "rank", args.src, G, args.classes,
+                       z=None, n=args.n, delta=args.delta, seed=args.seed, seconds=round(seconds, 2),
+                       precision=precision, classifier="evaluator" if classifier else None, measurements=rows)
     flips = "class_flip_rate" in rows[0]
     print(f"{'rank':>4} {'dim':>4} {'mean |change|':>14}" + ("  class flips" if flips else ""))
     show = rows[:10] + [None] + rows[-10:] if len(rows) > 20 else rows

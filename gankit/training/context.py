@@ -180,7 +180,7 @@ class StopFlag:
             signal.signal(s, h)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Loop:
     """Everything the loop and its maintenance share, made once by gankit.training.setup.start."""
     cfg: Config

@@ -44,7 +44,7 @@ def alive(owner: dict) -> bool:
 
 
 class RunLock:
-    """RUN/.lock, taken with O_EXCL (atomic), released by `release()`."""
+    """RUN/.lock, taken with O_EXCL (atomic), released by `release()`; `with RunLock(run):` does both."""
 
     def __init__(self, run_dir: str | Path):
         self.path = Path(run_dir) / LOCK_NAME
@@ -89,3 +89,9 @@ class RunLock:
         if self.held:
             self.path.unlink(missing_ok=True)
             self.held = False
+
+    def __enter__(self) -> "RunLock":
+        return self if self.held else self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()

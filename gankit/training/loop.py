@@ -13,6 +13,7 @@ rollback, checkpoints, stopping) is maintenance.py, each handed the loop context
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Callable
 
@@ -21,13 +22,13 @@ import torch
 from ..config import Config
 from ..data import to_float
 from ..device import resolve_device
-from ..nets import EMA, lr_factor
+from ..nets import lr_factor
 from ..nets.augment import make_augment
 from ..nets.losses import class_loss, clip_weights, gradient_penalty
 from . import balance
 from .context import Loop
 from .dist import setup as setup_dist
-from .maintenance import TrainingStopped, after_step
+from .maintenance import Next, TrainingStopped, after_step
 from .output import record_budget
 from .setup import first_records, start
 
@@ -36,43 +37,39 @@ __all__ = ["train", "TrainingStopped"]
 
 def train(cfg: Config, resume: str | Path | None = None, command: list[str] | None = None,
           progress: bool | None = None, stop_after: int | None = None,
-          on_quality: Callable[[dict], bool] | None = None, run_name: str | None = None,
-          make_ema: Callable[[torch.nn.Module, float], EMA] = EMA) -> Path:
+          on_quality: Callable[[dict], bool] | None = None, run_name: str | None = None) -> Path:
     """Train as `cfg` says and return the run folder. With `resume`, continue the run in that
     folder from its newest valid checkpoint; `cfg` may differ from the saved one only in
     RESUMABLE_CHANGES (e.g. more epochs or minutes). `stop_after` stops at that step as a signal
     would (checkpoint, no extra log tick), leaving the run resumable. `on_quality` sees each row of
     quality.jsonl as it is written; when it returns True the run ends there as a finished run does
     (final grid, checkpoint, export): a quality target, or a tuner's pruning. `run_name` replaces
-    "<preset>-<dataset>" in a new run folder's name (NNNNN-<run_name>). `make_ema(G, decay)` makes
-    G's EMA (a benchmark's seam: bench/ema_decay.py). Under torchrun every rank calls this; rank 0
-    alone writes the run folder."""
+    "<preset>-<dataset>" in a new run folder's name (NNNNN-<run_name>). Under torchrun every rank
+    calls this; rank 0 alone writes the run folder (holding its lock until the end)."""
     cfg = cfg.resolved().validate()
     ddp, device_name = setup_dist(cfg.device)
-    locks: list = []  # the run folder's lock, held while this process writes it
     try:
-        device = resolve_device(device_name)
-        cfg.validate_launch(ddp.world_size, device.type)
-        torch.backends.cudnn.benchmark = not cfg.deterministic
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=False)
-        L = start(cfg, ddp, device, resume, command, progress, stop_after, on_quality, run_name, make_ema, locks)
-        try:
-            first_records(L)
-            training_loop(L)
-        finally:
-            L.bar.close()
-            if L.out.main:
-                L.out.log.close()
-            L.stop.restore()
-        return finish(L)
+        with contextlib.ExitStack() as held:  # the run folder's lock, while this process writes it
+            device = resolve_device(device_name)
+            cfg.validate_launch(ddp.world_size, device.type)
+            torch.backends.cudnn.benchmark = not cfg.deterministic
+            if cfg.deterministic:
+                torch.use_deterministic_algorithms(True, warn_only=False)
+            L = start(cfg, ddp, device, resume, command, progress, stop_after, on_quality, run_name, held)
+            try:
+                first_records(L)
+                training_loop(L)
+            finally:
+                L.bar.close()
+                if L.out.main:
+                    L.out.log.close()
+                L.stop.restore()
+            return finish(L)
     except TrainingStopped as e:
         if not ddp.main:  # every rank stops at the same step; rank 0 reports it and carries the exit code
             e.exit_code, e.quiet = 0, True
         raise
     finally:
-        for lock in locks:
-            lock.release()
         ddp.close()
 
 
@@ -152,7 +149,7 @@ def training_loop(L: Loop) -> None:
         # Maintenance: log ticks, evaluations, milestones, grids, checkpoints, stopping.
         tally.step = done
         L.bar.update(1)
-        if not after_step(L, done, tick):
+        if after_step(L, done, tick) is Next.END:
             break
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import time
+from enum import Enum
 
 import torch
 
@@ -33,16 +34,28 @@ class TrainingStopped(GankitError):
         self.quiet = False  # True on DDP ranks other than 0: rank 0 says it
 
 
-def after_step(L: Loop, done: int, tick: bool) -> bool:
-    """The maintenance after step `done`, in order: the log tick (a rollback there answers True at
-    once: the loop goes on from the checkpoint), an evaluation, a milestone row, the fixed-z grid
-    and plots, a checkpoint; then whether training goes on (False: it ended). Raises
-    TrainingStopped for non-finite values or a signal (after checkpointing)."""
+class Next(Enum):
+    """What after_step answers the loop."""
+    GO_ON = "go on"  # train the next step (also after a rollback: from the reloaded checkpoint)
+    END = "end"      # training is over: the last step, or stop_after's
+
+
+class Tick(Enum):
+    """What a log tick did."""
+    LOGGED = "logged"            # wrote its row; maintenance goes on
+    ROLLED_BACK = "rolled back"  # found non-finite values and reloaded the last checkpoint
+
+
+def after_step(L: Loop, done: int, tick: bool) -> Next:
+    """The maintenance after step `done`, in order: the log tick (after a rollback there the loop
+    goes on at once, from the checkpoint), an evaluation, a milestone row, the fixed-z grid and
+    plots, a checkpoint; then whether training goes on. Raises TrainingStopped for non-finite
+    values or a signal (after checkpointing)."""
     S = L.schedule
     if L.cfg.augment == "ada" and done % ada.INTERVAL == 0:
         adapt_augmentation(L)
-    if tick and log_tick(L, done):
-        return True
+    if tick and log_tick(L, done) is Tick.ROLLED_BACK:
+        return Next.GO_ON
     if S.evaluation(done):
         quality = evaluate(L, done)
         if L.on_quality is not None and not S.last:
@@ -57,11 +70,11 @@ def after_step(L: Loop, done: int, tick: bool) -> bool:
         if S.checkpoint(done):
             save_checkpoint(L, done, periodic=S.epoch_end(done))
     if S.last:
-        return False
+        return Next.END
     if S.stop_asked(done):
         save_checkpoint(L, done, periodic=False)
         L.out.say(f"stopped at step {done} as asked; continue with: gankit train --resume {L.out.run_dir}")
-        return False
+        return Next.END
     signum, budget_spent, ckpt_due = L.stop.check(L.ddp, done, tick, S.budget_s > 0 and L.clock.train_s() >= S.budget_s,
                                                   S.checkpoint_due_by_time())
     if budget_spent:
@@ -70,7 +83,7 @@ def after_step(L: Loop, done: int, tick: bool) -> bool:
         stopped_by_signal(L, done, signum)
     if ckpt_due:  # within an epoch: a kill now loses at most --ckpt-minutes of training
         save_checkpoint(L, done, periodic=False)
-    return True
+    return Next.GO_ON
 
 
 def adapt_augmentation(L: Loop) -> None:
@@ -95,16 +108,16 @@ def stopped_by_signal(L: Loop, done: int, signum: int) -> None:
 
 
 # ---- each log tick --------------------------------------------------------------------------------
-def log_tick(L: Loop, done: int) -> bool:
+def log_tick(L: Loop, done: int) -> Tick:
     """The tick's statistics, averaged over the ranks and checked: non-finite values roll back
-    (--on-nan rollback; returns True) or stop training; otherwise one stats.jsonl row (and
+    (--on-nan rollback) or stop training; otherwise one stats.jsonl row (and
     TensorBoard), the progress bar's figures, the epoch line when no bar shows, and the warning
     when D has won outright for long. Every rank."""
     stats = Stats.from_tensor(L.ddp.all_mean(L.tally.means()))
     problem = stats.nonfinite(done)
     if problem and L.cfg.on_nan == "rollback" and L.tally.rollbacks < MAX_ROLLBACKS:
         rollback(L, problem)
-        return True
+        return Tick.ROLLED_BACK
     if problem:
         raise TrainingStopped(
             f"{problem}. Nothing after the last checkpoint was saved"
@@ -121,7 +134,7 @@ def log_tick(L: Loop, done: int) -> bool:
     L.clock.tick(done)
     L.bar.set_postfix(loss_D=f"{stats.loss_D:.3f}", loss_G=f"{stats.loss_G:.3f}", Dx=f"{stats.d_real:.3f}",
                       DGz=f"{stats.d_fake:.3f}", img_s=f"{row['img_per_s']:.0f}", refresh=False)
-    return False
+    return Tick.LOGGED
 
 
 def tick_row(L: Loop, stats: Stats, done: int) -> dict:

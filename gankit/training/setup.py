@@ -3,10 +3,10 @@ networks, the run folder and its first records, all checked before any work; `st
 together into the loop context (gankit.training.context.Loop)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -18,7 +18,7 @@ from ..device import autocast as autocast_for, bf16_warning, resolve_precision
 from ..errors import ConfigError, DataError, GankitError, RunError
 from ..files import atomic_write_text
 from ..metrics import make_judge
-from ..nets import EMA, OBJECTIVES
+from ..nets import OBJECTIVES
 from ..runs import StatsLog, check_run_dir, milestone_path, save_grid, write_models_txt
 from ..sample import grid_labels, sample_images, z_from_seed
 from .checkpoint import load_checkpoint, newest_valid_checkpoint
@@ -39,21 +39,19 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> int:
 
 
 def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progress: bool | None,
-          stop_after: int | None, on_quality, run_name: str | None,
-          make_ema: Callable[[torch.nn.Module, float], EMA] = EMA, locks: list[RunLock] | None = None) -> Loop:
+          stop_after: int | None, on_quality, run_name: str | None, held: contextlib.ExitStack) -> Loop:
     """The loop context of a new run, or of the run in `resume` at its newest valid checkpoint.
-    Each part raises before anything is written when input is bad. The run folder's lock is
-    appended to `locks`; the caller releases it."""
-    locks = [] if locks is None else locks
+    Each part raises before anything is written when input is bad. Rank 0 takes the run folder's
+    lock into `held`, which the caller leaves when training ends."""
     precision = resolve_precision(cfg.precision, device)
-    state, notes, run_dir = read_resume(cfg, ddp, resume, locks)
+    state, notes, run_dir = read_resume(cfg, ddp, resume, held)
     x_train, y_train, subset, probe = stage_data(cfg, ddp, device, notes)
     sampler = EpochSampler(len(x_train), cfg.batch_size, cfg.seed, x_train.device, ddp.rank, ddp.world_size)
     T = total_steps(cfg, sampler.steps_per_epoch)
     if state is not None:
         check_more_to_train(state, cfg, ddp.world_size, sampler.steps_per_epoch, T, run_dir, notes)
     judge, eval_z = make_eval(cfg, ddp, device)
-    nets = build_nets(cfg, ddp, device, make_ema)
+    nets = build_nets(cfg, ddp, device)
     channels_last = nets.memory_format == torch.channels_last
     tally = Tally.zeros(device)
     if state is not None:
@@ -62,7 +60,7 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
         tally.load_state_dict(state)
     elif ddp.main:
         run_dir = new_run(cfg, device, precision, channels_last, ddp.world_size, command, run_name)
-        locks.append(RunLock(run_dir).acquire())
+        held.enter_context(RunLock(run_dir))
         if subset is not None:  # which images the run saw, for anyone checking it against them
             record = {"subset": cfg.subset, "seed": 0, "indices": subset.tolist()}
             if cfg.dataset == "folder":  # a folder can change under the run: fingerprint what it trained on
@@ -85,13 +83,15 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
     K = cfg.num_classes
     show_bar = (sys.stderr.isatty() if progress is None else progress) and out.main
     budget = bool(cfg.minutes)
-    return Loop(cfg, ddp, device, nets, tally, clock, out, OBJECTIVES[cfg.objective],
-                Schedule(cfg, sampler.steps_per_epoch, T, clock, eval_z is not None, stop_after),
-                autocast_for(precision, device), x_train, y_train, sampler, judge, eval_z, fixed_z,
-                grid_labels(fixed_z, K) if K else (fixed_z, None, 8),
-                torch.arange(8, device=device) % K if K else None, StopFlag(),
-                tqdm(total=None if budget else T, initial=tally.step, disable=not show_bar, unit="step",
-                     dynamic_ncols=True), show_bar, on_quality, probe)
+    return Loop(cfg=cfg, ddp=ddp, device=device, nets=nets, tally=tally, clock=clock, out=out,
+                objective=OBJECTIVES[cfg.objective],
+                schedule=Schedule(cfg, sampler.steps_per_epoch, T, clock, eval_z is not None, stop_after),
+                autocast=autocast_for(precision, device), x_train=x_train, y_train=y_train, sampler=sampler,
+                judge=judge, eval_z=eval_z, fixed_z=fixed_z,
+                grid=grid_labels(fixed_z, K) if K else (fixed_z, None, 8),
+                row_y=torch.arange(8, device=device) % K if K else None, stop=StopFlag(),
+                bar=tqdm(total=None if budget else T, initial=tally.step, disable=not show_bar, unit="step",
+                         dynamic_ncols=True), show_bar=show_bar, on_quality=on_quality, probe=probe)
 
 
 def first_records(L: Loop) -> None:
@@ -160,10 +160,10 @@ def check_start(cfg: Config, resume: str | Path | None = None, world: int = 1) -
         check_more_to_train(dict(state), cfg, world, spe, total_steps(cfg, spe), run_dir, [])
 
 
-def read_resume(cfg: Config, ddp: Dist, resume, locks: list[RunLock]) -> tuple[dict | None, list[str], Path | None]:
+def read_resume(cfg: Config, ddp: Dist, resume, held: contextlib.ExitStack) -> tuple[dict | None, list[str], Path | None]:
     """The checkpoint to resume from, read and checked by rank 0 before any work and shared with
     the other ranks: (state, notes for the log, run folder); (None, [], None) for a new run. Rank 0
-    first takes the folder's lock (appended to `locks`): one writer per run folder."""
+    first takes the folder's lock (into `held`): one writer per run folder."""
     if resume is None:
         return None, [], None
     notes: list[str] = []
@@ -172,7 +172,7 @@ def read_resume(cfg: Config, ddp: Dist, resume, locks: list[RunLock]) -> tuple[d
         state = None
         run_dir = check_run_dir(resume)  # (on other machines than rank 0's it may not exist: rank 0 decides)
         if ddp.main:
-            locks.append(RunLock(run_dir).acquire())
+            held.enter_context(RunLock(run_dir))
             ckpt_path, notes = newest_valid_checkpoint(run_dir)
             state = load_checkpoint(ckpt_path)
             check_unchanged(cfg, state, ckpt_path, run_dir)

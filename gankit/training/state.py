@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -88,10 +88,9 @@ class Nets:
                 group["lr"] = lr * factor
 
 
-def build_nets(cfg: Config, ddp: Dist, device: torch.device, make_ema: Callable[[nn.Module, float], EMA] = EMA) -> Nets:
+def build_nets(cfg: Config, ddp: Dist, device: torch.device) -> Nets:
     """Models, EMA, optimisers and noise. Weights are drawn on the CPU from the seed, so every
-    device and every rank starts from the same weights. `make_ema(G, decay)` makes G's EMA (a
-    benchmark may pass a subclass that keeps more averages; bench/ema_decay.py)."""
+    device and every rank starts from the same weights."""
     torch.manual_seed(cfg.seed)
     G, D = build_models(cfg)
     if ddp.enabled and cfg.sync_bn:
@@ -100,7 +99,7 @@ def build_nets(cfg: Config, ddp: Dist, device: torch.device, make_ema: Callable[
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     G = G.to(device, memory_format=memory_format)
     D = D.to(device, memory_format=memory_format)
-    G_ema = make_ema(G, cfg.ema) if cfg.ema > 0 else None
+    G_ema = EMA(G, cfg.ema) if cfg.ema > 0 else None
     opt_G = make_optimizer(cfg.g_optimizer, G.parameters(), cfg.g_lr, cfg.g_betas, cfg.g_weight_decay, cfg.optim_impl)
     opt_D = make_optimizer(cfg.d_optimizer, D.parameters(), cfg.d_lr, cfg.d_betas, cfg.d_weight_decay, cfg.optim_impl)
     noise = torch.Generator(device=device).manual_seed(noise_seed(cfg.seed))
