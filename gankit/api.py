@@ -196,14 +196,14 @@ class GANPipeline:
             raise GankitError(f"a direction must be a ({self.z_dim},) vector, got {tuple(d.shape)}")
         return along(self._study_G(cls), z, d / d.norm(), list(amounts))
 
-    def invert(self, images: torch.Tensor, steps: int = 100, restarts: int = 2, seed: int = 0) -> Inversion:
+    def invert(self, images: torch.Tensor, iterations: int = 100, restarts: int = 2, seed: int = 0) -> Inversion:
         """Project images (N, C, H, W) in [-1, 1], of this generator's shape, into z (gankit.invert):
         the result's `.z` (and `.y` for a conditional G) redraw its `.images` with `generate`."""
         x = torch.as_tensor(images, dtype=torch.float32)
         if tuple(x.shape[1:]) != tuple(self.img_shape):
             raise GankitError(f"images of shape {tuple(x.shape[1:])}; this generator makes {tuple(self.img_shape)}")
         evaluator = load_evaluator(self.meta["dataset"], self.device)[0] if self.img_shape == (1, 28, 28) else None
-        return invert(self.G, x, evaluator, steps=steps, restarts=restarts, seed=seed)
+        return invert(self.G, x, evaluator, iterations=iterations, restarts=restarts, seed=seed)
 
     # ---- saving -------------------------------------------------------------------------------------
     def save_study(self, command: str, images: torch.Tensor, z: torch.Tensor | None = None,

@@ -34,7 +34,7 @@ class Config:
     preset: str = F("default", "preset the values came from (recorded in the run name)")
     dataset: str = F("fashion-mnist", "an IDX dataset, or folder: any folder of images (with --data-root)", DATASET_CHOICES)
     data_root: str | None = F(None,
-        "folder with the IDX files (None: $GANKIT_DATA, Debian, download), or of the images")
+        "folder with the IDX files (unset: $GANKIT_DATA, Debian's package, then a download), or of the images")
     channels: int = F(1, "image channels (Fashion-MNIST and MNIST are grayscale; a folder may be 1 or 3)")
     image_size: int = F(0, "side of the square images; 0: the model's own size", (0, 28, 32, 64, 128))
     hflip: bool = F(False, "flip half of every real batch horizontally (faces; not for digits or clothes)")
@@ -66,8 +66,8 @@ class Config:
     # How to train it.
     objective: str = F("bce", "the GAN objective (loss)", OBJECTIVES)
     n_critic: int = F(1, "D steps per G step")
-    clip: float | None = F(None, "WGAN weight clipping bound; None: the objective's default")
-    gp_weight: float | None = F(None, "gradient penalty weight; None: the objective's default")
+    clip: float | None = F(None, "WGAN weight clipping bound (unset: the objective's own, 0.01 for wgan, else 0 = none)")
+    gp_weight: float | None = F(None, "gradient penalty weight (unset: the objective's own, 10 for wgan-gp, else 0 = none)")
     epochs: int = F(15, "passes over the training set (by D, one real batch per D step)")
     steps: int = F(0, "if > 0, total D steps instead of `epochs` (short runs, tests)")
     minutes: float | None = F(None,
@@ -100,7 +100,7 @@ class Config:
     optim_impl: str = F("foreach",
         "optimizer kernels: foreach (multi-tensor) | fused (one kernel per step) | loop (per tensor)", ("foreach", "fused", "loop"))
     channels_last: bool | None = F(None,
-        "channels_last (NHWC) convolutions; None: auto (on for conv models on the CPU, where measured faster)")
+        "channels_last (NHWC) convolutions (unset: on for conv models on the CPU, where measured faster)")
     compile: bool = F(False, "torch.compile G and D (Inductor's default mode); the gradient penalty stays eager")
     sync_bn: bool = F(False, "under torchrun: BatchNorm statistics over all ranks' batches (SyncBatchNorm)")
     # What to write.

@@ -66,7 +66,7 @@ def _starts(G, x, feats_x, features, restarts: int, pool: int, seed: int, featur
     return z_pool[best].to(device), (y_pool[best].to(device) if K else None)
 
 
-def invert(G, x: torch.Tensor, evaluator=None, steps: int = 100, restarts: int = 2, pool: int = 2048,
+def invert(G, x: torch.Tensor, evaluator=None, iterations: int = 100, restarts: int = 2, pool: int = 2048,
            lr: float = 0.1, feature_weight: float = 1.0, prior_weight: float = 0.01, seed: int = 0,
            batch: int = 256) -> Inversion:
     """Project images x (N, C, H, W) in [-1, 1], G's image shape, into z. `evaluator` (a gankit
@@ -89,9 +89,9 @@ def invert(G, x: torch.Tensor, evaluator=None, steps: int = 100, restarts: int =
         f_rep = feats_x.repeat_interleave(R, 0) if feats_x is not None else None
         z = z0.clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
-        for i in range(steps):
+        for i in range(iterations):
             for group in opt.param_groups:  # cosine decay: large moves first, fine ones at the end
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * i / steps))
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * i / iterations))
             loss = _loss(G, z, y, x_rep, f_rep, features, feature_weight, prior_weight)
             opt.zero_grad(set_to_none=True)
             loss.sum().backward()

@@ -57,9 +57,10 @@ EXPLAIN = {
     "tune": "A gankit tune study: each trial trained the preset with the drawn parameters for the same budget "
             "and was scored by its best in-training FID; pruned trials were stopped early by the median rule.",
     "sweep": "A gankit grid: every cell trained from every seed, scored after training; mean ± std over the seeds.",
-    "balance": "The balance index (gankit/balance.py) is the share of G steps at which the order of loss_G and "
-               "loss_D/2 flips: how often the loss curves cross. Spearman's rho < 0 would mean more crossing, "
-               "lower (better) FID.",
+    "balance": "The balance index (gankit/training/balance.py) is the share of G steps at which loss_G and "
+               "c·loss_D, D's loss per term (c = 1/2 for the BCE and least-squares objectives: the two are equal "
+               "when D cannot tell real from fake), change order. It is not where the plotted loss_G and loss_D "
+               "curves cross. Spearman's rho < 0 would mean: more changes of order, lower (better) FID.",
 }
 
 
@@ -299,9 +300,10 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
             w.heading(level + 1, title, EXPLAIN[key])
             w.image(run.path / file, milestone_caption(run) if key == "milestones" else title)
             if key == "losses" and (b := balance(run)):
-                w.text(f"Balance index (how often the loss curves cross, per G step; gankit/balance.py): "
-                       f"{b['balance_index']:.3f}, {b['crossings_per_epoch']:.0f} crossings per epoch; loss_G above "
-                       f"D's per-term loss {100 * b['g_above']:.0f} % of the time (evenness {b['evenness']:.2f}).")
+                w.text(f"Balance index (the share of G steps at which loss_G and D's loss per term, c·loss_D, "
+                       f"change order; not the plotted curves' crossings): {b['balance_index']:.3f}, "
+                       f"{b['crossings_per_epoch']:.0f} changes of order per epoch; loss_G above c·loss_D "
+                       f"{100 * b['g_above']:.0f} % of the time (evenness {b['evenness']:.2f}).")
     grid = last_grid(run.path)
     if grid:
         w.heading(level + 1, "Generated and real images", EXPLAIN["grid"])
@@ -441,7 +443,7 @@ def write_sweep(w: Writer, folder: Path) -> None:
     if (folder / "comparison.png").exists():
         w.image(folder / "comparison.png", "each cell's last fixed-z grid (first seed) and its curves")
     w.heading(3, "Balance index and FID", EXPLAIN["balance"])
-    w.table(["run", "balance index", "crossings per epoch", f"FID ({tag})"],
+    w.table(["run", "balance index", "changes of order per epoch", f"FID ({tag})"],
             [[f"{r['cell']} seed {r['seed']}", f"{r['balance_index']:.3f}" if "balance_index" in r else "-",
               f"{r['crossings_per_epoch']:.0f}" if "crossings_per_epoch" in r else "-", f"{r[f'fid_{tag}']:.2f}"]
              for r in result["runs"]])

@@ -86,3 +86,33 @@ def test_train_help_shows_what_the_default_preset_runs(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for flag, value in (("--batch-size", "64"), ("--g-lr", "0.0004"), ("--ema", "0.999"), ("--precision", "auto")):
         assert f"(the default preset: {value})" in text.split(flag, 2)[-1][:400], flag
+
+
+def test_help_shows_no_default_a_user_cannot_type():
+    """No option's help offers "None" (an unset value no flag can give); an unset field says what it falls back to."""
+    for path, parser in walk(build_parser()):
+        for a in options(parser):
+            assert "None" not in (a.help or ""), f"{' '.join(path)} {a.option_strings[0]}: {a.help}"
+
+
+def test_flags_required_in_some_cases_say_when():
+    for path, parser in walk(build_parser()):
+        for a in options(parser):
+            if a.dest == "dims":
+                assert "required unless --direction" in a.help, " ".join(path)
+            if a.dest == "cls" and path[-1] != "sample":
+                assert "required for a conditional run" in a.help, " ".join(path)
+
+
+def test_one_name_for_an_optimisations_step_count_in_the_cli_and_the_api():
+    import inspect
+    from gankit import GANPipeline
+    invert = dict(walk(build_parser()))[("gankit", "invert")]
+    assert "--iterations" in {s for a in options(invert) for s in a.option_strings}
+    assert "iterations" in inspect.signature(GANPipeline.invert).parameters
+
+
+def test_presets_show_the_budget_each_sets(capsys):
+    assert main(["presets"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert " 30 min " in rows["best"] and " 15 epochs " in rows["default"]

@@ -114,7 +114,7 @@ def test_inverting_a_generated_image_finds_it_again(G):
     """An image G made has a z that makes it: inversion gets much closer than the best random z."""
     evaluator, _ = load_evaluator("fashion-mnist", "cpu")
     target = G(torch.randn(4, G.z_dim, generator=torch.Generator().manual_seed(5))).detach()
-    found = invert(G, target, evaluator, steps=60, restarts=2, pool=256)
+    found = invert(G, target, evaluator, iterations=60, restarts=2, pool=256)
     baseline = best_random(G, target, evaluator, n=256)
     assert found.pixel_mse.mean() < 0.5 * baseline.pixel_mse.mean()
     assert found.same_class.all()
@@ -162,7 +162,7 @@ def test_the_python_api_finds_directions_edits_and_inverts(run):
     edited = pipe.edit(z, found.vectors[0], amounts=[-3, 0, 3])
     assert edited.shape == (3, 2, 1, 28, 28) and torch.equal(edited[1], pipe.generate(z))
     x = pipe.sample(2, seed=9)
-    result = pipe.invert(x, steps=5, restarts=1)
+    result = pipe.invert(x, iterations=5, restarts=1)
     assert torch.equal(pipe.generate(result.z), result.images)  # the z redraws its reconstruction
     with pytest.raises(GankitError, match="this generator makes"):
         pipe.invert(torch.zeros(1, 3, 28, 28))

@@ -44,16 +44,20 @@ def test_every_command_shown_parses(page, argv, capsys):
         pytest.fail(f"{page}: `{' '.join(argv)}` does not parse: {capsys.readouterr().err.strip()} (exit {e.code})")
 
 
-PYTHON = [(p.relative_to(ROOT), i, b) for p in PAGES for i, b in enumerate(blocks(p, "python"))]
+PYTHON: dict[str, list[str]] = {}  # each distinct block -> where it is shown ("page#i"): run once
+for _page in PAGES:
+    for _i, _code in enumerate(blocks(_page, "python")):
+        PYTHON.setdefault(_code, []).append(f"{_page.relative_to(ROOT)}#{_i}")
 
 
-@pytest.mark.parametrize("page, i, code", PYTHON, ids=[f"{p}#{i}" for p, i, _ in PYTHON])
-def test_every_python_block_runs(page, i, code, tmp_path):
-    """Each block in a fresh process, in an empty folder (its runs land there), on real Fashion-MNIST."""
+@pytest.mark.parametrize("code", list(PYTHON), ids=[" ".join(w) for w in PYTHON.values()])
+def test_every_python_block_runs(code, tmp_path):
+    """Each block in a fresh process, in an empty folder (its runs land there), on real Fashion-MNIST;
+    a block shown on several pages (the README's and the guide's first steps) runs once."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
                          timeout=600)
-    assert out.returncode == 0, f"{page} block {i}:\n{out.stderr[-2000:]}"
+    assert out.returncode == 0, f"{' and '.join(PYTHON[code])}:\n{out.stderr[-2000:]}"
 
 
 def test_readme_is_a_front_page():

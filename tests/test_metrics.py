@@ -56,6 +56,14 @@ def test_kid_is_unbiased_near_zero_for_identical_distributions():
     assert shifted > 10 * max(abs(mean), 1e-4)
 
 
+def test_kid_of_sets_no_larger_than_a_subset_has_no_spread():
+    """At n <= subset_size every subset is the whole set: one value, and no ± made of copies of it."""
+    a, b = gauss(300, 16, seed=1), gauss(300, 16, seed=2)
+    mean, std = scores.kid(a, b, subsets=20, subset_size=500)
+    assert std is None and mean == scores.kid(a, b, subsets=1, subset_size=300)[0]
+    assert scores.kid(gauss(600, 16), b, subset_size=300)[1] is not None  # real subsets: a spread
+
+
 def test_inception_score_extremes():
     uniform = torch.full((1000, 10), 0.1)
     assert scores.inception_score(uniform)[0] == pytest.approx(1.0)

@@ -134,7 +134,6 @@ def test_the_app_serves_with_its_defaults_and_its_page_opens(tour):
 # `make test-all` only.
 GOOD_PATH = {
     "presets": ("gankit presets", ""),
-    "train": ("gankit train", "--steps 20"),                                   # not 15 epochs
     "sample": ("gankit sample RUN", ""),
     "explore nudge": ("gankit explore nudge RUN --dims 0", ""),                # --dims: required without --direction
     "explore sweep": ("gankit explore sweep RUN --dims 0", ""),
@@ -149,8 +148,9 @@ GOOD_PATH = {
     "tune": ("gankit tune --name s --preset lab04-mlp --param d_lr=log:1e-4:1e-3", "--trials 1 --steps 20"),
     "evaluator train": ("gankit evaluator train", "--epochs 1"),               # one pass over 60,000 images
 }
-# eval and app: their good path with their defaults is the tour's own eval and app above.
-SLOW = {"evaluator train"}
+# train, eval and app: their good path is the tour's own (train with its preset and a short budget).
+# tune's runs in `make test-all`: tests/test_tune.py runs studies in `make test`.
+SLOW = {"evaluator train", "tune"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in GOOD_PATH])
@@ -161,7 +161,7 @@ def test_every_subcommand_runs_with_only_its_required_arguments(name, tour, tmp_
     out = gankit(line, tmp_path, env=env)
     assert out.returncode == 0, f"`{line}` exit {out.returncode}:\n{out.stderr[-3000:]}"
     assert "internal error" not in out.stderr and "Traceback" not in out.stderr
-    if name in ("train", "grid", "tune"):
+    if name in ("grid", "tune"):
         assert (tmp_path / "runs").is_dir()
     if name == "evaluator train":
         assert list((tmp_path / "cache").rglob("fashion-mnist.safetensors"))

@@ -222,7 +222,7 @@ class Explorer:
                 evaluator = None
         t0 = time.perf_counter()
         with self._lock:
-            r = invert(G, x, evaluator, steps=100, restarts=4)
+            r = invert(G, x, evaluator, iterations=100, restarts=4)
         note = f"inverted {p.name} in {time.perf_counter() - t0:.1f} s: pixel MSE {float(r.pixel_mse[0]):.4f}"
         if evaluator is not None:
             note += (f", evaluator-feature distance {float(r.feature_distance[0]):.2f}, "

@@ -110,17 +110,24 @@ def read_config_file(path: str | Path) -> dict:
 
 
 def cmd_presets(args) -> int:
-    keys = ["model", "objective", "batch_size", "epochs", "n_critic"]
+    keys = ["model", "objective", "batch_size", "n_critic"]
     rows = []
     for name, values in PRESETS.items():
         cfg = preset_config(name)
         opt = f"{cfg.d_optimizer} {cfg.d_lr:g}" + (f"/{cfg.g_lr:g}" if cfg.g_lr != cfg.d_lr else "")
-        rows.append([name] + [str(getattr(cfg, k)) for k in keys] + [opt, values["about"]])
-    header = ["preset"] + keys + ["optimizer lr", "about"]
+        rows.append([name] + [str(getattr(cfg, k)) for k in keys] + [budget(cfg), opt, values["about"]])
+    header = ["preset"] + keys + ["budget", "optimizer lr", "about"]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
     for r in [header] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     return 0
+
+
+def budget(cfg: Config) -> str:
+    """What ends a preset's training, as the preset sets it: a time budget, else steps, else epochs."""
+    if cfg.minutes:
+        return f"{cfg.minutes:g} min"
+    return f"{cfg.steps} steps" if cfg.steps > 0 else f"{cfg.epochs} epochs"
 
 
 def cmd_report(args) -> int:

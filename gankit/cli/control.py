@@ -87,7 +87,7 @@ def cmd_invert(args) -> int:
             evaluator = None
     folder = new_study_folder(base, "invert", args.out)
     t0 = time.perf_counter()
-    result = invert(G, x, evaluator, steps=args.iterations, restarts=args.restarts, seed=args.seed)
+    result = invert(G, x, evaluator, iterations=args.iterations, restarts=args.restarts, seed=args.seed)
     seconds = time.perf_counter() - t0
     np.save(folder / "z.npy", result.z.numpy())
     files = ["z.npy", "inversion.png", "invert.json"]

@@ -50,7 +50,8 @@ def add_config_arguments(parser) -> None:
         flag = "--" + name.replace("_", "-")
         kind = base_type(tp)
         value = getattr(shown, name)
-        h = helps.get(name, "") + f" (the default preset: {' '.join(map(str, value)) if isinstance(value, tuple) else value})"
+        shown_value = " ".join(map(str, value)) if isinstance(value, tuple) else value
+        h = helps.get(name, "") + (f" (the default preset: {shown_value})" if value is not None else "")
         h = h.replace("%", "%%")
         if kind is bool:
             parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=h)

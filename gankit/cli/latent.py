@@ -348,22 +348,23 @@ def cmd_rank(args) -> int:
 
 
 # ---- parsers ----------------------------------------------------------------------------------
-def _common(p) -> None:
+def _common(p, sample: bool = False) -> None:
     p.add_argument("src", help="a run folder or a generator.safetensors file")
     p.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                    help="use the EMA weights (default: EMA when the run trained one)")
     p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR/latent/<command>-<time>)")
     add_device(p)
     p.add_argument("--class", dest="cls", default=None, metavar="CLASS",
-                   help="a conditional run's class, by index or name (e.g. 7 or sneaker); `gankit sample` also takes "
-                        "'all' (its default there): one row per class, the same z in each")
+                   help="a conditional run's class, by index or name (e.g. 7 or sneaker)"
+                        + ("; or 'all' (the default): one row per class, the same z in each" if sample else
+                           "; required for a conditional run"))
 
 
 def add_parsers(sub):
     p = sub.add_parser("sample", help="images from seeds or chosen latent vectors",
                        description="Draw images from a run's generator: n latent vectors from a seed, or the vectors "
                                    "of a z file; writes samples.png, samples.npy and z.npy, never over anything.")
-    _common(p)
+    _common(p, sample=True)
     p.add_argument("--n", type=int, default=8, help="number of samples (with --seed; default: 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latent vectors (default: 0)")
     p.add_argument("--z", default=None, help="latent vector(s) from a .npy, .pt or JSON file instead of a seed")
@@ -377,7 +378,8 @@ def add_parsers(sub):
                       description="Lab 4's nudges: each dimension moved by -delta, 0 and +delta in n images from a "
                                   "seed, one figure per dimension.")
     _common(p)
-    p.add_argument("--dims", type=int, nargs="+", default=None, help="latent dimensions to move (0-based)")
+    p.add_argument("--dims", type=int, nargs="+", default=None,
+                   help="latent dimensions to move (0-based); required unless --direction is given")
     p.add_argument("--direction", default=None, metavar="FILE:K",
                    help="move along direction K of a directions file instead (gankit explore directions)")
     p.add_argument("--deltas", type=float, nargs="+", default=[2, 4, 6, 8, 10],
@@ -390,7 +392,8 @@ def add_parsers(sub):
                                   "(default -4 to +4), one row per dimension.")
     _common(p)
     p.add_argument("--base-seeds", type=int, nargs="+", default=[0], help="one figure per base vector (default: 0)")
-    p.add_argument("--dims", type=int, nargs="+", default=None, help="latent dimensions to sweep, one row each")
+    p.add_argument("--dims", type=int, nargs="+", default=None,
+                   help="latent dimensions to sweep, one row each; required unless --direction is given")
     p.add_argument("--direction", default=None, metavar="FILE:K",
                    help="sweep the coordinate along direction K of a directions file instead")
     p.add_argument("--range", type=float, nargs=2, default=[-4.0, 4.0], metavar=("LO", "HI"),

@@ -92,7 +92,7 @@ def cmd_eval(args) -> int:
     src = Path(args.src)
     check_eval(src, args.dataset, args.n, args.data_root, bool(args.inception_weights), args.metrics, args.evaluator)
     t0 = time.perf_counter()
-    x, y = M.load_labelled_images(src, args.n, args.seed, args.ema, args.device)
+    x, y, weights = M.load_labelled_images(src, args.n, args.seed, args.ema, args.device)
     results = M.compute_metrics(x, args.dataset, args.metrics, args.n, data_root=args.data_root,
                                 device=args.device, inception_weights=args.inception_weights, labels=y,
                                 evaluator=args.evaluator, trained_on=M.training_set(src))
@@ -107,7 +107,7 @@ def cmd_eval(args) -> int:
         print_per_class(src, results, tag)
     print(f"{args.n} samples" + (" (every class equally often)" if y is not None else "")
           + f", evaluator {args.evaluator or args.dataset}, {seconds:.1f} s")
-    record = {**results, "n": args.n, "seed": args.seed, "ema": args.ema, "seconds": round(seconds, 2),
+    record = {**results, "n": args.n, "seed": args.seed, "weights": weights, "seconds": round(seconds, 2),
               "real_floor": floor, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out = Path(args.out) if args.out else metrics_file(src)
     key = f"{tag}" + ("" if args.ema is None else ("-ema" if args.ema else "-raw"))

@@ -44,7 +44,7 @@ def compute_metrics(source, reference: str = "fashion-mnist", names=tuple(METRIC
     (reference 'folder', its evaluator named by `evaluator`), for a run trained on a --subset of
     that same folder, against the images the subset left out."""
     embed_fn, card, net = feature_network(reference, inception_weights, device, evaluator)
-    x, y = (source, labels) if isinstance(source, torch.Tensor) else load_labelled_images(source, n, seed, ema, device)
+    x, y = (source, labels) if isinstance(source, torch.Tensor) else load_labelled_images(source, n, seed, ema, device)[:2]
     ref_feats, _ = reference_features(reference, split, n, embed_fn, card, data_root, (x.shape[1], x.shape[-1]))
     feats, probs = embed_fn(x)
     ref_labels = load_split(reference, split, data_root)[1][:n] if y is not None and reference != "folder" else None

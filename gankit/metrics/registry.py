@@ -36,8 +36,8 @@ def _fid(f: Feats, tag: str) -> dict:
 
 
 def _kid(f: Feats, tag: str) -> dict:
-    kid, std = scores.kid(f.samples, f.ref)
-    return {f"kid_{tag}": kid, f"kid_{tag}_std": std}
+    kid, std = scores.kid(f.samples, f.ref)  # (std: None from one subset, n <= 1,000: no ± to show)
+    return {f"kid_{tag}": kid} | ({f"kid_{tag}_std": std} if std is not None else {})
 
 
 def _is(f: Feats, tag: str) -> dict:

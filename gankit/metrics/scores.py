@@ -62,14 +62,16 @@ def fid(feat_a: torch.Tensor, feat_b: torch.Tensor) -> float:
 
 
 def kid(feat_a: torch.Tensor, feat_b: torch.Tensor, subsets: int = 50, subset_size: int = 1000,
-        seed: int = 0) -> tuple[float, float]:
-    """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 over random subsets: (mean, std)."""
+        seed: int = 0) -> tuple[float, float | None]:
+    """Unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 over random subsets: (mean, std). When a subset
+    would be the whole of both sets (n <= subset_size) there is one value and no spread: std None."""
     a, b = _check("KID", feat_a), _check("KID", feat_b)
     m = min(subset_size, len(a), len(b))
     d = a.shape[1]
     g = torch.Generator().manual_seed(seed)
+    whole = m == len(a) == len(b)  # every "subset" is the same two sets: one measurement
     vals = []
-    for _ in range(subsets):
+    for _ in range(1 if whole else subsets):
         x = a[torch.randperm(len(a), generator=g)[:m]]
         y = b[torch.randperm(len(b), generator=g)[:m]]
         kxx = (x @ x.T / d + 1) ** 3
@@ -78,7 +80,7 @@ def kid(feat_a: torch.Tensor, feat_b: torch.Tensor, subsets: int = 50, subset_si
         mmd = ((kxx.sum() - kxx.diagonal().sum()) / (m * (m - 1))
                + (kyy.sum() - kyy.diagonal().sum()) / (m * (m - 1)) - 2 * kxy.mean())
         vals.append(mmd.item())
-    return float(np.mean(vals)), float(np.std(vals))
+    return float(np.mean(vals)), None if whole else float(np.std(vals))
 
 
 def inception_score(probs: torch.Tensor, splits: int = 10) -> tuple[float, float]:

@@ -23,21 +23,29 @@ def load_images(source: str | Path, n: int, seed: int = 0, ema: bool | None = No
                 device: str = "cpu") -> torch.Tensor:
     """n images (N, C, H, W) in [-1, 1] from a run folder or generator file (sampled with `seed`),
     a folder of PNGs, or an .npy/.pt tensor (uint8 in [0, 255] or float in [-1, 1])."""
-    return load_labelled_images(source, n, seed, ema, device)[0]
+    return load_labelled_images(source, n, seed, ema, device).x
+
+
+class Labelled(NamedTuple):
+    """Images to score: x (N, C, H, W) in [-1, 1]; y the class each was made for (a conditional
+    generator, every class equally often; else None); weights the generator's that made them
+    ("G_ema" or "G"; None for images read from files)."""
+    x: torch.Tensor
+    y: torch.Tensor | None
+    weights: str | None
 
 
 def load_labelled_images(source: str | Path, n: int, seed: int = 0, ema: bool | None = None,
-                         device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """load_images, and the class each image was made for when the source is a conditional
-    generator (every class equally often); None otherwise."""
+                         device: str = "cpu") -> Labelled:
+    """load_images, with the classes and the weights that made them (Labelled)."""
     p = Path(source)
     if not p.exists():
         raise GankitError(f"{p}: no such run, generator, image folder or tensor file")
     if p.suffix == ".safetensors" or (p.is_dir() and (p / "generator.safetensors").exists()):
         G = load_generator(p, ema=ema, device=device)
         y = balanced_labels(n, G.num_classes) if G.num_classes else None
-        return generate(G, z_from_seed(seed, n, G.z_dim), y=y), y
-    return _load_files(p, n), None
+        return Labelled(generate(G, z_from_seed(seed, n, G.z_dim), y=y), y, G.weights)
+    return Labelled(_load_files(p, n), None, None)
 
 
 def _load_files(p: Path, n: int) -> torch.Tensor:
