@@ -5,6 +5,10 @@ bench/SAME_NUMBERS.json by an earlier call (`--save` writes them).
 
     python bench/same_numbers.py                 # compare with bench/SAME_NUMBERS.json; exit 1 on a difference
     python bench/same_numbers.py --save          # record the fingerprints of today's code
+    python bench/same_numbers.py --save --cases "default --augment ada"   # re-record one case only
+
+A change meant to move the numbers (a new default) is recorded with --save in the same commit,
+which says so: ADA's default target went from 0.6 to 0.8 on 2026-12-05, and the ADA case with it.
 
 fp32 on the CPU with one thread is deterministic for these models, so a change that moves nothing
 should reproduce every hash. A change of torch (another version, another CPU kind) may move the
@@ -74,8 +78,10 @@ def main() -> int:
            "steps": args.steps}
     with tempfile.TemporaryDirectory() as tmp:
         found = {name: fingerprint(*CASES[name], args.steps, Path(tmp)) for name in args.cases}
-    if args.save:
-        args.file.write_text(json.dumps({"env": env, "runs": found}, indent=1) + "\n")
+    if args.save:  # (the other cases a file already holds at these steps are kept)
+        kept = json.loads(args.file.read_text()) if args.file.exists() else {}
+        runs = {**(kept.get("runs", {}) if kept.get("env", {}).get("steps") == args.steps else {}), **found}
+        args.file.write_text(json.dumps({"env": env, "runs": runs}, indent=1) + "\n")
         print(f"saved the fingerprints of {len(found)} runs to {args.file}")
         return 0
     saved = json.loads(args.file.read_text())

@@ -170,7 +170,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10000, help="samples (and test images) each cell is scored on")
     ap.add_argument("--runs", default="/tmp/gankit-small-data", help="where the cells' run folders go")
     ap.add_argument("--ada-speed", type=int, default=None, help="--ada-speed of the ada cells (default: the config's)")
-    ap.add_argument("--ada-target", type=float, default=None, help="--ada-target of the ada cells (default: the config's)")
+    ap.add_argument("--ada-target", type=float, default=None, help="--ada-target of the ada cells (default: the config's, 0.8; the cells documented before "
+                         "2026-12-05 used 0.6)")
     ap.add_argument("--ada-p-max", type=float, default=None,
                     help="the ada cells' ceiling of p (default: P_MAX); 0 runs ADA's machinery with no augmentation")
     ap.add_argument("--no-leak", action="store_true", help="skip the leak check")

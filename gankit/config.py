@@ -45,8 +45,9 @@ class Config:
                              "datasets", ("none", "diffaug", "ada"))
     diffaug_policy: str = F("color,translation,cutout", "DiffAugment's transforms, comma-separated: color, "
                                                         "translation, cutout (colour saturation on RGB only)")
-    ada_target: float = F(0.6, "ADA's target for r_t = E[sign(D(x))]: p rises while D calls more of the training "
-                               "images real than this, and falls below it")
+    ada_target: float = F(0.8, "ADA's target for r_t = E[sign(D(x))]: p rises while D calls more of the training "
+                               "images real than this, and falls below it (the ADA paper's 0.6 lets p burst early "
+                               "under a BCE D, whose r_t starts high on any data)")
     ada_speed: int = F(50_000, "ADA's speed: real images it takes p to go from 0 to 1 (p is adjusted every 4 steps)")
     bad_files: str = F("skip", "unreadable files in a folder dataset: skip (listed by name) or fail", ("skip", "fail"))
     model: str = F("dcgan", "the model family (`gankit presets` and the guide describe each)", MODELS)

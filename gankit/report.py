@@ -173,8 +173,9 @@ def summary(run: Run, scores: dict, floor: dict) -> str:
             f"steps ({run.epochs():.2f} epochs, {seconds:.0f} s {counted}).")
     fid = next((k for k in scores if k.startswith("fid_")), None)
     if fid:
-        text += f" Final {fid} {scores[fid]:.2f}" + (f" against {floor[fid]:.2f} for real images under the same protocol"
-                                                    if fid in floor else "") + " (lower is better)."
+        text += (f" {fid} {scores[fid]:.2f}" + (f" against {floor[fid]:.2f} for real images under the same protocol"
+                                               if fid in floor else "")
+                 + " (lower is better; of the run's evaluations, the one with the most samples).")
     else:
         text += " Its sample quality was not measured (no evaluator for this dataset during training; `gankit eval`)."
     if run.warnings:
@@ -267,6 +268,7 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
     c, s = run.config.to_dict(), run.stats
     w.heading(level, f"Run {run.name}")
     scores = run.final_scores()
+    scores.pop("_n", None)
     floor = scores.pop("_floor", {}) or (real_floor_of(run, scores) if scores else {})
     w.text(summary(run, scores, floor))
     w.heading(level + 1, "What was trained", EXPLAIN["trained"])

@@ -86,3 +86,22 @@ def test_report_renders_in_a_real_browser(runs, tmp_path):
     keep = Path(__file__).resolve().parents[1] / "runs" / "report-screenshot.png"
     keep.parent.mkdir(exist_ok=True)
     shutil.copy(tmp_path / "report.png", keep)
+
+
+def test_the_headline_is_the_evaluation_with_the_most_samples(runs, tmp_path):
+    """A smaller `gankit eval` after training is never presented as "final" over the larger in-training one."""
+    import json
+    run = Path(shutil.copytree(runs[1], tmp_path / runs[1].name))
+    meta = json.loads((run / "config.json").read_text())
+    meta["config"]["eval_n"] = 5000
+    (run / "config.json").write_text(json.dumps(meta))
+    (run / "quality.jsonl").write_text(json.dumps({"step": 20, "epoch": 1.25, "fid_fmnist5k": 15.72}) + "\n")
+    (run / "metrics.json").write_text(json.dumps({"fmnist1k": {"fid_fmnist1k": 16.89, "n": 1000,
+                                                               "created": "2026-12-05T10:00:00+0000"}}))
+    assert main(["report", str(run)]) == 0
+    summary = re.search(r"In short:.*?</p>", (run / "report.html").read_text(), re.S).group(0)
+    assert "fid_fmnist5k 15.72" in summary and "fid_fmnist1k" not in summary and "Final" not in summary
+    # a larger `gankit eval` takes the headline
+    (run / "metrics.json").write_text(json.dumps({"fmnist10k": {"fid_fmnist10k": 14.1, "n": 10000, "created": "x"}}))
+    assert main(["report", str(run), "--out", str(tmp_path / "again.html")]) == 0
+    assert "fid_fmnist10k 14.10" in re.search(r"In short:.*?</p>", (tmp_path / "again.html").read_text(), re.S).group(0)

@@ -293,11 +293,19 @@ class Run:
         return last.get("time_s", 0.0), "(wall clock, evaluations included)"
 
     def final_scores(self) -> dict:
-        """Scores from the latest `gankit eval` (metrics.json), else the last in-training evaluation;
-        the numbers, and the evaluator's class shares (a list per protocol)."""
+        """The headline scores, by one rule: of every evaluation the run has (each protocol `gankit
+        eval` saved in metrics.json, and the last in-training evaluation), the one with the most
+        samples, a `gankit eval` among equals; never a smaller one presented over a larger. The
+        numbers, the evaluator's class shares (a list per protocol), the real-data floor under "_floor"
+        when `gankit eval` measured it, and the sample count under "_n"."""
         keep = lambda k, v: isinstance(v, float) or (k.startswith("class_shares_") and isinstance(v, list))  # noqa: E731
-        if self.metrics:
-            key = max(self.metrics, key=lambda k: self.metrics[k].get("created", ""))
-            return {k: v for k, v in self.metrics[key].items() if keep(k, v)} | {
-                "_floor": self.metrics[key].get("real_floor", {})}
-        return {k: v for k, v in (self.quality[-1] if self.quality else {}).items() if keep(k, v) and k != "epoch"}
+        candidates = [(rec.get("n", 0), 1, rec.get("created", ""),
+                       {k: v for k, v in rec.items() if keep(k, v)} | {"_floor": rec.get("real_floor", {})})
+                      for rec in self.metrics.values()]
+        if self.quality:
+            row = {k: v for k, v in self.quality[-1].items() if keep(k, v) and k != "epoch"}
+            candidates.append((self.config.eval_n, 0, "", row))
+        if not candidates:
+            return {}
+        n, _, _, scores = max(candidates, key=lambda c: c[:3])
+        return scores | {"_n": n}
