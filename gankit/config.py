@@ -69,6 +69,9 @@ class Config:
     n_critic: int = F(1, "D steps per G step")
     clip: float | None = F(None, "WGAN weight clipping bound (unset: the objective's own, 0.01 for wgan, else 0 = none)")
     gp_weight: float | None = F(None, "gradient penalty weight (unset: the objective's own, 10 for wgan-gp, else 0 = none)")
+    r1: float = F(0.0, "R1 weight gamma: gamma/2 E||grad D(x)||^2 on real images (Mescheder et al. 2018); 0: none")
+    r2: float = F(0.0, "R2 weight gamma: gamma/2 E||grad D(G(z))||^2 on generated images (R3GAN's pair to R1); 0: none")
+    reg_every: int = F(1, "lazy regularisation: R1/R2 every this many D steps, scaled by it (StyleGAN2 uses 16)")
     epochs: int = F(15, "passes over the training set (by D, one real batch per D step)")
     steps: int = F(0, "if > 0, total D steps instead of `epochs` (short runs, tests)")
     minutes: float | None = F(None,
@@ -244,6 +247,7 @@ class Config:
             raise ConfigError(f"model {self.model}'s discriminator has no normalisation layers, "
                               f"so d_norm={self.d_norm} does not apply; models with one: "
                               + ", ".join(k for k, v in MODELS.items() if v.d_norm))
+        self._validate_r1_r2(clip, gp)
         if gp > 0:
             _, D = build_models(dataclasses.replace(self, init="default"))
             if has_batchnorm(D):
@@ -251,6 +255,27 @@ class Config:
                     f"a gradient penalty with a BatchNorm critic ({self.model}, d_norm=batch) is "
                     "invalid: the penalty is per sample and BatchNorm mixes the batch. "
                     "Use --d-norm layer (as Gulrajani et al. 2017) or --d-norm none")
+
+    def _validate_r1_r2(self, clip: float, gp: float) -> None:
+        """R1 and R2: non-negative weights, a positive interval, a per-sample D, no second constraint."""
+        for name in ("r1", "r2"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ConfigError(f"--{name} is a penalty weight gamma >= 0 (0: none), got {value}")
+        if self.reg_every < 1:
+            raise ConfigError(f"--reg-every is how many D steps lie between R1/R2 updates (1: every step), "
+                              f"got {self.reg_every}")
+        if not (self.r1 or self.r2):
+            return
+        if clip > 0 or gp > 0:
+            raise ConfigError("R1/R2 and a Wasserstein constraint together: weight clipping or the gradient "
+                              "penalty already bounds the critic's gradients, and R1/R2 do not apply to a "
+                              "Wasserstein critic; set --r1 0 --r2 0, or use --objective rpgan/bce/hinge")
+        _, D = build_models(dataclasses.replace(self, init="default"))
+        if has_batchnorm(D):
+            raise ConfigError(f"R1/R2 with a BatchNorm discriminator ({self.model}, d_norm=batch) are invalid: the "
+                              "penalties are per sample and BatchNorm mixes the batch. Use --d-norm layer or "
+                              "--d-norm none")
 
     def validate_launch(self, world_size: int, device_type: str) -> "Config":
         """What only the launch decides: the checks for several processes (torchrun) on a device."""

@@ -67,6 +67,12 @@ def test_unknown_names_list_the_valid_ones():
     (dict(lr_schedule="step"), "unknown lr_schedule 'step'; valid: constant, linear, cosine"),
     (dict(lr_end=1.5), "lr_end is the final learning rates' fraction"),
     (dict(lr_end=float("nan")), "lr_end is the final learning rates' fraction"),
+    (dict(objective="rpgan", r1=-1.0, d_norm="layer"), "--r1 is a penalty weight gamma >= 0"),
+    (dict(objective="rpgan", r2=float("inf"), d_norm="layer"), "--r2 is a penalty weight gamma >= 0"),
+    (dict(reg_every=0), "--reg-every is how many D steps"),
+    (dict(objective="rpgan", r1=1.0), "R1/R2 with a BatchNorm discriminator"),
+    (dict(objective="wgan", model="dcgan-fc", clip=0.01, r2=1.0), "R1/R2 and a Wasserstein constraint together"),
+    (dict(objective="wgan-gp", d_norm="layer", r1=1.0), "R1/R2 and a Wasserstein constraint together"),
 ])
 def test_invalid_combinations_fail_with_a_reason(override, message):
     with pytest.raises(ConfigError, match=message):

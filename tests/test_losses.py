@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.nets.losses import OBJECTIVES, clip_weights, gradient_penalty
+from gankit.nets.losses import OBJECTIVES, clip_weights, gradient_penalty, r1_r2_penalty
 
 
 def test_bce_equals_sigmoid_plus_bceloss():
@@ -65,3 +65,27 @@ def test_clip_weights():
         m.weight.mul_(100)
     clip_weights(m, 0.01)
     assert all(p.abs().max() <= 0.01 for p in m.parameters())
+
+
+def test_rpgan_pairs_each_real_with_a_fake():
+    """RpGAN (R3GAN's loss): D's softplus(-(D(x) - D(G(z)))), G's softplus(-(D(G(z)) - D(x))), pair by pair."""
+    r, f = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 1.0])
+    rp = OBJECTIVES["rpgan"]
+    expect_d = (math.log1p(math.exp(-3.0)) + math.log1p(math.exp(1.0))) / 2
+    expect_g = (math.log1p(math.exp(3.0)) + math.log1p(math.exp(-1.0))) / 2
+    assert rp.d_loss(r, f).item() == pytest.approx(expect_d) and rp.g_loss(f, r).item() == pytest.approx(expect_g)
+    assert rp.d_loss(r, r).item() == pytest.approx(math.log(2))  # D cannot tell: log 2, as the pair is even
+    assert rp.relativistic and not OBJECTIVES["bce"].relativistic
+    with pytest.raises(TypeError):
+        rp.g_loss(f)  # a relativistic G loss needs the reals' scores
+
+
+def test_r1_of_a_linear_critic_is_its_squared_weight_norm():
+    """grad_x (w . x + b) = w for every x, so E||grad||^2 = ||w||^2, whatever the images."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(12, 1)
+    x = torch.randn(5, 3, 2, 2, requires_grad=True)
+    penalty = r1_r2_penalty(lin(x.flatten(1)).squeeze(1), x)
+    assert penalty.item() == pytest.approx(lin.weight.square().sum().item(), rel=1e-5)
+    penalty.backward()  # the penalty's graph reaches the weights: d||w||^2/dw = 2w
+    torch.testing.assert_close(lin.weight.grad, 2 * lin.weight.detach())

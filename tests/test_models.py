@@ -125,7 +125,7 @@ def test_shapes_ranges_and_gradients(model, objective):
     obj.d_loss(d_real, d_fake).backward()
     assert_gradients(D)
     D.zero_grad()
-    obj.g_loss(D(x_fake)).backward()
+    obj.g_loss(D(x_fake), D(x_real).detach()).backward()  # (a relativistic G loss pairs fakes with reals)
     assert_gradients(G)
 
 

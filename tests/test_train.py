@@ -117,6 +117,23 @@ def test_resume_is_exact(tiny_root, tmp_path):
         train(tiny_cfg(tiny_root, tmp_path / "b", steps=12, **kw), resume=part)
 
 
+def test_rpgan_with_lazy_r1_r2_logs_both_penalties_and_resumes_exactly(tiny_root, tmp_path):
+    """R3GAN's objective with both penalties every 3rd D step: the penalties are logged (positive,
+    finite; absent from runs without them), and 5 steps + resume to 10 equal 10 straight, bit for bit."""
+    kw = dict(objective="rpgan", r1=1.0, r2=1.0, reg_every=3, d_norm="layer", ema=0.9, precision="fp32")
+    full = train(tiny_cfg(tiny_root, tmp_path / "a", steps=10, **kw))
+    part = train(tiny_cfg(tiny_root, tmp_path / "b", steps=5, **kw))
+    resumed = train(tiny_cfg(tiny_root, tmp_path / "b", steps=10, **kw), resume=part)
+    assert_same_state(load_checkpoint(full / "checkpoints" / "last.pt"),
+                      load_checkpoint(resumed / "checkpoints" / "last.pt"))
+    rows = [json.loads(line) for line in (full / "stats.jsonl").read_text().splitlines()]
+    measured = [r for r in rows if r["r1"] is not None]  # ticks every 2 steps, R1/R2 every 3rd: some have none
+    assert len(measured) == 4 and all(r["r2"] is not None for r in measured)
+    assert all(r["r1"] > 0 and r["r2"] > 0 and math.isfinite(r["r1"] + r["r2"]) for r in measured)
+    plain = train(tiny_cfg(tiny_root, tmp_path / "c", steps=2))
+    assert "r1" not in json.loads((plain / "stats.jsonl").read_text().splitlines()[0])
+
+
 def test_plots_are_paced_and_always_drawn_at_the_end(tiny_root, tmp_path, monkeypatch):
     """Three epochs: a fixed-z grid at every epoch's end, but the matplotlib plots (seconds each on a
     slow CPU) only when due by their cost: never due, they are drawn once, at the end; always due,

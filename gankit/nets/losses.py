@@ -7,6 +7,10 @@
 - wgan-gp: the same losses with the gradient penalty of Gulrajani et al. 2017.
 - hinge: Lim & Ye 2017 / Miyato et al. 2018.
 - lsgan: least squares GAN, Mao et al. 2017 (a=0, b=c=1).
+- rpgan: the relativistic pairing GAN (Jolicoeur-Martineau 2019) as R3GAN uses it (Huang et al.
+  2024): D's loss softplus(-(D(x) - D(G(z)))), G's softplus(-(D(G(z)) - D(x))), each real image
+  paired with one fake. R3GAN adds both zero-centred penalties, R1 on real and R2 on fake images
+  (`--r1`, `--r2`, `r1_r2_penalty`); with R1 alone either loss can diverge.
 
 An objective only says how logits become losses, how logits are shown as "D(x)", and the
 defaults of its Lipschitz constraint; the training loop applies clipping and the penalty from
@@ -25,7 +29,7 @@ from torch import Tensor
 @dataclass(frozen=True)
 class Objective:
     d_loss: Callable[[Tensor, Tensor], Tensor]  # (d_real, d_fake) logits -> scalar loss of D
-    g_loss: Callable[[Tensor], Tensor]  # d_fake logits -> scalar loss of G
+    g_loss: Callable[..., Tensor]  # d_fake logits (and d_real, for a relativistic objective) -> scalar loss of G
     score: Callable[[Tensor], Tensor]  # logits -> what is reported as D(x), D(G(z))
     score_label: str  # how plots name that score
     score_is_probability: bool = False  # the score lies in [0, 1] (plots draw 0.5; "D wins" when D(x) - D(G(z)) > 0.98)
@@ -33,6 +37,7 @@ class Objective:
     default_clip: float = 0.0  # weight clipping bound when the config leaves it unset
     default_gp: float = 0.0  # gradient penalty weight when the config leaves it unset
     balance_scale: float | None = None  # c with c·loss_D = loss_G at the equilibrium (D can't tell); None: no balance index
+    relativistic: bool = False  # G's loss compares D(G(z)) with D(x): the G step also scores the real batch
     description: str = ""
 
 
@@ -43,29 +48,34 @@ def _identity(t: Tensor) -> Tensor:
 OBJECTIVES: dict[str, Objective] = {
     "bce": Objective(
         d_loss=lambda r, f: F.softplus(-r).mean() + F.softplus(f).mean(),
-        g_loss=lambda f: F.softplus(-f).mean(),
+        g_loss=lambda f, r=None: F.softplus(-f).mean(),
         score=torch.sigmoid, score_label="D(.) = sigmoid(logit)", score_is_probability=True, balance_scale=0.5,
         description="minimax GAN, non-saturating G loss (the labs' BCE)"),
     "wgan": Objective(
         d_loss=lambda r, f: f.mean() - r.mean(),
-        g_loss=lambda f: -f.mean(),
+        g_loss=lambda f, r=None: -f.mean(),
         score=_identity, score_label="critic output", wasserstein=True, default_clip=0.01,
         description="Wasserstein GAN with weight clipping"),
     "wgan-gp": Objective(
         d_loss=lambda r, f: f.mean() - r.mean(),
-        g_loss=lambda f: -f.mean(),
+        g_loss=lambda f, r=None: -f.mean(),
         score=_identity, score_label="critic output", wasserstein=True, default_gp=10.0,
         description="Wasserstein GAN with gradient penalty"),
     "hinge": Objective(
         d_loss=lambda r, f: F.relu(1 - r).mean() + F.relu(1 + f).mean(),
-        g_loss=lambda f: -f.mean(),
+        g_loss=lambda f, r=None: -f.mean(),
         score=_identity, score_label="D logit",
         description="hinge loss"),
     "lsgan": Objective(
         d_loss=lambda r, f: 0.5 * ((r - 1) ** 2).mean() + 0.5 * (f ** 2).mean(),
-        g_loss=lambda f: 0.5 * ((f - 1) ** 2).mean(),
+        g_loss=lambda f, r=None: 0.5 * ((f - 1) ** 2).mean(),
         score=_identity, score_label="D output (target 1 real, 0 fake)", balance_scale=0.5,
         description="least squares GAN"),
+    "rpgan": Objective(
+        d_loss=lambda r, f: F.softplus(-(r - f)).mean(),
+        g_loss=lambda f, r: F.softplus(-(f - r)).mean(),
+        score=_identity, score_label="D logit", relativistic=True,
+        description="relativistic pairing GAN (R3GAN's loss; use it with --r1 and --r2)"),
 }
 
 
@@ -85,6 +95,15 @@ def gradient_penalty(critic: Callable[..., Tensor], x_real: Tensor, x_fake: Tens
     (grad,) = torch.autograd.grad(logits.float().sum(), x_hat, create_graph=True)
     norm = grad.float().flatten(1).norm(2, dim=1)  # (B,)
     return ((norm - 1) ** 2).mean()
+
+
+def r1_r2_penalty(logits: Tensor, x: Tensor) -> Tensor:
+    """E[||grad_x D(x)||^2] over the batch, the zero-centred penalty of Mescheder et al. 2018: R1
+    when x are real images, R2 when they are generated ones. `logits` (B,) must have been computed
+    from `x` (which requires grad), so the penalty reuses that forward pass; its graph is kept for
+    D's backward. The squared norm is taken in fp32 whatever precision the forward ran in."""
+    (grad,) = torch.autograd.grad(logits.float().sum(), x, create_graph=True)
+    return grad.float().square().flatten(1).sum(1).mean()
 
 
 def class_loss(class_logits: Tensor | None, labels: Tensor | None) -> Tensor | float:

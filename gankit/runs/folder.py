@@ -57,7 +57,8 @@ class StatsLog:
                "crossing_rate": "Balance/crossing_rate", "g_above": "Balance/g_above", "r_t": "Overfitting/r_t",
                "ada_p": "Overfitting/ada_p", "d_train_probe": "Overfitting/D_train", "d_heldout": "Overfitting/D_heldout",
                "heldout_gap": "Overfitting/heldout_gap", "lr_D": "LR/D",
-               "lr_G": "LR/G", "img_per_s": "Speed/images_per_s"}
+               "lr_G": "LR/G", "img_per_s": "Speed/images_per_s", "r1": "Regularisation/R1",
+               "r2": "Regularisation/R2"}
 
     def __init__(self, run_dir: Path, resume_step: int | None = None):
         self.path = run_dir / "stats.jsonl"

@@ -38,6 +38,8 @@ class Stats:
     g_above: float  # share of G steps with loss_G above the balance line
     r_t: float  # E[sign(D(x))] on real images (Karras et al. 2020): near 1, D calls every training image real
     ada_p: float  # ADA's augmentation probability at the tick (0 without --augment ada)
+    r1: float  # mean R1 penalty E||grad D(x)||^2 of the D steps that computed it (0 without --r1/--r2)
+    r2: float  # mean R2 penalty E||grad D(G(z))||^2, likewise
     SHOWN = {"d_real": "D(x)", "d_fake": "D(G(z))"}  # how messages name them
 
     @classmethod

@@ -24,7 +24,7 @@ from ..data import to_float
 from ..device import resolve_device
 from ..nets import lr_factor
 from ..nets.augment import make_augment
-from ..nets.losses import class_loss, clip_weights, gradient_penalty
+from ..nets.losses import class_loss, clip_weights, gradient_penalty, r1_r2_penalty
 from . import balance
 from .context import Loop
 from .dist import setup as setup_dist
@@ -87,6 +87,7 @@ def training_loop(L: Loop) -> None:
         done = step + 1
         tick = S.begin(done)  # gradient norms are only read at log ticks: only the step before one computes them
         update_G = step % cfg.n_critic == cfg.n_critic - 1
+        regularise = (cfg.r1 > 0 or cfg.r2 > 0) and step % cfg.reg_every == 0  # lazy R1/R2 (StyleGAN2)
         x_real, z, y_real, y_fake = batch(L, step)
         if cfg.lr_schedule != "constant":  # both learning rates follow the schedule (and any rollback's halving)
             nets.scale_learning_rates(cfg, 0.5 ** tally.rollbacks * lr_factor(cfg.lr_schedule, S.fraction(step),
@@ -98,12 +99,20 @@ def training_loop(L: Loop) -> None:
         with torch.set_grad_enabled(update_G), autocast:
             x_fake = G_train(z, *y_fake)
         x_real_D, x_fake_D = A(x_real), A(x_fake.detach())
+        if regularise:  # R1/R2 differentiate D's logits by its inputs: reuse this forward pass
+            x_real_D = x_real_D.detach().requires_grad_(cfg.r1 > 0)
+            x_fake_D = x_fake_D.detach().requires_grad_(cfg.r2 > 0)
         with autocast:
             d_real, c_real = D.split_logits(D_train(x_real_D, *y_real).float())
             d_fake, c_fake = D.split_logits(D_train(x_fake_D, *y_fake).float())
         loss_D = loss_D_objective = objective.d_loss(d_real, d_fake)
         if c_real is not None:
             loss_D = loss_D + cfg.ac_weight * (class_loss(c_real, *y_real) + class_loss(c_fake, *y_fake))
+        if regularise:  # gamma/2 E||grad D||^2 on real (R1) and generated (R2) images, x reg_every when lazy
+            r1 = r1_r2_penalty(d_real, x_real_D) if cfg.r1 > 0 else d_real.new_zeros(())
+            r2 = r1_r2_penalty(d_fake, x_fake_D) if cfg.r2 > 0 else d_real.new_zeros(())
+            loss_D = loss_D + cfg.reg_every * (cfg.r1 / 2 * r1 + cfg.r2 / 2 * r2)
+            tally.reg += torch.stack([r1.detach(), r2.detach(), torch.ones_like(r1)])
         if cfg.gp_weight > 0:
             eps = draw(L, torch.rand, cfg.batch_size, 1, 1, 1)
             loss_D = loss_D + cfg.gp_weight * gradient_penalty(D.critic, x_real_D, x_fake_D.to(x_real.dtype),
@@ -128,7 +137,9 @@ def training_loop(L: Loop) -> None:
             D.requires_grad_(False)
             with autocast:
                 d_fake_G, c_fake_G = D.split_logits(D_frozen(A(x_fake), *y_fake).float())
-            loss_G = loss_G_objective = objective.g_loss(d_fake_G)
+                # A relativistic loss pairs each fake with a real image, scored by D as it is now.
+                d_real_G = D.split_logits(D_frozen(A(x_real), *y_real).float())[0] if objective.relativistic else None
+            loss_G = loss_G_objective = objective.g_loss(d_fake_G, d_real_G)
             if c_fake_G is not None:
                 loss_G = loss_G + cfg.ac_weight * class_loss(c_fake_G, *y_fake)
             nets.opt_G.zero_grad(set_to_none=True)

@@ -150,10 +150,18 @@ def tick_row(L: Loop, stats: Stats, done: int) -> dict:
             "grad_norm_D": stats.grad_norm_D, "grad_norm_G": stats.grad_norm_G if had_G else None,
             "crossing_rate": stats.crossing_rate if had_G and balance else None,
             "g_above": stats.g_above if had_G and balance else None, "r_t": stats.r_t,
-            "ada_p": stats.ada_p if L.cfg.augment == "ada" else None, **heldout_gap(L),
+            "ada_p": stats.ada_p if L.cfg.augment == "ada" else None,
+            **(penalties(L, stats) if L.cfg.r1 or L.cfg.r2 else {}), **heldout_gap(L),
             "lr_D": L.nets.opt_D.param_groups[0]["lr"], "lr_G": L.nets.opt_G.param_groups[0]["lr"],
             "img_per_s": round((done - L.clock.step_tick) * batch / max(seconds, 1e-9), 1),
             "time_s": round(L.clock.wall(), 2), "train_time_s": round(L.clock.train_s(), 2)}
+
+
+def penalties(L: Loop, stats: Stats) -> dict:
+    """The mean R1 and R2 penalties of the D steps that computed them since the last tick; None for
+    a tick with none of them (lazy regularisation every --reg-every steps, ticks more often)."""
+    computed = L.tally.reg[2].item() > 0
+    return {"r1": stats.r1 if computed and L.cfg.r1 else None, "r2": stats.r2 if computed and L.cfg.r2 else None}
 
 
 def heldout_gap(L: Loop) -> dict:

@@ -141,6 +141,7 @@ class Tally:
     balance: Tensor  # [loss-curve crossings, G steps with loss_G above] since the last tick, sign of the last (balance.py)
     overfit: Tensor  # [sum of E[sign(D(x))] over the D steps since the last tick]: r_t of Karras et al. 2020
     ada: Tensor  # [ADA's probability p, sum of E[sign(D(x))] since p's last adjustment] (gankit.nets.ada)
+    reg: Tensor  # [sum of R1, sum of R2 penalties, D steps that computed them] since the last tick (--r1/--r2)
     step: int = 0  # D steps done
     n_D: int = 0  # D steps since the last tick
     n_G: int = 0  # G steps since the last tick
@@ -150,12 +151,13 @@ class Tally:
     low_D_ticks: int = 0  # consecutive log ticks with D winning outright
     overfit_ticks: int = 0  # consecutive log ticks with r_t above the memorising line
     rollbacks: int = 0  # times the NaN policy reloaded the last good checkpoint
-    TENSORS: ClassVar = ("acc_D", "acc_G", "grad_norms", "balance", "overfit", "ada")  # updated in place on the device
+    TENSORS: ClassVar = ("acc_D", "acc_G", "grad_norms", "balance", "overfit", "ada", "reg")  # updated in place on the device
 
     @classmethod
     def zeros(cls, device: torch.device) -> "Tally":
         return cls(torch.zeros(4, device=device), torch.zeros(1, device=device), torch.zeros(2, device=device),
-                   torch.zeros(3, device=device), torch.zeros(1, device=device), torch.zeros(2, device=device))
+                   torch.zeros(3, device=device), torch.zeros(1, device=device), torch.zeros(2, device=device),
+                   torch.zeros(3, device=device))
 
     def state_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -166,7 +168,7 @@ class Tally:
             if f.name in keep:
                 continue
             if f.name in self.TENSORS:
-                if f.name in state:  # (older checkpoints have no balance, overfit or ada: they start afresh)
+                if f.name in state:  # (older checkpoints have no balance, overfit, ada or reg: they start afresh)
                     getattr(self, f.name).copy_(state[f.name])
             elif f.name in state:  # eval_s is missing from checkpoints of gankit 0.1
                 setattr(self, f.name, state[f.name])
@@ -176,11 +178,13 @@ class Tally:
         self.acc_G.zero_()
         self.overfit.zero_()
         self.balance[:2] = 0
+        self.reg.zero_()
         self.n_D = self.n_G = 0
 
     def means(self) -> Tensor:
-        """[loss_D, D(x), D(G(z)), wasserstein, loss_G, grad_norm_D, grad_norm_G, crossing_rate, g_above, r_t, ada_p]
-        since the last tick, as one device tensor (to average across ranks; then
+        """[loss_D, D(x), D(G(z)), wasserstein, loss_G, grad_norm_D, grad_norm_G, crossing_rate, g_above, r_t, ada_p,
+        r1, r2] since the last tick, as one device tensor (to average across ranks; then
         gankit.training.context.Stats names them)."""
         return torch.cat([self.acc_D / max(self.n_D, 1), self.acc_G / max(self.n_G, 1), self.grad_norms,
-                          self.balance[:2] / max(self.n_G, 1), self.overfit / max(self.n_D, 1), self.ada[:1]])
+                          self.balance[:2] / max(self.n_G, 1), self.overfit / max(self.n_D, 1), self.ada[:1],
+                          self.reg[:2] / self.reg[2].clamp_min(1)])
