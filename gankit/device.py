@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import time
 from pathlib import Path
 
@@ -45,6 +46,21 @@ def cpuinfo() -> str:
         return Path("/proc/cpuinfo").read_text()
     except OSError:
         return ""
+
+
+def device_name(device: torch.device) -> str:
+    """What a person calls the machine a run trained on: the GPU's name, or the CPU's model name with
+    its core count and whether it multiplies in bf16 natively (what decides the precision `auto`
+    picks, and how fast a run goes)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type != "cpu":
+        return str(device)
+    info = cpuinfo()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                 "a CPU")
+    bf16 = "AVX-512-BF16" if "avx512_bf16" in info else "AMX-BF16" if "amx_bf16" in info else "no native bf16"
+    return f"{model}, {os.cpu_count() or '?'} cores, {bf16}"
 
 
 def _matmul_seconds(dtype: torch.dtype, n: int = 256, reps: int = 4) -> float:

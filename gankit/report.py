@@ -170,7 +170,11 @@ def summary(run: Run, scores: dict, floor: dict) -> str:
     c = run.config.to_dict()
     seconds, counted = run.training_seconds()
     text = (f"In short: {c['preset']} ({c['model']}, {c['objective']}) trained on {c['dataset']} for {run.steps()} "
-            f"steps ({run.epochs():.2f} epochs, {seconds:.0f} s {counted}).")
+            f"steps ({run.epochs():.2f} epochs) in {seconds:.0f} s {counted}.")
+    m = run.meta
+    text += (f" Trained {str(m.get('created', '?'))[:10]} on {m.get('device_name') or m.get('device', '?')} in "
+             f"{m.get('precision', c['precision'])}, gankit {m.get('gankit_version', '?')}; its grids and samples "
+             + (f"come from the EMA of G (decay {c['ema']:g})." if c.get("ema") else "come from G itself (no EMA)."))
     fid = next((k for k in scores if k.startswith("fid_")), None)
     if fid:
         text += (f" {fid} {scores[fid]:.2f}" + (f" against {floor[fid]:.2f} for real images under the same protocol"

@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..config import Config
+from ..device import device_name
 from ..files import atomic_write_text
 from ..runs import StatsLog, create_run_dir, plot_curves, plot_milestones
 from ..version import __version__, git_commit
@@ -62,7 +63,8 @@ def new_run(cfg: Config, device: torch.device, precision: str, channels_last: bo
     """A new numbered run folder NNNNN-<name or preset-dataset> with its config.json (rank 0)."""
     run_dir = create_run_dir(cfg.out_dir, name or f"{cfg.preset}-{cfg.dataset}")
     cfg.save(run_dir / "config.json", gankit_version=__version__, git_commit=git_commit(),
-             torch_version=torch.__version__, device=str(device), precision=precision,
+             torch_version=torch.__version__, device=str(device), device_name=device_name(device),
+             precision=precision,
              channels_last=channels_last, world_size=world, command=command or sys.argv,
              created=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return run_dir
