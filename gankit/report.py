@@ -268,9 +268,14 @@ def class_histogram(scores: dict, floor: dict, c: dict) -> bytes | None:
 
 
 # ---- sections -----------------------------------------------------------------------------
-def write_run(w: Writer, run: Run, level: int = 2) -> None:
+def write_run(w: Writer, run: Run, level: int = 2, heading: bool = True) -> None:
+    """One run's section; `heading=False` for a report of this run alone, whose title already names it
+    (its sections then sit one level higher)."""
     c, s = run.config.to_dict(), run.stats
-    w.heading(level, f"Run {run.name}")
+    if heading:
+        w.heading(level, f"Run {run.name}")
+    else:
+        level -= 1
     scores = run.final_scores()
     scores.pop("_n", None)
     floor = scores.pop("_floor", {}) or (real_floor_of(run, scores) if scores else {})
@@ -289,7 +294,9 @@ def write_run(w: Writer, run: Run, level: int = 2) -> None:
             *([["classes", f"{c['num_classes']}, conditional: G joins a class embedding to z; D by {c['d_cond']}"
                            + (f" (class loss weight {c['ac_weight']:g})" if c["d_cond"] == "acgan" else "")]]
               if c.get("num_classes") else []),
-            ["device, precision", f"{run.meta.get('device')}, {run.meta.get('precision', c['precision'])}"],
+            ["device, precision", f"{run.meta.get('device')}"
+                                  + (f" ({run.meta['device_name']})" if run.meta.get("device_name") else "")
+                                  + f", {run.meta.get('precision', c['precision'])}"],
             ["training time", f"{seconds:.0f} s {counted}"],
             ["gankit, torch", f"{run.meta.get('gankit_version')}, {run.meta.get('torch_version')}"],
             ["command", " ".join(run.meta.get("command") or [])]]
@@ -511,7 +518,7 @@ def build_report(run_dirs: list[str | Path], out: str | Path, markdown: bool = F
     if len(runs) > 1:
         write_comparison(w, runs)
     for r in runs:
-        write_run(w, r)
+        write_run(w, r, heading=len(runs) > 1 or bool(groups))
     if markdown:
         out.write_text(f"# {title}\n\n" + "\n".join(w.parts))
     else:

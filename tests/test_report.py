@@ -36,6 +36,8 @@ def test_report_of_one_run_has_every_section(runs):
     assert "at step 20 (epoch 1.25): the end of training" in text and "1.25 epochs, 20 steps" in text
     assert "real images of fashion-mnist (the test split" in text
     assert "ConvTranspose2d(100, 512" in text  # print(G)
+    assert text.count(run.name + "<") == 2  # one title (<title> and <h1>), no second heading naming the run
+    assert "<h2>What was trained</h2>" in text
     summary = re.search(r"In short:.*?</p>", text, re.S).group(0)  # when, on what, which version, which weights
     assert re.search(r"Trained \d{4}-\d\d-\d\d on .+ in (fp32|bf16), gankit \d", summary)
     assert "come from G itself (no EMA)" in summary
