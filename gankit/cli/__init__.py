@@ -77,11 +77,12 @@ def cmd_train(args) -> int:
         cfg = preset_config(args.preset or "default", **overrides)
     cfg.validate()
     check_data_root(cfg)
-    check_start(cfg, args.resume, world=int(os.environ.get("WORLD_SIZE", "1")))  # what a start would refuse, before any output
+    images = check_start(cfg, args.resume, world=int(os.environ.get("WORLD_SIZE", "1")))  # before any output
     print(json.dumps(cfg.to_dict(), indent=2))
     if args.dry_run:
-        print("ok: this config starts (data, --subset and any resume checked); nothing was trained or written",
-              file=sys.stderr)
+        checked = (f"{cfg.dataset} is on no disk here: a start downloads it, so its files were not checked"
+                   if images < 0 else f"{images} training images, --subset and any resume checked")
+        print(f"ok: this config starts ({checked}); nothing was trained or written", file=sys.stderr)
         return 0
     train(cfg, resume=args.resume, command=sys.argv)
     return 0

@@ -143,14 +143,15 @@ def check_unchanged(cfg: Config, state: dict, ckpt_path: Path, run_dir: Path) ->
                        f"(only {', '.join(sorted(RESUMABLE_CHANGES))} may change)")
 
 
-def check_start(cfg: Config, resume: str | Path | None = None, world: int = 1) -> None:
+def check_start(cfg: Config, resume: str | Path | None = None, world: int = 1) -> int:
     """Everything a start of `cfg` would refuse before its first step, checked without training,
     decoding a folder or writing anything (what `gankit train --dry-run` runs): the training data
     and --subset (gankit.data.check_training_data), and for a resume the checkpoint, the fields
-    that may not change and whether anything is left to train."""
+    that may not change and whether anything is left to train. Returns the number of training
+    images, -1 for a dataset on no disk here (a start downloads it; its files were not checked)."""
     n = check_training_data(cfg)
     if resume is None:
-        return
+        return n
     run_dir = check_run_dir(resume)
     ckpt_path, _ = newest_valid_checkpoint(run_dir)
     state = load_checkpoint(ckpt_path)
@@ -158,6 +159,7 @@ def check_start(cfg: Config, resume: str | Path | None = None, world: int = 1) -
     if n > 0:
         spe = ((cfg.subset or n) // world) // cfg.batch_size
         check_more_to_train(dict(state), cfg, world, spe, total_steps(cfg, spe), run_dir, [])
+    return n
 
 
 def read_resume(cfg: Config, ddp: Dist, resume, held: contextlib.ExitStack) -> tuple[dict | None, list[str], Path | None]:
