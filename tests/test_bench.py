@@ -91,8 +91,8 @@ def test_every_bench_script_is_covered():
 # Smoke tests of the scripts that only time things (15-60 s each on a 2-core CPU) run with `make
 # test-all`, keeping `make test` within its budget on the slower CPUs; so does eval_time.py's, whose
 # cold-cache run embeds all 60,000 training images (~50 s). Those of the quality scripts
-# (quality.py, precision.py, ema_decay.py) stay in `make test`.
-SLOW = {"eval_time.py", "augment_cost.py", "small_data.py", "small_folder.py", "control.py", "tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py",
+# (quality.py, precision.py, ema_decay.py) stay in `make test`, and same_numbers.py runs in the test above.
+SLOW = {"same_numbers.py", "eval_time.py", "augment_cost.py", "small_data.py", "small_folder.py", "control.py", "tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py",
         "throughput.py", "scaling.py", "epoch_times.py", "folder.py"}
 
 

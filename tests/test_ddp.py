@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from conftest import free_port
@@ -66,6 +67,7 @@ def test_two_ranks_of_b_step_like_one_process_of_2b(tiny_root, tmp_path):
     assert max((one["D"][k] - v).abs().max() for k, v in D0.state_dict().items()) > 1e-3  # it did learn
 
 
+@pytest.mark.slow  # (two torchrun starts, ~15 s; make test keeps the two-ranks-like-one-process check)
 def test_ada_p_is_the_same_on_every_rank_as_in_one_process(tiny_root, tmp_path):
     """ADA adapts p from r_t averaged over the ranks: two ranks of batch B move p exactly as one
     process of 2B does, and their augmentations (a share each of one draw) train the same weights."""
@@ -80,6 +82,7 @@ def test_ada_p_is_the_same_on_every_rank_as_in_one_process(tiny_root, tmp_path):
         torch.testing.assert_close(two["D"][k], v, rtol=1e-4, atol=1e-5, msg=f"D.{k}")
 
 
+@pytest.mark.slow  # (~13 s; make test keeps one process's signal tests in tests/test_faults.py)
 def test_sigterm_to_one_rank_stops_both_and_resumes_on_one_process(tiny_root, tmp_path):
     cmd = torchrun(2, *common(tiny_root, tmp_path), "--steps", "100000", "--batch-size", "16")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -158,6 +158,7 @@ def test_a_study_writes_runs_results_plots_and_a_best_config_that_trains_again(t
     assert "this process ran 0 trial(s)" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # (two processes of five trials, ~14 s; make test keeps the resumed study's tests)
 def test_two_processes_share_a_study_without_running_a_trial_twice(tmp_path):
     args = ["tune", "--name", "shared", "--out-dir", str(tmp_path), *TINY, "--trials", "5"]
     procs = [subprocess.Popen([sys.executable, "-m", "gankit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
