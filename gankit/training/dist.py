@@ -83,8 +83,13 @@ class Dist:
         dist.all_reduce(diff, op=dist.ReduceOp.MAX)
         return float(diff)
 
-    def close(self) -> None:
+    def close(self, finished: bool = False) -> None:
+        """Leave the process group. After a finished run the ranks first meet at a barrier, so none
+        tears its connections down while another still uses them (gloo could abort a rank's exit:
+        "terminate called without an active exception"); after a failure they do not wait."""
         if self.enabled and dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
 

@@ -48,6 +48,7 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
     calls this; rank 0 alone writes the run folder (holding its lock until the end)."""
     cfg = cfg.resolved().validate()
     ddp, device_name = setup_dist(cfg.device)
+    finished = False
     try:
         with contextlib.ExitStack() as held:  # the run folder's lock, while this process writes it
             device = resolve_device(device_name)
@@ -64,13 +65,15 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
                 if L.out.main:
                     L.out.log.close()
                 L.stop.restore()
-            return finish(L)
+            run_dir = finish(L)
+            finished = True
+            return run_dir
     except TrainingStopped as e:
         if not ddp.main:  # every rank stops at the same step; rank 0 reports it and carries the exit code
             e.exit_code, e.quiet = 0, True
         raise
     finally:
-        ddp.close()
+        ddp.close(finished)
 
 
 def training_loop(L: Loop) -> None:
