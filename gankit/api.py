@@ -18,7 +18,7 @@ from .data import class_names
 from .directions import METHODS, Directions, along, class_direction, pca, sefa
 from .invert import Inversion, invert
 from .metrics.evaluator import load_evaluator
-from .config import Config, preset_config
+from .config import Config, chosen_preset, preset_config
 from .device import resolve_device
 from .errors import GankitError
 from .export import PRETRAINED, build_generator, read_generator, write_generator
@@ -275,19 +275,20 @@ class Run(runs.Run):
         return evaluate(self.path, **kwargs)
 
 
-def train(preset: str | Config = "default", *, resume: str | Path | None = None, progress: bool | None = None,
+def train(preset: str | Config | None = None, *, resume: str | Path | None = None, progress: bool | None = None,
           on_quality: Callable[[dict], bool] | None = None, **overrides) -> Run:
     """Train a preset (`gankit.PRESETS`) or a Config, with any Config field overridden by keyword
-    (`gankit.train("default", minutes=3, seed=1)`), and return the Run. With `resume`, continue
-    that run folder (overrides may raise its epochs, steps or minutes). `on_quality` sees each
-    in-training evaluation; returning True ends training there."""
+    (`gankit.train("default", minutes=3, seed=1)`), and return the Run. No preset: 'default', or
+    for `data_root=` a folder of images, the folder preset of its image size (as `gankit train
+    --data-root DIR`). With `resume`, continue that run folder (overrides may raise its epochs,
+    steps or minutes). `on_quality` sees each in-training evaluation; returning True ends training there."""
     if resume is not None:
         saved = json.loads((check_run_dir(resume) / "config.json").read_text())["config"]
         cfg = Config.from_dict({**saved, **overrides}, source=str(Path(resume) / "config.json"))
     elif isinstance(preset, Config):
         cfg = dataclasses.replace(preset, **overrides)
     else:
-        cfg = preset_config(preset, **overrides)
+        cfg = preset_config(chosen_preset(preset, overrides), **overrides)
     return Run(Path(train_config(cfg, resume=resume, progress=progress, on_quality=on_quality)))
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import DATASET_CHOICES, class_names
+from .data.folder import survey
 from .errors import ConfigError
 from .files import atomic_write_text
 from .nets import D_CONDITIONING, D_NORMS, LR_SCHEDULES, MODELS, OBJECTIVES, OPTIMIZERS, build_models, has_batchnorm
@@ -72,7 +73,8 @@ class Config:
     r1: float = F(0.0, "R1 weight gamma: gamma/2 E||grad D(x)||^2 on real images (Mescheder et al. 2018); 0: none")
     r2: float = F(0.0, "R2 weight gamma: gamma/2 E||grad D(G(z))||^2 on generated images (R3GAN's pair to R1); 0: none")
     reg_every: int = F(1, "lazy regularisation: R1/R2 every this many D steps, scaled by it (StyleGAN2 uses 16)")
-    epochs: int = F(15, "passes over the training set (by D, one real batch per D step)")
+    epochs: int = F(15, "passes over the training set (by D, one real batch per D step); 0 with --minutes: no bound "
+                        "but the time budget")
     steps: int = F(0, "if > 0, total D steps instead of `epochs` (short runs, tests)")
     minutes: float | None = F(None,
         "time budget: stop after this many minutes of training (evaluations not counted), or at epochs/steps if sooner")
@@ -197,7 +199,9 @@ class Config:
     def _validate_budget(self) -> None:
         if self.steps < 0:
             raise ConfigError(f"steps must be >= 0 (0 means: use epochs), got {self.steps}")
-        if self.steps == 0:
+        if self.steps == 0 and not (self.epochs == 0 and self.minutes):
+            if self.epochs == 0:
+                raise ConfigError("epochs 0 (no bound but the time budget) needs --minutes M, or --steps N")
             _positive("epochs", self.epochs)
         if self.eval_every < -1:
             raise ConfigError(f"eval_every must be -1 (each epoch), 0 (off) or a number of steps, got {self.eval_every}")
@@ -358,6 +362,14 @@ _QUALITY_PER_MINUTE = dict(
     model="dcgan", g_width=32, d_width=32, objective="bce", init="normal02", batch_size=64, epochs=15,
     g_lr=4e-4, d_lr=4e-4, ema=0.999, precision="auto")
 
+# A folder a user brings: default's lessons (half width, Adam 4e-4, EMA, bf16 where native) on the
+# 5x5-kernel DCGAN of the faces labs, DiffAugment (a folder is usually small), and a time budget:
+# an epoch of a 1,000-image folder is 16 steps, so epochs are no measure of a run's length.
+_FOLDER = {**_QUALITY_PER_MINUTE, "dataset": "folder", "channels": 3, "augment": "diffaug", "hflip": False,
+           "epochs": 0, "minutes": 30.0, "eval_every": 0}
+FOLDER_SIZES = (32, 64, 128)
+SMALL_FOLDER = 10_000  # images: below it a folder trains with DiffAugment
+
 PRESETS: dict[str, dict] = {
     "default": dict(
         about="quality per minute: DCGAN at half the labs' width, batch 64, Adam 4e-4, EMA of G, bf16 on CPUs with it",
@@ -400,6 +412,10 @@ PRESETS: dict[str, dict] = {
     "cdcgan": dict(
         about="conditional DCGAN: the default recipe with the class joined to z and a projection discriminator",
         conditional=True, d_cond="projection", **_QUALITY_PER_MINUTE),
+    **{f"folder{size}": dict(
+        about=f"any folder of images at {size}x{size} (what `gankit train --data-root DIR` picks for such images): "
+              f"default's recipe on the {size}-px DCGAN, DiffAugment, 30 minutes",
+        **{**_FOLDER, "model": f"dcgan{size}", "image_size": size}) for size in FOLDER_SIZES},
     "faces64": dict(
         about="faces at 64x64 (an image folder): DCGAN k5, Adam, D lr 1e-4 < G lr 2e-4, wd 1e-4 D / 1e-6 G",
         dataset="folder", channels=3, image_size=64, model="dcgan64", objective="bce", init="normal02",
@@ -409,6 +425,44 @@ PRESETS: dict[str, dict] = {
         dataset="folder", channels=3, image_size=128, model="dcgan128", objective="bce", init="normal02",
         batch_size=64, epochs=25, g_lr=2e-4, d_lr=1e-4, g_weight_decay=1e-6, d_weight_decay=1e-4, hflip=True),
 }
+
+
+def folder_preset(root: str | Path) -> tuple[str, dict, str] | None:
+    """The preset a folder of images gets when nothing else is named (`gankit train --data-root DIR`):
+    (preset, the overrides its images need, a line saying so), or None when `root` holds no images
+    or holds IDX files (a dataset such as Fashion-MNIST). The size is the folder's median shorter side
+    rounded to the nearest of FOLDER_SIZES; a grayscale folder trains in 1 channel; a folder of
+    SMALL_FOLDER images or more without DiffAugment."""
+    root = Path(root).expanduser()
+    if not root.is_dir() or any(root.rglob("*-idx[13]-ubyte*")):
+        return None
+    found = survey(root)
+    if not found.count:
+        return None
+    size = min(FOLDER_SIZES, key=lambda s: (abs(math.log2(max(found.side, 1) / s)), -s))
+    name, overrides = f"folder{size}", {}
+    if found.grayscale:
+        overrides["channels"] = 1
+    if found.count >= SMALL_FOLDER:
+        overrides["augment"] = "none"
+    described = (f"{found.count:,} {'grayscale' if found.grayscale else 'colour'} images, typically "
+                 f"{found.side} px") + (f", {SMALL_FOLDER:,} or more: no DiffAugment" if "augment" in overrides else "")
+    return name, overrides, (f"{root}: a folder of images ({described}): preset {name} "
+                             f"({PRESETS[name]['minutes']:g} minutes); --preset NAME chooses another")
+
+
+def chosen_preset(preset: str | None, overrides: dict, say=print) -> str:
+    """The preset named, else the folder preset when `data_root` is a folder of images and no
+    `dataset` is given (said in one line; the overrides its images need are added to `overrides`
+    where not set), else 'default'. The CLI's `gankit train` and the API's `gankit.train` both ask."""
+    if preset is None and "dataset" not in overrides and overrides.get("data_root"):
+        found = folder_preset(overrides["data_root"])
+        if found:
+            preset, needs, line = found
+            for k, v in needs.items():
+                overrides.setdefault(k, v)
+            say(line)
+    return preset or "default"
 
 
 def preset_config(name: str, **overrides) -> Config:

@@ -53,7 +53,8 @@ def test_unknown_names_list_the_valid_ones():
 
 @pytest.mark.parametrize("override, message", [
     (dict(batch_size=0), "batch_size must be a whole number >= 1"),
-    (dict(epochs=0), "epochs must be"),
+    (dict(epochs=0), "epochs 0 \\(no bound but the time budget\\) needs --minutes"),
+    (dict(epochs=-1), "epochs must be"),
     (dict(n_critic=0), "n_critic must be"),
     (dict(d_lr=-1e-4), "d_lr must be a positive number"),
     (dict(g_betas=(0.5, 1.5)), "g_betas must be two numbers in"),

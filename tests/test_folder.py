@@ -60,7 +60,8 @@ def test_cache_is_built_once_and_reused(faces, tmp_path, monkeypatch):
     said = []
     x = load_folder(faces, 64, 3, cache_dir=tmp_path, progress=False, say=said.append, workers=2)
     assert x.shape == (120, 3, 64, 64) and x.dtype == np.uint8
-    assert "decoded 120 images" in said[0] and all(b in said[0] for b in BAD)  # bad files named
+    assert "decoded 120 images" in said[-1] and all(b in said[-1] for b in BAD)  # bad files named
+    assert "smaller than 64x64" in said[0]  # (33 of them: upscaled, said once)
     cache = list(tmp_path.glob("folder-*.npy"))
     assert len(cache) == 1
     assert not list(faces.rglob("*.npy")) and not list(faces.rglob("*.json"))  # the folder is only read
@@ -71,7 +72,7 @@ def test_cache_is_built_once_and_reused(faces, tmp_path, monkeypatch):
         raise AssertionError("decoded again")
     monkeypatch.setattr(folder, "_decode_chunk", no_decoding)
     y = load_folder(faces, 64, 3, cache_dir=tmp_path, progress=False, say=said.append)
-    assert "from the cache" in said[1] and np.array_equal(x, y)
+    assert "from the cache" in said[-1] and np.array_equal(x, y)
     # another size or channel count is another cache entry
     monkeypatch.undo()
     g = load_folder(faces, 32, 1, cache_dir=tmp_path, progress=False, say=said.append, workers=1)
@@ -264,3 +265,68 @@ def test_a_folder_evaluator_scores_runs_on_its_folder_and_catches_copies(tmp_pat
                  "--data-root", str(root), "--evaluator", "shapes"]) == 2
     assert "the folder changed since the run trained on it" in capsys.readouterr().err
     assert (run / "metrics.json").read_text() == before
+
+# ---- the preset a folder gets, and what its images need -------------------------------------------
+def plain_folder(root: Path, n: int, side: int, mode: str = "RGB") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).convert(mode).save(root / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("side, mode, preset, channels", [(64, "RGB", "folder64", 3), (30, "L", "folder32", 1),
+                                                          (200, "RGB", "folder128", 3), (48, "RGB", "folder64", 3)])
+def test_a_folder_without_a_preset_gets_the_folder_preset_of_its_size(tmp_path, capsys, side, mode, preset, channels):
+    root = plain_folder(tmp_path / "imgs", 12, side, mode)
+    assert main(["train", "--data-root", str(root), "--batch-size", "4", "--dry-run"]) == 0
+    out = capsys.readouterr()
+    cfg = json.loads(out.out)
+    assert (cfg["preset"], cfg["channels"], cfg["dataset"], cfg["augment"]) == (preset, channels, "folder", "diffaug")
+    assert cfg["minutes"] == 30 and cfg["epochs"] == 0  # a time budget, not epochs
+    line = [x for x in out.err.splitlines() if "a folder of images" in x]
+    assert len(line) == 1 and f"preset {preset}" in line[0] and ("grayscale" in line[0]) == (mode == "L")
+    # what the user names wins: a preset, a dataset, a channel count
+    assert main(["train", "--data-root", str(root), "--preset", "faces64", "--batch-size", "4", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["preset"] == "faces64"
+    assert main(["train", "--data-root", str(root), "--channels", "3", "--batch-size", "4", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["channels"] == 3
+
+
+def test_an_idx_folder_keeps_the_default_preset_and_the_api_picks_as_the_cli(tiny_root, tmp_path, capsys):
+    assert main(["train", "--data-root", str(tiny_root), "--dry-run"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["preset"] == "default" and "a folder of images" not in out.err
+    import gankit
+    root = plain_folder(tmp_path / "imgs", 8, 32)
+    run = gankit.train(data_root=str(root), out_dir=str(tmp_path / "runs"), steps=2, batch_size=4, progress=False)
+    assert run.config.preset == "folder32" and run.config.image_size == 32
+
+
+def test_smaller_and_grayscale_images_are_said_once_when_decoded(tmp_path):
+    root = plain_folder(tmp_path / "small", 6, 20, "L")
+    said = []
+    load_folder(root, 32, 3, cache_dir=tmp_path / "cache", progress=False, say=said.append)
+    notes = " ".join(said)
+    assert "all images are smaller than 32x32 (the smallest 20 px): upscaled" in notes
+    assert "grayscale: converted to 3 equal channels" in notes
+    said.clear()
+    load_folder(root, 32, 3, cache_dir=tmp_path / "cache", progress=False, say=said.append)  # from the cache
+    assert len(said) == 1 and "from the cache" in said[0]
+    assert folder.survey(root).notes(16, 1) == []  # larger and grayscale: nothing to say
+
+
+def test_the_closing_line_names_the_bound_that_ended_the_run(tmp_path):
+    from gankit.training.output import record_budget
+    (tmp_path / "config.json").write_text("{}")
+    assert record_budget(tmp_path, 20, 375, 15, 510.0, 375, 0).startswith(
+        "the 25 epochs ended the run before the 20-minute budget: 375 steps (25.00 epochs)")
+    assert json.loads((tmp_path / "config.json").read_text())["budget"]["ended_by"] == "steps"
+    assert "--steps 100 ended the run" in record_budget(tmp_path, 20, 100, 15, 30.0, 100, 100)
+    assert record_budget(tmp_path, 20, 1094, 15, 1200.4, 10**15, 0).startswith("the 20-minute budget bought 1094 steps")
+
+
+def test_epochs_zero_needs_a_time_budget(tmp_path):
+    with pytest.raises(ConfigError, match="epochs 0"):
+        preset_config("folder64", data_root=str(tmp_path), minutes=None).validate()
+    assert preset_config("folder64", data_root=str(tmp_path)).validate().epochs == 0

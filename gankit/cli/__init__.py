@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from ..app import launch
-from ..config import PRESETS, Config, field_types, preset_config
+from ..config import PRESETS, Config, chosen_preset, field_types, preset_config
 from ..errors import ConfigError, GankitError
 from ..report import build_report
 from ..runs import check_run_dir
@@ -42,7 +42,8 @@ def _train_parser(sub) -> None:
                                    "with its flag; the resolved config is printed and saved in the run folder. "
                                    "Each flag's help shows the value the `default` preset runs with; another "
                                    "preset sets its own (`gankit train --preset P --dry-run` prints them all).")
-    p.add_argument("--preset", default=None, help="named experiment (`gankit presets` lists them); default: 'default'")
+    p.add_argument("--preset", default=None, help="named experiment (`gankit presets` lists them); default: 'default', "
+                                                  "or with --data-root a folder of images, the folder preset of its size")
     p.add_argument("--config", metavar="FILE", default=None,
                    help="start from a saved config instead of a preset: a run's config.json, or the best.json "
                         "of `gankit tune` (flags still override it)")
@@ -74,7 +75,8 @@ def cmd_train(args) -> int:
         except ConfigError as e:
             raise ConfigError(str(e) if str(e).startswith(args.config) else f"{args.config}: {e}") from None
     else:
-        cfg = preset_config(args.preset or "default", **overrides)
+        preset = chosen_preset(args.preset, overrides, say=lambda line: print(line, file=sys.stderr))
+        cfg = preset_config(preset, **overrides)
     cfg.validate()
     check_data_root(cfg)
     images = check_start(cfg, args.resume, world=int(os.environ.get("WORLD_SIZE", "1")))  # before any output
@@ -128,7 +130,7 @@ def budget(cfg: Config) -> str:
     """What ends a preset's training, as the preset sets it: a time budget, else steps, else epochs."""
     if cfg.minutes:
         return f"{cfg.minutes:g} min"
-    return f"{cfg.steps} steps" if cfg.steps > 0 else f"{cfg.epochs} epochs"
+    return f"{cfg.steps} steps" if cfg.steps > 0 else f"{cfg.epochs} epochs" if cfg.epochs else "none"
 
 
 def cmd_report(args) -> int:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +74,69 @@ def decode(path: Path, size: int, channels: int) -> np.ndarray:
         im = im.crop((left, top, left + size, top + size))
         a = np.asarray(im, dtype=np.uint8)
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+@dataclass(frozen=True)
+class Survey:
+    """What a folder holds, from the headers of (a spread of) its image files, no pixel decoded:
+    how many images, their typical shorter side, how many of the surveyed are smaller than a size,
+    and whether they are grayscale."""
+    count: int
+    surveyed: int
+    sides: tuple[int, ...]  # the shorter side of each surveyed image, sorted
+    gray: int  # surveyed images in a grayscale mode
+
+    @property
+    def side(self) -> int:
+        """The median shorter side."""
+        return self.sides[len(self.sides) // 2] if self.sides else 0
+
+    @property
+    def grayscale(self) -> bool:
+        return self.surveyed > 0 and self.gray == self.surveyed
+
+    def smaller_than(self, size: int) -> int:
+        return sum(s < size for s in self.sides)
+
+    def notes(self, size: int, channels: int) -> list[str]:
+        """What training at size x size with `channels` does to these images, one sentence each:
+        upscaling, and a conversion between grayscale and colour."""
+        out, n = [], self.smaller_than(size)
+        if n:
+            share = "all" if n == self.surveyed else f"{n} of the {self.surveyed} surveyed"
+            out.append(f"{share} images are smaller than {size}x{size} (the smallest {self.sides[0]} px): upscaled, "
+                       f"so samples are no sharper than they are")
+        if channels == 3 and self.grayscale:
+            out.append("the images are grayscale: converted to 3 equal channels (--channels 1 trains in grayscale)")
+        elif channels == 1 and self.gray < self.surveyed:
+            share = "the" if self.gray == 0 else f"{self.surveyed - self.gray} of the {self.surveyed} surveyed"
+            out.append(f"{share} images are in colour: converted to grayscale (--channels 3 keeps their colour)")
+        return out
+
+
+def survey(root: str | Path, files: list[Path] | None = None, at_most: int = 200) -> Survey:
+    """The Survey of a folder's images: the headers of at most `at_most` files spread evenly over
+    the sorted list (unreadable ones left out: load_folder names them)."""
+    root = Path(root).expanduser()
+    files = find_images(root) if files is None else files
+    picked = files if len(files) <= at_most else [files[i * len(files) // at_most] for i in range(at_most)]
+    sides, gray = [], 0
+    for path in picked:
+        try:
+            with open_image(path) as im:
+                sides.append(min(im.size))
+                gray += im.mode in GRAY_MODES or (im.mode == "P" and _gray_palette(im))
+        except (OSError, DataError, ValueError):
+            continue
+    return Survey(len(files), len(sides), tuple(sorted(sides)), gray)
+
+
+def _gray_palette(im: Image.Image) -> bool:
+    rgb = (im.getpalette() or [])[:768]
+    return bool(rgb) and all(rgb[i] == rgb[i + 1] == rgb[i + 2] for i in range(0, len(rgb) - 2, 3))
 
 
 def _decode_chunk(args) -> list:
@@ -166,6 +230,8 @@ def load_folder(root: str | Path | None, size: int, channels: int, bad_files: st
         np.save(tmp, x)
     record.write_text(json.dumps({"root": str(root), "images": len(x), "size": size, "channels": channels,
                                   "crop": "resize shorter side + centre crop", "bad": bad}, indent=1) + "\n")
+    for note in survey(root, files).notes(size, channels):  # said once: a cached folder is not surveyed again
+        say(f"{root}: {note}")
     say(f"{root}: decoded {len(x)} images at {channels}x{size}x{size} into the cache {cache}"
         + (f"; skipped {len(bad)} unreadable file(s): " + ", ".join(b["file"] for b in bad[:10])
            + (" ..." if len(bad) > 10 else "") + f" (all listed in {record})" if bad else ""))

@@ -64,7 +64,7 @@ def check_alive(feats: torch.Tensor, card: dict, images: str) -> torch.Tensor:
     """The features of real images, refused when they are the same for every image (a network
     whose units all died, e.g. an evaluator trained a step or two): every score from them would
     be 0 or meaningless, not a measurement."""
-    if len(feats) > 1 and (feats - feats[0]).abs().amax() <= 1e-6 * max(1.0, float(feats.abs().amax())):
+    if len(feats) > 1 and float((feats - feats[0]).abs().amax()) <= 1e-6 * float(feats.abs().amax()):
         raise GankitError(f"{card.get('path', 'the feature network')}: its features are the same for every image of "
                           f"{images}, so it cannot tell any two apart (an evaluator trained too little?); "
                           f"train it longer (`gankit evaluator train --epochs`)")

@@ -217,6 +217,7 @@ def finish(L: Loop) -> Path:
                   f"rank(s) = {diff:g}")
     if L.schedule.last:
         if L.schedule.budget_s and L.out.main:
-            L.out.say(record_budget(L.out.run_dir, L.cfg.minutes, L.tally.step, L.schedule.spe, L.clock.train_s()))
+            L.out.say(record_budget(L.out.run_dir, L.cfg.minutes, L.tally.step, L.schedule.spe, L.clock.train_s(),
+                                    L.schedule.total, L.cfg.steps))
         L.out.say(f"done: {L.tally.step} steps. Run folder: {L.out.run_dir}")
     return L.out.run_dir

@@ -70,12 +70,21 @@ def new_run(cfg: Config, device: torch.device, precision: str, channels_last: bo
     return run_dir
 
 
-def record_budget(run_dir: Path, minutes: float, step: int, steps_per_epoch: int, train_s: float) -> str:
-    """What a time budget bought, said in the log and kept in config.json under `budget`."""
+def record_budget(run_dir: Path, minutes: float, step: int, steps_per_epoch: int, train_s: float,
+                  total: int, cfg_steps: int) -> str:
+    """What a time budget bought, said in the log and kept in config.json under `budget`, naming
+    the bound that ended the run: the budget, or the epochs (--steps) when they came first."""
     path = run_dir / "config.json"
     saved = json.loads(path.read_text())
+    ended_by = "minutes" if train_s >= minutes * 60 else "steps" if step >= total else "other"
     saved["budget"] = {"minutes": minutes, "steps": step, "epochs": round(step / steps_per_epoch, 4),
-                       "train_time_s": round(train_s, 1)}
+                       "train_time_s": round(train_s, 1), "ended_by": ended_by}
     atomic_write_text(path, json.dumps(saved, indent=2) + "\n")
-    return (f"the {minutes:g}-minute budget bought {step} steps ({step / steps_per_epoch:.2f} epochs) "
-            f"in {train_s:.0f} s of training")
+    bought = f"{step} steps ({step / steps_per_epoch:.2f} epochs) in {train_s:.0f} s of training"
+    if ended_by == "minutes":
+        return f"the {minutes:g}-minute budget bought {bought}"
+    if ended_by == "steps":
+        bound = f"--steps {cfg_steps}" if cfg_steps else f"the {round(total / steps_per_epoch)} epochs"
+        return (f"{bound} ended the run before the {minutes:g}-minute budget: {bought} "
+                f"(raise {'--steps' if cfg_steps else '--epochs'} to train for the whole budget)")
+    return f"stopped before the {minutes:g}-minute budget was spent: {bought}"

@@ -29,13 +29,15 @@ from .maintenance import SMALL_DATA, save_checkpoint
 from .output import Out, new_run
 from .state import Tally, build_nets
 
+UNBOUNDED = 10**15  # the step limit of a run that only its time budget ends (epochs 0)
 RESUMABLE_CHANGES = {"epochs", "steps", "minutes", "log_every", "ckpt_every", "ckpt_minutes", "keep", "device", "out_dir",
                      "data_on_device", "host_sync", "optim_impl", "channels_last", "compile"}
 
 
 def total_steps(cfg: Config, steps_per_epoch: int) -> int:
-    """The step limit (a time budget, `minutes`, may end training before it)."""
-    return cfg.steps if cfg.steps > 0 else cfg.epochs * steps_per_epoch
+    """The step limit (a time budget, `minutes`, may end training before it); with epochs 0 and a
+    budget, one no run reaches (the budget alone ends it)."""
+    return cfg.steps if cfg.steps > 0 else cfg.epochs * steps_per_epoch if cfg.epochs else UNBOUNDED
 
 
 def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progress: bool | None,
@@ -205,7 +207,9 @@ def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]):
         subset = subset_indices(len(x_train), cfg.subset, labels)
         notes.append(f"training on {cfg.subset} of the {len(x_train)} images ("
                      + ("stratified by class" if labels is not None else "a seeded choice")
-                     + "); evaluations still compare with the full test split")
+                     + ("); the other images are held out (a folder has no test split: `gankit eval` compares "
+                        "with images of the whole folder)" if cfg.dataset == "folder"
+                        else "); evaluations still compare with the full test split"))
         x_train, y_train = x_train[subset], (y_train[subset] if y_train is not None else None)
     if y_train is not None and (len(y_train) != len(x_train) or int(y_train.max()) >= cfg.num_classes):
         raise DataError(f"{cfg.data_root or cfg.dataset}: {len(x_train)} images with labels up to {int(y_train.max())}, "
@@ -257,8 +261,9 @@ def describe_training(cfg: Config, n_images: int, device: torch.device, precisio
             + f") on {device}, {precision}" + (", channels_last" if channels_last else "") + f"; batch {cfg.batch_size}"
             + (f" per process x {W} processes = global batch {cfg.batch_size * W} (DDP, "
                f"{torch.distributed.get_backend()})" if ddp.enabled else "")
-            + f", {spe} steps per epoch, {T} steps ({T / spe:.2f} epochs)"
-            + (f" or {cfg.minutes:g} minutes of training, whichever ends first" if cfg.minutes else "")
+            + f", {spe} steps per epoch, "
+            + (f"{cfg.minutes:g} minutes of training" if T == UNBOUNDED else f"{T} steps ({T / spe:.2f} epochs)"
+               + (f" or {cfg.minutes:g} minutes of training, whichever ends first" if cfg.minutes else ""))
             + f", G updated every {cfg.n_critic} step(s)"
             + (f", learning rates {cfg.lr_schedule} down to {cfg.lr_end:g} x g_lr/d_lr at the end" if cfg.lr_schedule != "constant"
                else ""))
