@@ -22,11 +22,11 @@ import torch
 
 from common import append_result, device_name
 
-from gankit import directions as Dn
+from gankit.latent import directions as Dn
 from gankit import latent as L
 from gankit.data import load_split, to_float
 from gankit.export import load_source
-from gankit.invert import best_random, invert
+from gankit.latent.inversion import best_random, invert
 from gankit.metrics.evaluator import load_evaluator
 
 

@@ -15,8 +15,9 @@ import torch
 
 from . import latent as L
 from .data import class_names
-from .directions import METHODS, Directions, along, class_direction, pca, sefa
-from .invert import Inversion, invert
+from .latent.directions import METHODS, Directions, along, class_direction, pca, sefa
+from .latent.inversion import Inversion, invert
+from .latent.studies import Subject
 from .metrics.evaluator import load_evaluator
 from .config import Config, chosen_preset, preset_config
 from .device import resolve_device
@@ -25,7 +26,7 @@ from .export import PRETRAINED, build_generator, read_generator, write_generator
 from .metrics import DEFAULT_N, METRICS, compute_metrics
 from . import runs
 from .runs import check_run_dir, new_study_folder, save_grid, write_study_record
-from .sample import balanced_labels, generate, z_from_seed
+from .sample import balanced_labels, class_index, generate, z_from_seed
 from .training import train as train_config
 
 Classes = int | str | Sequence[int | str] | None
@@ -42,6 +43,7 @@ class GANPipeline:
                  device: str | torch.device = "auto", source: str = "generator"):
         self._tensors, self.meta = tensors, meta
         self.folder: Path | None = None  # where it was loaded from: a run folder, a saved generator's folder
+        self.source: str | Path | None = None  # the path it was loaded from, as given
         self.device = resolve_device(str(device))
         self.G = build_generator(tensors, meta, ema, self.device, source)
 
@@ -58,6 +60,7 @@ class GANPipeline:
         tensors, meta, weights = read_generator(local)
         pipe = cls(tensors, meta, ema, device, source=str(weights))
         pipe.folder = local if local.is_dir() else local.parent
+        pipe.source = path  # as given (a run folder, a file, a Hub id), for the studies' records
         return pipe
 
     # ---- what it is -------------------------------------------------------------------------------
@@ -111,12 +114,7 @@ class GANPipeline:
         return torch.tensor([self._class_index(c) for c in items], dtype=torch.long)
 
     def _class_index(self, c: int | str) -> int:
-        if isinstance(c, str) and c in self.class_names:
-            return self.class_names.index(c)
-        if isinstance(c, int) and not isinstance(c, bool) and 0 <= c < self.num_classes:
-            return c
-        raise GankitError(f"unknown class {c!r}; this generator's classes: "
-                          + ", ".join(f"{i} {n}" for i, n in enumerate(self.class_names)))
+        return class_index(c, self.class_names, "class")
 
     def generate(self, z: torch.Tensor, classes: Classes = None) -> torch.Tensor:
         """G(z) for latent vectors z (N, z_dim), in eval mode (an image depends only on its own z)."""
@@ -130,6 +128,26 @@ class GANPipeline:
         return self.generate(self.z(seed, n), classes)
 
     # ---- latent studies -----------------------------------------------------------------------------
+    def subject(self, cls: int | str | None = None, every_class: bool = False) -> Subject:
+        """What a saved latent study runs on (gankit.latent.studies): G with a conditional G's class
+        fixed to `cls` (an index or a name), or with every_class and no `cls` (or "all"), the
+        conditional G itself over all its classes. Its studies are saved under this generator's folder."""
+        if self.folder is None:
+            raise GankitError("this generator was not loaded from a folder, so its studies have nowhere to go")
+        src = str(self.source)
+        if not self.num_classes:
+            if cls is not None:
+                raise GankitError(f"--class {cls}: {src} is an unconditional run (trained without --conditional), "
+                                  f"so it has no classes to choose from")
+            return Subject(self.G, src, self.folder)
+        if cls is None or cls == "all":
+            if every_class:
+                return Subject(self.G, src, self.folder, list(range(self.num_classes)))
+            raise GankitError(f"{src} is a class-conditional run: choose the class to study with --class "
+                              f"(an index or one of: {', '.join(self.class_names)})")
+        c = class_index(cls, self.class_names)
+        return Subject(L.ForClass(self.G, c), src, self.folder, [c])
+
     def _study_G(self, cls: int | str | None) -> torch.nn.Module:
         """G itself, or a conditional G with its class fixed (the studies take z alone)."""
         if self.num_classes:

@@ -51,6 +51,22 @@ def grid_labels(z: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.
             num_classes)
 
 
+def class_index(spec: int | str, names: list[str], flag: str = "--class") -> int:
+    """A class given by index (7 or '7') or name ('sneaker', 'Ankle-boot': any case, - or _ for
+    spaces) -> its index; anything else is refused, naming the classes. `flag` names the argument."""
+    if isinstance(spec, int) and not isinstance(spec, bool) and 0 <= spec < len(names):
+        return spec
+    if isinstance(spec, str):
+        if spec.isdigit() and int(spec) < len(names):
+            return int(spec)
+        key = lambda s: s.lower().replace("-", " ").replace("_", " ")  # noqa: E731
+        lowered = [key(n) for n in names]
+        if key(spec) in lowered:
+            return lowered.index(key(spec))
+    raise GankitError(f"{flag} {spec}: no such class; the classes are 0..{len(names) - 1}: "
+                      + ", ".join(f"{i} {n}" for i, n in enumerate(names)))
+
+
 def read_z(path: str | Path, z_dim: int) -> torch.Tensor:
     """Latent vectors from a .npy, .pt or .json file (one vector or a list of them) -> (N, z_dim).
     Refuses a wrong length or non-finite values, naming the file."""

@@ -51,7 +51,7 @@ def test_studies_as_methods(run):
     assert G.nudge(z, dim=5, delta=2.0, cls=1).shape == (3, 2, 1, 28, 28)
     assert G.sweep(z[0], dims=[0, 1], values=[-2, 0, 2], cls=0).shape == (2, 3, 1, 28, 28)
     assert G.interpolate(z[0], z[1], frames=5, cls=2).shape == (5, 1, 28, 28)
-    with pytest.raises(GankitError, match="unknown class"):
+    with pytest.raises(GankitError, match="no such class"):
         G.sample(2, classes="unicorn")
     with pytest.raises(GankitError, match="out of range"):
         G.nudge(z, dim=100, delta=1.0)

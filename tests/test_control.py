@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from gankit import directions as Dn
+from gankit.latent import directions as Dn
 from gankit.cli import main
 from gankit.config import preset_config
 from gankit.errors import GankitError
 from gankit.export import load_source
-from gankit.invert import best_random, invert
+from gankit.latent.inversion import best_random, invert
 from gankit.metrics.evaluator import load_evaluator
 from gankit.data import load_split, to_float
 from gankit.training import train
@@ -129,7 +129,7 @@ def test_invert_cli_writes_a_z_file_that_sample_redraws_bit_for_bit(run, tmp_pat
     assert main(["sample", str(run), "--z", str(out / "z.npy"), "--out", str(tmp_path / "redraw")]) == 0
     G = load_source(run)[0]
     z = torch.from_numpy(np.load(out / "z.npy"))
-    from gankit.invert import score
+    from gankit.latent.inversion import score
     x = to_float(load_split("fashion-mnist", "test")[0][:3])
     redrawn = np.load(tmp_path / "redraw" / "samples.npy")
     from gankit.data import to_uint8

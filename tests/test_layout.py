@@ -142,6 +142,18 @@ def test_no_module_below_the_cli_parses_arguments():
         assert not any(isinstance(n, ast.Attribute) and n.attr == "Namespace" for n in ast.walk(tree)), m
 
 
+def test_the_latent_commands_go_through_the_api_and_the_latent_studies():
+    """`gankit sample`, `explore ...` and `invert` load generators as the Python API does (GANPipeline)
+    and save what the API can save (gankit.latent.studies): no loader, class picker or study writer
+    of their own."""
+    for m in ("gankit.cli.latent", "gankit.cli.control"):
+        targets = {t for t, _, _ in imports(m)}
+        assert "gankit.api" in targets or "gankit.cli.latent" in targets, m
+        assert "gankit.latent.studies" in targets or "gankit.latent" in targets, m
+        assert not {"gankit.export", "gankit.runs", "gankit.runs.records"} & targets, f"{m} loads or writes itself"
+        assert "def labelled_grid" not in MODULES[m].read_text() and "write_study_record" not in MODULES[m].read_text()
+
+
 def test_imports_inside_functions_are_for_extras_or_start_up_time():
     """Every import inside a function names an optional extra's or a slow library, with a comment
     on its line saying so; gankit's own modules are imported at the top."""

@@ -33,10 +33,10 @@ from PIL import Image
 from .. import latent as L
 from ..data import to_uint8
 from ..device import resolve_device
-from ..directions import sefa
+from ..latent.directions import sefa
 from ..errors import GankitError
 from ..export import generator_files, load_generator, load_source
-from ..invert import invert, read_images
+from ..latent.inversion import invert, read_images
 from ..metrics.evaluator import load_evaluator
 from ..runs import read_studies
 from ..sample import read_z, z_from_seed

@@ -1,63 +1,48 @@
-"""`gankit explore directions` and `gankit invert`: the directions in z that matter (gankit.directions)
-and real images projected into z (gankit.invert), each written with labelled figures and a JSON
-record into RUN_DIR/latent/<command>-<time>/ (or --out), never over anything."""
+"""`gankit explore directions` and `gankit invert`: the directions in z that matter
+(gankit.latent.directions) and real images projected into z (gankit.latent.inversion). Each parses
+its flags, loads the generator through the Python API and saves the study with
+gankit.latent.studies into RUN_DIR/latent/<command>-<time>/ (or --out), never over anything."""
 from __future__ import annotations
 
 import argparse
-import time
 
-import numpy as np
 import torch
 
-from .. import directions as Dn
 from ..data import class_names, load_split, to_float
 from ..errors import GankitError
-from ..invert import invert, read_images
+from ..latent import directions as Dn, studies
+from ..latent.inversion import read_images
 from ..metrics.evaluator import load_evaluator
-from ..sample import z_from_seed
+from ..sample import class_index
 from .flags import add_device
-from ..runs import new_study_folder, write_study_record
-from .latent import _classifier, _common, class_index, labelled_grid, load
-
-SHEET_VALUES = [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]  # positions along each direction in the sheet
+from .latent import _common, classifier, load
 
 
 # ---- explore directions -----------------------------------------------------------------------
 def cmd_directions(args) -> int:
-    G, base = load(args)
+    pipe, s = load(args)
+    G = s.G
     if not 1 <= args.k <= G.z_dim:
         raise GankitError(f"--k {args.k}: this generator's z has {G.z_dim} dimensions, so at most {G.z_dim} directions")
-    device = next(G.parameters()).device
+    studies.check_memory(G, 3 * args.n)
     names = class_names(G.dataset, 10) if G.img_shape == (1, 28, 28) else []
     if args.method == "class":
         if args.src_from is None or args.to is None:
             raise GankitError("--method class needs --from CLASS and --to CLASS (classes of the evaluator: "
                               + ", ".join(names) + ")" if names else "--method class needs --from and --to")
-        classify = _classifier(G, device)
+        classify = classifier(G, pipe.device)
         if classify is None:
             raise GankitError(f"--method class needs the evaluator of {G.dataset}, which judges 1x28x28 images only; "
                               f"this generator makes {'x'.join(map(str, G.img_shape))}: use --method sefa or pca")
         a, b = class_index(args.src_from, names, "--from"), class_index(args.to, names, "--to")
-        found = Dn.class_direction(G, lambda x: torch.softmax(classify(x.to(device)), 1).cpu(), a, b, args.n, args.seed)
+        found = Dn.class_direction(G, lambda x: torch.softmax(classify(x.to(pipe.device)), 1).cpu(), a, b, args.n,
+                                   args.seed)
         found.details.update({"from_name": names[a], "to_name": names[b]})
     elif args.method == "pca":
         found = Dn.pca(G, args.k, args.n, args.seed)
     else:
         found = Dn.sefa(G, args.k)
-    found.source, found.fingerprint = str(args.src), G.fingerprint
-    if args.classes:
-        found.details["class"] = G.class_names[args.classes[0]]
-    folder = new_study_folder(base, "directions", args.out)
-    z = z_from_seed(args.base_seed, 1, G.z_dim)
-    label = {"sefa": "eigenvalue", "pca": "variance share", "class": "boundary accuracy"}[args.method]
-    rows = [(f"#{i}: {s:.3g}" if args.method != "class" else f"{found.details['from_name']} -> "
-             f"{found.details['to_name']}", Dn.along(G, z, d, SHEET_VALUES)[:, 0]) for i, (d, s)
-            in enumerate(zip(found.vectors, found.scores))]
-    labelled_grid(rows, folder / "directions.png", f"{args.method} directions, ranked (#k: {label}); base seed "
-                  f"{args.base_seed} moved along each unit vector", col_labels=[f"{v:+g}" for v in SHEET_VALUES])
-    # The study's record is the directions file: what every study records, and the vectors.
-    path = write_study_record(folder, "directions", args.src, G, args.classes, z=z, base_seed=args.base_seed,
-                              files=["directions.json", "directions.png"], **found.record())
+    path = studies.directions(s, found, args.base_seed, args.out)
     print(f"{len(found.vectors)} {args.method} directions -> {path} and directions.png; use them with "
           f"--direction {path}:K in explore nudge / sweep")
     return 0
@@ -66,7 +51,8 @@ def cmd_directions(args) -> int:
 # ---- invert -----------------------------------------------------------------------------------
 def cmd_invert(args) -> int:
     args.cls = None
-    G, base = load(args, allow_all=True)
+    pipe, s = load(args, every_class=True)
+    G = s.G
     if bool(args.images) == bool(args.dataset_split):
         raise GankitError("give images to invert (files or folders), or --dataset-split test|train --n N, not both")
     if args.dataset_split:
@@ -78,43 +64,18 @@ def cmd_invert(args) -> int:
             raise GankitError(f"{G.dataset} images are {tuple(x.shape[1:])}, this generator makes {tuple(G.img_shape)}")
     else:
         x, names = read_images(args.images, tuple(G.img_shape))
-    device = next(G.parameters()).device
     evaluator = None
     if G.img_shape == (1, 28, 28):
         try:
-            evaluator = load_evaluator(G.dataset, device)[0]
+            evaluator = load_evaluator(G.dataset, pipe.device)[0]
         except GankitError:
             evaluator = None
-    folder = new_study_folder(base, "invert", args.out)
-    t0 = time.perf_counter()
-    result = invert(G, x, evaluator, iterations=args.iterations, restarts=args.restarts, seed=args.seed)
-    seconds = time.perf_counter() - t0
-    np.save(folder / "z.npy", result.z.numpy())
-    files = ["z.npy", "inversion.png", "invert.json"]
-    if result.y is not None:
-        np.save(folder / "labels.npy", result.y.numpy())
-        files.append("labels.npy")
-    show = min(len(x), 16)
-    labelled_grid([("input", x[:show]), ("reconstruction", result.images[:show])], folder / "inversion.png",
-                  f"the first {show} of {len(x)} images and G(z) of the z found for each")
-    per_image = [{"image": n, "pixel_mse": float(result.pixel_mse[i]),
-                  **({"feature_distance": float(result.feature_distance[i]), "same_class": bool(result.same_class[i])}
-                     if evaluator is not None else {}),
-                  **({"class": G.class_names[int(result.y[i])]} if result.y is not None else {})}
-                 for i, n in enumerate(names)]
-    summary = {"n": len(x), "seconds": round(seconds, 2), "seconds_per_image": round(seconds / len(x), 3),
-               "pixel_mse": float(result.pixel_mse.mean())}
-    if evaluator is not None:
-        summary.update(feature_distance=float(result.feature_distance.mean()),
-                       class_agreement=float(result.same_class.double().mean()))
-    write_study_record(folder, "invert", args.src, G, args.classes,
-                       z=None, iterations=args.iterations, restarts=args.restarts, seed=args.seed,
-                       summary=summary, images=per_image, files=files)
-    print(f"inverted {len(x)} images in {seconds:.1f} s: pixel MSE {summary['pixel_mse']:.4f}"
+    folder, summary = studies.invert(s, x, names, evaluator, args.iterations, args.restarts, args.seed, args.out)
+    print(f"inverted {len(x)} images in {summary['seconds']:.1f} s: pixel MSE {summary['pixel_mse']:.4f}"
           + (f", feature distance {summary['feature_distance']:.3f}, same class {100 * summary['class_agreement']:.1f} %"
              if evaluator is not None else "") + f" -> {folder}")
     print(f"redraw the reconstructions: gankit sample {args.src} --z {folder / 'z.npy'}"
-          + (" --class C (each image's class is in labels.npy)" if result.y is not None else ""))
+          + (" --class C (each image's class is in labels.npy)" if summary["conditional"] else ""))
     return 0
 
 

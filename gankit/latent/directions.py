@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import GankitError
-from .files import atomic_write_text
-from .sample import generate, z_from_seed
+from ..errors import GankitError
+from ..files import atomic_write_text
+from ..sample import generate, z_from_seed
 
 METHODS = ("sefa", "pca", "class")
 

@@ -12,8 +12,8 @@ import math
 
 import torch
 
-from .errors import GankitError
-from .sample import generate, z_from_seed
+from ..errors import GankitError
+from ..sample import generate, z_from_seed
 
 
 def check_dims(dims: list[int], z_dim: int) -> None:

@@ -18,11 +18,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import to_float
-from .data.folder import EXTENSIONS
-from .data.images import UNREADABLE, open_image
-from .errors import GankitError
-from .sample import generate, z_from_seed
+from ..data import to_float
+from ..data.folder import EXTENSIONS
+from ..data.images import UNREADABLE, open_image
+from ..errors import GankitError
+from ..sample import generate, z_from_seed
 
 
 @dataclass
