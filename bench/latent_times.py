@@ -30,7 +30,7 @@ def main() -> None:
         ["sample", run, "--n", "8", "--seed", "42"],
         ["explore", "nudge", run, "--dims", "10", "20", "37", "53", "67", "--deltas", "2", "4", "6", "8", "10",
          "--n", "8", "--seed", "42"],
-        ["explore", "sweep", run, "--base-seeds", "5", "99", "42", "--dims", "5", "15", "25", "--range", "-4", "4",
+        ["explore", "sweep", run, "--seeds", "5", "99", "42", "--dims", "5", "15", "25", "--range", "-4", "4",
          "--frames", "9"],
         ["explore", "interpolate", run, "--from", "1", "--to", "2", "--frames", "10", "--method", "slerp", "--gif"],
         ["explore", "arithmetic", run, "--a", "1", "2", "3", "--b", "4", "5", "--c", "6"],

@@ -377,7 +377,7 @@ STUDY_TEXT = {
 def write_study(w: Writer, folder: Path, record: dict, level: int) -> None:
     cmd = record.get("command", folder.name.split("-")[0])
     args = {k: v for k, v in record.items()
-            if k in ("seed", "n", "dims", "deltas", "base_seeds", "method", "steps", "delta")}
+            if k in ("seed", "seeds", "base_seeds", "n", "dims", "deltas", "method", "steps", "delta")}
     for k in ("a", "b", "c"):  # arithmetic inputs: lists of {"seed": s} or {"file": f}
         if k in record:
             args[k] = [g.get("seed", g.get("file")) for g in record[k]]

@@ -62,6 +62,13 @@ def test_one_name_one_meaning():
     assert seen["--out-dir"] == {"train", "tune", "grid"}  # where new run folders are numbered
     assert {"sample", "explore sweep", "eval", "compare", "report"} <= seen["--out"]
     assert {"sample", "explore nudge", "eval", "compare", "app"} <= seen["--device"]
+    # One seed convention: --seed (or --seeds) is the seed of the vectors a command draws; no other seed flag.
+    seeds = {s for s in seen if "seed" in s}
+    assert seeds == {"--seed", "--seeds"}, seeds
+    for path, parser in walk(build_parser()):
+        for a in options(parser):
+            if "--seed" in a.option_strings and path[1] in ("sample", "explore", "invert"):
+                assert "seed of the" in a.help, f"{' '.join(path)}: {a.help}"
 
 
 @pytest.mark.parametrize("argv, hint", [
@@ -71,6 +78,8 @@ def test_one_name_one_meaning():
     (["tune", "--study", "s"], "--study was renamed --name"),
     (["grid", "--presets", "default", "--grid", "d_lr=1e-4,2e-4"], "--grid was renamed --vary"),
     (["sweep", "--presets", "default"], "gankit sweep was renamed gankit grid"),
+    (["explore", "sweep", "RUN", "--dims", "1", "--base-seeds", "5"], "--base-seeds was renamed --seeds"),
+    (["explore", "directions", "RUN", "--base-seed", "5"], "--base-seed was renamed --seed"),
 ])
 def test_renamed_spellings_are_refused_with_the_new_name(argv, hint, capsys):
     with pytest.raises(SystemExit) as e:

@@ -119,7 +119,7 @@ def test_cli_nudge_sweep_interpolate_arithmetic_rank(run, capsys):
     rec = json.loads((f / "nudge.json").read_text())
     assert rec["dims"] == [10, 20, 37, 53, 67] and len(rec["measurements"]) == 10
 
-    assert main(["explore", "sweep", str(run), "--base-seeds", "5", "99", "--dims", "5", "15", "--range", "-4", "4",
+    assert main(["explore", "sweep", str(run), "--seeds", "5", "99", "--dims", "5", "15", "--range", "-4", "4",
                  "--frames", "9"]) == 0
     f = _out(run, "sweep")
     assert (f / "base5.png").exists() and (f / "base99.png").exists()
@@ -158,7 +158,7 @@ def test_cli_errors_exit_2_and_overwrite_nothing(run, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [
     ["explore", "nudge", "--dims", "3", "7", "--deltas", "2", "--n", "4", "--seed", "5"],
-    ["explore", "sweep", "--base-seeds", "5", "--dims", "3", "--frames", "5"],
+    ["explore", "sweep", "--seeds", "5", "--dims", "3", "--frames", "5"],
     ["explore", "interpolate", "--from", "1", "--to", "2", "--frames", "5", "--method", "lerp"],
     ["explore", "arithmetic", "--a", "1", "--b", "2", "--c", "3"],
 ])

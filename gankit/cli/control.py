@@ -14,7 +14,7 @@ from ..latent import directions as Dn, studies
 from ..latent.inversion import read_images
 from ..metrics.evaluator import load_evaluator
 from ..sample import class_index
-from .flags import add_device
+from .flags import add_device, renamed
 from .latent import _common, classifier, load
 
 
@@ -42,7 +42,7 @@ def cmd_directions(args) -> int:
         found = Dn.pca(G, args.k, args.n, args.seed)
     else:
         found = Dn.sefa(G, args.k)
-    path = studies.directions(s, found, args.base_seed, args.out)
+    path = studies.directions(s, found, args.seed, args.out)
     print(f"{len(found.vectors)} {args.method} directions -> {path} and directions.png; use them with "
           f"--direction {path}:K in explore nudge / sweep")
     return 0
@@ -92,8 +92,9 @@ def add_parsers(sub, explore) -> None:
     p.add_argument("--from", dest="src_from", default=None, metavar="CLASS", help="--method class: the class to move from")
     p.add_argument("--to", default=None, metavar="CLASS", help="--method class: the class to move toward")
     p.add_argument("--n", type=int, default=5000, help="samples for pca and class (default: 5000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of those samples (default: 0)")
-    p.add_argument("--base-seed", type=int, default=0, help="seed of the sheet's base image (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the vectors drawn: pca's and class's samples, and the sheet's base vector (default: 0)")
+    renamed(p, "--base-seed", "--seed")
     p.set_defaults(func=cmd_directions)
 
     p = sub.add_parser("invert", help="project real images into z (a z file every latent command reads)",

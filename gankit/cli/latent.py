@@ -71,9 +71,9 @@ def cmd_nudge(args) -> int:
 def cmd_sweep(args) -> int:
     _, s = load(args)
     lo, hi = args.range
-    folder = studies.sweep(s, args.base_seeds, lo, hi, args.frames, args.dims, args.direction, args.out)
+    folder = studies.sweep(s, args.seeds, lo, hi, args.frames, args.dims, args.direction, args.out)
     axes = len(args.dims) if args.dims else 1
-    print(f"sweep: {len(args.base_seeds)} base vectors x {axes} axes x {args.frames} values -> {folder}")
+    print(f"sweep: {len(args.seeds)} base vectors x {axes} axes x {args.frames} values -> {folder}")
     return 0
 
 
@@ -151,7 +151,9 @@ def add_parsers(sub):
                       description="The labs' sweep: one dimension of a base vector set to each value from LO to HI "
                                   "(default -4 to +4), one row per dimension.")
     _common(p)
-    p.add_argument("--base-seeds", type=int, nargs="+", default=[0], help="one figure per base vector (default: 0)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0],
+                   help="seeds of the base vectors, one figure each (default: 0)")
+    renamed(p, "--base-seeds", "--seeds")
     p.add_argument("--dims", type=int, nargs="+", default=None,
                    help="latent dimensions to sweep, one row each; required unless --direction is given")
     p.add_argument("--direction", default=None, metavar="FILE:K",

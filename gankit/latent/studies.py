@@ -158,7 +158,7 @@ def sweep(s: Subject, seeds: list[int], lo: float, hi: float, frames: int, dims:
         labelled_grid(rows, folder / f"base{seed}.png",
                       f"base seed {seed}: each row sets one dimension (or the coordinate along a direction) "
                       f"to the value above it", col_labels=[f"{v:+.1f}" for v in values])
-    write_study_record(folder, "sweep", s.src, G, s.classes, z=torch.stack(zs), base_seeds=seeds, dims=dims,
+    write_study_record(folder, "sweep", s.src, G, s.classes, z=torch.stack(zs), seeds=seeds, dims=dims,
                        direction=direction, values=values)
     return folder
 
@@ -261,7 +261,7 @@ def directions(s: Subject, found: Dn.Directions, seed: int = 0, out: str | Path 
     labelled_grid(rows, folder / "directions.png", f"{found.method} directions, ranked (#k: {label}); base seed "
                   f"{seed} moved along each unit vector", col_labels=[f"{v:+g}" for v in SHEET_VALUES])
     # The study's record is the directions file: what every study records, and the vectors.
-    return write_study_record(folder, "directions", s.src, G, s.classes, z=z, base_seed=seed,
+    return write_study_record(folder, "directions", s.src, G, s.classes, z=z, seed=seed,
                               files=["directions.json", "directions.png"], **found.record())
 
 
