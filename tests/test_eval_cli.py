@@ -12,9 +12,12 @@ from gankit.training import train
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
+    """Two short runs on 2,000 of the training images: memorisation compares their samples with those
+    images alone (the full training split's 60,000, which the tour's `gankit eval` embeds, takes ~50 s)."""
     out = tmp_path_factory.mktemp("eval-runs")
-    a = train(preset_config("lab04-mlp", out_dir=str(out), steps=60, log_every=20, eval_n=500, eval_every=30))
-    b = train(preset_config("lab6-gan", out_dir=str(out), steps=60, log_every=20, eval_every=0))
+    a = train(preset_config("lab04-mlp", out_dir=str(out), steps=60, log_every=20, eval_n=500, eval_every=30,
+                            subset=2000))
+    b = train(preset_config("lab6-gan", out_dir=str(out), steps=60, log_every=20, eval_every=0, subset=2000))
     return a, b
 
 
