@@ -54,8 +54,9 @@ class Config:
     model: str = F("dcgan", "the model family (`gankit presets` and the guide describe each)", MODELS)
     z_dim: int = F(100, "latent dimensions")
     hidden_dim: int = F(256, "width of the mlp-lab6 hidden layers")
-    g_width: int = F(64, "G's base channel width in the dcgan, dcgan32/64/128 and dcgan64-paper models (ngf)")
+    g_width: int = F(64, "G's base channel width in the dcgan, dcgan32/64/128, dcgan64-paper and resnet models (ngf)")
     d_width: int = F(64, "D's base channel width in those models (ndf)")
+    blocks: int = F(1, "residual blocks per resolution in the resnet models (G and D each)")
     d_norm: str = F("batch",
         "D's normalisation: batch | layer | none (models with norm layers) | spectral (any model: SN of D's weights, no norm layers)", D_NORMS)
     init: str = F("normal02", "weight init: normal02 (DCGAN paper) or default (PyTorch's)", ("normal02", "default"))
@@ -165,7 +166,7 @@ class Config:
             raise ConfigError(f"ac_weight must be a number >= 0, got {self.ac_weight}")
 
     def _validate_sizes(self) -> None:
-        for name in ("channels", "z_dim", "hidden_dim", "g_width", "d_width", "n_critic", "batch_size",
+        for name in ("channels", "z_dim", "hidden_dim", "g_width", "d_width", "blocks", "n_critic", "batch_size",
                      "log_every", "ckpt_every", "grid_size"):
             _positive(name, getattr(self, name))
         for name, most in LIMITS.items():  # sizes past these would exhaust memory before the first step
@@ -353,7 +354,7 @@ def _positive(name: str, value) -> None:
         raise ConfigError(f"{name} must be a whole number >= 1, got {value}")
 
 
-LIMITS = {"z_dim": 4096, "hidden_dim": 16384, "g_width": 1024, "d_width": 1024, "grid_size": 1024,
+LIMITS = {"z_dim": 4096, "hidden_dim": 16384, "g_width": 1024, "d_width": 1024, "blocks": 64, "grid_size": 1024,
           "batch_size": 65536, "n_critic": 1000}
 
 # ---- presets: each course-lab experiment by name ------------------------------------------

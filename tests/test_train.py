@@ -117,10 +117,12 @@ def test_resume_is_exact(tiny_root, tmp_path):
         train(tiny_cfg(tiny_root, tmp_path / "b", steps=12, **kw), resume=part)
 
 
-def test_rpgan_with_lazy_r1_r2_logs_both_penalties_and_resumes_exactly(tiny_root, tmp_path):
-    """R3GAN's objective with both penalties every 3rd D step: the penalties are logged (positive,
-    finite; absent from runs without them), and 5 steps + resume to 10 equal 10 straight, bit for bit."""
-    kw = dict(objective="rpgan", r1=1.0, r2=1.0, reg_every=3, d_norm="layer", ema=0.9, precision="fp32")
+@pytest.mark.parametrize("model", [dict(d_norm="layer"), dict(model="resnet", g_width=8, d_width=8, blocks=2)])
+def test_rpgan_with_lazy_r1_r2_logs_both_penalties_and_resumes_exactly(tiny_root, tmp_path, model):
+    """R3GAN's objective with both penalties every 3rd D step, on the DCGAN with a LayerNorm D and on
+    the resnet family: the penalties are logged (positive, finite; absent from runs without them),
+    and 5 steps + resume to 10 equal 10 straight, bit for bit."""
+    kw = dict(objective="rpgan", r1=1.0, r2=1.0, reg_every=3, ema=0.9, precision="fp32", **model)
     full = train(tiny_cfg(tiny_root, tmp_path / "a", steps=10, **kw))
     part = train(tiny_cfg(tiny_root, tmp_path / "b", steps=5, **kw))
     resumed = train(tiny_cfg(tiny_root, tmp_path / "b", steps=10, **kw), resume=part)
@@ -473,3 +475,21 @@ def test_resume_is_exact_with_spectral_norm(tiny_root, tmp_path):
     b = load_checkpoint(part / "checkpoints" / "last.pt")
     assert any(k.endswith("_u") for k in a["D"]) and a["step"] == b["step"] == 8
     assert_same_state(a, b)
+
+
+def test_the_epoch_line_gives_the_epochs_means(tiny_root, tmp_path):
+    """log.txt's `epoch N step S: loss_D ...` states the means over the epoch's steps (its log ticks
+    weighted by the steps they cover), not the last interval's."""
+    run = train(tiny_cfg(tiny_root, tmp_path / "a", steps=32, log_every=3, model="mlp", init="default",
+                         precision="fp32"), progress=False)
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    lines = [x for x in (run / "log.txt").read_text().splitlines() if x.startswith("epoch ")]
+    assert len(lines) == 2 and all("(epoch means)" in x for x in lines)
+    before = 0
+    for line, end in zip(lines, (16, 32)):
+        ticks = [r for r in rows if before < r["step"] <= end]
+        steps = [r["step"] - p for r, p in zip(ticks, [before] + [r["step"] for r in ticks[:-1]])]
+        mean = sum(n * r["loss_D"] for n, r in zip(steps, ticks)) / sum(steps)
+        shown = float(line.split("loss_D ")[1].split()[0])
+        assert shown == pytest.approx(mean, abs=1e-4) and shown != pytest.approx(ticks[-1]["loss_D"], abs=1e-4)
+        before = end

@@ -9,7 +9,13 @@ from torch import nn
 from .conditional import D_CONDITIONING, conditional_models
 from .ema import EMA
 from .losses import OBJECTIVES, Objective
-from .models import D_NORMS, MODELS, count_params, has_batchnorm, init_normal02, spectral_normalize
+from .models import D_NORMS, MODELS, RESNET_SIZES, ModelSpec, count_params, has_batchnorm, init_normal02, spectral_normalize
+from .resnet import family as resnet_family
+
+for _size in RESNET_SIZES:
+    MODELS["resnet" if _size == 28 else f"resnet{_size}"] = ModelSpec(
+        resnet_family(_size), f"R3GAN-style residual network at {_size}x{_size}: inverted-bottleneck blocks (`blocks` per "
+                       f"resolution), no normalisation, fix-up init, [1,2,1] resampling", False, _size, own_init=True)
 from .optim import LR_SCHEDULES, OPTIMIZERS, lr_factor, make_optimizer
 
 __all__ = ["D_CONDITIONING", "D_NORMS", "EMA", "LR_SCHEDULES", "MODELS", "OBJECTIVES", "OPTIMIZERS", "Objective",
@@ -24,7 +30,7 @@ def build_models(cfg) -> tuple[nn.Module, nn.Module]:
         G, D = conditional_models(MODELS[cfg.model].build, cfg)
     else:
         G, D = MODELS[cfg.model].build(cfg)
-    if cfg.init == "normal02":
+    if cfg.init == "normal02" and not MODELS[cfg.model].own_init:
         init_normal02(G)
         init_normal02(D)
     if cfg.d_norm == "spectral":

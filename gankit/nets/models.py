@@ -225,6 +225,7 @@ class ModelSpec:
     description: str
     d_norm: bool  # whether D has normalisation layers that `d_norm` selects
     size: int = 28  # side of the images it makes and judges
+    own_init: bool = False  # initialises itself (the resnet family's fix-up): `init` does not apply
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -238,6 +239,7 @@ MODELS: dict[str, ModelSpec] = {
     "dcgan128": ModelSpec(dcgan_k5(128), "DCGAN with 5x5 kernels at 128x128 (faces128)", True, 128),
     "dcgan64-paper": ModelSpec(dcgan64_paper, "DCGAN of the paper at 64x64, 4x4 kernels", True, 64),
 }
+RESNET_SIZES = (28, 32, 64, 128)  # the resnet family (gankit.nets.resnet), registered by gankit.nets
 
 
 def init_normal02(module: nn.Module) -> None:

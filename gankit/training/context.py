@@ -54,6 +54,26 @@ class Stats:
 
 
 @dataclass
+class EpochMean:
+    """The epoch line's figures: the log ticks' means of an epoch, weighted by the steps each covers,
+    so the line states the epoch's means (the stats.jsonl rows keep each interval's)."""
+    steps: int = 0
+    sums: dict = field(default_factory=dict)
+
+    def add(self, n: int, values: dict) -> None:
+        """A tick's means, over the n steps it covers."""
+        self.steps += n
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + n * v
+
+    def take(self) -> dict:
+        """The means since the last take, and a fresh start."""
+        out = {k: v / max(self.steps, 1) for k, v in self.sums.items()}
+        self.steps, self.sums = 0, {}
+        return out
+
+
+@dataclass
 class Clock:
     """Training time across processes: the tally's earlier seconds plus this process's, less the
     seconds spent on quality evaluations (which a time budget does not count)."""
@@ -208,6 +228,7 @@ class Loop:
     show_bar: bool  # a progress bar is shown (then no epoch lines)
     on_quality: Callable[[dict], bool] | None = None  # sees each quality row; True ends training there
     probe: tuple | None = None  # ((train x, y), (held-out x, y)): D's overfitting probe (setup.heldout_probe)
+    epoch_mean: EpochMean = field(default_factory=EpochMean)  # the epoch line's means
 
     @property
     def world(self) -> int:

@@ -126,9 +126,13 @@ def log_tick(L: Loop, done: int) -> Tick:
     row = tick_row(L, stats, done)
     if L.out.main:
         L.out.log.write(row)
+    if not L.show_bar:
+        L.epoch_mean.add(done - L.clock.step_tick, {"loss_D": stats.loss_D, "loss_G": stats.loss_G,
+                                                    "d_real": stats.d_real, "d_fake": stats.d_fake})
     if L.schedule.epoch_end(done) and not L.show_bar:
-        L.out.say(f"epoch {done // L.schedule.spe} step {done}: loss_D {stats.loss_D:.4f} loss_G {stats.loss_G:.4f} "
-                  f"D(x) {stats.d_real:.3f} D(G(z)) {stats.d_fake:.3f} {row['img_per_s']:.0f} img/s")
+        m = L.epoch_mean.take()  # the epoch's means (of the steps this process trained), not the last interval's
+        L.out.say(f"epoch {done // L.schedule.spe} step {done}: loss_D {m['loss_D']:.4f} loss_G {m['loss_G']:.4f} "
+                  f"D(x) {m['d_real']:.3f} D(G(z)) {m['d_fake']:.3f} {row['img_per_s']:.0f} img/s (epoch means)")
     warn_if_D_wins(L, stats, done)
     L.tally.reset_tick()
     L.clock.tick(done)
@@ -227,6 +231,7 @@ def rollback(L: Loop, problem: str) -> None:
     L.bar.reset(total=None if L.schedule.budget_s else L.schedule.total)
     L.bar.update(tally.step)
     L.clock.tick(tally.step)
+    L.epoch_mean.take()  # (the steps rolled back leave the epoch's means)
     L.schedule.last = False
 
 
