@@ -27,9 +27,9 @@ from pathlib import Path
 import torch
 
 from common import append_result, device_name
-from gankit.training.balance import correlate
-from gankit.studies.sweep import run_sweep
-from gankit.studies.tune import Settings, open_study, optimize, print_table, write_results
+from gankit.runs.balance import correlate
+from gankit.tuning.sweep import run_sweep
+from gankit.tuning.tune import Settings, open_study, optimize, print_table, write_results
 
 SPACE = ["d_lr=log:2e-5:2e-3", "g_lr=log:2e-5:2e-3", "d_betas.0=0:0.9", "g_betas.0=0:0.9"]
 

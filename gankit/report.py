@@ -24,7 +24,7 @@ from .errors import GankitError
 from .export import saved_class_names
 from .metrics import LABELS, real_floor
 from .runs import Run, comparison_figure, image_grid, last_grid, pyplot
-from .training.balance import summarize
+from .runs.balance import summarize
 
 EXPLAIN = {
     "trained": "The configuration this run trained with, as saved in its config.json.",

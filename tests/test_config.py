@@ -45,8 +45,8 @@ def test_objective_defaults_fill_clip_and_gp():
 def test_unknown_names_list_the_valid_ones():
     with pytest.raises(ConfigError, match="unknown preset 'lab99'; valid: default, best, lab04-mlp"):
         preset_config("lab99")
-    with pytest.raises(ConfigError, match="unknown model 'resnet'; valid: mlp, mlp-lab6, dcgan"):
-        preset_config("default", model="resnet").validate()
+    with pytest.raises(ConfigError, match="unknown model 'resnet256'; valid: mlp, mlp-lab6, dcgan"):
+        preset_config("default", model="resnet256").validate()
     with pytest.raises(ConfigError, match="unknown config field"):
         preset_config("default", learning_rate=1)
 

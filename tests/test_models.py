@@ -37,13 +37,13 @@ def resnet_layers(channels: list[int], first: int) -> tuple[list[str], list[str]
     """The resnet family's G and D at one block per resolution, from its channels per resolution
     (the first map's first) and the first map's side."""
     g = [f"Linear(100,{channels[0] * first * first})", "Unflatten", "LeakyReLU(0.2)"]
-    for a, b in zip(channels, channels[1:] + [None]):
-        g += [f"Block({a})"] + ([f"Up({a},{b})"] if b else [])
+    for a, b in zip(channels, channels[1:]):  # (no blocks at the image's own resolution)
+        g += [f"Block({a})", f"Up({a},{b})"]
     g += ["LeakyReLU(0.2)", f"Conv({channels[-1]},1,1,1,0)", "Tanh"]
     down = channels[::-1]
     d = [f"Conv(1,{down[0]},1,1,0)", "LeakyReLU(0.2)"]
-    for a, b in zip(down, down[1:] + [None]):
-        d += [f"Block({a})"] + ([f"Down({a},{b})"] if b else [])
+    for a, b in zip(down, down[1:]):
+        d += [f"Down({a},{b})", f"Block({b})"]
     d += ["LeakyReLU(0.2)", "Flatten", f"Linear({down[-1] * first * first},{down[-1]})", "LeakyReLU(0.2)",
           f"Linear({down[-1]},1)"]
     return g, d
@@ -252,11 +252,11 @@ def test_resnet_blocks_start_as_the_identity_and_train_without_normalisation(mod
     G, D = build_models(cfg_for(model, blocks=2, g_width=16, d_width=16, init="normal02"))
     blocks = [m for m in [*G.modules(), *D.modules()] if isinstance(m, resnet.Block)]
     n = resnet.plan(MODELS[model].size)[1]
-    assert len(blocks) == 2 * 2 * n  # 2 per resolution, in G and in D
+    assert len(blocks) == 2 * 2 * (n - 1)  # 2 per resolution below the image's, in G and in D
     x = torch.randn(2, blocks[0].expand.in_channels, 8, 8)
     assert all(float(b.project.weight.abs().max()) == 0 for b in blocks) and torch.equal(blocks[0](x), x)
-    std = blocks[0].expand.weight.std().item()  # He for leaky ReLU(0.2) x (2n blocks per net)^(-1/4)
-    expected = (2 / (1 + 0.2 ** 2) / blocks[0].expand.in_channels) ** 0.5 * (2 * n) ** -0.25
+    std = blocks[0].expand.weight.std().item()  # He for leaky ReLU(0.2) x (blocks per net)^(-1/4)
+    expected = (2 / (1 + 0.2 ** 2) / blocks[0].expand.in_channels) ** 0.5 * (2 * (n - 1)) ** -0.25
     assert abs(std / expected - 1) < 0.1, (std, expected)
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) for m in [*G.modules(), *D.modules()])
     assert not has_batchnorm(D)  # (what refuses R1/R2 and a gradient penalty)

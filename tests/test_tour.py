@@ -173,3 +173,33 @@ def test_every_subcommand_runs_with_only_its_required_arguments(name, tour, tmp_
         assert list((tmp_path / "cache").rglob("fashion-mnist.safetensors"))
     if name == "compare":
         assert (tmp_path / "comparison" / "comparison.json").is_file()
+
+
+# ---- the tutorial ("Your first lab report in 15 minutes"), as typed ------------------------------------
+TUTORIAL = ROOT / "docs" / "tutorial.md"
+
+
+def tutorial_commands() -> list[str]:
+    """Every `gankit` line of the tutorial's bash blocks, in order, comments dropped, substitutions applied."""
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", TUTORIAL.read_text(), re.S):
+        lines += [line.split("#")[0].strip() for line in block.splitlines() if line.strip().startswith("gankit ")]
+    for old, new in SUBSTITUTIONS.items():
+        lines = [line.replace(old, new) for line in lines]
+    return lines
+
+
+@pytest.mark.slow  # (three trainings and a comparison of 5,000 samples each: ~3 minutes on a 2-core CPU)
+def test_the_tutorial_runs_as_typed(tmp_path):
+    lines = tutorial_commands()
+    assert [shlex.split(c)[1] for c in lines] == ["train"] * 3 + ["sample", "explore", "explore", "compare",
+                                                                  "report", "report"]
+    for line in lines:
+        out = gankit(line, tmp_path)
+        assert out.returncode == 0, f"`{line}` exit {out.returncode}:\n{out.stderr[-3000:]}"
+    names = sorted(p.name for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
+    assert names == ["00000-default-fashion-mnist", "00001-lab04-mlp-fashion-mnist", "00002-lab6-wgan-fashion-mnist"]
+    run = tmp_path / "runs" / names[0]
+    assert {p.name.split("-")[0] for p in (run / "latent").iterdir()} == {"sample", "nudge", "sweep"}
+    assert set(json.loads((tmp_path / "comparison" / "comparison.json").read_text())) == {*names, "real_floor"}
+    assert (run / "report.html").is_file() and (tmp_path / "report.html").is_file()

@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankit.training.balance import correlate, summarize, update
+from gankit.runs.balance import correlate, summarize
+from gankit.training.balance import update
 from gankit.cli import main
 from gankit.config import preset_config
 from gankit.runs import read_stats
-from gankit.studies.space import parse_param
+from gankit.tuning.space import parse_param
 from gankit.training.state import Tally
 
 optuna = pytest.importorskip("optuna")
@@ -303,6 +304,6 @@ def test_train_config_takes_a_run_folders_config_and_flags_override_it(tmp_path,
 
 
 def test_the_terminal_shows_searched_values_that_round_to_one_in_full():
-    from gankit.studies.tune import show_params
+    from gankit.tuning.tune import show_params
     assert show_params({"ema": 0.9995, "g_lr": 0.0022134, "objective": "bce", "n_critic": 2}) == \
         "ema=0.9995 g_lr=0.00221 objective=bce n_critic=2"

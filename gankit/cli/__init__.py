@@ -32,7 +32,7 @@ from ..report import build_report
 from ..runs import check_run_dir
 from ..training import check_start, train
 from ..version import __version__
-from . import control as control_cli, latent as latent_cli, metrics as metrics_cli, studies as studies_cli
+from . import control as control_cli, latent as latent_cli, metrics as metrics_cli, tuning as tuning_cli
 from .flags import Parser, add_config_arguments, add_device, renamed
 
 
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "for `gankit train --preset NAME`.").set_defaults(func=cmd_presets)
     control_cli.add_parsers(sub, latent_cli.add_parsers(sub))
     metrics_cli.add_parsers(sub)
-    studies_cli.add_parsers(sub)
+    tuning_cli.add_parsers(sub)
     p = sub.add_parser("report", help="the lab report of a run (or a comparison of runs) as one HTML file",
                        description="Write the lab report of one run, or a comparison of several runs, tuning "
                                    "studies or grids, as one self-contained HTML file (or Markdown with --md).")

@@ -109,8 +109,9 @@ class Schedule:
         self.budget_s = (cfg.minutes or 0) * 60  # 0: no time budget
         self.stop_after = stop_after
         self.milestone_steps = {pct * total // 100 for pct in MILESTONES}
-        self.last = False  # this step is the last one
-        self.frac_before = 0.0  # the fraction of training done at the previous step
+        self.last = False  # the step `advance` was last called for is the last one
+        self.frac_before = 0.0  # the fraction of training done at the step before that one
+        self.frac_now = 0.0  # ... and at that one (what the milestones by time compare)
         self.ckpt_s = cfg.ckpt_minutes * 60  # training seconds between checkpoints by time; 0: none
         self.ckpt_at = 0.0  # training seconds at the last checkpoint
 
@@ -118,11 +119,17 @@ class Schedule:
         """How much of the training is done: of the steps, or of the time budget if that is further."""
         return max(done / self.total, self.clock.train_s() / self.budget_s) if self.budget_s else done / self.total
 
-    def begin(self, done: int) -> bool:
-        """Called before step `done` runs: whether it ends in a log tick (so the step before one
-        computes the gradient norms the tick reads)."""
+    def tick(self, done: int) -> bool:
+        """Whether step `done` ends in a log tick (asked before it runs, so that the step before a
+        tick computes the gradient norms the tick reads)."""
+        return done % self.log_every == 0 or self.epoch_end(done) or self.last or done == self.total
+
+    def advance(self, done: int) -> None:
+        """The schedule's one change per step, made once step `done` has trained and before its
+        maintenance asks anything: whether it is the last (the step limit), and the fraction of
+        training done before it and now. Every other method only answers."""
         self.last = self.last or done == self.total
-        return done % self.log_every == 0 or self.epoch_end(done) or self.last
+        self.frac_before, self.frac_now = self.frac_now, 1.0 if self.last else self.fraction(done)
 
     def finish(self) -> None:
         self.last = True
@@ -138,16 +145,13 @@ class Schedule:
 
     def milestone(self, done: int) -> bool:
         """Whether step `done` crossed one of MILESTONES: by steps, or by time under a budget (100 %
-        is the last step). Called once per step."""
-        frac = 1.0 if self.last else self.fraction(done)
-        crossed = self.last or (done in self.milestone_steps if not self.budget_s
-                                else any(self.frac_before < pct / 100 <= frac for pct in MILESTONES[1:-1]))
-        self.frac_before = frac
-        return crossed
+        is the last step)."""
+        return self.last or (done in self.milestone_steps if not self.budget_s
+                             else any(self.frac_before < pct / 100 <= self.frac_now for pct in MILESTONES[1:-1]))
 
     def planned(self, done: int) -> int:
         """The steps training will take as it looks now (the 100 % of the milestone strip)."""
-        return done if self.last else max(done, round(done / max(self.frac_before, 1e-9)))
+        return done if self.last else max(done, round(done / max(self.frac_now, 1e-9)))
 
     def figures(self, done: int) -> bool:
         """The fixed-z grid and the plots: at epoch ends and at the end."""

@@ -88,7 +88,7 @@ def training_loop(L: Loop) -> None:
     while tally.step < S.total:
         step = tally.step
         done = step + 1
-        tick = S.begin(done)  # gradient norms are only read at log ticks: only the step before one computes them
+        tick = S.tick(done)  # gradient norms are only read at log ticks: only the step before one computes them
         update_G = step % cfg.n_critic == cfg.n_critic - 1
         regularise = (cfg.r1 > 0 or cfg.r2 > 0) and step % cfg.reg_every == 0  # lazy R1/R2 (StyleGAN2)
         x_real, z, y_real, y_fake = batch(L, step)

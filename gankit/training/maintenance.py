@@ -52,6 +52,7 @@ def after_step(L: Loop, done: int, tick: bool) -> Next:
     plots, a checkpoint; then whether training goes on. Raises TrainingStopped for non-finite
     values or a signal (after checkpointing)."""
     S = L.schedule
+    S.advance(done)
     if L.cfg.augment == "ada" and done % ada.INTERVAL == 0:
         adapt_augmentation(L)
     if tick and log_tick(L, done) is Tick.ROLLED_BACK:
@@ -99,8 +100,7 @@ def stopped_by_signal(L: Loop, done: int, signum: int) -> None:
     """Ctrl-C or SIGTERM: checkpoint, redraw the plots as of this step, and stop (every rank)."""
     save_checkpoint(L, done, periodic=False)
     if L.out.main:  # (at epoch ends they are only redrawn when due)
-        L.out.write_plots(L.objective.score_label, L.objective.score_is_probability,
-                          max(done, round(done / max(L.schedule.frac_before, 1e-9))))
+        L.out.write_plots(L.objective.score_label, L.objective.score_is_probability, L.schedule.planned(done))
     raise TrainingStopped(f"stopped by {signal.Signals(signum).name} at step {done}"
                           + (f" (sent to one or more of the {L.world} processes)" if L.world > 1 else "")
                           + f"; checkpoint saved. Continue with: gankit train --resume {L.out.run_dir}",

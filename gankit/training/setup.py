@@ -107,7 +107,7 @@ def first_records(L: Loop) -> None:
     L.nets.D.train()
     L.clock.restart()
     L.schedule.checkpointed()  # the next checkpoint by time counts from here
-    L.schedule.frac_before = L.schedule.fraction(L.tally.step)
+    L.schedule.frac_now = L.schedule.fraction(L.tally.step)  # (advance moves it to frac_before)
 
 
 def open_run(ddp: Dist, run_dir: Path | None, nets, tally: Tally, notes: list[str], resumed: bool) -> Out:

@@ -26,7 +26,8 @@ from ..config import preset_config
 from ..errors import ConfigError, RunError
 from ..files import atomic_write_text
 from ..runs import RUN_RE, comparison_figure, pyplot, read_stats
-from ..training import balance, train
+from ..runs import balance
+from ..training import train
 from .space import apply, parse_param
 
 

@@ -31,8 +31,9 @@ from ..data import load_split
 from ..errors import ConfigError, GankitError
 from ..files import atomic_write_text
 from ..runs import fid_key, pyplot, read_stats
-from ..training import TrainingStopped, balance, train
-from ..training.balance import summarize
+from ..runs import balance
+from ..runs.balance import summarize
+from ..training import TrainingStopped, train
 from .space import Param, apply, parse_space
 
 STUDY_FILE = "study.json"

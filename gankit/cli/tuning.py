@@ -1,12 +1,12 @@
-"""`gankit tune` and `gankit grid`: thin shells over gankit.studies (the [tune] extra)."""
+"""`gankit tune` and `gankit grid`: thin shells over gankit.tuning (the [tune] extra)."""
 from __future__ import annotations
 
 import argparse
 
 from ..errors import ConfigError
 from ..metrics import DEFAULT_N
-from ..studies.sweep import run_sweep
-from ..studies.tune import Settings, open_study, optimize, print_table, write_results
+from ..tuning.sweep import run_sweep
+from ..tuning.tune import Settings, open_study, optimize, print_table, write_results
 from ..training import TrainingStopped
 from .flags import add_device, renamed
 from .metrics import print_table as print_metrics_table
