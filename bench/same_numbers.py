@@ -11,9 +11,11 @@ A change meant to move the numbers (a new default) is recorded with --save in th
 which says so: ADA's default target went from 0.6 to 0.8 on 2026-12-05, and the ADA case with it.
 
 fp32 on the CPU with one thread is deterministic for these models, so a change that moves nothing
-should reproduce every hash. A change of torch (another version, another CPU kind) may move the
-last bits of a convolution: the file records both beside the hashes, and the comparison says so
-when they differ. Runs in ~2 minutes on a 2-core CPU.
+should reproduce every hash on one machine. Another torch or another CPU kind moves the last bits
+of a convolution (the fingerprints of 2026-12-05 were recorded on an AMD EPYC; an Intel Xeon with
+AMX gets others from the same code): the file records both beside the hashes and the comparison
+says so when they differ; then record the base commit on this machine (--save --file F) and compare
+with --file F. Runs in ~2 minutes on a 2-core CPU.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import torch
 from safetensors.torch import load_file
 
 from gankit.config import preset_config
+from gankit.device import device_name
 from gankit.runs import read_stats
 from gankit.training import train
 
@@ -75,7 +78,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-           "steps": args.steps}
+           "cpu": device_name(torch.device("cpu")).split(",")[0], "steps": args.steps}
     with tempfile.TemporaryDirectory() as tmp:
         found = {name: fingerprint(*CASES[name], args.steps, Path(tmp)) for name in args.cases}
     if args.save:  # (the other cases a file already holds at these steps are kept)
@@ -96,6 +99,10 @@ def main() -> int:
         same &= not diff
     if not same and saved["env"]["torch"] != env["torch"]:
         print(f"(saved with torch {saved['env']['torch']}, this is {env['torch']}: another torch may move the last bits)")
+    if not same and saved["env"].get("cpu") != env["cpu"]:
+        print(f"(saved on {saved['env'].get('cpu', 'an unrecorded CPU')}, this is {env['cpu']}: fp32 kernels differ "
+              f"between CPU kinds. To check a change here, record the base commit on this machine first: "
+              f"--save --file /tmp/base.json there, then --file /tmp/base.json here)")
     print("the same numbers, bit for bit" if same else "the numbers changed")
     return 0 if same else 1
 
