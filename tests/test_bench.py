@@ -42,6 +42,7 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "app_latency.py": ["--runs", str(run), "--moves", "2", "--out", md],
         "tune_study.py": ["--trials", "2", "--steps", "20", "--seeds", "0", "--eval-n", "200", "--n", "200",
                           "--out-dir", str(out / "runs"), "--out", md, "--figures", str(out / "figures")],
+        "model_cost.py": ["--models", "resnet", "--width", "8", "--batch", "8", "--steps", "1", "--out", md],
         "ema_decay.py": ["--preset", "default", "--steps", "12", "--decays", "0.5", "0.9", "--n", "200", "--out", md],
         "augment_cost.py": ["--steps", "120", "--rounds", "1", "--out", md],
         "small_data.py": ["--sizes", "128", "--augments", "none", "ada", "--seeds", "0", "--steps", "6", "--n", "200",
@@ -64,6 +65,7 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
     "tune_study.py": "seed spread", "ema_decay.py": "the best average is ", "same_numbers.py": "saved the fingerprints",
     "augment_cost.py": "of the step time against none", "small_data.py": "against none",
     "control.py": "as much per unit as the top coordinate", "small_folder.py": "against none",
+    "model_cost.py": "x the DCGAN of its size",
 }
 
 
