@@ -96,7 +96,7 @@ def main() -> int:
                   "Written by bench/model_cost.py: one BCE step of G and D (Adam, random images, no data loading), "
                   "images/s and the speed against the DCGAN of the same size measured in the same run.",
                   f"\n## {time.strftime('%Y-%m-%d')}: {device_name('cpu')}, torch {torch.__version__}, "
-                  f"{torch.get_num_threads()} threads, batch {args.batch}, width {args.width}\n\n{table}\n")
+                  f"batch {args.batch}, width {args.width}\n\n{table}\n")
     slowest = min((seconds[REFERENCE[MODELS[m].size], p] / seconds[m, p], m, p) for m, p in seconds)
     print(f"wrote {args.out}; the slowest family runs at {slowest[0]:.2f}x the DCGAN of its size ({slowest[1]}, {slowest[2]})")
     return 0
