@@ -27,14 +27,21 @@ PAGES = [ROOT / "README.md", ROOT / "docs" / "getting-started.md"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def tour_commands(page: Path) -> list[str]:
-    """The `gankit` lines of the page's first bash block that starts with `gankit train` (the tour),
-    comments dropped, substitutions applied."""
+def gankit_blocks(page: Path) -> list[list[str]]:
+    """The `gankit` lines of each bash block of a page, comments dropped, substitutions applied."""
+    blocks = []
     for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
         lines = [line.split("#")[0].strip() for line in block.splitlines() if line.strip().startswith("gankit ")]
+        for old, new in SUBSTITUTIONS.items():
+            lines = [line.replace(old, new) for line in lines]
+        blocks.append(lines)
+    return blocks
+
+
+def tour_commands(page: Path) -> list[str]:
+    """The page's first bash block of gankit lines that starts with `gankit train` (the tour)."""
+    for lines in gankit_blocks(page):
         if lines and lines[0].startswith("gankit train"):
-            for old, new in SUBSTITUTIONS.items():
-                lines = [line.replace(old, new) for line in lines]
             return lines
     raise AssertionError(f"{page}: no tour (a bash block starting with `gankit train`)")
 
@@ -180,13 +187,8 @@ TUTORIAL = ROOT / "docs" / "tutorial.md"
 
 
 def tutorial_commands() -> list[str]:
-    """Every `gankit` line of the tutorial's bash blocks, in order, comments dropped, substitutions applied."""
-    lines = []
-    for block in re.findall(r"```bash\n(.*?)```", TUTORIAL.read_text(), re.S):
-        lines += [line.split("#")[0].strip() for line in block.splitlines() if line.strip().startswith("gankit ")]
-    for old, new in SUBSTITUTIONS.items():
-        lines = [line.replace(old, new) for line in lines]
-    return lines
+    """Every `gankit` line of the tutorial's bash blocks, in order."""
+    return [line for lines in gankit_blocks(TUTORIAL) for line in lines]
 
 
 @pytest.mark.slow  # (three trainings and a comparison of 5,000 samples each: ~3 minutes on a 2-core CPU)

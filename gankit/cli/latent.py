@@ -13,7 +13,7 @@ from ..device import resolve_device
 from ..errors import GankitError, RunError
 from ..latent import INTERPOLATIONS, studies
 from ..metrics.evaluator import load_evaluator
-from ..sample import class_index, read_z, z_from_seed
+from ..sample import read_z, z_from_seed
 from .flags import add_device, renamed
 
 
@@ -79,10 +79,7 @@ def cmd_sweep(args) -> int:
 
 def cmd_interpolate(args) -> int:
     _, s = load(args)
-    to_class = class_index(args.to_class, s.class_names, "--to-class") if args.to_class is not None and s.classes else None
-    if args.to_class is not None and not s.classes:
-        raise GankitError(f"--to-class: {args.src} is an unconditional run; it has no classes to move between")
-    folder = studies.interpolate(s, args.src_from, args.to, to_class, args.frames, args.method, args.gif, args.out)
+    folder = studies.interpolate(s, args.src_from, args.to, args.to_class, args.frames, args.method, args.gif, args.out)
     print(f"interpolate ({args.method}, {args.frames} frames) -> {folder}")
     return 0
 

@@ -21,7 +21,7 @@ from ..data.folder import available_memory
 from ..device import resolve_precision
 from ..errors import GankitError
 from ..runs import new_study_folder, save_grid, write_study_record
-from ..sample import generate, read_z, z_from_seed
+from ..sample import class_index, generate, read_z, z_from_seed
 from . import directions as Dn, ops as L
 from .figures import labelled_grid, rank_figure
 from .inversion import invert as invert_images
@@ -163,7 +163,7 @@ def sweep(s: Subject, seeds: list[int], lo: float, hi: float, frames: int, dims:
     return folder
 
 
-def interpolate(s: Subject, start: str, end: str | None = None, to_class: int | None = None, frames: int = 10,
+def interpolate(s: Subject, start: str, end: str | None = None, to_class: int | str | None = None, frames: int = 10,
                 method: str = "slerp", gif: bool = False, out: str | Path | None = None) -> Path:
     """Images along the path from `start` to `end` (each a seed or a z file), or, for a conditional
     G fixed to one class, from that class to `to_class` at the start's z."""
@@ -176,7 +176,7 @@ def interpolate(s: Subject, start: str, end: str | None = None, to_class: int | 
             raise GankitError(f"--to-class: {s.src} is an unconditional run; it has no classes to move between")
         if end is not None:
             raise GankitError("--to-class keeps z fixed and moves the class; leave out --to (or --to-class)")
-        a, b = s.classes[0], to_class
+        a, b = s.classes[0], class_index(to_class, G.class_names, "--to-class")
         zs, g1 = z0[:1].expand(frames, -1), {"class": G.class_names[b]}
         x = L.class_blend(G.G, z0[0], a, b, frames)
         title = f"{_describe(g0)} from class {G.class_names[a]} to class {G.class_names[b]} (class embeddings blended)"

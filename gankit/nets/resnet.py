@@ -90,12 +90,13 @@ class Block(nn.Module):
         return x + self.project(h)
 
 
-def _he(module: nn.Module) -> None:
+def _he(net: nn.Sequential) -> None:
     """He initialisation of the layers outside the residual branches (the blocks set their own)."""
-    for m in module.modules():
-        if isinstance(m, (Up, Down)):
-            nn.init.kaiming_normal_(m.conv.weight, a=SLOPE, nonlinearity="leaky_relu")
-            nn.init.zeros_(m.conv.bias)
+    for m in net:
+        layer = m.conv if isinstance(m, (Up, Down)) else m
+        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+            nn.init.kaiming_normal_(layer.weight, a=SLOPE, nonlinearity="leaky_relu")
+            nn.init.zeros_(layer.bias)
 
 
 def plan(size: int) -> tuple[int, int]:
@@ -131,11 +132,7 @@ def family(size: int):
         d += [nn.LeakyReLU(SLOPE), nn.Flatten(), nn.Linear(ch[-1] * first * first, ch[-1]), nn.LeakyReLU(SLOPE),
               nn.Linear(ch[-1], 1)]
         G, D = nn.Sequential(*g), nn.Sequential(*d)
-        for net in (G, D):
-            _he(net)
-            for m in net:
-                if isinstance(m, (nn.Linear, nn.Conv2d)):
-                    nn.init.kaiming_normal_(m.weight, a=SLOPE, nonlinearity="leaky_relu")
-                    nn.init.zeros_(m.bias)
+        _he(G)
+        _he(D)
         return Generator(G, cfg.z_dim, img_shape), Discriminator(D, img_shape)
     return build

@@ -42,6 +42,19 @@ def pyplot():
     return plt
 
 
+def finish_epoch_plot(plt, fig, ax, ylabel: str, title: str, path: Path, legend: bool = True) -> None:
+    """The common end of a per-epoch plot: labels, grid, legend, saved, closed."""
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if legend:
+        ax.legend()
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
+
+
 def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = False) -> None:
     """loss_curve.png and d_outputs.png from stats.jsonl (x axis: epochs)."""
     rows = read_stats(run_dir)
@@ -55,14 +68,7 @@ def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = Fa
     ax.plot(ep, [r["loss_G"] for r in rows], label="loss_G")
     if rows[0].get("wasserstein") is not None:
         ax.plot(ep, [r["wasserstein"] for r in rows], label="Wasserstein estimate E[D(x)]-E[D(G(z))]", ls="--")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title("Training losses")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    save_figure(fig, run_dir / "loss_curve.png")
-    plt.close(fig)
+    finish_epoch_plot(plt, fig, ax, "loss", "Training losses", run_dir / "loss_curve.png")
 
     fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
     ax.plot(ep, [r["d_real"] for r in rows], label="D(x), real images")
@@ -70,14 +76,8 @@ def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = Fa
     if score_is_probability:
         ax.axhline(0.5, color="gray", lw=0.8, ls=":")
         ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(score_label)
-    ax.set_title("Discriminator outputs (mean over each log interval)")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    save_figure(fig, run_dir / "d_outputs.png")
-    plt.close(fig)
+    finish_epoch_plot(plt, fig, ax, score_label, "Discriminator outputs (mean over each log interval)",
+                      run_dir / "d_outputs.png")
 
     plot_overfitting(run_dir, rows, score_label)
     quality = read_stats(run_dir, "quality.jsonl")
@@ -85,13 +85,8 @@ def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = Fa
     if key:
         fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
         ax.plot([r["epoch"] for r in quality], [r[key] for r in quality], marker="o")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        ax.set_title("FID against the test set with the dataset's evaluator (lower is better)")
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        save_figure(fig, run_dir / "fid_curve.png")
-        plt.close(fig)
+        finish_epoch_plot(plt, fig, ax, key, "FID against the test set with the dataset's evaluator (lower is better)",
+                          run_dir / "fid_curve.png", legend=False)
 
 
 def plot_overfitting(run_dir: Path, rows: list[dict], score_label: str) -> None:
