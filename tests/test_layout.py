@@ -182,3 +182,23 @@ def test_functions_are_short():
                 if n > limit:
                     long.append(f"{m}.{f.name}: {n} lines")
     assert not long, long
+
+
+def test_every_statistic_is_named_once_and_laid_out_by_its_name():
+    """gankit.runs.stats is the one list: the loop adds each group by name (Tally.add), and means()
+    lays the device statistics out in DEVICE_STATS' order."""
+    import torch
+    from gankit.runs.stats import DEVICE_STATS, GROUPS, STATS, named
+    from gankit.training.state import Tally
+    assert len({s.tag for s in STATS.values()}) == len(STATS)  # one TensorBoard tag each
+    tally = Tally.zeros(torch.device("cpu"))
+    for over, names in GROUPS.items():
+        tally.add(over, **{n: torch.tensor(float(i + 1)) for i, n in enumerate(names)})
+    tally.grad_norms += torch.tensor([7.0, 8.0])
+    tally.ada[0] = 0.5
+    values = named(tally.means())
+    assert list(values) == list(DEVICE_STATS)
+    assert [values[n] for n in GROUPS["D"]] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert (values["grad_norm_D"], values["grad_norm_G"], values["ada_p"]) == (7.0, 8.0, 0.5)
+    with pytest.raises(TypeError, match="expected loss_G"):
+        tally.add("G", loss_G=torch.tensor(1.0))

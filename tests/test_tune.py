@@ -43,12 +43,12 @@ def journal(folder: Path):
 
 # ---- the balance index ------------------------------------------------------------------------
 def test_balance_counts_crossings_and_who_is_above():
-    counts = torch.zeros(3)
+    last, counts = torch.zeros(1), torch.zeros(2)
     # loss_G against loss_D/2: above, above, below, above, below -> 3 crossings, 3 of 5 above
     for g in (2.0, 3.0, 0.5, 1.5, 0.1):
-        update(counts, torch.tensor(g), torch.tensor(2.0), 0.5)
-    assert counts[:2].tolist() == [3.0, 3.0]
-    assert counts[2].item() == -1.0
+        counts += torch.stack(update(last, torch.tensor(g), torch.tensor(2.0), 0.5))
+    assert counts.tolist() == [3.0, 3.0]
+    assert last.item() == -1.0
 
 
 def test_balance_summary_weights_rows_by_the_steps_they_cover():
@@ -79,6 +79,16 @@ def test_training_logs_the_balance_index_and_old_checkpoints_still_load(tmp_path
     state = Tally.zeros(torch.device("cpu")).state_dict()
     del state["balance"]  # as checkpoints before the index
     Tally.zeros(torch.device("cpu")).load_state_dict(state)
+    # A checkpoint of the accumulators before the statistics were named once: each sum lands under its name.
+    old = {"acc_D": torch.tensor([1., 2., 3., 4.]), "acc_G": torch.tensor([5.]), "overfit": torch.tensor([6.]),
+           "balance": torch.tensor([7., 8., -1.]), "reg": torch.tensor([9., 10., 2.]), "n_D": 2, "n_G": 1}
+    tally = Tally.zeros(torch.device("cpu"))
+    tally.load_state_dict(old)
+    from gankit.runs.stats import named
+    means = named(tally.means())
+    assert (means["loss_D"], means["wasserstein"], means["r_t"]) == (0.5, 2.0, 3.0)
+    assert (means["loss_G"], means["crossing_rate"], means["g_above"]) == (5.0, 7.0, 8.0)
+    assert (means["r1"], means["r2"], tally.n_reg, tally.balance.item()) == (4.5, 5.0, 2, -1.0)
 
 
 # ---- bad input: one line, exit 2, nothing started ----------------------------------------------

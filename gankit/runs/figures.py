@@ -4,6 +4,7 @@ all drawn from the files gankit.runs.folder reads. matplotlib and torchvision ar
 use (each takes ~1 s), so a command that draws nothing starts without them."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -11,6 +12,7 @@ from PIL import Image
 
 from ..files import atomic_path
 from .folder import fid_key, last_grid, read_stats
+from .stats import on_plot
 
 
 def image_grid(x: torch.Tensor, nrow: int = 8) -> torch.Tensor:
@@ -29,9 +31,22 @@ def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> torch.Tensor:
 
 
 def save_figure(fig, path: Path) -> None:
-    """A matplotlib figure as a PNG, written atomically."""
+    """A matplotlib figure as a PNG, written atomically (light compression: a plot's PNG is small,
+    and the default level takes a third of the redraw)."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 1})
+
+
+def training_figure(width: float, height: float, cols: int = 1, dpi: int = 120):
+    """(figure, axes) of a training plot, outside pyplot (nothing to close) and with fixed margins
+    in inches: tight_layout measured every label again at each of the redraws during training and
+    took half of their time. The margins fit the plots' labels (ticks, titles, a y label)."""
+    from matplotlib.figure import Figure  # (matplotlib is slow to import: start-up stays fast without it)
+    fig = Figure(figsize=(width, height), dpi=dpi)
+    fig.subplots_adjust(left=0.85 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.4 / height,
+                        wspace=0.9 / (width / cols))
+    axes = fig.subplots(1, cols)
+    return fig, axes
 
 
 def pyplot():
@@ -42,17 +57,28 @@ def pyplot():
     return plt
 
 
-def finish_epoch_plot(plt, fig, ax, ylabel: str, title: str, path: Path, legend: bool = True) -> None:
-    """The common end of a per-epoch plot: labels, grid, legend, saved, closed."""
+def plot_stats(ax, figure: str, ep: list[float], rows: list[dict]) -> int:
+    """Draw on `ax` every statistic whose `plot` is `figure` (gankit.runs.stats) and that the rows
+    have (a value that does not apply is None: a gap in the line); returns how many were drawn."""
+    drawn = 0
+    for name, stat in on_plot(figure):
+        values = [r.get(name) for r in rows]
+        if any(v is not None for v in values):
+            ax.plot(ep, [math.nan if v is None else v for v in values], label=stat.legend or stat.label,
+                    ls=stat.line)
+            drawn += 1
+    return drawn
+
+
+def finish_epoch_plot(fig, ax, ylabel: str, title: str, path: Path, legend: bool = True) -> None:
+    """The common end of a per-epoch plot: labels, grid, legend, saved."""
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     if legend:
         ax.legend()
-    fig.tight_layout()
     save_figure(fig, path)
-    plt.close(fig)
 
 
 def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = False) -> None:
@@ -60,32 +86,27 @@ def plot_curves(run_dir: Path, score_label: str, score_is_probability: bool = Fa
     rows = read_stats(run_dir)
     if not rows:
         return
-    plt = pyplot()
     ep = [r["epoch"] for r in rows]
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    ax.plot(ep, [r["loss_D"] for r in rows], label="loss_D")
-    ax.plot(ep, [r["loss_G"] for r in rows], label="loss_G")
-    if rows[0].get("wasserstein") is not None:
-        ax.plot(ep, [r["wasserstein"] for r in rows], label="Wasserstein estimate E[D(x)]-E[D(G(z))]", ls="--")
-    finish_epoch_plot(plt, fig, ax, "loss", "Training losses", run_dir / "loss_curve.png")
+    fig, ax = training_figure(7, 4)
+    plot_stats(ax, "loss_curve", ep, rows)
+    finish_epoch_plot(fig, ax, "loss", "Training losses", run_dir / "loss_curve.png")
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
-    ax.plot(ep, [r["d_real"] for r in rows], label="D(x), real images")
-    ax.plot(ep, [r["d_fake"] for r in rows], label="D(G(z)), generated images")
+    fig, ax = training_figure(7, 4)
+    plot_stats(ax, "d_outputs", ep, rows)
     if score_is_probability:
         ax.axhline(0.5, color="gray", lw=0.8, ls=":")
         ax.set_ylim(-0.02, 1.02)
-    finish_epoch_plot(plt, fig, ax, score_label, "Discriminator outputs (mean over each log interval)",
+    finish_epoch_plot(fig, ax, score_label, "Discriminator outputs (mean over each log interval)",
                       run_dir / "d_outputs.png")
 
     plot_overfitting(run_dir, rows, score_label)
     quality = read_stats(run_dir, "quality.jsonl")
     key = fid_key(quality)
     if key:
-        fig, ax = plt.subplots(figsize=(7, 3.5), dpi=120)
+        fig, ax = training_figure(7, 3.5)
         ax.plot([r["epoch"] for r in quality], [r[key] for r in quality], marker="o")
-        finish_epoch_plot(plt, fig, ax, key, "FID against the test set with the dataset's evaluator (lower is better)",
+        finish_epoch_plot(fig, ax, key, "FID against the test set with the dataset's evaluator (lower is better)",
                           run_dir / "fid_curve.png", legend=False)
 
 
@@ -95,16 +116,11 @@ def plot_overfitting(run_dir: Path, rows: list[dict], score_label: str) -> None:
     ep = [r["epoch"] for r in rows]
     if "r_t" not in rows[0]:  # (runs of gankit before the overfitting monitor)
         return
-    plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=120)
-    left.plot(ep, [r["r_t"] for r in rows], label="r_t = E[sign(D(x))], training batches")
-    if rows[-1].get("ada_p") is not None:
-        left.plot(ep, [r.get("ada_p") for r in rows], label="ADA's augmentation probability p")
+    fig, (left, right) = training_figure(10, 3.6, cols=2)
+    plot_stats(left, "overfitting", ep, rows)
     left.set_ylim(-1.02, 1.02)
     left.set_title("Is D memorising? (r_t near 1: yes)")
-    if rows[-1].get("d_heldout") is not None:
-        right.plot(ep, [r.get("d_train_probe") for r in rows], label="training images (a fixed 256)")
-        right.plot(ep, [r.get("d_heldout") for r in rows], label="held-out real images (256)")
+    if plot_stats(right, "overfitting/right", ep, rows):
         right.set_title("D on training vs held-out real images")
         right.set_ylabel(score_label)
     else:
@@ -115,9 +131,7 @@ def plot_overfitting(run_dir: Path, rows: list[dict], score_label: str) -> None:
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
     save_figure(fig, run_dir / "overfitting.png")
-    plt.close(fig)
 
 
 def comparison_figure(run_dirs: list[Path], titles: list[str]):
@@ -165,16 +179,17 @@ def plot_milestones(run_dir: Path, total: int) -> None:
     rows = sorted((int(p.stem.split("_")[1]), p) for p in (run_dir / "images").glob("milestone_*.png"))
     if not rows:
         return
-    plt = pyplot()
-    fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.25 * len(rows) + 0.4), dpi=120, squeeze=False)
+    from matplotlib.figure import Figure  # (slow to import: start-up stays fast without it)
+    height = 1.25 * len(rows) + 0.4
+    fig = Figure(figsize=(8, height), dpi=120)
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.1 / height, top=1 - 0.4 / height, hspace=0.08)
+    axes = fig.subplots(len(rows), 1, squeeze=False)
     for ax, (step, path) in zip(axes[:, 0], rows):
         ax.imshow(Image.open(path).convert("RGB"), interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(f"{100 * step / total:.0f}%\nstep {step}", rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle("Same z through training", fontsize=10)
-    fig.tight_layout()
     save_figure(fig, run_dir / "milestones.png")
-    plt.close(fig)
 
 

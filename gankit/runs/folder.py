@@ -27,6 +27,7 @@ from ..config import Config
 from ..errors import ConfigError, RunError
 from ..files import atomic_write_text
 from ..nets import count_params
+from .stats import STATS
 
 RUN_RE = re.compile(r"^(\d{5})-")
 MILESTONES = (0, 25, 50, 75, 100)  # percent of training at which the fixed-z row is kept
@@ -48,17 +49,8 @@ def create_run_dir(out_dir: str | Path, desc: str) -> Path:
 
 
 class StatsLog:
-    """Appends one JSON line per log tick to stats.jsonl and mirrors the scalars to TensorBoard,
-    grouped by the part before '/' in TensorBoard's tag (Loss/D, D_output/real, ...)."""
-
-    TB_TAGS = {"loss_D": "Loss/D", "loss_G": "Loss/G", "d_real": "D_output/real",
-               "d_fake": "D_output/fake", "wasserstein": "Loss/wasserstein_estimate",
-               "grad_norm_D": "Grad_norm/D", "grad_norm_G": "Grad_norm/G",
-               "crossing_rate": "Balance/crossing_rate", "g_above": "Balance/g_above", "r_t": "Overfitting/r_t",
-               "ada_p": "Overfitting/ada_p", "d_train_probe": "Overfitting/D_train", "d_heldout": "Overfitting/D_heldout",
-               "heldout_gap": "Overfitting/heldout_gap", "lr_D": "LR/D",
-               "lr_G": "LR/G", "img_per_s": "Speed/images_per_s", "r1": "Regularisation/R1",
-               "r2": "Regularisation/R2"}
+    """Appends one JSON line per log tick to stats.jsonl and mirrors the scalars to TensorBoard under
+    their tags (gankit.runs.stats), grouped by the part before '/' (Loss/D, D_output/real, ...)."""
 
     def __init__(self, run_dir: Path, resume_step: int | None = None):
         self.path = run_dir / "stats.jsonl"
@@ -73,9 +65,9 @@ class StatsLog:
 
     def write(self, row: dict) -> None:
         _append(self.path, row)
-        for key, tag in self.TB_TAGS.items():
+        for key, stat in STATS.items():
             if row.get(key) is not None:
-                self.tb.add_scalar(tag, row[key], row["step"])
+                self.tb.add_scalar(stat.tag, row[key], row["step"])
 
     def quality(self, row: dict) -> None:
         """One quality evaluation (quality.jsonl; TensorBoard Quality/<metric>)."""

@@ -22,9 +22,9 @@ network is ahead" rather than an accident of how the two losses are normalised. 
 Wasserstein and hinge objectives the two losses sit at unrelated levels at any equilibrium
 (loss_G = -E[D(G(z))] drifts with the critic's offset), so no index is logged for them.
 
-The loop keeps [crossings, G updates with loss_G above, sign of the last comparison] on the
-device (`update`, no host sync); each log tick writes the interval's rates to stats.jsonl
-(crossing_rate, g_above) and TensorBoard (Balance/...). What reads them back (the run's index,
+The loop keeps the sign of the last comparison on the device and adds each G update's crossing
+and loss_G-above (`update`, no host sync) to the tick's sums; each log tick writes the interval's
+rates to stats.jsonl (crossing_rate, g_above) and TensorBoard (Balance/...). What reads them back (the run's index,
 its correlation with FID, the scatter) is gankit.runs.balance, beside the report and studies that use it.
 """
 from __future__ import annotations
@@ -33,9 +33,10 @@ import torch
 from torch import Tensor
 
 
-def update(counts: Tensor, loss_G: Tensor, loss_D: Tensor, scale: float) -> None:
-    """One G update: counts = [crossings, updates with loss_G above, last sign (+1, -1; 0: none yet)]."""
+def update(last: Tensor, loss_G: Tensor, loss_D: Tensor, scale: float) -> tuple[Tensor, Tensor]:
+    """One G update: (1 if the curves crossed since the last update else 0, 1 if loss_G is above the
+    balance line else 0); `last` = [the last comparison's sign (+1, -1; 0: none yet)] moves on."""
     sign = torch.sign(loss_G.detach() - scale * loss_D.detach())
-    counts[0] += (sign * counts[2] < 0).to(counts.dtype)
-    counts[1] += (sign > 0).to(counts.dtype)
-    counts[2] = torch.where(sign != 0, sign, counts[2])
+    crossed, above = (sign * last[0] < 0).to(last.dtype), (sign > 0).to(last.dtype)
+    last[0] = torch.where(sign != 0, sign, last[0])
+    return crossed, above

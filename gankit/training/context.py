@@ -1,57 +1,27 @@
 """What the training loop hands its maintenance as one object: the loop context (`Loop`), the
-schedule that answers for a step what is due (`Schedule`), the training clock (`Clock`) and the
-statistics of a log tick by name (`Stats`)."""
+schedule that answers for a step what is due (`Schedule`), the training clock (`Clock`), the epoch
+line's means (`EpochMean`) and the stop flag (`StopFlag`). The statistics themselves are named in
+gankit.runs.stats."""
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 import threading
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from tqdm import tqdm
 
 from ..config import Config
-from ..data import EpochSampler
+from ..data import EpochSampler, TrainingData
 from ..metrics import Judge
 from ..nets import Objective
 from ..runs import MILESTONES
 from .dist import Dist
 from .output import Out
 from .state import Nets, Tally
-
-@dataclass
-class Stats:
-    """Means of a log tick's statistics (over the D steps, or the G steps, since the last tick),
-    as Tally.means() lays them out."""
-    loss_D: float
-    d_real: float  # the objective's score of D on real images, "D(x)"
-    d_fake: float  # ... on generated images, "D(G(z))"
-    wasserstein: float  # E[D(x)] - E[D(G(z))] in logits
-    loss_G: float
-    grad_norm_D: float
-    grad_norm_G: float
-    crossing_rate: float  # loss curves crossing per G step (gankit.training.balance)
-    g_above: float  # share of G steps with loss_G above the balance line
-    r_t: float  # E[sign(D(x))] on real images (Karras et al. 2020): near 1, D calls every training image real
-    ada_p: float  # ADA's augmentation probability at the tick (0 without --augment ada)
-    r1: float  # mean R1 penalty E||grad D(x)||^2 of the D steps that computed it (0 without --r1/--r2)
-    r2: float  # mean R2 penalty E||grad D(G(z))||^2, likewise
-    SHOWN = {"d_real": "D(x)", "d_fake": "D(G(z))"}  # how messages name them
-
-    @classmethod
-    def from_tensor(cls, means: torch.Tensor) -> "Stats":
-        return cls(*means.tolist())
-
-    def nonfinite(self, step: int) -> str | None:
-        """The message for non-finite values, or None when all are finite."""
-        bad = ", ".join(f"{self.SHOWN.get(f.name, f.name)}={getattr(self, f.name)}" for f in fields(self)
-                        if not math.isfinite(getattr(self, f.name)))
-        return f"non-finite values in the steps up to step {step}: {bad}" if bad else None
-
 
 @dataclass
 class EpochMean:
@@ -219,8 +189,7 @@ class Loop:
     objective: Objective
     schedule: Schedule
     autocast: contextlib.AbstractContextManager  # the forward passes' precision (gankit.device.autocast)
-    x_train: torch.Tensor  # the training images, uint8 (N, C, H, W), on the device (or pinned)
-    y_train: torch.Tensor | None  # their classes, for a conditional run
+    data: TrainingData  # the training images (uint8, on the device or pinned), their classes, the probe
     sampler: EpochSampler  # the batch of each step
     judge: Judge | None  # scores the samples of an evaluation (rank 0, when quality is tracked)
     eval_z: torch.Tensor | None  # the fixed z of every evaluation (every rank)
@@ -231,7 +200,6 @@ class Loop:
     bar: tqdm  # the progress bar (disabled when not shown)
     show_bar: bool  # a progress bar is shown (then no epoch lines)
     on_quality: Callable[[dict], bool] | None = None  # sees each quality row; True ends training there
-    probe: tuple | None = None  # ((train x, y), (held-out x, y)): D's overfitting probe (setup.heldout_probe)
     epoch_mean: EpochMean = field(default_factory=EpochMean)  # the epoch line's means
 
     @property

@@ -115,7 +115,7 @@ def training_loop(L: Loop) -> None:
             r1 = r1_r2_penalty(d_real, x_real_D) if cfg.r1 > 0 else d_real.new_zeros(())
             r2 = r1_r2_penalty(d_fake, x_fake_D) if cfg.r2 > 0 else d_real.new_zeros(())
             loss_D = loss_D + cfg.reg_every * (cfg.r1 / 2 * r1 + cfg.r2 / 2 * r2)
-            tally.reg += torch.stack([r1.detach(), r2.detach(), torch.ones_like(r1)])
+            tally.add("reg", r1=r1.detach(), r2=r2.detach())
         if cfg.gp_weight > 0:
             eps = draw(L, torch.rand, cfg.batch_size, 1, 1, 1)
             loss_D = loss_D + cfg.gp_weight * gradient_penalty(D.critic, x_real_D, x_fake_D.to(x_real.dtype),
@@ -127,13 +127,12 @@ def training_loop(L: Loop) -> None:
         nets.opt_D.step()
         if cfg.clip > 0:
             clip_weights(D, cfg.clip)
-        with torch.no_grad():
-            tally.acc_D += torch.stack([loss_D.detach(), objective.score(d_real).mean(),
-                                        objective.score(d_fake).mean(), d_real.mean() - d_fake.mean()])
-            count_real(L, d_real, d_fake)
+        with torch.no_grad():  # the step's statistics (gankit.runs.stats), summed on the device
+            tally.add("D", loss_D=loss_D.detach(), d_real=objective.score(d_real).mean(),
+                      d_fake=objective.score(d_fake).mean(), wasserstein=d_real.mean() - d_fake.mean(),
+                      r_t=count_real(L, d_real, d_fake))
         if cfg.host_sync:
             loss_D.item()
-        tally.n_D += 1
 
         # Update G. D's weights need no gradients here; switching them off saves that work.
         if update_G:
@@ -151,12 +150,12 @@ def training_loop(L: Loop) -> None:
                 tally.grad_norms[1] = grad_norm(G)
             nets.opt_G.step()
             D.requires_grad_(True)
-            tally.acc_G += loss_G.detach()
-            if objective.balance_scale is not None:  # do the loss curves cross? (balance.py)
-                balance.update(tally.balance, loss_G_objective, loss_D_objective, objective.balance_scale)
+            crossed = above = loss_G.new_zeros(())  # do the loss curves cross? (balance.py; None without a balance line)
+            if objective.balance_scale is not None:
+                crossed, above = balance.update(tally.balance, loss_G_objective, loss_D_objective, objective.balance_scale)
+            tally.add("G", loss_G=loss_G.detach(), crossing_rate=crossed, g_above=above)
             if cfg.host_sync:
                 loss_G.item()
-            tally.n_G += 1
             if nets.G_ema is not None:
                 nets.G_ema.update(G)
 
@@ -167,15 +166,15 @@ def training_loop(L: Loop) -> None:
             break
 
 
-def count_real(L: Loop, d_real: torch.Tensor, d_fake: torch.Tensor) -> None:
-    """r_t = E[sign(D(x))] of this step (Karras et al. 2020), summed on the device: is D memorising
-    the training images? A critic's boundary lies midway between its real and fake means. ADA's p
+def count_real(L: Loop, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
+    """r_t = E[sign(D(x))] of this step (Karras et al. 2020), on the device: is D memorising the
+    training images? A critic's boundary lies midway between its real and fake means. ADA's p
     follows it every few steps (maintenance.adapt_augmentation)."""
     boundary = (d_real.mean() + d_fake.mean()) / 2 if L.objective.wasserstein else 0
     r = torch.sign(d_real - boundary).mean()
-    L.tally.overfit += r
     if L.cfg.augment == "ada":
         L.tally.ada[1] += r
+    return r
 
 
 def draw(L: Loop, fn, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -192,13 +191,13 @@ def batch(L: Loop, step: int) -> tuple[torch.Tensor, torch.Tensor, tuple, tuple]
     images; its fake classes are drawn uniformly from the noise stream. (Unconditional: no labels.)"""
     cfg, K = L.cfg, L.cfg.num_classes
     idx = L.sampler.indices(step)
-    x_real = to_float(L.x_train[idx].to(L.device, non_blocking=True))  # (B, C, H, W) in [-1, 1]
+    x_real = to_float(L.data.x[idx].to(L.device, non_blocking=True))  # (B, C, H, W) in [-1, 1]
     if cfg.hflip:  # half the batch mirrored, drawn like the noise (resumable, rank-consistent)
         flip = draw(L, torch.rand, cfg.batch_size) < 0.5
         x_real = torch.where(flip[:, None, None, None], x_real.flip(-1), x_real)
     x_real = x_real.contiguous(memory_format=L.nets.memory_format)
     z = draw(L, torch.randn, cfg.batch_size, cfg.z_dim)
-    y_real = (L.y_train[idx].to(L.device, non_blocking=True),) if K else ()
+    y_real = (L.data.y[idx].to(L.device, non_blocking=True),) if K else ()
     y_fake = ((draw(L, torch.rand, cfg.batch_size) * K).long().clamp_(max=K - 1),) if K else ()
     return x_real, z, y_real, y_fake
 

@@ -18,7 +18,8 @@ from ..sample import balanced_labels, generate, sample_images
 from ..version import __version__
 from ..nets import ada
 from .checkpoint import atomic_save, load_checkpoint, newest_valid_checkpoint, prune
-from .context import Loop, Stats
+from ..runs import stats as catalogue
+from .context import Loop
 
 MAX_ROLLBACKS = 3  # --on-nan rollback gives up after this many
 OVERFIT_R_T = 0.9  # r_t above this for 5 log ticks (small data, no augmentation): a warning that D may be memorising
@@ -113,8 +114,8 @@ def log_tick(L: Loop, done: int) -> Tick:
     (--on-nan rollback) or stop training; otherwise one stats.jsonl row (and
     TensorBoard), the progress bar's figures, the epoch line when no bar shows, and the warning
     when D has won outright for long. Every rank."""
-    stats = Stats.from_tensor(L.ddp.all_mean(L.tally.means()))
-    problem = stats.nonfinite(done)
+    stats = catalogue.named(L.ddp.all_mean(L.tally.means()))
+    problem = catalogue.nonfinite(stats, done)
     if problem and L.cfg.on_nan == "rollback" and L.tally.rollbacks < MAX_ROLLBACKS:
         rollback(L, problem)
         return Tick.ROLLED_BACK
@@ -127,45 +128,40 @@ def log_tick(L: Loop, done: int) -> Tick:
     if L.out.main:
         L.out.log.write(row)
     if not L.show_bar:
-        L.epoch_mean.add(done - L.clock.step_tick, {"loss_D": stats.loss_D, "loss_G": stats.loss_G,
-                                                    "d_real": stats.d_real, "d_fake": stats.d_fake})
+        L.epoch_mean.add(done - L.clock.step_tick, {k: stats[k] for k in EPOCH_LINE})
     if L.schedule.epoch_end(done) and not L.show_bar:
         m = L.epoch_mean.take()  # the epoch's means (of the steps this process trained), not the last interval's
-        L.out.say(f"epoch {done // L.schedule.spe} step {done}: loss_D {m['loss_D']:.4f} loss_G {m['loss_G']:.4f} "
-                  f"D(x) {m['d_real']:.3f} D(G(z)) {m['d_fake']:.3f} {row['img_per_s']:.0f} img/s (epoch means)")
+        L.out.say(f"epoch {done // L.schedule.spe} step {done}: "
+                  + " ".join(f"{catalogue.STATS[k].label} {m[k]:{f}}" for k, f in EPOCH_LINE.items())
+                  + f" {row['img_per_s']:.0f} img/s (epoch means)")
     warn_if_D_wins(L, stats, done)
     L.tally.reset_tick()
     L.clock.tick(done)
-    L.bar.set_postfix(loss_D=f"{stats.loss_D:.3f}", loss_G=f"{stats.loss_G:.3f}", Dx=f"{stats.d_real:.3f}",
-                      DGz=f"{stats.d_fake:.3f}", img_s=f"{row['img_per_s']:.0f}", refresh=False)
+    L.bar.set_postfix(loss_D=f"{stats['loss_D']:.3f}", loss_G=f"{stats['loss_G']:.3f}", Dx=f"{stats['d_real']:.3f}",
+                      DGz=f"{stats['d_fake']:.3f}", img_s=f"{row['img_per_s']:.0f}", refresh=False)
     return Tick.LOGGED
 
 
-def tick_row(L: Loop, stats: Stats, done: int) -> dict:
-    """The stats.jsonl row of a tick. Values that do not apply are None: G's before its first
-    update, the Wasserstein estimate of a non-Wasserstein objective, the balance index without one."""
-    had_G, balance = L.tally.n_G > 0, L.objective.balance_scale
+EPOCH_LINE = {"loss_D": ".4f", "loss_G": ".4f", "d_real": ".3f", "d_fake": ".3f"}  # the epoch line's statistics
+
+
+def tick_row(L: Loop, stats: dict[str, float], done: int) -> dict:
+    """The stats.jsonl row of a tick: the statistics of gankit.runs.stats in its order, each None
+    where it does not apply (G's before its first update, the Wasserstein estimate of another
+    objective, the balance index without a balance line, R1/R2 in a tick whose steps computed none)."""
+    had_G, cfg = L.tally.n_G > 0, L.cfg
     seconds = L.clock.train_s() - L.clock.train_tick  # evaluations since the last tick not counted
-    batch = L.cfg.batch_size * L.world
+    batch = cfg.batch_size * L.world
+    values = {**stats, **heldout_gap(L), "lr_D": L.nets.opt_D.param_groups[0]["lr"],
+              "lr_G": L.nets.opt_G.param_groups[0]["lr"],
+              "img_per_s": round((done - L.clock.step_tick) * batch / max(seconds, 1e-9), 1)}
+    holds = {"always": True, "G": had_G, "wasserstein": L.objective.wasserstein,
+             "balance": had_G and L.objective.balance_scale is not None, "ada": cfg.augment == "ada",
+             "probe": L.data.probe is not None}
+    if cfg.r1 or cfg.r2:  # (rows of runs without R1/R2 have no such keys)
+        holds |= {"r1": L.tally.n_reg > 0 and cfg.r1 > 0, "r2": L.tally.n_reg > 0 and cfg.r2 > 0}
     return {"step": done, "epoch": round(done / L.schedule.spe, 4), "images": done * batch,
-            "loss_D": stats.loss_D, "loss_G": stats.loss_G if had_G else None,
-            "d_real": stats.d_real, "d_fake": stats.d_fake,
-            "wasserstein": stats.wasserstein if L.objective.wasserstein else None,
-            "grad_norm_D": stats.grad_norm_D, "grad_norm_G": stats.grad_norm_G if had_G else None,
-            "crossing_rate": stats.crossing_rate if had_G and balance else None,
-            "g_above": stats.g_above if had_G and balance else None, "r_t": stats.r_t,
-            "ada_p": stats.ada_p if L.cfg.augment == "ada" else None,
-            **(penalties(L, stats) if L.cfg.r1 or L.cfg.r2 else {}), **heldout_gap(L),
-            "lr_D": L.nets.opt_D.param_groups[0]["lr"], "lr_G": L.nets.opt_G.param_groups[0]["lr"],
-            "img_per_s": round((done - L.clock.step_tick) * batch / max(seconds, 1e-9), 1),
-            "time_s": round(L.clock.wall(), 2), "train_time_s": round(L.clock.train_s(), 2)}
-
-
-def penalties(L: Loop, stats: Stats) -> dict:
-    """The mean R1 and R2 penalties of the D steps that computed them since the last tick; None for
-    a tick with none of them (lazy regularisation every --reg-every steps, ticks more often)."""
-    computed = L.tally.reg[2].item() > 0
-    return {"r1": stats.r1 if computed and L.cfg.r1 else None, "r2": stats.r2 if computed and L.cfg.r2 else None}
+            **catalogue.row(values, holds), "time_s": round(L.clock.wall(), 2), "train_time_s": round(L.clock.train_s(), 2)}
 
 
 def heldout_gap(L: Loop) -> dict:
@@ -175,13 +171,13 @@ def heldout_gap(L: Loop) -> dict:
     held-out images). Every rank (a SyncBatchNorm D gathers over them all); rank 0 logs it. D runs
     as in training; its buffers (BatchNorm statistics, spectral norm's vectors) are put back, so
     training is unchanged by looking."""
-    if L.probe is None:
-        return {"d_train_probe": None, "d_heldout": None, "heldout_gap": None}
+    if L.data.probe is None:
+        return {"d_train_probe": None, "d_heldout": None, "heldout_gap": None}  # (the row says None: "probe" fails)
     D = L.nets.D
     saved = [b.clone() for b in D.buffers()]
     scores = []
     with torch.no_grad(), L.autocast:
-        for x, y in L.probe:
+        for x, y in L.data.probe:
             x = to_float(x).contiguous(memory_format=L.nets.memory_format)
             logits, _ = D.split_logits(D(x, *([y] if y is not None else [])).float())
             scores.append(float(L.objective.score(logits).mean()))
@@ -190,23 +186,23 @@ def heldout_gap(L: Loop) -> dict:
     return {"d_train_probe": scores[0], "d_heldout": scores[1], "heldout_gap": scores[0] - scores[1]}
 
 
-def warn_if_D_wins(L: Loop, stats: Stats, done: int) -> None:
+def warn_if_D_wins(L: Loop, stats: dict[str, float], done: int) -> None:
     """D's loss pinned near 0 for long: D wins every comparison and G learns nothing. (For a
     probability score, D(x) - D(G(z)) saturating near 1 says the same.) And D calling nearly every
     training image real for long (r_t, Karras et al. 2020) on a small dataset without augmentation:
     it may be memorising them."""
     pinned = not L.objective.wasserstein and (
-        stats.loss_D < 0.05 or (L.objective.score_is_probability and stats.d_real - stats.d_fake > 0.98))
+        stats['loss_D'] < 0.05 or (L.objective.score_is_probability and stats['d_real'] - stats['d_fake'] > 0.98))
     L.tally.low_D_ticks = L.tally.low_D_ticks + 1 if pinned else 0
     if L.tally.low_D_ticks == 5:
         L.out.warn(done, f"D has won outright for 5 log ticks ({5 * L.cfg.log_every} steps): loss_D "
-                         f"{stats.loss_D:.4f}, D(x) {stats.d_real:.3f}, D(G(z)) {stats.d_fake:.3f}; G's gradient "
+                         f"{stats['loss_D']:.4f}, D(x) {stats['d_real']:.3f}, D(G(z)) {stats['d_fake']:.3f}; G's gradient "
                          f"vanishes. Consider a lower --d-lr, a smaller D, or another objective")
-    overfitting = (not L.objective.wasserstein and stats.r_t > OVERFIT_R_T and L.cfg.augment == "none"
-                   and len(L.x_train) < SMALL_DATA)  # (on a large dataset a confident D is no sign of memorising)
+    overfitting = (not L.objective.wasserstein and stats['r_t'] > OVERFIT_R_T and L.cfg.augment == "none"
+                   and len(L.data) < SMALL_DATA)  # (on a large dataset a confident D is no sign of memorising)
     L.tally.overfit_ticks = L.tally.overfit_ticks + 1 if overfitting else 0
     if L.tally.overfit_ticks == 5:
-        L.out.warn(done, f"D calls nearly every training image real (r_t = E[sign(D(x))] = {stats.r_t:.2f} for 5 log "
+        L.out.warn(done, f"D calls nearly every training image real (r_t = E[sign(D(x))] = {stats['r_t']:.2f} for 5 log "
                          f"ticks): it may be memorising them; try --augment ada (or diffaug)")
 
 

@@ -1,4 +1,4 @@
-"""Before the loop: the checkpoint to resume from, the data on the device, the quality judge, the
+"""Before the loop: the checkpoint to resume from, the training data (gankit.data.TrainingData), the quality judge, the
 networks, the run folder and its first records, all checked before any work; `start` puts them
 together into the loop context (gankit.training.context.Loop)."""
 from __future__ import annotations
@@ -12,10 +12,9 @@ import torch
 from tqdm import tqdm
 
 from ..config import Config
-from ..data import (EpochSampler, check_training_data, images_sha256, load_split, resize_uint8, subset_indices,
-                    training_images, training_labels)
+from ..data import EpochSampler, TrainingData, check_training_data, training_images
 from ..device import autocast as autocast_for, bf16_warning, resolve_precision
-from ..errors import ConfigError, DataError, GankitError, RunError
+from ..errors import ConfigError, GankitError, RunError
 from ..files import atomic_write_text
 from ..metrics import make_judge
 from ..nets import OBJECTIVES
@@ -47,8 +46,8 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
     lock into `held`, which the caller leaves when training ends."""
     precision = resolve_precision(cfg.precision, device)
     state, notes, run_dir = read_resume(cfg, ddp, resume, held)
-    x_train, y_train, subset, probe = stage_data(cfg, ddp, device, notes)
-    sampler = EpochSampler(len(x_train), cfg.batch_size, cfg.seed, x_train.device, ddp.rank, ddp.world_size)
+    data = stage_data(cfg, ddp, device, notes)
+    sampler = EpochSampler(len(data), cfg.batch_size, cfg.seed, data.x.device, ddp.rank, ddp.world_size)
     T = total_steps(cfg, sampler.steps_per_epoch)
     if state is not None:
         check_more_to_train(state, cfg, ddp.world_size, sampler.steps_per_epoch, T, run_dir, notes)
@@ -63,21 +62,18 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
     elif ddp.main:
         run_dir = new_run(cfg, device, precision, channels_last, ddp.world_size, command, run_name)
         held.enter_context(RunLock(run_dir))
-        if subset is not None:  # which images the run saw, for anyone checking it against them
-            record = {"subset": cfg.subset, "seed": 0, "indices": subset.tolist()}
-            if cfg.dataset == "folder":  # a folder can change under the run: fingerprint what it trained on
-                record["images_sha256"] = images_sha256(x_train)
+        if (record := data.subset_record(cfg)) is not None:  # which images the run saw, for anyone checking
             atomic_write_text(run_dir / "subset.json", json.dumps(record) + "\n")
     out = open_run(ddp, run_dir, nets, tally, notes, resumed=state is not None)
     if eval_z is None and cfg.eval_every != 0:
         out.say(f"note: no evaluator for {cfg.dataset} at {cfg.image_size}x{cfg.image_size}, so sample quality "
                 f"is not tracked during training")
-    if len(x_train) < SMALL_DATA and cfg.augment == "none" and state is None:
-        out.say(f"warning: {len(x_train)} training images and no augmentation: D may memorise them within minutes; "
+    if len(data) < SMALL_DATA and cfg.augment == "none" and state is None:
+        out.say(f"warning: {len(data)} training images and no augmentation: D may memorise them within minutes; "
                 f"consider --augment diffaug")
     if precision == "bf16" and (why := bf16_warning(device)):
         out.warn(tally.step, why)
-    out.say(describe_training(cfg, len(x_train), device, precision, channels_last, ddp, sampler.steps_per_epoch, T))
+    out.say(describe_training(cfg, len(data), device, precision, channels_last, ddp, sampler.steps_per_epoch, T))
     clock = Clock(tally)
     clock.tick(tally.step)
     # The grids' fixed z; a conditional run's per-epoch grid has one z per row, one class per column.
@@ -88,12 +84,12 @@ def start(cfg: Config, ddp: Dist, device: torch.device, resume, command, progres
     return Loop(cfg=cfg, ddp=ddp, device=device, nets=nets, tally=tally, clock=clock, out=out,
                 objective=OBJECTIVES[cfg.objective],
                 schedule=Schedule(cfg, sampler.steps_per_epoch, T, clock, eval_z is not None, stop_after),
-                autocast=autocast_for(precision, device), x_train=x_train, y_train=y_train, sampler=sampler,
+                autocast=autocast_for(precision, device), data=data, sampler=sampler,
                 judge=judge, eval_z=eval_z, fixed_z=fixed_z,
                 grid=grid_labels(fixed_z, K) if K else (fixed_z, None, 8),
                 row_y=torch.arange(8, device=device) % K if K else None, stop=StopFlag(),
                 bar=tqdm(total=None if budget else T, initial=tally.step, disable=not show_bar, unit="step",
-                         dynamic_ncols=True), show_bar=show_bar, on_quality=on_quality, probe=probe)
+                         dynamic_ncols=True), show_bar=show_bar, on_quality=on_quality)
 
 
 def first_records(L: Loop) -> None:
@@ -186,70 +182,19 @@ def read_resume(cfg: Config, ddp: Dist, resume, held: contextlib.ExitStack) -> t
     return ddp.share(state), notes, run_dir
 
 
-def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]):
-    """The whole training set (or its --subset) as one uint8 tensor on the device (or pinned on the
-    host), for a conditional run its labels beside it (int64, same device), so a batch's labels come
-    with its images, the subset's indices (None: all), and the overfitting probe (heldout_probe).
-    Rank 0 reads first (for a folder: decodes and caches it); the other ranks then read its cache."""
+def stage_data(cfg: Config, ddp: Dist, device: torch.device, notes: list[str]) -> TrainingData:
+    """The run's TrainingData (gankit.data.training). Rank 0 reads the images first (for a folder:
+    decodes and caches it); the other ranks then read its cache."""
     if ddp.main:
         try:
-            x_train = training_images(cfg, say=notes.append)
+            images = training_images(cfg, say=notes.append)
             ddp.share(None)
         except GankitError as e:
             ddp.share(e)
     else:
         ddp.share(None)
-        x_train = training_images(cfg, say=lambda msg: None, progress=False)
-    y_train = training_labels(cfg) if cfg.num_classes else None
-    subset, x_all, y_all = None, x_train, y_train
-    if cfg.subset:  # (labels stratify it even when the run is not conditional)
-        labels = y_train if y_train is not None else training_labels(cfg) if cfg.dataset != "folder" else None
-        subset = subset_indices(len(x_train), cfg.subset, labels)
-        notes.append(f"training on {cfg.subset} of the {len(x_train)} images ("
-                     + ("stratified by class" if labels is not None else "a seeded choice")
-                     + ("); the other images are held out (a folder has no test split: `gankit eval` compares "
-                        "with images of the whole folder)" if cfg.dataset == "folder"
-                        else "); evaluations still compare with the full test split"))
-        x_train, y_train = x_train[subset], (y_train[subset] if y_train is not None else None)
-    if y_train is not None and (len(y_train) != len(x_train) or int(y_train.max()) >= cfg.num_classes):
-        raise DataError(f"{cfg.data_root or cfg.dataset}: {len(x_train)} images with labels up to {int(y_train.max())}, "
-                        f"but the run has {cfg.num_classes} classes (did the class folders change since it started?)")
-    if cfg.data_on_device and device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        if x_train.nbytes > 0.5 * free:
-            raise DataError(f"the training images need {x_train.nbytes / 2**30:.1f} GiB, more than half of the "
-                            f"{free / 2**30:.1f} GiB free on {device}; use --no-data-on-device or a smaller --image-size")
-    probe = heldout_probe(cfg, x_train, y_train, x_all, y_all, subset, device)
-    if cfg.data_on_device:
-        return x_train.to(device), (y_train.to(device) if y_train is not None else None), subset, probe
-    if device.type == "cuda":
-        return x_train.pin_memory(), (y_train.pin_memory() if y_train is not None else None), subset, probe
-    return x_train, y_train, subset, probe
-
-
-PROBE_SIZE = 256  # images of each side of the overfitting probe
-
-
-def heldout_probe(cfg: Config, x_train, y_train, x_all, y_all, subset, device: torch.device):
-    """((training images, labels), (held-out real images, labels)) of PROBE_SIZE each, a seeded
-    choice, uint8 on the device (labels None for an unconditional run): the held-out images are the
-    test split of an IDX dataset, or the images of a folder that --subset left out. None for a whole
-    folder (no image is held out of training)."""
-    pick = torch.Generator().manual_seed(0)
-    if cfg.dataset != "folder":
-        x_out, y_out = load_split(cfg.dataset, "test", cfg.data_root)
-        x_out = resize_uint8(x_out, cfg.image_size)
-    elif subset is not None and len(x_all) - len(subset) >= cfg.batch_size:
-        rest = torch.ones(len(x_all), dtype=torch.bool)
-        rest[subset] = False
-        x_out, y_out = x_all[rest], (y_all[rest] if y_all is not None else None)
-    else:
-        return None
-    sides = []
-    for x, y in ((x_train, y_train), (x_out, y_out)):
-        i = torch.randperm(len(x), generator=pick)[:PROBE_SIZE]
-        sides.append((x[i].to(device), y[i].to(device) if (y is not None and cfg.num_classes) else None))
-    return tuple(sides)
+        images = training_images(cfg, say=lambda msg: None, progress=False)
+    return TrainingData.prepare(cfg, images, device, say=notes.append)
 
 
 def describe_training(cfg: Config, n_images: int, device: torch.device, precision: str, channels_last: bool,

@@ -4,6 +4,7 @@ generator (`Nets`), and the training loop's counters and accumulators (`Tally`).
 format gankit has always written)."""
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, fields
 from typing import ClassVar
@@ -14,6 +15,7 @@ from torch import Tensor, nn
 from ..config import Config
 from ..device import resolve_channels_last
 from ..nets import EMA, build_models, make_optimizer
+from ..runs.stats import GROUPS, LAST
 from .dist import Dist, wrap as wrap_ddp
 
 
@@ -133,58 +135,80 @@ def aug_noise_seed(seed: int) -> int:
 
 @dataclass
 class Tally:
-    """The loop's counters, and the statistics summed on the device between log ticks (read
-    once per tick, so no step waits for the host)."""
-    acc_D: Tensor  # [loss_D, D(x), D(G(z)), wasserstein], summed over the D steps since the last tick
-    acc_G: Tensor  # [loss_G], summed over the G steps since the last tick
+    """The loop's counters, and the statistics of gankit.runs.stats summed on the device between log
+    ticks (read once per tick, so no step waits for the host), by name: `add` and `means`."""
+    sums: Tensor  # GROUPS["D"], GROUPS["G"], GROUPS["reg"] (gankit.runs.stats), summed since the last tick
     grad_norms: Tensor  # [D, G] gradient norms, computed on the step before each tick
-    balance: Tensor  # [loss-curve crossings, G steps with loss_G above] since the last tick, sign of the last (balance.py)
-    overfit: Tensor  # [sum of E[sign(D(x))] over the D steps since the last tick]: r_t of Karras et al. 2020
+    balance: Tensor  # [sign of the last loss comparison (+1, -1; 0: none yet)] (balance.py)
     ada: Tensor  # [ADA's probability p, sum of E[sign(D(x))] since p's last adjustment] (gankit.nets.ada)
-    reg: Tensor  # [sum of R1, sum of R2 penalties, D steps that computed them] since the last tick (--r1/--r2)
     step: int = 0  # D steps done
     n_D: int = 0  # D steps since the last tick
     n_G: int = 0  # G steps since the last tick
+    n_reg: int = 0  # D steps that computed R1/R2 since the last tick
     elapsed: float = 0.0  # seconds (training and evaluations) of earlier processes of this run
     eval_s: float = 0.0  # of all seconds so far, those spent on quality evaluations
     best_fid: float = math.inf  # best FID so far; best.safetensors holds that generator
     low_D_ticks: int = 0  # consecutive log ticks with D winning outright
     overfit_ticks: int = 0  # consecutive log ticks with r_t above the memorising line
     rollbacks: int = 0  # times the NaN policy reloaded the last good checkpoint
-    TENSORS: ClassVar = ("acc_D", "acc_G", "grad_norms", "balance", "overfit", "ada", "reg")  # updated in place on the device
+    TENSORS: ClassVar = ("sums", "grad_norms", "balance", "ada")  # updated in place on the device
+    SLICES: ClassVar = {over: slice(start, start + len(names)) for over, names, start in zip(
+        GROUPS, GROUPS.values(), itertools.accumulate((len(v) for v in GROUPS.values()), initial=0))}
+    COUNTS: ClassVar = {"D": "n_D", "G": "n_G", "reg": "n_reg"}
 
     @classmethod
     def zeros(cls, device: torch.device) -> "Tally":
-        return cls(torch.zeros(4, device=device), torch.zeros(1, device=device), torch.zeros(2, device=device),
-                   torch.zeros(3, device=device), torch.zeros(1, device=device), torch.zeros(2, device=device),
-                   torch.zeros(3, device=device))
+        return cls(torch.zeros(sum(map(len, GROUPS.values())), device=device), torch.zeros(2, device=device),
+                   torch.zeros(1, device=device), torch.zeros(2, device=device))
+
+    def add(self, over: str, **values: Tensor) -> None:
+        """One step's statistics of a group (gankit.runs.stats.GROUPS[over]: "D", "G" or "reg"), by
+        name, added to the tick's sums on the device; the group's step count goes up by one."""
+        names = GROUPS[over]
+        if len(values) != len(names):
+            raise TypeError(f"Tally.add({over!r}): expected {', '.join(names)}; got {', '.join(values)}")
+        self.sums[self.SLICES[over]] += torch.stack([values[n] for n in names])
+        setattr(self, self.COUNTS[over], getattr(self, self.COUNTS[over]) + 1)
 
     def state_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def load_state_dict(self, state: dict, keep: tuple[str, ...] = ()) -> None:
         """Take every value from `state` except those named in `keep`."""
+        state = upgrade(state)
         for f in fields(self):
             if f.name in keep:
                 continue
             if f.name in self.TENSORS:
-                if f.name in state:  # (older checkpoints have no balance, overfit, ada or reg: they start afresh)
+                if f.name in state:  # (older checkpoints have no ada: it starts afresh)
                     getattr(self, f.name).copy_(state[f.name])
             elif f.name in state:  # eval_s is missing from checkpoints of gankit 0.1
                 setattr(self, f.name, state[f.name])
 
     def reset_tick(self) -> None:
-        self.acc_D.zero_()
-        self.acc_G.zero_()
-        self.overfit.zero_()
-        self.balance[:2] = 0
-        self.reg.zero_()
-        self.n_D = self.n_G = 0
+        self.sums.zero_()
+        self.n_D = self.n_G = self.n_reg = 0
 
     def means(self) -> Tensor:
-        """[loss_D, D(x), D(G(z)), wasserstein, loss_G, grad_norm_D, grad_norm_G, crossing_rate, g_above, r_t, ada_p,
-        r1, r2] since the last tick, as one device tensor (to average across ranks; then
-        gankit.training.context.Stats names them)."""
-        return torch.cat([self.acc_D / max(self.n_D, 1), self.acc_G / max(self.n_G, 1), self.grad_norms,
-                          self.balance[:2] / max(self.n_G, 1), self.overfit / max(self.n_D, 1), self.ada[:1],
-                          self.reg[:2] / self.reg[2].clamp_min(1)])
+        """Every statistic kept on the device, in gankit.runs.stats.DEVICE_STATS' order, as one device
+        tensor (to average across ranks; gankit.runs.stats.named then names them)."""
+        last = {"grad_norm_D": self.grad_norms[:1], "grad_norm_G": self.grad_norms[1:], "ada_p": self.ada[:1]}
+        return torch.cat([*(self.sums[self.SLICES[over]] / max(getattr(self, self.COUNTS[over]), 1) for over in GROUPS),
+                          *(last[name] for name in LAST)])
+
+
+def upgrade(state: dict) -> dict:
+    """A checkpoint written before the statistics were named once (gankit.runs.stats): its per-kind
+    accumulators (acc_D, acc_G, overfit, balance's counts, reg) laid out as `sums`."""
+    if "acc_D" not in state:
+        return state
+    device = state["acc_D"].device
+    zero = torch.zeros(1, device=device)
+    old = {"D": [state["acc_D"], state.get("overfit", zero)],
+           "G": [state["acc_G"], state.get("balance", torch.zeros(3, device=device))[:2]],
+           "reg": [state.get("reg", torch.zeros(3, device=device))[:2]]}
+    state = dict(state, sums=torch.cat([t for over in GROUPS for t in old[over]]),
+                 n_reg=int(state.get("reg", torch.zeros(3))[2]))
+    if "balance" in state:
+        state["balance"] = state["balance"][2:]
+    return state
