@@ -69,13 +69,13 @@ def fingerprint(preset: str, overrides: dict, steps: int, out: Path) -> dict:
             "stats": digest(rows), "rows": len(rows), "last_row": rows[-1] if rows else None}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--save", action="store_true", help="write the fingerprints to --file instead of comparing")
     ap.add_argument("--file", type=Path, default=RESULT, help=f"the fingerprints (default: bench/{RESULT.name})")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(1)
     env = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
            "cpu": device_name(torch.device("cpu")).split(",")[0], "steps": args.steps}
