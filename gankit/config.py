@@ -18,7 +18,7 @@ from .data import DATASET_CHOICES, class_names
 from .data.folder import survey
 from .errors import ConfigError
 from .files import atomic_write_text
-from .nets import D_CONDITIONING, D_NORMS, LR_SCHEDULES, MODELS, OBJECTIVES, OPTIMIZERS, build_models, has_batchnorm
+from .nets import DECODERS, D_CONDITIONING, D_NORMS, LR_SCHEDULES, MODELS, OBJECTIVES, OPTIMIZERS, build_models, has_batchnorm
 from .nets.augment import parse_policy
 
 
@@ -57,6 +57,10 @@ class Config:
     g_width: int = F(64, "G's base channel width in the dcgan, dcgan32/64/128, dcgan64-paper and resnet models (ngf)")
     d_width: int = F(64, "D's base channel width in those models (ndf)")
     blocks: int = F(1, "residual blocks per resolution in the resnet models (G and D each)")
+    decoder: str = F("auto", "the fastgan models' self-supervised D: reconstructions of the real images it sees from "
+                             "its 8x8 features (image), of a random quarter from its 16x16 ones (crop), both, or "
+                             "none; auto: both for fastgan, none for the other models", ("auto", *DECODERS))
+    recon_weight: float = F(1.0, "weight of D's reconstruction loss (the fastgan models' decoder)")
     d_norm: str = F("batch",
         "D's normalisation: batch | layer | none (models with norm layers) | spectral (any model: SN of D's weights, no norm layers)", D_NORMS)
     init: str = F("normal02", "weight init: normal02 (DCGAN paper) or default (PyTorch's)", ("normal02", "default"))
@@ -164,6 +168,18 @@ class Config:
             raise ConfigError(f"--conditional needs at least 2 classes, got {self.num_classes}")
         if not (math.isfinite(self.ac_weight) and self.ac_weight >= 0):
             raise ConfigError(f"ac_weight must be a number >= 0, got {self.ac_weight}")
+        self._validate_decoder()
+
+    def _validate_decoder(self) -> None:
+        decodes = self.model.startswith("fastgan")
+        if self.decoder not in ("auto", "none") and not decodes:
+            raise ConfigError(f"--decoder {self.decoder}: model {self.model} has no reconstruction decoder; models "
+                              f"with one: {', '.join(k for k in MODELS if k.startswith('fastgan'))}")
+        if not (math.isfinite(self.recon_weight) and self.recon_weight >= 0):
+            raise ConfigError(f"recon_weight must be a number >= 0, got {self.recon_weight}")
+        if decodes and self.decoder != "none" and self.conditional and self.d_cond == "concat":
+            raise ConfigError(f"--d-cond concat with {self.model}'s decoder: the label map joined to the image would "
+                              f"be reconstructed too; use --d-cond projection (or --decoder none)")
 
     def _validate_sizes(self) -> None:
         for name in ("channels", "z_dim", "hidden_dim", "g_width", "d_width", "blocks", "n_critic", "batch_size",
@@ -417,6 +433,12 @@ PRESETS: dict[str, dict] = {
         about=f"any folder of images at {size}x{size} (what `gankit train --data-root DIR` picks for such images): "
               f"default's recipe on the {size}-px DCGAN, DiffAugment, 30 minutes",
         **{**_FOLDER, "model": f"dcgan{size}", "image_size": size}) for size in FOLDER_SIZES},
+    **{f"fastgan{size}": dict(
+        about=f"small image folders at {size}x{size}: the FastGAN-style family (GLU up-blocks, skip-layer excitation, "
+              f"a self-supervised D), hinge loss, DiffAugment colour + translation, EMA, 30 minutes",
+        **{**_FOLDER, "model": f"fastgan{size}", "image_size": size, "objective": "hinge", "init": "normal02",
+           "g_width": 8, "d_width": 16,
+           "g_lr": 2e-4, "d_lr": 2e-4, "diffaug_policy": "color,translation"}) for size in FOLDER_SIZES},
     "faces64": dict(
         about="faces at 64x64 (an image folder): DCGAN k5, Adam, D lr 1e-4 < G lr 2e-4, wd 1e-4 D / 1e-6 G",
         dataset="folder", channels=3, image_size=64, model="dcgan64", objective="bce", init="normal02",

@@ -111,3 +111,18 @@ def test_sigterm_to_one_rank_stops_both_and_resumes_on_one_process(tiny_root, tm
                "--steps", str(2 * ckpt["step"] + 4)])
     assert "trained by 2 process(es), now 1" in out.stdout
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 2 * ckpt["step"] + 4
+
+
+@pytest.mark.slow  # (one torchrun start, ~15 s)
+def test_fastgan_trains_in_sync_with_its_decoders(tmp_path):
+    """The fastgan family's decoders run outside D's forward, on features D's hooks kept: DDP still
+    averages their gradients, so both ranks end with the same weights, decoders included."""
+    from test_folder import class_folder
+    folder = class_folder(tmp_path / "shapes", per_class=40)
+    run(torchrun(2, "--preset", "fastgan32", "--data-root", str(folder), "--out-dir", str(tmp_path / "runs"),
+                 "--device", "cpu", "--steps", "4", "--batch-size", "8", "--log-every", "2", "--precision", "fp32"))
+    (found,) = (tmp_path / "runs").glob("0*")
+    log = (found / "log.txt").read_text()
+    assert "ranks in sync: max |parameter difference| between rank 0 and the other 1 rank(s) = 0\n" in log
+    rows = [json.loads(x) for x in (found / "stats.jsonl").read_text().splitlines()]
+    assert all(r["recon"] > 0 for r in rows)

@@ -64,7 +64,7 @@ def test_run_writes_every_artifact(tiny_root, tmp_path):
     assert verify(run / "checkpoints" / "last.pt") is None
     # Every statistic in a row is one of gankit.runs.stats, each with its TensorBoard tag there.
     from gankit.runs.stats import STATS
-    assert set(rows[0]) == {"step", "epoch", "images", "time_s", "train_time_s"} | (set(STATS) - {"r1", "r2"})
+    assert set(rows[0]) == {"step", "epoch", "images", "time_s", "train_time_s"} | (set(STATS) - {"r1", "r2", "recon"})
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     logged = EventAccumulator(str(run / "tensorboard")).Reload().Tags()["scalars"]
     assert {STATS[k].tag for k, v in rows[0].items() if k in STATS and v is not None} <= set(logged)

@@ -67,6 +67,7 @@ class ConditionalDiscriminator(nn.Module):
     def __init__(self, num_classes: int, img_shape: tuple[int, int, int]):
         super().__init__()
         self.num_classes, self.img_shape = num_classes, tuple(img_shape)
+        self.decoders = None  # the family D's self-supervision, carried over by the wrappers that take its layers
 
     def split_logits(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(real/fake logits (B,), class logits (B, K) or None) of this D's output."""
@@ -112,6 +113,7 @@ class ProjectionDiscriminator(ConditionalDiscriminator):
     def __init__(self, base: Discriminator, num_classes: int):
         super().__init__(num_classes, base.img_shape)
         self.features, self.head, width = _features_and_head(base)
+        self.decoders = base.decoders  # (its hooks watch the layers that `features` holds)
         self.embed = nn.Embedding(num_classes, width)
         nn.init.normal_(self.embed.weight, 0.0, 0.02)  # starts as the unconditional D
 
@@ -131,6 +133,7 @@ class ACGANDiscriminator(ConditionalDiscriminator):
     def __init__(self, base: Discriminator, num_classes: int):
         super().__init__(num_classes, base.img_shape)
         self.features, self.head, width = _features_and_head(base)
+        self.decoders = base.decoders
         self.classifier = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:

@@ -17,7 +17,12 @@ class EMA(nn.Module):
     ema = d * ema + (1 - d) * G with the usual warm-up d_t = min(decay, (1 + t) / (10 + t)) after t
     updates (the first update, t = 0, copies G) (TensorFlow's ExponentialMovingAverage with num_updates), so early in training the
     average follows G instead of staying near its random initial weights. Integer buffers
-    (BatchNorm's num_batches_tracked) are copied."""
+    (BatchNorm's num_batches_tracked) are copied.
+
+    The warm-up is a half-life ramp: d_t = 1 - 9/(10 + t) has a half-life of ln 2 (10 + t)/9, about
+    0.077 x the updates so far, until `decay` caps it (0.999: a half-life of 693 updates, reached
+    after ~9,000). StyleGAN2-ADA's ema_rampup sets the half-life to 0.05 x the images seen (capped at
+    10k images), the same shape: a run of a few thousand steps never averages in its blob phase."""
 
     def __init__(self, model: nn.Module, decay: float):
         super().__init__()

@@ -45,12 +45,14 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """An image-to-logit network; the output is flattened to (B,)."""
+    """An image-to-logit network; the output is flattened to (B,). `decoders`: the self-supervision
+    some families add on real images (gankit.nets.fastgan.Decoders), None for the others."""
 
     def __init__(self, net: nn.Module, img_shape: tuple[int, int, int]):
         super().__init__()
         self.net = net
         self.img_shape = tuple(img_shape)
+        self.decoders = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x).view(x.shape[0])  # (B, 1, 1, 1) or (B, 1) -> (B,)
@@ -256,7 +258,10 @@ def init_normal02(module: nn.Module) -> None:
 
 
 def has_batchnorm(module: nn.Module) -> bool:
-    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())
+    """Whether BatchNorm mixes the batch in what `module` computes: a D's reconstruction decoders
+    (which never touch its logits, so no penalty on them) do not count."""
+    aside = {id(m) for m in module.decoders.modules()} if getattr(module, "decoders", None) is not None else set()
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in aside for m in module.modules())
 
 
 def count_params(module: nn.Module) -> int:

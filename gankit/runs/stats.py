@@ -21,10 +21,11 @@ import torch
 @dataclass(frozen=True)
 class Stat:
     over: str  # what the tick's value is the mean of: "D" (the D steps since the last tick), "G" (the G
-    #            steps), "reg" (the D steps that computed R1/R2), "last" (a value set on the step before the
+    #            steps), "reg" (the D steps that computed R1/R2), "recon" (those that reconstructed), "last" (a value set on the step before the
     #            tick, not averaged), "row" (computed when the row is written, on the host)
     when: str  # when it applies (else None in the row): "always", "G" (G has stepped since the tick),
-    #            "wasserstein", "balance", "ada", "probe", "r1", "r2" (those two appear only in runs with --r1/--r2)
+    #            "wasserstein", "balance", "ada", "probe", "r1", "r2", "decoder" (those three appear only in
+    #            the rows of runs that have them)
     tag: str  # TensorBoard tag; the part before '/' groups it there
     label: str  # how messages name it
     plot: str = ""  # the figure that draws it: "loss_curve", "d_outputs", "overfitting", "overfitting/right"
@@ -51,6 +52,8 @@ STATS: dict[str, Stat] = {
                 doc="E[sign(D(x))] on real images (Karras et al. 2020): near 1, D calls every training image real"),
     "ada_p": Stat("last", "ada", "Overfitting/ada_p", "ADA's p", "overfitting", "ADA's augmentation probability p",
                   doc="ADA's augmentation probability at the tick"),
+    "recon": Stat("recon", "decoder", "Regularisation/reconstruction", "reconstruction",
+                  doc="mean squared error of D's decoders on the real images (the fastgan models' self-supervision)"),
     "r1": Stat("reg", "r1", "Regularisation/R1", "R1", doc="E||grad D(x)||^2 of the D steps that computed it"),
     "r2": Stat("reg", "r2", "Regularisation/R2", "R2", doc="E||grad D(G(z))||^2 of the D steps that computed it"),
     "d_train_probe": Stat("row", "probe", "Overfitting/D_train", "D on training images", "overfitting/right",
@@ -66,11 +69,11 @@ STATS: dict[str, Stat] = {
 
 # The statistics kept on the device, in the order of Tally.means(): the sums of each averaging group,
 # then the values set at the tick.
-GROUPS = {over: tuple(n for n, s in STATS.items() if s.over == over) for over in ("D", "G", "reg")}
+GROUPS = {over: tuple(n for n, s in STATS.items() if s.over == over) for over in ("D", "G", "reg", "recon")}
 LAST = tuple(n for n, s in STATS.items() if s.over == "last")
-DEVICE_STATS = (*GROUPS["D"], *GROUPS["G"], *GROUPS["reg"], *LAST)
+DEVICE_STATS = (*(n for names in GROUPS.values() for n in names), *LAST)
 ROW = tuple(n for n, s in STATS.items() if s.over == "row")
-OPTIONAL = ("r1", "r2")  # "when" conditions whose statistics a run without them leaves out of its rows
+OPTIONAL = ("r1", "r2", "decoder")  # "when" conditions whose statistics a run without them leaves out of its rows
 
 
 def named(means: torch.Tensor) -> dict[str, float]:
@@ -86,8 +89,8 @@ def nonfinite(values: dict[str, float], step: int) -> str | None:
 
 
 def row(values: dict[str, float], holds: dict[str, bool]) -> dict:
-    """A tick's statistics in STATS' order: each value where its `when` holds, else None; R1/R2 are
-    left out of the rows of a run that has neither (holds has no "r1"/"r2" key)."""
+    """A tick's statistics in STATS' order: each value where its `when` holds, else None; R1/R2 and
+    the reconstruction are left out of the rows of a run that has none (no "r1"/"r2"/"decoder" key in holds)."""
     return {n: (values[n] if holds[s.when] else None) for n, s in STATS.items()
             if s.when not in OPTIONAL or s.when in holds}
 

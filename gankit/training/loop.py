@@ -106,9 +106,13 @@ def training_loop(L: Loop) -> None:
             x_real_D = x_real_D.detach().requires_grad_(cfg.r1 > 0)
             x_fake_D = x_fake_D.detach().requires_grad_(cfg.r2 > 0)
         with autocast:
-            d_real, c_real = D.split_logits(D_train(x_real_D, *y_real).float())
+            with watching(D.decoders):  # a self-supervised D (fastgan) keeps its features of the real images
+                d_real, c_real = D.split_logits(D_train(x_real_D, *y_real).float())
+            recon = reconstruction(L, D.decoders, x_real_D)
             d_fake, c_fake = D.split_logits(D_train(x_fake_D, *y_fake).float())
         loss_D = loss_D_objective = objective.d_loss(d_real, d_fake)
+        if recon is not None:
+            loss_D = loss_D + cfg.recon_weight * recon
         if c_real is not None:
             loss_D = loss_D + cfg.ac_weight * (class_loss(c_real, *y_real) + class_loss(c_fake, *y_fake))
         if regularise:  # gamma/2 E||grad D||^2 on real (R1) and generated (R2) images, x reg_every when lazy
@@ -164,6 +168,31 @@ def training_loop(L: Loop) -> None:
         L.bar.update(1)
         if after_step(L, done, tick) is Next.END:
             break
+
+
+@contextlib.contextmanager
+def watching(decoders):
+    """While D judges the real images, its decoders (if any) keep the features they reconstruct from."""
+    if decoders is None:
+        yield
+        return
+    decoders.watching = True
+    try:
+        yield
+    finally:
+        decoders.watching = False
+
+
+def reconstruction(L: Loop, decoders, x_real: torch.Tensor) -> torch.Tensor | None:
+    """FastGAN's self-supervision: D's decoders' mean squared error on the real images it just saw
+    (each image's quarter for the crop decoder drawn from the augmentations' stream), added to the
+    tick's statistics; None for a D without decoders."""
+    if decoders is None:
+        return None
+    corner = (draw(L, torch.rand, x_real.shape[0], generator=L.nets.aug_noise) * 4).long().clamp_(max=3)
+    recon = decoders.loss(x_real.detach(), corner)
+    L.tally.add("recon", recon=recon.detach())
+    return recon
 
 
 def count_real(L: Loop, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:

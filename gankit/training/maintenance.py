@@ -158,8 +158,10 @@ def tick_row(L: Loop, stats: dict[str, float], done: int) -> dict:
     holds = {"always": True, "G": had_G, "wasserstein": L.objective.wasserstein,
              "balance": had_G and L.objective.balance_scale is not None, "ada": cfg.augment == "ada",
              "probe": L.data.probe is not None}
-    if cfg.r1 or cfg.r2:  # (rows of runs without R1/R2 have no such keys)
+    if cfg.r1 or cfg.r2:  # (rows of runs without R1/R2 have no such keys; likewise without a decoder)
         holds |= {"r1": L.tally.n_reg > 0 and cfg.r1 > 0, "r2": L.tally.n_reg > 0 and cfg.r2 > 0}
+    if L.nets.D.decoders is not None:
+        holds["decoder"] = L.tally.n_recon > 0
     return {"step": done, "epoch": round(done / L.schedule.spe, 4), "images": done * batch,
             **catalogue.row(values, holds), "time_s": round(L.clock.wall(), 2), "train_time_s": round(L.clock.train_s(), 2)}
 

@@ -137,7 +137,7 @@ def aug_noise_seed(seed: int) -> int:
 class Tally:
     """The loop's counters, and the statistics of gankit.runs.stats summed on the device between log
     ticks (read once per tick, so no step waits for the host), by name: `add` and `means`."""
-    sums: Tensor  # GROUPS["D"], GROUPS["G"], GROUPS["reg"] (gankit.runs.stats), summed since the last tick
+    sums: Tensor  # each group of gankit.runs.stats.GROUPS ("D", "G", "reg", "recon"), summed since the last tick
     grad_norms: Tensor  # [D, G] gradient norms, computed on the step before each tick
     balance: Tensor  # [sign of the last loss comparison (+1, -1; 0: none yet)] (balance.py)
     ada: Tensor  # [ADA's probability p, sum of E[sign(D(x))] since p's last adjustment] (gankit.nets.ada)
@@ -145,6 +145,7 @@ class Tally:
     n_D: int = 0  # D steps since the last tick
     n_G: int = 0  # G steps since the last tick
     n_reg: int = 0  # D steps that computed R1/R2 since the last tick
+    n_recon: int = 0  # D steps whose decoders reconstructed real images since the last tick
     elapsed: float = 0.0  # seconds (training and evaluations) of earlier processes of this run
     eval_s: float = 0.0  # of all seconds so far, those spent on quality evaluations
     best_fid: float = math.inf  # best FID so far; best.safetensors holds that generator
@@ -154,7 +155,7 @@ class Tally:
     TENSORS: ClassVar = ("sums", "grad_norms", "balance", "ada")  # updated in place on the device
     SLICES: ClassVar = {over: slice(start, start + len(names)) for over, names, start in zip(
         GROUPS, GROUPS.values(), itertools.accumulate((len(v) for v in GROUPS.values()), initial=0))}
-    COUNTS: ClassVar = {"D": "n_D", "G": "n_G", "reg": "n_reg"}
+    COUNTS: ClassVar = {"D": "n_D", "G": "n_G", "reg": "n_reg", "recon": "n_recon"}
 
     @classmethod
     def zeros(cls, device: torch.device) -> "Tally":
@@ -162,7 +163,7 @@ class Tally:
                    torch.zeros(1, device=device), torch.zeros(2, device=device))
 
     def add(self, over: str, **values: Tensor) -> None:
-        """One step's statistics of a group (gankit.runs.stats.GROUPS[over]: "D", "G" or "reg"), by
+        """One step's statistics of a group (gankit.runs.stats.GROUPS[over]: "D", "G", "reg", "recon"), by
         name, added to the tick's sums on the device; the group's step count goes up by one."""
         names = GROUPS[over]
         if len(values) != len(names):
@@ -187,7 +188,7 @@ class Tally:
 
     def reset_tick(self) -> None:
         self.sums.zero_()
-        self.n_D = self.n_G = self.n_reg = 0
+        self.n_D = self.n_G = self.n_reg = self.n_recon = 0
 
     def means(self) -> Tensor:
         """Every statistic kept on the device, in gankit.runs.stats.DEVICE_STATS' order, as one device
@@ -199,16 +200,16 @@ class Tally:
 
 def upgrade(state: dict) -> dict:
     """A checkpoint written before the statistics were named once (gankit.runs.stats): its per-kind
-    accumulators (acc_D, acc_G, overfit, balance's counts, reg) laid out as `sums`."""
+    accumulators (acc_D, acc_G, overfit, balance's counts, reg) laid out as `sums`, by name."""
     if "acc_D" not in state:
         return state
-    device = state["acc_D"].device
-    zero = torch.zeros(1, device=device)
-    old = {"D": [state["acc_D"], state.get("overfit", zero)],
-           "G": [state["acc_G"], state.get("balance", torch.zeros(3, device=device))[:2]],
-           "reg": [state.get("reg", torch.zeros(3, device=device))[:2]]}
-    state = dict(state, sums=torch.cat([t for over in GROUPS for t in old[over]]),
-                 n_reg=int(state.get("reg", torch.zeros(3))[2]))
+    old = {**dict(zip(("loss_D", "d_real", "d_fake", "wasserstein"), state["acc_D"])), "loss_G": state["acc_G"][0]}
+    old |= {"r_t": state["overfit"][0]} if "overfit" in state else {}
+    old |= dict(zip(("crossing_rate", "g_above"), state["balance"][:2])) if "balance" in state else {}
+    old |= dict(zip(("r1", "r2"), state["reg"][:2])) if "reg" in state else {}
+    zero = state["acc_D"].new_zeros(())
+    state = dict(state, sums=torch.stack([old.get(n, zero) for names in GROUPS.values() for n in names]),
+                 n_reg=int(state["reg"][2]) if "reg" in state else 0)
     if "balance" in state:
         state["balance"] = state["balance"][2:]
     return state
