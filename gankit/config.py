@@ -54,7 +54,7 @@ class Config:
     model: str = F("dcgan", "the model family (`gankit presets` and the guide describe each)", MODELS)
     z_dim: int = F(100, "latent dimensions")
     hidden_dim: int = F(256, "width of the mlp-lab6 hidden layers")
-    g_width: int = F(64, "G's base channel width in the dcgan, dcgan32/64/128, dcgan64-paper and resnet models (ngf)")
+    g_width: int = F(64, "G's base channel width in the dcgan, dcgan32/64/128, dcgan64-paper, resnet and fastgan models (ngf)")
     d_width: int = F(64, "D's base channel width in those models (ndf)")
     blocks: int = F(1, "residual blocks per resolution in the resnet models (G and D each)")
     decoder: str = F("auto", "the fastgan models' self-supervised D: reconstructions of the real images it sees from "
@@ -78,6 +78,10 @@ class Config:
     r1: float = F(0.0, "R1 weight gamma: gamma/2 E||grad D(x)||^2 on real images (Mescheder et al. 2018); 0: none")
     r2: float = F(0.0, "R2 weight gamma: gamma/2 E||grad D(G(z))||^2 on generated images (R3GAN's pair to R1); 0: none")
     reg_every: int = F(1, "lazy regularisation: R1/R2 every this many D steps, scaled by it (StyleGAN2 uses 16)")
+    gamma_schedule: str = F("constant", "R1/R2's gamma over training: constant | linear | cosine (down to gamma_end x "
+                                        "r1 and r2 at the last step or when the time budget is spent)", LR_SCHEDULES)
+    gamma_end: float = F(0.1, "with a decaying gamma_schedule: the final R1/R2 weights as a fraction of r1 and r2 "
+                              "(R3GAN decays gamma tenfold)")
     epochs: int = F(15, "passes over the training set (by D, one real batch per D step); 0 with --minutes: no bound "
                         "but the time budget")
     steps: int = F(0, "if > 0, total D steps instead of `epochs` (short runs, tests)")
@@ -286,7 +290,12 @@ class Config:
         if self.reg_every < 1:
             raise ConfigError(f"--reg-every is how many D steps lie between R1/R2 updates (1: every step), "
                               f"got {self.reg_every}")
+        if not (0.0 <= self.gamma_end <= 1.0):
+            raise ConfigError(f"gamma_end is the final R1/R2 weights' fraction of r1 and r2, in [0, 1]; got {self.gamma_end}")
         if not (self.r1 or self.r2):
+            if self.gamma_schedule != "constant":
+                raise ConfigError(f"--gamma-schedule {self.gamma_schedule} decays the R1/R2 weights, but the run has "
+                                  f"none: add --r1 GAMMA and/or --r2 GAMMA")
             return
         if clip > 0 or gp > 0:
             raise ConfigError("R1/R2 and a Wasserstein constraint together: weight clipping or the gradient "
@@ -303,10 +312,11 @@ class Config:
         if self.sync_bn and world_size > 1 and device_type != "cuda":
             raise ConfigError("--sync-bn needs CUDA: torch's SyncBatchNorm runs on GPUs only; on the CPU each "
                               "rank's BatchNorm uses its own batch (drop --sync-bn)")
-        if self.lr_schedule != "constant" and self.minutes and world_size > 1:
-            raise ConfigError(f"--lr-schedule {self.lr_schedule} with --minutes under torchrun: the schedule would "
-                              f"follow each rank's own clock, so the ranks' learning rates, and then their weights, "
-                              f"would drift apart; give the budget as --steps or --epochs")
+        for name in ("lr_schedule", "gamma_schedule"):
+            if getattr(self, name) != "constant" and self.minutes and world_size > 1:
+                raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)} with --minutes under torchrun: the "
+                                  f"schedule would follow each rank's own clock, so the ranks' weights would drift "
+                                  f"apart; give the budget as --steps or --epochs")
         return self
 
     def judged_in_training(self) -> bool:

@@ -15,7 +15,7 @@ from gankit.training.checkpoint import load_checkpoint, verify
 from gankit.cli import main
 from gankit.config import PRESETS, preset_config
 from gankit.data import locate
-from gankit.errors import RunError
+from gankit.errors import ConfigError, RunError
 from gankit.nets import EMA
 from gankit.sample import sample_images
 from gankit.training import train
@@ -140,6 +140,25 @@ def test_rpgan_with_lazy_r1_r2_logs_both_penalties_and_resumes_exactly(tiny_root
     assert all(r["r1"] > 0 and r["r2"] > 0 and math.isfinite(r["r1"] + r["r2"]) for r in measured)
     plain = train(tiny_cfg(tiny_root, tmp_path / "c", steps=2))
     assert "r1" not in json.loads((plain / "stats.jsonl").read_text().splitlines()[0])
+
+
+def test_gamma_schedule_decays_r1_and_resumes_exactly(tiny_root, tmp_path):
+    """--gamma-schedule linear takes R1's weight from r1 to gamma_end x r1 over the steps: the weights
+    differ from a constant gamma's, the start line says so, and a stop at step 5 + resume equals 10
+    straight (a stop, not a 5-step budget: the schedule follows the budget)."""
+    kw = dict(objective="rpgan", r1=10.0, d_norm="layer", precision="fp32", ema=0.9, gamma_schedule="linear",
+              gamma_end=0.0)
+    full = train(tiny_cfg(tiny_root, tmp_path / "a", steps=10, **kw))
+    part = train(tiny_cfg(tiny_root, tmp_path / "b", steps=10, **kw), stop_after=5)
+    resumed = train(tiny_cfg(tiny_root, tmp_path / "b", steps=10, **kw), resume=part)
+    a, b = (load_checkpoint(r / "checkpoints" / "last.pt") for r in (full, resumed))
+    assert_same_state(a, b)
+    constant = load_checkpoint(train(tiny_cfg(tiny_root, tmp_path / "c", steps=10, **{**kw, "gamma_schedule": "constant"}))
+                               / "checkpoints" / "last.pt")
+    assert any(not torch.equal(a["D"][k], constant["D"][k]) for k in a["D"])
+    assert "R1/R2 gamma linear down to 0 x at the end" in (full / "log.txt").read_text()
+    with pytest.raises(ConfigError, match="add --r1 GAMMA"):
+        tiny_cfg(tiny_root, tmp_path, gamma_schedule="cosine").resolved().validate()
 
 
 def test_plots_are_paced_and_always_drawn_at_the_end(tiny_root, tmp_path, monkeypatch):

@@ -118,7 +118,9 @@ def training_loop(L: Loop) -> None:
         if regularise:  # gamma/2 E||grad D||^2 on real (R1) and generated (R2) images, x reg_every when lazy
             r1 = r1_r2_penalty(d_real, x_real_D) if cfg.r1 > 0 else d_real.new_zeros(())
             r2 = r1_r2_penalty(d_fake, x_fake_D) if cfg.r2 > 0 else d_real.new_zeros(())
-            loss_D = loss_D + cfg.reg_every * (cfg.r1 / 2 * r1 + cfg.r2 / 2 * r2)
+            decay = (lr_factor(cfg.gamma_schedule, S.fraction(step), cfg.gamma_end)  # gamma's schedule
+                     if cfg.gamma_schedule != "constant" else 1)
+            loss_D = loss_D + cfg.reg_every * decay * (cfg.r1 / 2 * r1 + cfg.r2 / 2 * r2)
             tally.add("reg", r1=r1.detach(), r2=r2.detach())
         if cfg.gp_weight > 0:
             eps = draw(L, torch.rand, cfg.batch_size, 1, 1, 1)

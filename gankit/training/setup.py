@@ -211,6 +211,8 @@ def describe_training(cfg: Config, n_images: int, device: torch.device, precisio
                + (f" or {cfg.minutes:g} minutes of training, whichever ends first" if cfg.minutes else ""))
             + f", G updated every {cfg.n_critic} step(s)"
             + (f", learning rates {cfg.lr_schedule} down to {cfg.lr_end:g} x g_lr/d_lr at the end" if cfg.lr_schedule != "constant"
+               else "")
+            + (f", R1/R2 gamma {cfg.gamma_schedule} down to {cfg.gamma_end:g} x at the end" if cfg.gamma_schedule != "constant"
                else ""))
 
 

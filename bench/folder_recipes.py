@@ -1,0 +1,167 @@
+"""Which recipe makes the best pictures from a small RGB folder in the same wall-clock budget: the
+folder presets (`folder64`: the tuned DCGAN, `fastgan64`: the FastGAN-style family) against the
+faces labs' `faces64` + DiffAugment, each trained for --minutes of training on the same seeded
+--subset of the emoji (`make emoji`), one thread per cell, --workers cells at a time, x-flips off
+(emoji hold text and flags).
+
+Each cell's EMA generator (when it has one) is scored by the emoji evaluator (`gankit evaluator train
+--dataset folder --data-root data/emoji`, seed 0: a CNN of the 9 categories; Inception weights
+are not available offline) with --n samples against --n images of the whole folder: FID,
+precision, recall, coverage, class entropy, and near-copies of the cell's training images against
+the images --subset left out (memorised). The reference recipe (the first of --presets) is trained
+in the same call; the real-vs-real floor is printed beside them.
+
+    python bench/folder_recipes.py --minutes 30 --seeds 0 1 2               # the study (~4.5 h on 2 cores)
+    python bench/folder_recipes.py --minutes 0.2 --seeds 0 --n 200 --out /tmp/fr.md --runs /tmp/fr   # a look
+
+A cell whose run folder under --runs already finished the same settings is scored again, not
+retrained. Appends to --out (bench/FOLDER_RECIPES.md) and writes every number beside it (.json),
+and a figure of each recipe's seed-0 samples side by side (--figure).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from common import append_result, cell_pool, device_name, mean_std
+
+from gankit.config import preset_config
+from gankit.data import training_images
+from gankit.metrics import compute_metrics, real_floor
+from gankit.runs import read_json
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = ["fid", "precision", "recall", "coverage", "classes", "memorisation"]
+RECIPES = {  # name -> (preset, overrides): what each cell trains
+    "faces64+diffaug": ("faces64", dict(augment="diffaug", epochs=0)),
+    "folder64": ("folder64", {}),
+    "fastgan64": ("fastgan64", {}),
+}
+
+
+def config(job: dict):
+    preset, extra = RECIPES[job["recipe"]]
+    return preset_config(preset, data_root=job["data_root"], subset=job["subset"], seed=job["seed"], hflip=False,
+                         minutes=job["minutes"], precision=job["precision"], eval_every=0, log_every=50,
+                         out_dir=job["out"], **extra)
+
+
+def finished(out: Path, name: str, cfg) -> Path | None:
+    """A run folder NNNNN-`name` under `out` whose time budget ended it with `cfg`'s settings."""
+    want = {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "data_root", "device")}
+    for run in sorted(out.glob(f"*-{name}"), reverse=True):
+        saved = read_json(run / "config.json")
+        if saved.get("budget", {}).get("ended_by") in ("minutes", "steps") and all(
+                saved["config"].get(k) == v for k, v in want.items()):
+            return run
+    return None
+
+
+def cell(job: dict) -> dict:
+    """Train one cell (a worker process of one thread), or take the one an earlier call finished."""
+    torch.set_num_threads(1)
+    from gankit.training import train
+    cfg = config(job)
+    run = finished(Path(job["out"]), job["name"], cfg)
+    reused = run is not None
+    if run is None:
+        run = train(cfg, progress=False, run_name=job["name"])
+    budget = read_json(run / "config.json")["budget"]
+    return {**job, "run": str(run), "reused": reused, "steps": budget["steps"], "train_s": budget["train_time_s"],
+            "precision_used": read_json(run / "config.json").get("precision")}
+
+
+def figure(cells: list[dict], path: Path) -> None:
+    """Each recipe's seed-0 grid (its last fixed-z grid), side by side, titled with its FID."""
+    from PIL import Image
+
+    from gankit.runs import last_grid, pyplot
+    firsts = [c for c in cells if c["seed"] == min(x["seed"] for x in cells)]
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(firsts), figsize=(4 * len(firsts), 4.6), dpi=110, squeeze=False)
+    for ax, c in zip(axes[0], firsts):
+        ax.imshow(Image.open(last_grid(Path(c["run"]))).convert("RGB"), interpolation="nearest")
+        ax.set_axis_off()
+        ax.set_title(f"{c['recipe']}: {c['steps']:,} steps\nfid {c['fid_' + c['tag']]:.1f}, recall "
+                     f"{c['recall_' + c['tag']]:.2f}", fontsize=9)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.88, wspace=0.04)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-root", default=str(ROOT / "data" / "emoji"))
+    ap.add_argument("--evaluator", default="emoji", help="the folder's evaluator (gankit evaluator train)")
+    ap.add_argument("--subset", type=int, default=1000)
+    ap.add_argument("--minutes", type=float, default=30.0, help="minutes of training per cell")
+    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES),
+                    help="the first is the reference")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--precision", default="auto", choices=["fp32", "auto"])
+    ap.add_argument("--workers", type=int, default=2, help="cells trained at a time, one thread each")
+    ap.add_argument("--n", type=int, default=1500, help="samples scored, against as many images of the folder")
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "folder_recipes"))
+    ap.add_argument("--out", default=str(ROOT / "bench" / "FOLDER_RECIPES.md"))
+    ap.add_argument("--figure", default=None, help="the seed-0 grids side by side (PNG)")
+    args = ap.parse_args()
+    if not Path(args.data_root).is_dir():
+        raise SystemExit(f"{args.data_root}: no such folder (make emoji fetches the emoji)")
+    t0 = time.perf_counter()
+    jobs = [dict(recipe=r, seed=s, name=f"{r}-s{s}-{args.precision}", data_root=args.data_root, subset=args.subset,
+                 minutes=args.minutes, precision=args.precision, out=args.runs) for r in args.recipes for s in args.seeds]
+    training_images(config(jobs[0]), say=print)  # decoded once here (the workers may not start processes)
+    with cell_pool(args.workers) as pool:
+        cells = pool.map(cell, jobs, chunksize=1)
+    for c in cells:
+        scores = compute_metrics(c["run"], "folder", NAMES, args.n, seed=0, data_root=args.data_root,
+                                 evaluator=args.evaluator)
+        c["tag"] = next(k[len("fid_"):] for k in scores if k.startswith("fid_"))
+        c.update(scores)
+        print(f"{c['name']}: {c['steps']} steps, fid_{c['tag']} {scores['fid_' + c['tag']]:.2f}", flush=True)
+    tag = cells[0]["tag"]
+    floor = real_floor("folder", NAMES, args.n, data_root=args.data_root, evaluator=args.evaluator)
+    wall = time.perf_counter() - t0
+    result = {"device": device_name("cpu"), "torch": torch.__version__, "minutes": args.minutes, "subset": args.subset,
+              "precision": args.precision, "date": time.strftime("%Y-%m-%d"), "wall_s": round(wall),
+              "real_floor": floor, "cells": cells}
+    cols = ["fid", "precision", "recall", "coverage", "class_entropy", "memorised"]
+    rows = []
+    for r in args.recipes:
+        mine = [c for c in cells if c["recipe"] == r]
+        vals = [mean_std([c[f"{k}_{tag}"] for c in mine], ".2f" if k == "fid" else ".3f") for k in cols]
+        rows.append(f"| `{r}` | {statistics.mean(c['steps'] for c in mine):,.0f} | " + " | ".join(vals) + " |")
+    rows.append("| real data (folder vs folder) | - | " + " | ".join(
+        f"{floor[f'{k}_{tag}']:.3f}" if f"{k}_{tag}" in floor else "-" for k in cols) + " |")
+    ref = statistics.mean(c[f"fid_{tag}"] for c in cells if c["recipe"] == args.recipes[0])
+    best = min(args.recipes, key=lambda r: statistics.mean(c[f"fid_{tag}"] for c in cells if c["recipe"] == r))
+    best_fid = statistics.mean(c[f"fid_{tag}"] for c in cells if c["recipe"] == best)
+    text = (f"\n## {result['date']}: {args.subset:,} emoji, {args.minutes:g} minutes of training per cell, seeds "
+            f"{args.seeds}, precision {args.precision}\n\n"
+            f"Measured by `python bench/folder_recipes.py --minutes {args.minutes:g} --seeds "
+            f"{' '.join(map(str, args.seeds))} --precision {args.precision}` on {result['device']}, torch "
+            f"{torch.__version__}; {args.workers} cells at a time, one thread each; "
+            f"{sum(c['reused'] for c in cells)} of {len(cells)} cells reused from an earlier call; {wall / 60:.0f} min "
+            f"in this call. Mean ± std over the seeds; {args.n:,} samples of each EMA generator against {args.n:,} "
+            f"images of the folder, evaluator `{tag}`.\n\n"
+            f"| recipe | steps | fid_{tag} | precision | recall | coverage | class entropy | memorised |\n"
+            f"|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    if args.figure:
+        figure(cells, Path(args.figure))
+        text += f"\n![seed-0 samples]({Path(args.figure).name})\n"
+    append_result(args.out, "Recipes for a small RGB folder in the same time",
+                  "Written by bench/folder_recipes.py; newest at the bottom.", text)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
+    print(text)
+    print(f"best: {best}, fid_{tag} {best_fid:.2f} = {best_fid / ref:.2f}x the reference {args.recipes[0]}'s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
