@@ -5,10 +5,7 @@ import io
 import os
 import re
 import shutil
-import subprocess
-import sys
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest

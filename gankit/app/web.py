@@ -29,7 +29,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ..errors import GankitError
-from .explorer import NUDGE_DELTAS, N_BASE, PARTS, SLIDER_LIMIT, SLIDER_STEP, Explorer, mark, png_bytes, sheet
+from .explorer import NUDGE_DELTAS, N_BASE, PARTS, SLIDER_LIMIT, SLIDER_STEP, Explorer, png_bytes, sheet
 
 MAIN_PX = 256   # the main image's width on the page
 ZOOM = 2        # every other picture is drawn at twice the model's resolution (the browser enlarges it)
