@@ -125,3 +125,8 @@ def test_presets_show_the_budget_each_sets(capsys):
     assert main(["presets"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:]}
     assert " 30 min " in rows["best"] and " 15 epochs " in rows["default"]
+    # and the parameter counts of G and D, as models.txt gives them
+    from gankit.config import preset_config
+    from gankit.nets import build_models, count_params
+    G, D = build_models(preset_config("fastgan64").resolved())
+    assert f" {count_params(G) / 1e6:.2f}M/{count_params(D) / 1e6:.2f}M " in rows["fastgan64"]

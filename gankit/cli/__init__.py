@@ -28,6 +28,7 @@ from pathlib import Path
 from ..app import launch
 from ..config import PRESETS, Config, chosen_preset, field_types, preset_config
 from ..errors import ConfigError, GankitError
+from ..nets import build_models, count_params
 from ..report import build_report
 from ..runs import check_run_dir
 from ..training import check_start, train
@@ -118,8 +119,10 @@ def cmd_presets(args) -> int:
     for name, values in PRESETS.items():
         cfg = preset_config(name)
         opt = f"{cfg.d_optimizer} {cfg.d_lr:g}" + (f"/{cfg.g_lr:g}" if cfg.g_lr != cfg.d_lr else "")
-        rows.append([name] + [str(getattr(cfg, k)) for k in keys] + [budget(cfg), opt, values["about"]])
-    header = ["preset"] + keys + ["budget", "optimizer lr", "about"]
+        G, D = build_models(cfg.resolved())
+        size = f"{count_params(G) / 1e6:.2f}M/{count_params(D) / 1e6:.2f}M"
+        rows.append([name] + [str(getattr(cfg, k)) for k in keys] + [size, budget(cfg), opt, values["about"]])
+    header = ["preset"] + keys + ["params G/D", "budget", "optimizer lr", "about"]
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
     for r in [header] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
