@@ -13,7 +13,7 @@ from gankit.cli import main
 from gankit.config import Config, preset_config
 from gankit.errors import ConfigError
 from gankit.nets import build_models
-from gankit.nets.fastgan import TARGET, _quarters
+from gankit.nets.fastgan import _quarters
 from gankit.training import train
 from gankit.training.checkpoint import load_checkpoint
 from test_folder import class_folder
@@ -67,7 +67,6 @@ def test_the_decoders_learn_to_reconstruct_what_d_saw():
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0], losses
-    assert TARGET == 32
 
 
 @pytest.fixture(scope="module")

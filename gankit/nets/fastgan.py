@@ -8,7 +8,8 @@ a CPU at 32, 64 and 128 pixels. The facts it follows, not its code:
   low-resolution map, pooled to 4x4 and brought to 1x1 by a 4x4 convolution, a leaky ReLU, a 1x1
   convolution and a sigmoid, gates the channels of a map 4x larger (4 -> 16 at 32 px, 8 -> 32 at
   64 px, and 8 -> 32, 16 -> 64 at 128 px). A nearest 2x, a 3x3 convolution and tanh make the image
-  (no block at full resolution: on a CPU it would cost more than all the others).
+  (no block at full resolution: it would be the largest layer of all, its 3x3 convolution over every
+  pixel at twice the channels).
 - D: down-blocks to 8x8, each the mean of a strided 4x4 convolution and a 2x2 average pool with a
   1x1 convolution (both normalised, leaky ReLU), then a 4x4 convolution to a 5x5 map of logits,
   averaged. D is regularised as a self-supervised auto-encoder: on real images only, a small
@@ -69,7 +70,7 @@ class Excite(nn.Module):
 class FastNet(nn.Module):
     """G's body: z (B, z_dim) -> image (B, C, S, S), with the excitations between its maps. The maps
     stop at S/2: a nearest 2x and one 3x3 convolution make the image (a block at full resolution
-    costs more on a CPU than all the others together, and FastGAN's own last block is as thin)."""
+    would be the largest layer of all)."""
 
     def __init__(self, z_dim: int, width: int, c: int, size: int):
         super().__init__()

@@ -32,15 +32,15 @@ def save_grid(x: torch.Tensor, path: Path, nrow: int = 8) -> torch.Tensor:
 
 def save_figure(fig, path: Path) -> None:
     """A matplotlib figure as a PNG, written atomically (light compression: a plot's PNG is small,
-    and the default level takes a third of the redraw)."""
+    and the default level costs a sizeable part of each redraw during training)."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", pil_kwargs={"compress_level": 1})
 
 
 def training_figure(width: float, height: float, cols: int = 1, dpi: int = 120):
     """(figure, axes) of a training plot, outside pyplot (nothing to close) and with fixed margins
-    in inches: tight_layout measured every label again at each of the redraws during training and
-    took half of their time. The margins fit the plots' labels (ticks, titles, a y label)."""
+    in inches: tight_layout measures every label again at each of the redraws during training, a
+    large part of their cost. The margins fit the plots' labels (ticks, titles, a y label)."""
     from matplotlib.figure import Figure  # (matplotlib is slow to import: start-up stays fast without it)
     fig = Figure(figsize=(width, height), dpi=dpi)
     fig.subplots_adjust(left=0.85 / width, right=1 - 0.2 / width, bottom=0.55 / height, top=1 - 0.4 / height,

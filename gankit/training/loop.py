@@ -80,25 +80,21 @@ def training_loop(L: Loop) -> None:
     """Steps until the schedule's end (or a stop): update D, update G, then the maintenance."""
     cfg, nets, tally, S = L.cfg, L.nets, L.tally, L.schedule
     G, D, G_train, D_train, D_frozen = nets.G, nets.D, nets.G_train, nets.D_train, nets.D_frozen
-    objective, autocast, K = L.objective, L.autocast, cfg.num_classes
+    objective, autocast = L.objective, L.autocast
     augment = make_augment(cfg.augment, cfg.diffaug_policy, tally.ada[0])  # None: D sees the images as they are
     rand = lambda *shape: draw(L, torch.rand, *shape, generator=nets.aug_noise)  # the augmentations' own stream
     A = (lambda x: augment(x, rand)) if augment else (lambda x: x)
 
     while tally.step < S.total:
-        step = tally.step
-        done = step + 1
+        step, done = tally.step, tally.step + 1
         tick = S.tick(done)  # gradient norms are only read at log ticks: only the step before one computes them
         update_G = step % cfg.n_critic == cfg.n_critic - 1
         regularise = (cfg.r1 > 0 or cfg.r2 > 0) and step % cfg.reg_every == 0  # lazy R1/R2 (StyleGAN2)
         x_real, z, y_real, y_fake = batch(L, step)
-        if cfg.lr_schedule != "constant":  # both learning rates follow the schedule (and any rollback's halving)
-            nets.scale_learning_rates(cfg, 0.5 ** tally.rollbacks * lr_factor(cfg.lr_schedule, S.fraction(step),
-                                                                               cfg.lr_end))
+        follow_lr_schedule(L, step)
 
-        # Update D. The fake batch is made once; it keeps G's graph only when G learns from it in
-        # this step. D sees every image augmented (A) when --augment asks. Each D splits its own
-        # output (an AC-GAN D also returns class logits).
+        # Update D. The fake batch is made once, keeping G's graph only when G learns from it now. D sees
+        # every image augmented (A) when --augment asks; each D splits its own output (AC-GAN: + classes).
         with torch.set_grad_enabled(update_G), autocast:
             x_fake = G_train(z, *y_fake)
         x_real_D, x_fake_D = A(x_real), A(x_fake.detach())
@@ -115,17 +111,10 @@ def training_loop(L: Loop) -> None:
             loss_D = loss_D + cfg.recon_weight * recon
         if c_real is not None:
             loss_D = loss_D + cfg.ac_weight * (class_loss(c_real, *y_real) + class_loss(c_fake, *y_fake))
-        if regularise:  # gamma/2 E||grad D||^2 on real (R1) and generated (R2) images, x reg_every when lazy
-            r1 = r1_r2_penalty(d_real, x_real_D) if cfg.r1 > 0 else d_real.new_zeros(())
-            r2 = r1_r2_penalty(d_fake, x_fake_D) if cfg.r2 > 0 else d_real.new_zeros(())
-            decay = (lr_factor(cfg.gamma_schedule, S.fraction(step), cfg.gamma_end)  # gamma's schedule
-                     if cfg.gamma_schedule != "constant" else 1)
-            loss_D = loss_D + cfg.reg_every * decay * (cfg.r1 / 2 * r1 + cfg.r2 / 2 * r2)
-            tally.add("reg", r1=r1.detach(), r2=r2.detach())
+        if regularise:
+            loss_D = loss_D + r1_r2(L, step, d_real, x_real_D, d_fake, x_fake_D)
         if cfg.gp_weight > 0:
-            eps = draw(L, torch.rand, cfg.batch_size, 1, 1, 1)
-            loss_D = loss_D + cfg.gp_weight * gradient_penalty(D.critic, x_real_D, x_fake_D.to(x_real.dtype),
-                                                               eps=eps, labels=y_real[0] if K else None)
+            loss_D = loss_D + gp(L, x_real_D, x_fake_D.to(x_real.dtype), y_real)
         nets.opt_D.zero_grad(set_to_none=True)
         loss_D.backward()
         if tick:
@@ -156,10 +145,7 @@ def training_loop(L: Loop) -> None:
                 tally.grad_norms[1] = grad_norm(G)
             nets.opt_G.step()
             D.requires_grad_(True)
-            crossed = above = loss_G.new_zeros(())  # do the loss curves cross? (balance.py; None without a balance line)
-            if objective.balance_scale is not None:
-                crossed, above = balance.update(tally.balance, loss_G_objective, loss_D_objective, objective.balance_scale)
-            tally.add("G", loss_G=loss_G.detach(), crossing_rate=crossed, g_above=above)
+            tally.add("G", loss_G=loss_G.detach(), **crossing(L, loss_G_objective, loss_D_objective))
             if cfg.host_sync:
                 loss_G.item()
             if nets.G_ema is not None:
@@ -170,6 +156,44 @@ def training_loop(L: Loop) -> None:
         L.bar.update(1)
         if after_step(L, done, tick) is Next.END:
             break
+
+
+def follow_lr_schedule(L: Loop, step: int) -> None:
+    """Both learning rates follow --lr-schedule (and any rollback's halving)."""
+    cfg = L.cfg
+    if cfg.lr_schedule != "constant":
+        factor = lr_factor(cfg.lr_schedule, L.schedule.fraction(step), cfg.lr_end)
+        L.nets.scale_learning_rates(cfg, 0.5 ** L.tally.rollbacks * factor)
+
+
+def gp(L: Loop, x_real: torch.Tensor, x_fake: torch.Tensor, y_real: tuple) -> torch.Tensor:
+    """WGAN-GP's penalty, weighted, on interpolates drawn from the noise stream."""
+    eps = draw(L, torch.rand, L.cfg.batch_size, 1, 1, 1)
+    return L.cfg.gp_weight * gradient_penalty(L.nets.D.critic, x_real, x_fake, eps=eps,
+                                              labels=y_real[0] if L.cfg.num_classes else None)
+
+
+def r1_r2(L: Loop, step: int, d_real, x_real, d_fake, x_fake) -> torch.Tensor:
+    """gamma/2 E||grad D||^2 on real (R1) and generated (R2) images from D's own pass, x reg_every
+    when lazy, gamma following --gamma-schedule; both penalties added to the tick's statistics."""
+    cfg = L.cfg
+    r1 = r1_r2_penalty(d_real, x_real) if cfg.r1 > 0 else d_real.new_zeros(())
+    r2 = r1_r2_penalty(d_fake, x_fake) if cfg.r2 > 0 else d_real.new_zeros(())
+    decay = (lr_factor(cfg.gamma_schedule, L.schedule.fraction(step), cfg.gamma_end)
+             if cfg.gamma_schedule != "constant" else 1)
+    L.tally.add("reg", r1=r1.detach(), r2=r2.detach())
+    return cfg.reg_every * decay * (cfg.r1 / 2 * r1 + cfg.r2 / 2 * r2)
+
+
+def crossing(L: Loop, loss_G: torch.Tensor, loss_D: torch.Tensor) -> dict:
+    """Do the loss curves cross at this G step (balance.py)? Zeros for an objective without a balance
+    line (its rows say None)."""
+    scale = L.objective.balance_scale
+    if scale is None:
+        zero = loss_G.new_zeros(())
+        return {"crossing_rate": zero, "g_above": zero}
+    crossed, above = balance.update(L.tally.balance, loss_G, loss_D, scale)
+    return {"crossing_rate": crossed, "g_above": above}
 
 
 @contextlib.contextmanager
