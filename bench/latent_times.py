@@ -19,14 +19,9 @@ from pathlib import Path
 import torch
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run")
-    ap.add_argument("--out", default=str(Path(__file__).with_name("LATENT_TIMES.md")))
-    ap.add_argument("--rank-n", type=int, default=256, help="base vectors of `explore rank` (as the README shows it)")
-    args = ap.parse_args()
-    run = args.run
-    commands = [
+def latent_commands(run: str, rank_n: int = 256) -> list[list[str]]:
+    """The latent commands docs/latent.md shows (all but the `--z` one), on RUN."""
+    return [
         ["sample", run, "--n", "8", "--seed", "42"],
         ["explore", "nudge", run, "--dims", "10", "20", "37", "53", "67", "--deltas", "2", "4", "6", "8", "10",
          "--n", "8", "--seed", "42"],
@@ -34,8 +29,18 @@ def main() -> None:
          "--frames", "9"],
         ["explore", "interpolate", run, "--from", "1", "--to", "2", "--frames", "10", "--method", "slerp", "--gif"],
         ["explore", "arithmetic", run, "--a", "1", "2", "3", "--b", "4", "5", "--c", "6"],
-        ["explore", "rank", run, "--n", str(args.rank_n), "--delta", "2"],
+        ["explore", "rank", run, "--n", str(rank_n), "--delta", "2"],
     ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("LATENT_TIMES.md")))
+    ap.add_argument("--rank-n", type=int, default=256, help="base vectors of `explore rank` (as the README shows it)")
+    args = ap.parse_args()
+    run = args.run
+    commands = latent_commands(run, args.rank_n)
     lines = []
     for cmd in commands:
         t0 = time.perf_counter()

@@ -151,6 +151,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--figure", default=str(REPO / "docs" / "demo_vs_labs.png"))
     ap.add_argument("--out", default=str(Path(__file__).with_name("VS_LABS.md")))
+    ap.add_argument("--json", metavar="FILE", help="also write every run's steps and scores to FILE (JSON)")
     ap.add_argument("--keep", metavar="DIR", help="keep each finished run in DIR and reuse the ones it holds")
     args = ap.parse_args()
     z = torch.randn(64, 100, generator=torch.Generator().manual_seed(1234)).to(args.device)
@@ -230,6 +231,13 @@ def main() -> None:
             + "\n".join(table + per_class) + "\n" + ("\nfid_fmnist5k over the budget (training minutes):\n" + "\n".join(curves) + "\n"
                                          if curves else "")
             + f"\n{summary}; figure: {Path(args.figure).name}\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"date": time.strftime("%Y-%m-%d"), "device": device_name(args.device), "command": cmd, "tag": tag,
+             "runs": {who.replace("`", ""): [{"seed": seed, "steps": steps, **{k: v for k, v in r.items()
+                                                                              if isinstance(v, float)}}
+                                             for seed, (steps, r) in zip(args.seeds, runs)]
+                      for who, runs in rows.items()}}, indent=1) + "\n")
     append_result(args.out, "gankit presets against the labs' loop in the same training time",
                   "Same training seconds, same evaluator, same z; measured by bench/vs_labs.py.", text)
     print(summary)

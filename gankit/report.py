@@ -11,7 +11,6 @@ import html
 import io
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from .data.folder import decode, find_images
 from .errors import GankitError
 from .export import saved_class_names
 from .metrics import LABELS, real_floor
-from .runs import Run, comparison_figure, image_grid, last_grid, pyplot
+from .runs import Run, comparison_figure, headline, image_grid, last_grid, pyplot
 from .runs.balance import summarize
 
 EXPLAIN = {
@@ -40,14 +39,6 @@ EXPLAIN = {
                    "on 256 training images and on 256 real images it never saw; a widening gap means D memorises "
                    "its training set rather than learning what real images look like.",
     "grid": "The fixed latent vectors at the end of training, beside real images of the dataset.",
-    "quality": "Scores from gankit's evaluator for the dataset. FID (lower is better) measures how far the "
-               "feature statistics of the samples are from the test set's; the real-data row is the floor "
-               "(training images scored the same way: what a perfect generator would reach). KID is the unbiased squared "
-               "MMD between the same features: 0 for a perfect generator (slightly negative values are noise). "
-               "Precision is the share of samples that look real, recall and coverage the share of the real "
-               "variety the samples reach. Memorised (gankit eval) is the share of samples nearer to a training "
-               "image than 95 % of held-out real images are: about 0.05 for a generator that makes new images, "
-               "near 1 for one that copies its training set.",
     "classes": "The evaluator's classes of the samples beside those of real images: a class G no longer makes "
                "(mode collapse) shows as a missing bar.",
     "fid_curve": "FID of {eval_n:,} samples against the test set, measured during training.",
@@ -62,6 +53,34 @@ EXPLAIN = {
                "when D cannot tell real from fake), change order. It is not where the plotted loss_G and loss_D "
                "curves cross. Spearman's rho < 0 would mean: more changes of order, lower (better) FID.",
 }
+
+
+QUALITY_TEXT = {
+    "fid": "Scores from gankit's evaluator for the dataset. FID (lower is better) measures how far the feature "
+           "statistics of the samples are from the real images'; the real-data row is the floor (real images scored "
+           "the same way: what a perfect generator would reach). Each row is one evaluation, its protocol (dataset "
+           "and sample count) in its name; the summary quotes the one with the most samples.",
+    "kid": "KID is the unbiased squared MMD between the same features: 0 for a perfect generator (slightly negative "
+           "values are noise).",
+    "is": "IS (higher is better) is the Inception Score of the evaluator's class predictions.",
+    "precision": "Precision is the share of samples that look real, recall and coverage the share of the real "
+                 "variety the samples reach.",
+    "class_accuracy": "Class accuracy is the share of samples the evaluator classifies as the class G was asked for.",
+    "memorised": "Memorised is the share of samples nearer to a training image than 95 % of held-out real images "
+                 "are: about 0.05 for a generator that makes new images, near 1 for one that copies its training set.",
+}
+
+
+def _present(names: list[tuple[str, str]], shown: list[dict]) -> list[tuple[str, str]]:
+    """The score columns some row has (FID always)."""
+    return [(key, label) for key, label in names
+            if key == "fid" or any(_score_cells(s, [(key, "")]) != ["-"] for s in shown)]
+
+
+def quality_text(names: list[tuple[str, str]]) -> str:
+    """The quality section's explanation: a sentence for each score its table shows."""
+    keys = {key for key, _ in names}
+    return " ".join(text for key, text in QUALITY_TEXT.items() if key in keys)
 
 
 def balance(run: Run) -> dict:
@@ -153,6 +172,11 @@ def _score_names(*scores: dict) -> list[tuple[str, str]]:
     memo = any(k.startswith("memorised_") for s in scores for k in s)
     return (SCORE_NAMES + ([("class_accuracy", LABELS["class_accuracy"])] if cls else [])
             + ([("memorised", "memorised (near-copies)")] if memo else []))
+
+
+def _protocol(scores: dict) -> str:
+    """The protocol a row of scores was measured under: its FID's name less "fid_" (fmnist5k, emoji-21addb-1k)."""
+    return next((k[4:] for k in scores if k.startswith("fid_") and not k.endswith("_std")), "-")
 
 
 def _score_cells(scores: dict, names: list[tuple[str, str]] = SCORE_NAMES) -> list[str]:
@@ -322,20 +346,25 @@ def write_run(w: Writer, run: Run, level: int = 2, heading: bool = True) -> None
         w.heading(level + 1, "Generated and real images", EXPLAIN["grid"])
         w.image(grid, grid_caption(run, grid), pixels=True)
         if (real := real_grid(run)) is not None:
-            w.image(real, f"{min(64, c['grid_size'])} real images of {c['dataset']} (the test split, or the folder's first)",
-                    pixels=True)
-    if scores or run.quality:
-        w.heading(level + 1, "Sample quality", EXPLAIN["quality"])
-        if scores:
-            names = _score_names(scores)
-            rows = ([["this run"] + _score_cells(scores, names)]
-                    + ([["real data (floor)"] + _score_cells(floor, names)] if floor else []))
-            name = next((k for k in scores if k.startswith("fid_")), "fid")
-            w.table(["", f"FID ({name[4:]})"] + [label for _, label in names[1:]], rows)
-            if not floor:
-                w.text("No real-data floor: the dataset's images or its evaluator are not available here.")
-            if (hist := class_histogram(scores, floor, c)) is not None:
-                w.image(hist, EXPLAIN["classes"])
+            k = min(64, c["grid_size"])
+            where = (f"the first {k} image files under {c['data_root']}, sorted by path" if c["dataset"] == "folder"
+                     else f"the first {k} images of {c['dataset']}'s test split")
+            w.image(real, f"Real images at the run's size, for comparison: {where}", pixels=True)
+    if evaluations := run.evaluations():
+        lead = headline(evaluations)
+        shown = [e["scores"] for e in evaluations] + [floor]
+        names = _present(_score_names(*shown), shown)
+        w.heading(level + 1, "Sample quality", quality_text(names))
+        rows = [[e["source"] + (" (the headline)" if e is lead and len(evaluations) > 1 else ""),
+                 _protocol(e["scores"]), f"{e['n']:,}"] + _score_cells(e["scores"], names)
+                for e in sorted(evaluations, key=lambda e: -e["n"])]
+        if floor:
+            rows.append(["real data (floor)", _protocol(floor), f"{lead['n']:,}"] + _score_cells(floor, names))
+        w.table(["evaluation", "protocol", "samples"] + [label for _, label in names], rows)
+        if not floor:
+            w.text("No real-data floor: the dataset's images or its evaluator are not available here.")
+        if (hist := class_histogram(scores, floor, c)) is not None:
+            w.image(hist, EXPLAIN["classes"])
         write_per_class(w, run)
         if (run.path / "fid_curve.png").exists() and len(run.quality) > 1:  # (one point makes no curve)
             w.image(run.path / "fid_curve.png", EXPLAIN["fid_curve"].format(**c))
@@ -374,6 +403,24 @@ STUDY_TEXT = {
 }
 
 
+def study_caption(stem: str, record: dict) -> str:
+    """What one picture of a latent study shows, from its file's stem and the study's record."""
+    if m := re.fullmatch(r"combined_delta(.+)", stem):
+        return f"Every axis moved by -{m.group(1)}, 0 and +{m.group(1)}: three rows per axis, one column per base vector"
+    if m := re.fullmatch(r"(.+)_delta(.+)", stem):
+        axis = re.sub(r"^dim0*(\d)", r"dimension \1", m.group(1))
+        return f"{axis} alone moved by -{m.group(2)}, 0 and +{m.group(2)}"
+    if m := re.fullmatch(r"base(\d+)", stem):
+        return f"The base vector of seed {m.group(1)}: one row per axis, swept across the values above the columns"
+    return {"samples": "The samples, one per latent vector (one row per class for a conditional G)",
+            "strip": "The path from the first vector (left) to the last (right)",
+            "arithmetic": "The inputs a, b and c (each the mean of its vectors) and a - b + c",
+            "inputs": "The vectors averaged into a, b and c, one row each",
+            "rank": "Mean pixel change per dimension, largest first",
+            "directions": f"One base vector moved along each direction found ({record.get('method', '')}), best first",
+            "inversion": "Input images (top) and G(z) of the z found for each (bottom)"}.get(stem, stem.replace("_", " "))
+
+
 def write_study(w: Writer, folder: Path, record: dict, level: int) -> None:
     cmd = record.get("command", folder.name.split("-")[0])
     args = {k: v for k, v in record.items()
@@ -386,7 +433,7 @@ def write_study(w: Writer, folder: Path, record: dict, level: int) -> None:
     if cmd == "nudge":  # the per-dimension figures repeat what the combined ones show
         pngs = [p for p in pngs if p.name.startswith("combined")]
     for png in pngs:
-        w.image(png, f"{cmd}: {png.stem}")
+        w.image(png, study_caption(png.stem, record))
     if cmd == "rank":
         rows = record["measurements"]
         flips = "class_flip_rate" in rows[0]
@@ -497,18 +544,28 @@ td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:
 """
 
 
+def new_file(out: Path, markdown: bool = False) -> Path:
+    """`out`, or the first free of OUT-2, OUT-3, ...: a report never replaces a file (nor, in
+    Markdown, the folder of images beside it)."""
+    taken = lambda p: p.exists() or (markdown and p.with_name(p.stem + "_files").exists())  # noqa: E731
+    k, path = 1, out
+    while taken(path):
+        k += 1
+        path = out.with_name(f"{out.stem}-{k}{out.suffix}")
+    return path
+
+
 def build_report(run_dirs: list[str | Path], out: str | Path, markdown: bool = False) -> Path:
-    """Write the report of one run, or a comparison followed by each run, to `out`. A `gankit tune`
-    study folder or a `gankit grid` folder among them gets its own section."""
+    """Write the report of one run, or a comparison followed by each run, to `out` (or, when `out`
+    exists, to OUT-2, OUT-3, ...: nothing saved is replaced); returns the file written. A `gankit
+    tune` study folder or a `gankit grid` folder among them gets its own section."""
     groups = [Path(p) for p in run_dirs if (Path(p) / "study.json").is_file() or (Path(p) / "sweep.json").is_file()]
     runs = [load_run(p) for p in run_dirs if Path(p) not in groups]
-    out = Path(out)
+    out = new_file(Path(out), markdown)
     out.parent.mkdir(parents=True, exist_ok=True)
     md_dir = None
     if markdown:
         md_dir = out.with_name(out.stem + "_files")
-        if md_dir.exists():
-            shutil.rmtree(md_dir)
         md_dir.mkdir()
     w = Writer(md_dir)
     title = (f"GAN lab report: {groups[0].name}" if groups and not runs else

@@ -34,7 +34,10 @@ def test_report_of_one_run_has_every_section(runs):
     # Captions say what they show: the milestones' actual steps, the grid's step, epochs to two decimals.
     assert "step 0 (0 %), step 5 (25 %)" in text and "step 20 (100 %) of the 20 steps" in text
     assert "at step 20 (epoch 1.25): the end of training" in text and "1.25 epochs, 20 steps" in text
-    assert "real images of fashion-mnist (the test split" in text
+    assert re.search(r"for comparison: the first \d+ images of fashion-mnist&#x27;s test split", text)
+    # study pictures say what they show, not their file names
+    assert "Every axis moved by -3, 0 and +3" in text and "Mean pixel change per dimension" in text
+    assert not re.search(r"<figcaption>(nudge|rank): ", text)
     assert "ConvTranspose2d(100, 512" in text  # print(G)
     assert text.count(run.name + "<") == 2  # one title (<title> and <h1>), no second heading naming the run
     assert "<h2>What was trained</h2>" in text
@@ -51,6 +54,18 @@ def test_report_leaves_out_what_a_run_lacks(runs):
     assert "What was trained" in text and "Losses" in text
     for absent in ("Latent-space studies", "Sample quality"):
         assert absent not in text
+
+
+def test_a_second_report_is_written_beside_the_first(runs, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    out.write_text("mine")
+    assert main(["report", str(runs[1]), "--out", str(out), "--md"]) == 0
+    assert main(["report", str(runs[1]), "--out", str(out), "--md"]) == 0
+    assert main(["report", str(runs[1]), "--out", str(out)]) == 0
+    assert out.read_text() == "mine"  # nothing replaced
+    assert (tmp_path / "r.md").exists() and (tmp_path / "r_files").is_dir()
+    assert (tmp_path / "r-2.md").exists() and (tmp_path / "r-2_files").is_dir()
+    assert "report: " + str(tmp_path / "r-2.html") in capsys.readouterr().out
 
 
 def test_markdown_with_images_beside(runs, tmp_path):
@@ -97,6 +112,8 @@ def test_the_headline_is_the_evaluation_with_the_most_samples(runs, tmp_path):
     """A smaller `gankit eval` after training is never presented as "final" over the larger in-training one."""
     import json
     run = Path(shutil.copytree(runs[1], tmp_path / runs[1].name))
+    for old in run.glob("report*.html"):  # (the other tests' reports of the same run)
+        old.unlink()
     meta = json.loads((run / "config.json").read_text())
     meta["config"]["eval_n"] = 5000
     (run / "config.json").write_text(json.dumps(meta))
@@ -106,6 +123,18 @@ def test_the_headline_is_the_evaluation_with_the_most_samples(runs, tmp_path):
     assert main(["report", str(run)]) == 0
     summary = re.search(r"In short:.*?</p>", (run / "report.html").read_text(), re.S).group(0)
     assert "fid_fmnist5k 15.72" in summary and "fid_fmnist1k" not in summary and "Final" not in summary
+    # every evaluation in the table beside it, the headline marked; sentences only for the columns shown
+    html = (run / "report.html").read_text()
+    table = re.search(r"<h2>Sample quality</h2>.*?</table>", html, re.S).group(0)
+    assert re.search(r"<td>training, step 20 \(the headline\)</td><td>fmnist5k</td><td>5,000</td><td>15.720</td>", table)
+    assert re.search(r"<td>gankit eval</td><td>fmnist1k</td><td>1,000</td><td>16.890</td>", table)
+    assert "Memorised" not in table and "KID" not in table
+    assert "memorised" not in html.lower()
+    (run / "metrics.json").write_text(json.dumps({"fmnist1k": {"fid_fmnist1k": 16.89, "memorised_fmnist1k": 0.04,
+                                                               "n": 1000, "created": "2026-12-05T10:00:00+0000"}}))
+    assert main(["report", str(run), "--out", str(tmp_path / "memo.html")]) == 0
+    memo = (tmp_path / "memo.html").read_text()
+    assert "Memorised is the share" in memo and "<td>0.040</td>" in memo
     # a larger `gankit eval` takes the headline
     (run / "metrics.json").write_text(json.dumps({"fmnist10k": {"fid_fmnist10k": 14.1, "n": 10000, "created": "x"}}))
     assert main(["report", str(run), "--out", str(tmp_path / "again.html")]) == 0

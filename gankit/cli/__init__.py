@@ -187,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", help="run folders (or a study's or grid's folder)")
     renamed(p, "--output", "--out")
     p.add_argument("-o", "--out", default=None,
-                   help="report file (default: RUN/report.html for one run, ./report.html for several)")
+                   help="report file (default: RUN/report.html for one run, ./report.html for several); "
+                        "when it exists, FILE-2, FILE-3, ... are written instead: nothing is replaced")
     p.add_argument("--md", action="store_true", help="write Markdown with its PNGs in a folder beside it instead")
     p.set_defaults(func=cmd_report)
     _app_parser(sub)

@@ -202,6 +202,11 @@ def read_studies(folder: Path, command: str | None = None) -> list[Study]:
     return out
 
 
+def headline(evaluations: list[dict]) -> dict | None:
+    """The evaluation a report leads with: the most samples, a `gankit eval` among equals, the newest."""
+    return max(evaluations, key=lambda e: (e["n"], e["source"] == "gankit eval", e["created"]), default=None)
+
+
 class Run:
     """A run folder, read once per attribute on first use: its Config (checked), config.json's other
     records, the training statistics, the quality curve, the warnings, the metrics `gankit eval`
@@ -285,20 +290,27 @@ class Run:
             return last["train_time_s"], "of training (evaluations not counted)"
         return last.get("time_s", 0.0), "(wall clock, evaluations included)"
 
-    def final_scores(self) -> dict:
-        """The headline scores, by one rule: of every evaluation the run has (each protocol `gankit
-        eval` saved in metrics.json, and the last in-training evaluation), the one with the most
-        samples, a `gankit eval` among equals; never a smaller one presented over a larger. The
-        numbers, the evaluator's class shares (a list per protocol), the real-data floor under "_floor"
-        when `gankit eval` measured it, and the sample count under "_n"."""
+    def evaluations(self) -> list[dict]:
+        """Every evaluation the run has, each {"source", "n", "created", "scores", "floor"}: the last
+        in-training one (quality.jsonl, source "training, step S") and each protocol `gankit eval`
+        saved in metrics.json (source "gankit eval"). Scores keep the numbers and the evaluator's
+        class shares (a list per protocol)."""
         keep = lambda k, v: isinstance(v, float) or (k.startswith("class_shares_") and isinstance(v, list))  # noqa: E731
-        candidates = [(rec.get("n", 0), 1, rec.get("created", ""),
-                       {k: v for k, v in rec.items() if keep(k, v)} | {"_floor": rec.get("real_floor", {})})
-                      for rec in self.metrics.values()]
+        found = []
         if self.quality:
-            row = {k: v for k, v in self.quality[-1].items() if keep(k, v) and k != "epoch"}
-            candidates.append((self.config.eval_n, 0, "", row))
-        if not candidates:
-            return {}
-        n, _, _, scores = max(candidates, key=lambda c: c[:3])
-        return scores | {"_n": n}
+            last = self.quality[-1]
+            found.append({"source": f"training, step {last.get('step', '?')}", "n": self.config.eval_n,
+                          "created": "", "scores": {k: v for k, v in last.items() if keep(k, v) and k != "epoch"},
+                          "floor": {}})
+        for rec in self.metrics.values():
+            found.append({"source": "gankit eval", "n": rec.get("n", 0), "created": rec.get("created", ""),
+                          "scores": {k: v for k, v in rec.items() if keep(k, v)}, "floor": rec.get("real_floor", {})})
+        return found
+
+    def final_scores(self) -> dict:
+        """The headline scores, by one rule: of the run's `evaluations()`, the one with the most
+        samples, a `gankit eval` among equals (the newest of those); never a smaller one presented
+        over a larger. Its numbers, the real-data floor under "_floor" when `gankit eval` measured it,
+        and the sample count under "_n"."""
+        best = headline(self.evaluations())
+        return best["scores"] | {"_floor": best["floor"], "_n": best["n"]} if best else {}

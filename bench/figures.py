@@ -1,0 +1,201 @@
+"""Every picture the README and the user guide show, and who makes it.
+
+    make figures                                  # the guide's pictures from today's code (~20 min, 2-core CPU)
+    python bench/figures.py --only latent report  # some of them
+    python bench/figures.py --list                # every picture, its maker, the file holding its numbers
+
+The guide's pictures are remade here from small trainings with fixed seeds (in runs/figures/,
+git-ignored): the 3-minute demo against the course labs' loop, the demo's grid, its report as
+Chromium shows it, its latent studies, one epoch of `dcgan-report`, the app. The numbers their
+captions quote go to docs/figures.json, with the date and the CPU. The results pages' pictures come
+from their studies (an hour or more each); `--list` names the command that made each, and the
+file its numbers are in. Nothing saved is overwritten but the pictures and docs/figures.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import device_name
+from latent_times import latent_commands
+
+REPO = Path(__file__).resolve().parents[1]
+DOCS = REPO / "docs"
+NUMBERS = DOCS / "figures.json"
+RUNS = REPO / "runs" / "figures"
+
+# picture (from the repository root) -> (who makes it, the file its caption's numbers are in).
+# A maker is one of MAKERS below, or the study command that made a results page's picture.
+FIGURES = {
+    "docs/demo_vs_labs.png": ("vs_labs", "docs/figures.json"),
+    "docs/demo-3min.png": ("demo", "docs/figures.json"),
+    "docs/report-screenshot.png": ("report", "docs/figures.json"),
+    **{f"docs/latent-{k}.png": ("latent", "docs/figures.json")
+       for k in ("sample", "nudge", "sweep", "interpolate", "arithmetic", "rank")},
+    "docs/dcgan-report-epoch1.png": ("epoch1", "docs/figures.json"),
+    "docs/dcgan-report-milestones.png": ("epoch1", "docs/figures.json"),
+    "docs/app.png": ("app", "docs/figures.json"),
+    "docs/budget30_vs_labs.png": ("python bench/vs_labs.py --presets default best --minutes 30 --precision fp32 "
+                                  "--eval-n 10000 --curve-images 300000 --figure docs/budget30_vs_labs.png",
+                                  "bench/VS_LABS.md"),
+    "docs/cdcgan_vs_default.png": ("python bench/vs_labs.py --presets default cdcgan --minutes 2 --precision fp32 "
+                                   "--eval-n 10000 --seeds 0 1 2 --no-labs --figure docs/cdcgan_vs_default.png "
+                                   "--out bench/CONDITIONAL.md", "bench/CONDITIONAL.md"),
+    **{f"docs/tune_{k}.png": ("python bench/tune_study.py (see bench/TUNE.md)", "bench/TUNE.md")
+       for k in ("importances", "balance_trials", "labs_comparison", "history", "balance_sweep")},
+    **{f"docs/results/img/{k}.png": ("python bench/small_data.py (see bench/SMALL_DATA.md)", "bench/SMALL_DATA.md")
+       for k in ("small-data-curves", "small-data-grids")},
+    **{f"docs/results/img/{k}.png": ("python bench/small_data.py --long (see bench/SMALL_DATA_LONG.md)",
+                                     "bench/SMALL_DATA_LONG.md")
+       for k in ("small-data-long-curves", "small-data-long-grids")},
+    **{f"docs/results/img/{k}.png": ("python bench/small_folder.py (see bench/SMALL_FOLDER.md)", "bench/SMALL_FOLDER.md")
+       for k in ("emoji-curves", "emoji-grids")},
+    "docs/results/img/folder_recipes.png": ("python bench/folder_recipes.py --minutes 10 --seeds 0 1",
+                                            "bench/FOLDER_RECIPES.md"),
+    "docs/results/img/folder_recipes_30.png": ("python bench/folder_recipes.py --minutes 30 --seeds 0 "
+                                               "--recipes folder64 fastgan64", "bench/FOLDER_RECIPES.md"),
+}
+
+
+def gankit(*args: str, timeout: float = 1800) -> str:
+    """Run the installed CLI as a user types it; its output, or exit naming the command."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "gankit", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+    if proc.returncode:
+        raise SystemExit(f"gankit {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
+    print(f"  gankit {' '.join(map(str, args))}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return proc.stdout + proc.stderr
+
+
+def newest_run(parent: Path, preset: str) -> Path:
+    return sorted(p for p in parent.iterdir() if p.is_dir() and f"-{preset}-" in p.name)[-1]
+
+
+def copy(src: Path, name: str) -> None:
+    shutil.copyfile(src, REPO / name)
+    print(f"  wrote {name}", flush=True)
+
+
+def demo_run(numbers: dict) -> Path:
+    """`make demo`'s training (3 minutes of `default`), kept in runs/figures/demo/ for the makers after it."""
+    parent = RUNS / "demo"
+    if parent.exists() and any(parent.glob("*-default-*/generator.safetensors")):
+        return newest_run(parent, "default")
+    parent.mkdir(parents=True, exist_ok=True)
+    gankit("train", "--preset", "default", "--minutes", "3", "--seed", "0", "--out-dir", parent)
+    return newest_run(parent, "default")
+
+
+def make_vs_labs(numbers: dict) -> None:
+    out = RUNS / "vs_labs.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(REPO / "bench" / "vs_labs.py"), "--presets", "default", "--minutes", "3",
+           "--precision", "auto", "--seeds", "0", "--figure", str(DOCS / "demo_vs_labs.png"), "--json", str(out)]
+    subprocess.run(cmd, check=True, cwd=REPO)
+    found = json.loads(out.read_text())
+    tag = found["tag"]
+    runs = {who: r[0] for who, r in found["runs"].items()}
+    numbers["demo_vs_labs"] = {"minutes": 3, "tag": tag, **{
+        ("default" if "default" in who else "labs"): {"steps": r["steps"], f"fid_{tag}": round(r[f"fid_{tag}"], 1)}
+        for who, r in runs.items()}}
+
+
+def make_demo(numbers: dict) -> None:
+    run = demo_run(numbers)
+    grid = sorted((run / "images").glob("step_*.png"))[-1]
+    copy(grid, "docs/demo-3min.png")
+    stats = json.loads((run / "generator.json").read_text())
+    numbers["demo"] = {"run": run.name, "grid": f"images/{grid.name}", "steps": stats["step"]}
+
+
+def make_report(numbers: dict) -> None:
+    from playwright.sync_api import sync_playwright
+    run = demo_run(numbers)
+    if not (run / "metrics.json").exists():
+        gankit("eval", run, "--n", "10000")
+    gankit("report", run)
+    metrics = json.loads((run / "metrics.json").read_text())["fmnist10k"]
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(viewport={"width": 1000, "height": 1400})
+        page.goto((run / "report.html").as_uri())
+        page.wait_for_load_state("load")
+        page.screenshot(path=str(DOCS / "report-screenshot.png"))
+        browser.close()
+    print("  wrote docs/report-screenshot.png", flush=True)
+    numbers["report"] = {"run": run.name, "fid_fmnist10k": round(metrics["fid_fmnist10k"], 2)}
+
+
+def make_latent(numbers: dict) -> None:
+    run = demo_run(numbers)
+    seconds = {}
+    for cmd in latent_commands(str(run)):
+        t0 = time.perf_counter()
+        gankit(*cmd)
+        seconds[cmd[1] if cmd[0] == "explore" else cmd[0]] = round(time.perf_counter() - t0, 1)
+    newest = lambda command: sorted((run / "latent").glob(f"{command}-*"))[-1]  # noqa: E731
+    for name, command, file in (("sample", "sample", "samples.png"), ("nudge", "nudge", "combined_delta6.png"),
+                                ("sweep", "sweep", "base42.png"), ("interpolate", "interpolate", "strip.png"),
+                                ("arithmetic", "arithmetic", "arithmetic.png"), ("rank", "rank", "rank.png")):
+        copy(newest(command) / file, f"docs/latent-{name}.png")
+    rows = json.loads((newest("rank") / "rank.json").read_text())["measurements"]
+    pick = lambda r: {"dim": r["dim"], "change": round(r["mean_abs_change"], 3),  # noqa: E731
+                      "flips": round(r.get("class_flip_rate", 0.0), 2)}
+    numbers["latent"] = {"run": run.name, "seconds": seconds, "rank_top": [pick(r) for r in rows[:3]],
+                         "rank_bottom": [pick(r) for r in rows[-3:]]}
+
+
+def make_epoch1(numbers: dict) -> None:
+    parent = RUNS / "epoch1"
+    shutil.rmtree(parent, ignore_errors=True)
+    parent.mkdir(parents=True)
+    gankit("train", "--preset", "dcgan-report", "--epochs", "1", "--seed", "0", "--out-dir", parent)
+    run = newest_run(parent, "dcgan-report")
+    copy(sorted((run / "images").glob("epoch_*.png"))[-1], "docs/dcgan-report-epoch1.png")
+    copy(run / "milestones.png", "docs/dcgan-report-milestones.png")
+    meta = json.loads((run / "config.json").read_text())
+    numbers["epoch1"] = {"steps": json.loads((run / "generator.json").read_text())["step"],
+                         "seconds": round(meta["budget"]["train_time_s"])}
+
+
+def make_app(numbers: dict) -> None:
+    """The app's page after the browser test's walk through it (tests/test_app.py)."""
+    env = {**__import__("os").environ, "GANKIT_APP_SCREENSHOT": str(DOCS / "app.png")}
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_app.py", "-k",
+                    "browser"], check=True, cwd=REPO, env=env)
+    print("  wrote docs/app.png", flush=True)
+    numbers["app"] = {"made_by": "tests/test_app.py -k browser"}
+
+
+MAKERS = {"vs_labs": make_vs_labs, "demo": make_demo, "report": make_report, "latent": make_latent,
+          "epoch1": make_epoch1, "app": make_app}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", nargs="+", choices=list(MAKERS), help="make only these (default: all of the guide's)")
+    ap.add_argument("--list", action="store_true", help="list every picture, its maker and its numbers' file")
+    args = ap.parse_args()
+    if args.list:
+        for picture, (maker, numbers) in FIGURES.items():
+            print(f"{picture}\n    made by: {maker if ' ' in maker else f'bench/figures.py --only {maker}'}"
+                  f"\n    numbers in: {numbers}")
+        return
+    numbers = json.loads(NUMBERS.read_text()) if NUMBERS.exists() else {}
+    for name in args.only or list(MAKERS):
+        print(f"{name}:", flush=True)
+        MAKERS[name](numbers)
+        numbers[name]["date"], numbers[name]["device"] = time.strftime("%Y-%m-%d"), device_name("cpu")
+        NUMBERS.write_text(json.dumps(numbers, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {NUMBERS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
