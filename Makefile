@@ -14,13 +14,14 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 8 ? 8 : n )))
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
-.PHONY: demo test test-all install docs data emoji browser postgres clean help
+.PHONY: demo test test-all install docs data emoji browser postgres figures clean help
 
 help:
 	@echo "make demo   - install, get Fashion-MNIST, train the default preset for 3 minutes, write the report (~4 min after the install)"
 	@echo "make test   - install, get Fashion-MNIST and chromium, run the test suite (fast tests)"
 	@echo "make test-all - also postgresql, and the test suite including slow tests"
 	@echo "make docs   - build the user guide into site/ (MkDocs)"
+	@echo "make figures - remake the README's and the guide's pictures from today's code (~20 min on a 2-core CPU)"
 	@echo "make emoji  - fetch 3,781 emoji (npm's emoji-datasource-google, 74 MB) into data/emoji/<category>/ at 64x64"
 
 $(BIN)/python:
@@ -88,6 +89,10 @@ test: $(TEST_STAMP) data browser
 test-all: $(TEST_STAMP) data browser postgres
 	$(PYTEST)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d $$(mktemp -d)
+
+# Every picture the README and the guide show (bench/figures.py --list names each one's maker).
+figures: $(TEST_STAMP) data browser
+	$(BIN)/python bench/figures.py
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .pytest_cache .hypothesis

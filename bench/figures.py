@@ -6,7 +6,7 @@
 
 The guide's pictures are remade here from small trainings with fixed seeds (in runs/figures/,
 git-ignored): the 3-minute demo against the course labs' loop, the demo's grid, its report as
-Chromium shows it, its latent studies, one epoch of `dcgan-report`, the app. The numbers their
+Chromium shows it, its latent studies and the explorer app on it, one epoch of `dcgan-report`. The numbers their
 captions quote go to docs/figures.json, with the date and the CPU. The results pages' pictures come
 from their studies (an hour or more each); `--list` names the command that made each, and the
 file its numbers are in. Nothing saved is overwritten but the pictures and docs/figures.json.
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from common import device_name
+from gankit.runs import Run
 from latent_times import latent_commands
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ FIGURES = {
        for k in ("sample", "nudge", "sweep", "interpolate", "arithmetic", "rank")},
     "docs/dcgan-report-epoch1.png": ("epoch1", "docs/figures.json"),
     "docs/dcgan-report-milestones.png": ("epoch1", "docs/figures.json"),
-    "docs/app.png": ("app", "docs/figures.json"),
+    "docs/app.png": ("app", "docs/figures.json"),  # (the explorer on the demo's run)
     "docs/budget30_vs_labs.png": ("python bench/vs_labs.py --presets default best --minutes 30 --precision fp32 "
                                   "--eval-n 10000 --curve-images 300000 --figure docs/budget30_vs_labs.png",
                                   "bench/VS_LABS.md"),
@@ -55,18 +56,19 @@ FIGURES = {
        for k in ("small-data-long-curves", "small-data-long-grids")},
     **{f"docs/results/img/{k}.png": ("python bench/small_folder.py (see bench/SMALL_FOLDER.md)", "bench/SMALL_FOLDER.md")
        for k in ("emoji-curves", "emoji-grids")},
-    "docs/results/img/folder_recipes.png": ("python bench/folder_recipes.py --minutes 10 --seeds 0 1",
+    "docs/results/img/folder_recipes.png": ("python bench/recipes.py --minutes 10 --seeds 0 1",
                                             "bench/FOLDER_RECIPES.md"),
-    "docs/results/img/folder_recipes_30.png": ("python bench/folder_recipes.py --minutes 30 --seeds 0 "
+    "docs/results/img/folder_recipes_30.png": ("python bench/recipes.py --minutes 30 --seeds 0 "
                                                "--recipes folder64 fastgan64", "bench/FOLDER_RECIPES.md"),
 }
 
 
-def gankit(*args: str, timeout: float = 1800) -> str:
+def gankit(*args: str, cwd: Path = REPO, timeout: float = 1800) -> str:
     """Run the installed CLI as a user types it; its output, or exit naming the command."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "gankit", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
+    script = Path(sys.executable).with_name("gankit")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "gankit"]
+    proc = subprocess.run(cmd + list(map(str, args)), capture_output=True, text=True, timeout=timeout, cwd=cwd)
     if proc.returncode:
         raise SystemExit(f"gankit {' '.join(map(str, args))} failed:\n{proc.stdout}\n{proc.stderr}")
     print(f"  gankit {' '.join(map(str, args))}: {time.perf_counter() - t0:.0f} s", flush=True)
@@ -83,12 +85,13 @@ def copy(src: Path, name: str) -> None:
 
 
 def demo_run(numbers: dict) -> Path:
-    """`make demo`'s training (3 minutes of `default`), kept in runs/figures/demo/ for the makers after it."""
-    parent = RUNS / "demo"
+    """`make demo`'s training as it types it (`gankit train --preset default --minutes 3`), run in
+    runs/figures/demo/ and kept for the makers after it."""
+    parent = RUNS / "demo" / "runs"
     if parent.exists() and any(parent.glob("*-default-*/generator.safetensors")):
         return newest_run(parent, "default")
-    parent.mkdir(parents=True, exist_ok=True)
-    gankit("train", "--preset", "default", "--minutes", "3", "--seed", "0", "--out-dir", parent)
+    parent.parent.mkdir(parents=True, exist_ok=True)
+    gankit("train", "--preset", "default", "--minutes", "3", cwd=parent.parent)
     return newest_run(parent, "default")
 
 
@@ -98,12 +101,15 @@ def make_vs_labs(numbers: dict) -> None:
     cmd = [sys.executable, str(REPO / "bench" / "vs_labs.py"), "--presets", "default", "--minutes", "3",
            "--precision", "auto", "--seeds", "0", "--figure", str(DOCS / "demo_vs_labs.png"), "--json", str(out)]
     subprocess.run(cmd, check=True, cwd=REPO)
-    found = json.loads(out.read_text())
+    record_vs_labs(numbers, json.loads(out.read_text()))
+
+
+def record_vs_labs(numbers: dict, found: dict) -> None:
+    """What the README's caption quotes of vs_labs.py's runs: each one's steps and FID."""
     tag = found["tag"]
-    runs = {who: r[0] for who, r in found["runs"].items()}
-    numbers["demo_vs_labs"] = {"minutes": 3, "tag": tag, **{
-        ("default" if "default" in who else "labs"): {"steps": r["steps"], f"fid_{tag}": round(r[f"fid_{tag}"], 1)}
-        for who, r in runs.items()}}
+    numbers["vs_labs"] = {"minutes": 3, "tag": tag, **{
+        ("default" if "default" in who else "labs"): {"steps": r[0]["steps"], f"fid_{tag}": round(r[0][f"fid_{tag}"], 2)}
+        for who, r in found["runs"].items()}}
 
 
 def make_demo(numbers: dict) -> None:
@@ -145,6 +151,9 @@ def make_latent(numbers: dict) -> None:
                                 ("sweep", "sweep", "base42.png"), ("interpolate", "interpolate", "strip.png"),
                                 ("arithmetic", "arithmetic", "arithmetic.png"), ("rank", "rank", "rank.png")):
         copy(newest(command) / file, f"docs/latent-{name}.png")
+    from PIL import Image  # the sample grid at 3x its size, as docs/latent.md says
+    small = Image.open(DOCS / "latent-sample.png")
+    small.resize((small.width * 3, small.height * 3), Image.NEAREST).save(DOCS / "latent-sample.png")
     rows = json.loads((newest("rank") / "rank.json").read_text())["measurements"]
     pick = lambda r: {"dim": r["dim"], "change": round(r["mean_abs_change"], 3),  # noqa: E731
                       "flips": round(r.get("class_flip_rate", 0.0), 2)}
@@ -156,26 +165,48 @@ def make_epoch1(numbers: dict) -> None:
     parent = RUNS / "epoch1"
     shutil.rmtree(parent, ignore_errors=True)
     parent.mkdir(parents=True)
-    gankit("train", "--preset", "dcgan-report", "--epochs", "1", "--seed", "0", "--out-dir", parent)
-    run = newest_run(parent, "dcgan-report")
+    gankit("train", "--preset", "dcgan-report", "--epochs", "1", cwd=parent)
+    run = newest_run(parent / "runs", "dcgan-report")
     copy(sorted((run / "images").glob("epoch_*.png"))[-1], "docs/dcgan-report-epoch1.png")
     copy(run / "milestones.png", "docs/dcgan-report-milestones.png")
-    meta = json.loads((run / "config.json").read_text())
     numbers["epoch1"] = {"steps": json.loads((run / "generator.json").read_text())["step"],
-                         "seconds": round(meta["budget"]["train_time_s"])}
+                         "seconds": round(Run(run).training_seconds()[0])}
 
 
 def make_app(numbers: dict) -> None:
-    """The app's page after the browser test's walk through it (tests/test_app.py)."""
-    env = {**__import__("os").environ, "GANKIT_APP_SCREENSHOT": str(DOCS / "app.png")}
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_app.py", "-k",
-                    "browser"], check=True, cwd=REPO, env=env)
+    """The explorer as `gankit app RUN` first shows the demo's run (Chromium, as a user opens it)."""
+    import re
+
+    from playwright.sync_api import sync_playwright
+    run = demo_run(numbers)
+    script = Path(sys.executable).with_name("gankit")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "gankit"]
+    proc = subprocess.Popen(cmd + ["app", str(run.relative_to(RUNS / "demo"))], cwd=RUNS / "demo",
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url, t0 = None, time.time()
+        while url is None and time.time() - t0 < 180 and (line := proc.stdout.readline()):
+            url = m.group(1) if (m := re.search(r"open (http://\S+)", line)) else None
+        if url is None:
+            raise SystemExit(f"gankit app did not serve (exit {proc.poll()})")
+        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.wait_for_selector("#main img", timeout=60_000)
+            page.wait_for_timeout(2000)  # the lab sheet and the strip below draw after the main image
+            page.screenshot(path=str(DOCS / "app.png"), full_page=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(30)
     print("  wrote docs/app.png", flush=True)
-    numbers["app"] = {"made_by": "tests/test_app.py -k browser"}
+    numbers["app"] = {"run": run.name}
 
 
-MAKERS = {"vs_labs": make_vs_labs, "demo": make_demo, "report": make_report, "latent": make_latent,
-          "epoch1": make_epoch1, "app": make_app}
+MAKERS = {"demo": make_demo, "report": make_report, "latent": make_latent, "epoch1": make_epoch1,
+          "vs_labs": make_vs_labs, "app": make_app}
 
 
 def main() -> None:

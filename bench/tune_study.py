@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import statistics
 import time
 from pathlib import Path
 
@@ -55,8 +54,6 @@ def main() -> None:
     t0 = time.perf_counter()
     budget = {"steps": args.steps} if args.steps else {"epochs": args.epochs}
     fixed = {"device": args.device, "precision": "fp32"}
-    lines = []
-    say = lambda msg: (print(msg, flush=True), lines.append(msg))  # noqa: E731
 
     # 1. the study
     settings = Settings(preset="lab6-dcgan", params=SPACE, trials=args.trials, **budget, seed=0, eval_n=args.eval_n,
@@ -67,6 +64,8 @@ def main() -> None:
     table: list[str] = []
     print_table(result, say=table.append)
     print("\n".join(table))
+    import optuna  # (gankit[tune])
+    importances = optuna.importance.get_param_importances(study)  # fANOVA, as importances.png draws them
     best = result["best"]
 
     # 2. the preset, the seeds' three models, and the best config, each from every seed
@@ -125,13 +124,15 @@ def main() -> None:
             f"Each trial trains {what} from seed 0, evaluated 4 times (fid_fmnist5k of 5,000 samples at the default "
             f"eval_n; median pruning after 5 trials); its score is its best evaluation.\n\n```\n"
             + "\n".join(table) + "\n```\n\n"
+            "fANOVA importances (docs/tune_importances.png): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in importances.items()) + "\n\n"
             f"The best config and the preset, each trained from seeds {seeds} and scored after training by "
             f"`gankit eval`'s protocol ({fid}, {args.n:,} samples, EMA weights where present; mean ± std over "
             f"the seeds):\n\n| cell | {fid} | precision | recall | coverage |\n|---|---|---|---|---|\n"
             + "\n".join(cell_rows) + f"\n\n**Verdict**: {verdict}.\n\n"
             f"### 2. GAN vs DCGAN vs WGAN (`gankit grid`, {what}, seeds {seeds})\n\nThe first three rows above.\n\n"
             f"### 3. Does the crossing of the loss curves predict quality?\n\n"
-            f"Balance index = share of G steps at which the order of loss_G and loss_D/2 flips (gankit/balance.py; "
+            f"Balance index = share of G steps at which the order of loss_G and loss_D/2 flips (gankit/training/balance.py; "
             f"none for WGAN). Spearman rank correlation with FID (negative: more crossing, better samples):\n\n"
             f"- completed study trials (best fid_fmnist5k; pruned trials left out, they trained a quarter of the "
             f"budget): balance index {rho(c_trials)}; evenness {rho(even_trials)}\n"

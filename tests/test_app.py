@@ -2,7 +2,6 @@
 browser (Playwright driving Debian's Chromium): sliders, classes, saving z, a bad upload."""
 import base64
 import io
-import os
 import re
 import shutil
 import urllib.request
@@ -26,8 +25,6 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 def runs(tmp_path_factory, tiny_root):
     out = tmp_path_factory.mktemp("app-runs")
     common = dict(data_root=str(tiny_root), out_dir=str(out), batch_size=16, steps=12, log_every=4, eval_every=0)
-    if os.environ.get("GANKIT_APP_SCREENSHOT"):  # the README's screenshot: runs that learned Fashion-MNIST a little
-        common = dict(out_dir=str(out), steps=1500, log_every=500, eval_every=0)
     plain = train(preset_config("default", **common))
     cond = train(preset_config("cdcgan", **common))
     return plain, cond
@@ -346,8 +343,6 @@ def test_the_explorer_in_a_real_browser(runs, tmp_path):
             assert not np.array_equal(_png(page, "#main"), before)
 
             page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
-            if os.environ.get("GANKIT_APP_SCREENSHOT"):
-                shutil.copy(tmp_path / "app.png", os.environ["GANKIT_APP_SCREENSHOT"])
             browser.close()
         # the runs' own files are not served
         for f in ("generator.safetensors", "config.json"):

@@ -52,9 +52,9 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "small_folder.py": ["--data-root", str(out / "shapes"), "--evaluator", str(out / "ev" / "shapes.safetensors"),
                             "--size", "64", "--augments", "none", "ada", "--seeds", "0", "--steps", "3", "--n", "130",
                             "--runs", str(out / "runs"), "--out", md, "--figures", str(out / "figures")],
-        "folder_recipes.py": ["--data-root", str(out / "shapes"), "--evaluator", str(out / "ev" / "shapes.safetensors"),
-                              "--subset", "130", "--minutes", "0.02", "--seeds", "0", "--n", "130", "--runs",
-                              str(out / "runs"), "--out", md, "--figure", str(out / "fig.png")],
+        "recipes.py": ["--data-root", str(out / "shapes"), "--evaluator", str(out / "ev" / "shapes.safetensors"),
+                       "--subset", "130", "--minutes", "0.02", "--seeds", "0", "--n", "130", "--runs",
+                       str(out / "runs"), "--out", md, "--figure", str(out / "fig.png")],
         "same_numbers.py": ["--steps", "4", "--cases", "lab6-wgan", "--file", str(out / "sn.json"), "--save"],
         "vs_labs.py": ["--presets", "default", "cdcgan", "--minutes", "0.01", "--curve-images", "500", "--eval-n", "300",
                     "--figure", str(out / "fig.png"), "--out", md],
@@ -69,7 +69,7 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
     "tune_study.py": "seed spread", "ema_decay.py": "the best average is ", "same_numbers.py": "saved the fingerprints",
     "augment_cost.py": "of the step time against none", "small_data.py": "against none",
     "control.py": "as much per unit as the top coordinate", "small_folder.py": "against none",
-    "model_cost.py": "x the DCGAN of its size", "folder_recipes.py": "x the reference",
+    "model_cost.py": "x the DCGAN of its size", "recipes.py": "x the reference",
 }
 
 
@@ -109,13 +109,13 @@ def test_every_bench_script_is_covered():
 # column needs the same features (the tour's `gankit eval` computes them once per session; a second
 # test needing them waits for it). Those of precision.py and ema_decay.py stay in `make test`, and
 # same_numbers.py runs in the test above.
-SLOW = {"same_numbers.py", "quality.py", "folder_recipes.py", "eval_time.py", "augment_cost.py", "small_data.py", "small_folder.py", "control.py", "tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py",
+SLOW = {"same_numbers.py", "quality.py", "recipes.py", "eval_time.py", "augment_cost.py", "small_data.py", "small_folder.py", "control.py", "tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py",
         "throughput.py", "scaling.py", "epoch_times.py", "folder.py"}
 
 
 @pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in SCRIPTS])
 def test_bench_script_runs_with_tiny_arguments(script, tmp_path, tiny_run):
-    if script in ("small_folder.py", "folder_recipes.py"):  # a class folder of 280 pictures, an evaluator of its 2 classes
+    if script in ("small_folder.py", "recipes.py"):  # a class folder of 280 pictures, an evaluator of its 2 classes
         from gankit.metrics.evaluator import train_evaluator
         from test_folder import class_folder
         train_evaluator("folder", epochs=1, data_root=str(class_folder(tmp_path / "shapes", 140)),

@@ -4,6 +4,7 @@ docs speak of the course labs, never of internal issues."""
 from __future__ import annotations
 
 import os
+from decimal import ROUND_HALF_UP, Decimal
 import re
 import shlex
 import subprocess
@@ -78,3 +79,59 @@ def test_every_page_is_in_the_guide():
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in (ROOT / "docs").rglob("*.md"):
         assert str(page.relative_to(ROOT / "docs")) in nav, f"{page} is not in mkdocs.yml's nav"
+
+
+def figures_registry() -> dict:
+    """bench/figures.py's FIGURES: picture -> (maker, the file its caption's numbers are in)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import figures
+    finally:
+        sys.path.pop(0)
+    return figures.FIGURES
+
+
+def pictures() -> list[tuple[Path, str, str]]:
+    """Every picture a page shows: (page, picture from the repository root, its caption: the alt
+    text, and the italic paragraph right after the picture or else the paragraph right before)."""
+    found = []
+    for page in PAGES:
+        paragraphs = re.split(r"\n\s*\n", page.read_text())
+        for i, para in enumerate(paragraphs):
+            for alt, src in re.findall(r"!\[([^\]]*)\]\(([^)\s]+)\)", para):
+                after = paragraphs[i + 1].strip() if i + 1 < len(paragraphs) else ""
+                near = after if re.match(r"\*[^*]", after) else paragraphs[i - 1] if i else ""
+                rel = (page.parent / src).resolve().relative_to(ROOT).as_posix()
+                rest = re.sub(r"!\[[^\]]*\]\([^)]*\)", "", para)
+                found.append((page, rel, "\n".join((alt, rest, near))))
+    return found
+
+
+def test_every_picture_shown_exists_and_has_a_maker():
+    made = figures_registry()
+    shown = pictures()
+    assert len(shown) >= 20
+    for page, picture, _ in shown:
+        assert (ROOT / picture).is_file(), f"{page.name} shows {picture}, which is missing"
+        assert picture in made, f"{page.name} shows {picture}: bench/figures.py's FIGURES does not say who makes it"
+        assert (ROOT / made[picture][1]).is_file(), made[picture]
+
+
+NUMBER = r"(?<![\w.])\d{1,3}(?:,\d{3})+(?![\d.])|(?<![\w.])\d+\.\d+(?![\d.]|e-)"
+
+
+def quotes(number: str, source: str) -> bool:
+    """Whether `source` holds `number` (thousands separators aside), or a number that rounds to it."""
+    number = Decimal(number.replace(",", ""))
+    return any(Decimal(x).quantize(number, ROUND_HALF_UP) == number
+               for x in re.findall(r"\d+(?:\.\d+)?", source.replace(",", "")))
+
+
+def test_every_number_a_caption_quotes_is_in_its_results_file():
+    """A caption's figures (decimals, thousands) come from the file its maker wrote, not from memory."""
+    made = figures_registry()
+    for page, picture, caption in pictures():
+        source = (ROOT / made[picture][1]).read_text()
+        for number in re.findall(NUMBER, caption):
+            assert quotes(number, source), (
+                f"{page.name}: the caption of {picture} quotes {number}, not in {made[picture][1]}")

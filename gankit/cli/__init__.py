@@ -87,7 +87,7 @@ def cmd_train(args) -> int:
                    if images < 0 else f"{images} training images, --subset and any resume checked")
         print(f"ok: this config starts ({checked}); nothing was trained or written", file=sys.stderr)
         return 0
-    train(cfg, resume=args.resume, command=sys.argv)
+    train(cfg, resume=args.resume, command=["gankit", *args.argv])  # as a user would type it again
     return 0
 
 
@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gankit: error: {RENAMED_COMMANDS[argv[0]]}", file=sys.stderr)
         return 2
     args = build_parser().parse_args(argv)
+    args.argv = list(argv)
     try:
         return args.func(args)
     except GankitError as e:

@@ -2,6 +2,7 @@
 plot of the dimensions ranked by influence."""
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import torch
@@ -24,7 +25,8 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], path: Path, title: str,
     w_col = (strips[0].shape[2] - 2) / n
     plt = pyplot()
     fig_w = max(4.0, n * scale + 1.6)
-    fig_h = len(rows) * scale + (1.3 if col_labels else 0.9)
+    title = textwrap.fill(title, int(fig_w * 13))  # ~13 characters of 9-point text per inch: no title cut off
+    fig_h = len(rows) * scale + (1.3 if col_labels else 0.9) + 0.16 * title.count("\n")
     fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=110)
     ax.imshow(img if img.shape[2] == 3 else img[:, :, 0], cmap="gray", interpolation="nearest", vmin=0, vmax=1)
     ax.set_yticks([h_row * (i + 0.5) for i in range(len(rows))])
@@ -40,7 +42,7 @@ def labelled_grid(rows: list[tuple[str, torch.Tensor]], path: Path, title: str,
         s.set_visible(False)
     ax.set_title(title, fontsize=9, pad=14 if col_labels else 6)
     fig.tight_layout()
-    fig.savefig(path, metadata={"Software": None})
+    fig.savefig(path, metadata={"Software": None}, bbox_inches="tight", pad_inches=0.1)  # no empty margins
     plt.close(fig)
 
 

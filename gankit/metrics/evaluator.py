@@ -77,12 +77,15 @@ def check_images(x: torch.Tensor, what: str = "images", model: Evaluator | None 
 
 
 @torch.no_grad()
-def embed(model: Evaluator, x: torch.Tensor, batch: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def embed(model: Evaluator, x: torch.Tensor, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (N, 128), softmax probabilities (N, K)) of images in [-1, 1], on the CPU in
-    float32. Eval mode: a sample's features do not depend on its batch."""
+    float32. Eval mode: a sample's features do not depend on its batch. Batches of 250 on a CPU
+    (their activations stay in its caches: ~1.5x the images/s of 1,000 on a 2-core Xeon, whose
+    features were the same bit for bit; smaller batches changed their last bits), 1,000 on a GPU."""
     check_images(x, model=model)
     model.eval()
     device = next(model.parameters()).device
+    batch = batch or (250 if device.type == "cpu" else 1000)
     fmt = memory_format_for(model, device)
     model.to(memory_format=fmt)  # the same weights, in the faster layout
     feats, probs = [], []

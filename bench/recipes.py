@@ -1,22 +1,29 @@
-"""Which recipe makes the best pictures from a small RGB folder in the same wall-clock budget: the
-folder presets (`folder64`: the tuned DCGAN, `fastgan64`: the FastGAN-style family) against the
-faces labs' `faces64` + DiffAugment, each trained for --minutes of training on the same seeded
---subset of the emoji (`make emoji`), one thread per cell, --workers cells at a time, x-flips off
-(emoji hold text and flags).
+"""Which recipe makes the best pictures in the same wall-clock budget: each recipe trained for
+--minutes of training per cell, one thread per cell, --workers cells at a time, from every seed,
+scored at the end; the reference recipe (the first of --recipes) trained in the same call.
 
-Each cell's EMA generator (when it has one) is scored by the emoji evaluator (`gankit evaluator train
---dataset folder --data-root data/emoji`, seed 0: a CNN of the 9 categories; Inception weights
-are not available offline) with --n samples against --n images of the whole folder: FID,
-precision, recall, coverage, class entropy, and near-copies of the cell's training images against
-the images --subset left out (memorised). The reference recipe (the first of --presets) is trained
-in the same call; the real-vs-real floor is printed beside them.
+On a small RGB folder (the default: 1,000 of the emoji, `make emoji`; x-flips off, emoji hold text
+and flags): the folder presets (`folder64`: the tuned DCGAN, `fastgan64`: the FastGAN-style
+family) against the faces labs' `faces64` + DiffAugment, scored by the folder's evaluator
+(`gankit evaluator train --dataset folder --data-root data/emoji`, seed 0: a CNN of the 9
+categories; Inception weights are not available offline) with --n samples against --n images of
+the whole folder, near-copies judged against the images --subset left out.
 
-    python bench/folder_recipes.py --minutes 30 --seeds 0 1 2               # the study (~4.5 h on 2 cores)
-    python bench/folder_recipes.py --minutes 0.2 --seeds 0 --n 200 --out /tmp/fr.md --runs /tmp/fr   # a look
+On all 60,000 Fashion-MNIST images (`--dataset fashion-mnist`): `default` against R3GAN's objective
+(`rpgan` with R1 and R2, lazily every 4th step, Adam β1 0) on `default`'s DCGAN and on the
+normalisation-free `resnet` family, scored by the shipped evaluator with --n 10000 samples
+against the test split (fid_fmnist10k).
+
+Scores: FID, precision, recall, coverage, class entropy, memorised; the real-vs-real floor beside.
+
+    python bench/recipes.py --minutes 30 --seeds 0 1 2                                  # the emoji study (~4.5 h)
+    python bench/recipes.py --dataset fashion-mnist --minutes 10 --seeds 0 1 2           # the modern baseline (~1 h)
+    python bench/recipes.py --minutes 0.2 --seeds 0 --n 200 --out /tmp/fr.md --runs /tmp/fr   # a look
 
 A cell whose run folder under --runs already finished the same settings is scored again, not
-retrained. Appends to --out (bench/FOLDER_RECIPES.md) and writes every number beside it (.json),
-and a figure of each recipe's seed-0 samples side by side (--figure).
+retrained. Appends to --out (bench/FOLDER_RECIPES.md, or bench/MODERN_BASELINE.md for
+Fashion-MNIST) and writes every number beside it (.json), and a figure of each recipe's seed-0
+samples side by side (--figure).
 """
 from __future__ import annotations
 
@@ -37,18 +44,28 @@ from gankit.runs import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["fid", "precision", "recall", "coverage", "classes", "memorisation"]
-RECIPES = {  # name -> (preset, overrides): what each cell trains
-    "faces64+diffaug": ("faces64", dict(augment="diffaug", epochs=0)),
-    "folder64": ("folder64", {}),
-    "fastgan64": ("fastgan64", {}),
+R3GAN = dict(objective="rpgan", r1=0.1, r2=0.1, reg_every=4, g_betas=(0.0, 0.99), d_betas=(0.0, 0.99))
+RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
+    "folder": {
+        "faces64+diffaug": ("faces64", dict(augment="diffaug", epochs=0)),
+        "folder64": ("folder64", {}),
+        "fastgan64": ("fastgan64", {}),
+    },
+    "fashion-mnist": {
+        "default": ("default", {}),
+        "default+rpgan": ("default", dict(R3GAN, d_norm="none")),
+        "resnet": ("default", dict(model="resnet")),
+        "resnet+rpgan": ("default", dict(R3GAN, model="resnet")),
+    },
 }
 
 
 def config(job: dict):
-    preset, extra = RECIPES[job["recipe"]]
-    return preset_config(preset, data_root=job["data_root"], subset=job["subset"], seed=job["seed"], hflip=False,
-                         minutes=job["minutes"], precision=job["precision"], eval_every=0, log_every=50,
-                         out_dir=job["out"], **extra)
+    preset, extra = RECIPES[job["dataset"]][job["recipe"]]
+    where = (dict(data_root=job["data_root"], subset=job["subset"], hflip=False) if job["dataset"] == "folder"
+             else dict(epochs=0))
+    return preset_config(preset, seed=job["seed"], minutes=job["minutes"], precision=job["precision"], eval_every=0,
+                         log_every=50, out_dir=job["out"], **where, **extra)
 
 
 def finished(out: Path, name: str, cfg) -> Path | None:
@@ -97,38 +114,50 @@ def figure(cells: list[dict], path: Path) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-root", default=str(ROOT / "data" / "emoji"))
+    ap.add_argument("--dataset", default="folder", choices=list(RECIPES))
+    ap.add_argument("--data-root", default=str(ROOT / "data" / "emoji"), help="the folder (--dataset folder)")
     ap.add_argument("--evaluator", default="emoji", help="the folder's evaluator (gankit evaluator train)")
-    ap.add_argument("--subset", type=int, default=1000)
+    ap.add_argument("--subset", type=int, default=1000, help="images of the folder trained on")
     ap.add_argument("--minutes", type=float, default=30.0, help="minutes of training per cell")
-    ap.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES),
-                    help="the first is the reference")
+    ap.add_argument("--recipes", nargs="+", choices=[r for d in RECIPES.values() for r in d],
+                    help="the first is the reference (default: every recipe of the dataset)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--precision", default="auto", choices=["fp32", "auto"])
     ap.add_argument("--workers", type=int, default=2, help="cells trained at a time, one thread each")
-    ap.add_argument("--n", type=int, default=1500, help="samples scored, against as many images of the folder")
-    ap.add_argument("--runs", default=str(ROOT / "runs" / "folder_recipes"))
-    ap.add_argument("--out", default=str(ROOT / "bench" / "FOLDER_RECIPES.md"))
+    ap.add_argument("--n", type=int, help="samples scored, against as many real images (default: 1,500 of a "
+                                           "folder, 10,000 of Fashion-MNIST's test split)")
+    ap.add_argument("--runs", help="where the cells' run folders go (default: runs/recipes-DATASET)")
+    ap.add_argument("--out", help="the results file (default: bench/FOLDER_RECIPES.md or bench/MODERN_BASELINE.md)")
     ap.add_argument("--figure", default=None, help="the seed-0 grids side by side (PNG)")
     args = ap.parse_args()
-    if not Path(args.data_root).is_dir():
+    folder = args.dataset == "folder"
+    args.recipes = args.recipes or list(RECIPES[args.dataset])
+    if wrong := [r for r in args.recipes if r not in RECIPES[args.dataset]]:
+        raise SystemExit(f"--recipes {' '.join(wrong)}: not a recipe for {args.dataset} "
+                         f"({', '.join(RECIPES[args.dataset])})")
+    args.n = args.n or (1500 if folder else 10000)
+    args.runs = args.runs or str(ROOT / "runs" / f"recipes-{args.dataset}")
+    args.out = args.out or str(ROOT / "bench" / ("FOLDER_RECIPES.md" if folder else "MODERN_BASELINE.md"))
+    if folder and not Path(args.data_root).is_dir():
         raise SystemExit(f"{args.data_root}: no such folder (make emoji fetches the emoji)")
+    reference, data_root, evaluator = ("folder", args.data_root, args.evaluator) if folder else (args.dataset, None, None)
     t0 = time.perf_counter()
-    jobs = [dict(recipe=r, seed=s, name=f"{r}-s{s}-{args.precision}", data_root=args.data_root, subset=args.subset,
-                 minutes=args.minutes, precision=args.precision, out=args.runs) for r in args.recipes for s in args.seeds]
+    jobs = [dict(dataset=args.dataset, recipe=r, seed=s, name=f"{r}-s{s}-{args.precision}", data_root=args.data_root,
+                 subset=args.subset, minutes=args.minutes, precision=args.precision, out=args.runs)
+            for r in args.recipes for s in args.seeds]
     training_images(config(jobs[0]), say=print)  # decoded once here (the workers may not start processes)
     with cell_pool(args.workers) as pool:
         cells = pool.map(cell, jobs, chunksize=1)
     for c in cells:
-        scores = compute_metrics(c["run"], "folder", NAMES, args.n, seed=0, data_root=args.data_root,
-                                 evaluator=args.evaluator)
+        scores = compute_metrics(c["run"], reference, NAMES, args.n, seed=0, data_root=data_root, evaluator=evaluator)
         c["tag"] = next(k[len("fid_"):] for k in scores if k.startswith("fid_"))
         c.update(scores)
         print(f"{c['name']}: {c['steps']} steps, fid_{c['tag']} {scores['fid_' + c['tag']]:.2f}", flush=True)
     tag = cells[0]["tag"]
-    floor = real_floor("folder", NAMES, args.n, data_root=args.data_root, evaluator=args.evaluator)
+    floor = real_floor(reference, NAMES, args.n, data_root=data_root, evaluator=evaluator)
     wall = time.perf_counter() - t0
-    result = {"device": device_name("cpu"), "torch": torch.__version__, "minutes": args.minutes, "subset": args.subset,
+    what = f"{args.subset:,} images of {args.data_root}" if folder else f"all of {args.dataset}"
+    result = {"device": device_name("cpu"), "torch": torch.__version__, "minutes": args.minutes, "data": what,
               "precision": args.precision, "date": time.strftime("%Y-%m-%d"), "wall_s": round(wall),
               "real_floor": floor, "cells": cells}
     cols = ["fid", "precision", "recall", "coverage", "class_entropy", "memorised"]
@@ -137,26 +166,26 @@ def main() -> int:
         mine = [c for c in cells if c["recipe"] == r]
         vals = [mean_std([c[f"{k}_{tag}"] for c in mine], ".2f" if k == "fid" else ".3f") for k in cols]
         rows.append(f"| `{r}` | {statistics.mean(c['steps'] for c in mine):,.0f} | " + " | ".join(vals) + " |")
-    rows.append("| real data (folder vs folder) | - | " + " | ".join(
+    rows.append("| real data | - | " + " | ".join(
         f"{floor[f'{k}_{tag}']:.3f}" if f"{k}_{tag}" in floor else "-" for k in cols) + " |")
     ref = statistics.mean(c[f"fid_{tag}"] for c in cells if c["recipe"] == args.recipes[0])
     best = min(args.recipes, key=lambda r: statistics.mean(c[f"fid_{tag}"] for c in cells if c["recipe"] == r))
     best_fid = statistics.mean(c[f"fid_{tag}"] for c in cells if c["recipe"] == best)
-    text = (f"\n## {result['date']}: {args.subset:,} emoji, {args.minutes:g} minutes of training per cell, seeds "
+    text = (f"\n## {result['date']}: {what}, {args.minutes:g} minutes of training per cell, seeds "
             f"{args.seeds}, precision {args.precision}\n\n"
-            f"Measured by `python bench/folder_recipes.py --minutes {args.minutes:g} --seeds "
-            f"{' '.join(map(str, args.seeds))} --precision {args.precision}` on {result['device']}, torch "
+            f"Measured by `python bench/recipes.py --dataset {args.dataset} --recipes {' '.join(args.recipes)} "
+            f"--minutes {args.minutes:g} --seeds {' '.join(map(str, args.seeds))} --precision {args.precision}` on "
+            f"{result['device']}, torch "
             f"{torch.__version__}; {args.workers} cells at a time, one thread each; "
             f"{sum(c['reused'] for c in cells)} of {len(cells)} cells reused from an earlier call; {wall / 60:.0f} min "
             f"in this call. Mean ± std over the seeds; {args.n:,} samples of each EMA generator against {args.n:,} "
-            f"images of the folder, evaluator `{tag}`.\n\n"
+            f"real images ({'of the folder' if folder else 'the test split'}), evaluator `{tag}`.\n\n"
             f"| recipe | steps | fid_{tag} | precision | recall | coverage | class entropy | memorised |\n"
             f"|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
     if args.figure:
         figure(cells, Path(args.figure))
         text += f"\n![seed-0 samples]({Path(args.figure).name})\n"
-    append_result(args.out, "Recipes for a small RGB folder in the same time",
-                  "Written by bench/folder_recipes.py; newest at the bottom.", text)
+    append_result(args.out, "Recipes in the same time", "Written by bench/recipes.py; newest at the bottom.", text)
     Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
     print(text)
     print(f"best: {best}, fid_{tag} {best_fid:.2f} = {best_fid / ref:.2f}x the reference {args.recipes[0]}'s")
