@@ -350,24 +350,7 @@ def write_run(w: Writer, run: Run, level: int = 2, heading: bool = True) -> None
             where = (f"the first {k} image files under {c['data_root']}, sorted by path" if c["dataset"] == "folder"
                      else f"the first {k} images of {c['dataset']}'s test split")
             w.image(real, f"Real images at the run's size, for comparison: {where}", pixels=True)
-    if evaluations := run.evaluations():
-        lead = headline(evaluations)
-        shown = [e["scores"] for e in evaluations] + [floor]
-        names = _present(_score_names(*shown), shown)
-        w.heading(level + 1, "Sample quality", quality_text(names))
-        rows = [[e["source"] + (" (the headline)" if e is lead and len(evaluations) > 1 else ""),
-                 _protocol(e["scores"]), f"{e['n']:,}"] + _score_cells(e["scores"], names)
-                for e in sorted(evaluations, key=lambda e: -e["n"])]
-        if floor:
-            rows.append(["real data (floor)", _protocol(floor), f"{lead['n']:,}"] + _score_cells(floor, names))
-        w.table(["evaluation", "protocol", "samples"] + [label for _, label in names], rows)
-        if not floor:
-            w.text("No real-data floor: the dataset's images or its evaluator are not available here.")
-        if (hist := class_histogram(scores, floor, c)) is not None:
-            w.image(hist, EXPLAIN["classes"])
-        write_per_class(w, run)
-        if (run.path / "fid_curve.png").exists() and len(run.quality) > 1:  # (one point makes no curve)
-            w.image(run.path / "fid_curve.png", EXPLAIN["fid_curve"].format(**c))
+    write_quality(w, run, scores, floor, level + 1)
     if run.studies:
         w.heading(level + 1, "Latent-space studies", EXPLAIN["latent"])
         for study in run.studies:
@@ -375,6 +358,32 @@ def write_run(w: Writer, run: Run, level: int = 2, heading: bool = True) -> None
     if run.warnings:
         w.heading(level + 1, "Warnings", EXPLAIN["warnings"])
         w.items([f"step {x['step']}: {x['warning']}" for x in run.warnings])
+
+
+def write_quality(w: Writer, run: Run, scores: dict, floor: dict, level: int) -> None:
+    """Every evaluation the run has, one row each, the headline marked; the class histogram, the
+    per-class table of a conditional run and the FID curve when there are."""
+    evaluations = run.evaluations()
+    if not evaluations:
+        return
+    c = run.config.to_dict()
+    lead = headline(evaluations)
+    shown = [e["scores"] for e in evaluations] + [floor]
+    names = _present(_score_names(*shown), shown)
+    w.heading(level, "Sample quality", quality_text(names))
+    rows = [[e["source"] + (" (the headline)" if e is lead and len(evaluations) > 1 else ""),
+             _protocol(e["scores"]), f"{e['n']:,}"] + _score_cells(e["scores"], names)
+            for e in sorted(evaluations, key=lambda e: -e["n"])]
+    if floor:
+        rows.append(["real data (floor)", _protocol(floor), f"{lead['n']:,}"] + _score_cells(floor, names))
+    w.table(["evaluation", "protocol", "samples"] + [label for _, label in names], rows)
+    if not floor:
+        w.text("No real-data floor: the dataset's images or its evaluator are not available here.")
+    if (hist := class_histogram(scores, floor, c)) is not None:
+        w.image(hist, EXPLAIN["classes"])
+    write_per_class(w, run)
+    if (run.path / "fid_curve.png").exists() and len(run.quality) > 1:  # (one point makes no curve)
+        w.image(run.path / "fid_curve.png", EXPLAIN["fid_curve"].format(**c))
 
 
 def write_per_class(w: Writer, run: Run) -> None:
