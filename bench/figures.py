@@ -58,6 +58,8 @@ FIGURES = {
        for k in ("emoji-curves", "emoji-grids")},
     "docs/results/img/folder_recipes.png": ("python bench/recipes.py --minutes 10 --seeds 0 1",
                                             "bench/FOLDER_RECIPES.md"),
+    "docs/results/img/modern_baseline.png": ("python bench/recipes.py --dataset fashion-mnist --minutes 10 --seeds 0 1 2 "
+                                             "--figure docs/results/img/modern_baseline.png", "bench/MODERN_BASELINE.md"),
     "docs/results/img/folder_recipes_30.png": ("python bench/recipes.py --minutes 30 --seeds 0 "
                                                "--recipes folder64 fastgan64", "bench/FOLDER_RECIPES.md"),
 }

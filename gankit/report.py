@@ -368,7 +368,7 @@ def write_quality(w: Writer, run: Run, scores: dict, floor: dict, level: int) ->
         return
     c = run.config.to_dict()
     lead = headline(evaluations)
-    shown = [e["scores"] for e in evaluations] + [floor]
+    shown = [e["scores"] for e in evaluations]  # (the columns the evaluations have; the floor fills what it can)
     names = _present(_score_names(*shown), shown)
     w.heading(level, "Sample quality", quality_text(names))
     rows = [[e["source"] + (" (the headline)" if e is lead and len(evaluations) > 1 else ""),
