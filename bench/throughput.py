@@ -13,6 +13,10 @@ gankit variants (each a switch of the Config, so each part of the fast path is m
   auto     precision and channels_last chosen for the device (bf16 where native; channels_last on the CPU)
   auto-cl  auto without channels_last;  auto+fused  with fused optimizers;  auto+compile  with torch.compile
   default  the `default` preset itself (auto precision, its leaner G and D, Adam 4e-4, an EMA of G) with the model and batch asked
+  default+rpgan    default with R3GAN's relativistic pairing loss (its G step scores the real batch too; Adam β1 0,
+                   D without BatchNorm), no penalty
+  default+r1r2/4   ... with R1 and R2 (γ 0.1) every 4th step, scaled by 4 (lazy regularisation)
+  default+r1r2/1   ... with R1 and R2 every step: what the lazy schedule saves
 
 Timing: reference, after 5 warm-up steps, 5 repeats of 20 steps, median; gankit, the median
 images/s of the last 5 of 6 log ticks of 20 steps each (the first tick holds the warm-up and, for
@@ -50,7 +54,19 @@ VARIANTS = {
     "auto+fused": dict(precision="auto", optim_impl="fused"),
     "auto+compile": dict(precision="auto", compile=True),
     "default": dict(preset="default"),
+    "default+rpgan": dict(preset="default", objective="rpgan", d_norm="none", g_betas=(0.0, 0.99), d_betas=(0.0, 0.99)),
+    "default+r1r2/4": dict(preset="default", objective="rpgan", d_norm="none", g_betas=(0.0, 0.99),
+                           d_betas=(0.0, 0.99), r1=0.1, r2=0.1, reg_every=4),
+    "default+r1r2/1": dict(preset="default", objective="rpgan", d_norm="none", g_betas=(0.0, 0.99),
+                           d_betas=(0.0, 0.99), r1=0.1, r2=0.1, reg_every=1),
 }
+# The fields that change what a step computes (the others change how fast it runs): FLOPs are
+# counted once per distinct set of them.
+FLOP_FIELDS = ("preset", "objective", "d_norm", "r1", "r2", "reg_every")
+
+
+def flop_key(variant: str) -> tuple:
+    return tuple((k, v) for k, v in VARIANTS[variant].items() if k in FLOP_FIELDS)
 
 
 def sync(device: str) -> None:
@@ -105,15 +121,20 @@ def gankit_images_per_s(model: str, batch: int, device: str, variant: str, out: 
     return statistics.median(r["img_per_s"] for r in rows[1:])
 
 
-def gankit_step_flops(model: str, batch: int, device: str, out: Path, preset: str = "dcgan-report") -> float:
-    """FLOPs of one step of `preset` with `model` (the `default` preset's networks are leaner)."""
+def gankit_step_flops(model: str, batch: int, device: str, out: Path, preset: str = "dcgan-report", **kw) -> float:
+    """FLOPs of one step of `preset` (with the fields `kw`) with `model` (the `default` preset's
+    networks are leaner). With R1/R2 every Kth step: the mean over K steps. NaN where torch's
+    FlopCounterMode cannot follow the step (its module hooks refuse R1/R2's autograd.grad)."""
     counts = []
-    for steps in (4, 8):
+    k = kw.get("reg_every", 1)
+    if kw.get("r1") or kw.get("r2"):
+        return float("nan")
+    for steps in (4 * k, 8 * k):
         with FlopCounterMode(display=False) as counter:
-            train(gankit_cfg(model, batch, device, out, preset, steps=steps, log_every=100, precision="fp32"),
+            train(gankit_cfg(model, batch, device, out, preset, steps=steps, log_every=100, precision="fp32", **kw),
                   progress=False)
         counts.append(counter.get_total_flops())
-    return (counts[1] - counts[0]) / 4
+    return (counts[1] - counts[0]) / (4 * k)
 
 
 def main() -> None:
@@ -134,8 +155,8 @@ def main() -> None:
     lines, ratios = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
-            flops = {preset: gankit_step_flops(model, args.batch[0], args.device, Path(tmp), preset) / args.batch[0]
-                     for preset in {VARIANTS[v].get("preset", "dcgan-report") for v in args.variants}}  # per image
+            flops = {key: gankit_step_flops(model, args.batch[0], args.device, Path(tmp), **dict(key)) / args.batch[0]
+                     for key in {flop_key(v) for v in args.variants}}  # per image
             for batch in args.batch:
                 ref, ref_flops = reference(model, batch, args.device, root, args.tick)
                 line = (f"| {model} | {batch} | labs' loop | {ref:.0f} | 1.00x | {ref_flops / 1e9:.2f} | "
@@ -146,7 +167,7 @@ def main() -> None:
                     ips = gankit_images_per_s(model, batch, args.device, variant, Path(tmp), args.tick)
                     ratios[model, batch, variant] = ips / ref
                     prec = VARIANTS[variant].get("precision", "auto").replace("auto", auto)
-                    f = flops[VARIANTS[variant].get("preset", "dcgan-report")]
+                    f = flops[flop_key(variant)]
                     line = (f"| {model} | {batch} | gankit {variant} ({prec}) | {ips:.0f} | {ips / ref:.2f}x | "
                             f"{f * batch / 1e9:.2f} | {100 * ips * f / rates[prec]:.1f}% |")
                     print(line, flush=True)
