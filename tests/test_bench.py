@@ -31,6 +31,7 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "throughput.py": ["--models", "mlp", "--batch", "16", "--variants", "plain", "default", "--tick", "2", "--out", md],
         "epoch_times.py": ["--presets", "lab6-gan", "--steps", "20", "--out", md],
         "eval_time.py": [str(run), "--n", "200"],
+        "figures.py": ["--list"],  # (making them trains for ~20 minutes: `make figures`; test_docs checks the registry)
         "folder.py": ["--images", "12", "--steps", "3", "--batch", "4", "--presets", "faces64", "--out", md],
         "latent_times.py": [str(run), "--rank-n", "4", "--out", md],
         "precision.py": ["--preset", "lab6-gan", "--steps", "3", "--seeds", "0", "--n", "200", "--out", md],
@@ -62,7 +63,7 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
 
 
 LAST_LINE = {  # what each script's last line states: its result against its reference
-    "throughput.py": "gankit against the labs' loop:", "epoch_times.py": "wrote", "eval_time.py": "x the cold-cache run",
+    "throughput.py": "gankit against the labs' loop:", "figures.py": "numbers in: ", "epoch_times.py": "wrote", "eval_time.py": "x the cold-cache run",
     "folder.py": "faster than decoding", "latent_times.py": "wrote", "precision.py": "seed-to-seed spread",
     "quality.py": "wrote", "scaling.py": "images/s against 1 process", "time_to_quality.py": "the labs' time",
     "ablation.py": "wrote", "vs_labs.py": "of labs' loop's", "app_latency.py": "faster",
