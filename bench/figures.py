@@ -6,8 +6,8 @@
 
 The guide's pictures are remade here from small trainings with fixed seeds (in runs/figures/,
 git-ignored): the 3-minute demo against the course labs' loop, the demo's grid, its report as
-Chromium shows it, its latent studies and the explorer app on it, one epoch of `dcgan-report`. The numbers their
-captions quote go to docs/figures.json, with the date and the CPU. The results pages' pictures come
+Chromium shows it, its latent studies and the explorer app on it, one epoch of `dcgan-report`.
+The numbers their captions quote go to docs/figures.json, with the date and the CPU. The results pages' pictures come
 from their studies (an hour or more each); `--list` names the command that made each, and the
 file its numbers are in. Nothing saved is overwritten but the pictures and docs/figures.json.
 """
@@ -127,13 +127,13 @@ def make_report(numbers: dict) -> None:
     run = demo_run(numbers)
     if not (run / "metrics.json").exists():
         gankit("eval", run, "--n", "10000")
-    gankit("report", run)
+    written = Path(gankit("report", run).split("report: ")[1].split()[0])  # (report.html, or -2 ... if it exists)
     metrics = json.loads((run / "metrics.json").read_text())["fmnist10k"]
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page(viewport={"width": 1000, "height": 1400})
-        page.goto((run / "report.html").as_uri())
+        page.goto((REPO / written).as_uri())  # (the CLI ran in REPO)
         page.wait_for_load_state("load")
         page.screenshot(path=str(DOCS / "report-screenshot.png"))
         browser.close()
