@@ -18,6 +18,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
+# R3GAN's objective as the studies try it on gankit's models: the relativistic pairing loss with R1
+# and R2 (gamma 0.1, lazily every 4th step) and Adam's beta1 at 0 (Huang et al. 2024).
+R3GAN = dict(objective="rpgan", r1=0.1, r2=0.1, reg_every=4, g_betas=(0.0, 0.99), d_betas=(0.0, 0.99))
+
+
 def device_name(device: str) -> str:
     """The device as results name it. For a CPU: its model, whether bf16 is native there (as
     gankit measures it), and any ISA cap set in the environment (how an AVX2-only CPU is emulated

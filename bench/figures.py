@@ -86,7 +86,7 @@ def copy(src: Path, name: str) -> None:
     print(f"  wrote {name}", flush=True)
 
 
-def demo_run(numbers: dict) -> Path:
+def demo_run() -> Path:
     """`make demo`'s training as it types it (`gankit train --preset default --minutes 3`), run in
     runs/figures/demo/ and kept for the makers after it."""
     parent = RUNS / "demo" / "runs"
@@ -95,6 +95,12 @@ def demo_run(numbers: dict) -> Path:
     parent.parent.mkdir(parents=True, exist_ok=True)
     gankit("train", "--preset", "default", "--minutes", "3", cwd=parent.parent)
     return newest_run(parent, "default")
+
+
+def chromium(p):
+    """Debian's Chromium (`make browser`) under Playwright, as the tests launch it."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    return p.chromium.launch(executable_path=path, args=["--no-sandbox", "--disable-gpu"])
 
 
 def make_vs_labs(numbers: dict) -> None:
@@ -115,7 +121,7 @@ def record_vs_labs(numbers: dict, found: dict) -> None:
 
 
 def make_demo(numbers: dict) -> None:
-    run = demo_run(numbers)
+    run = demo_run()
     grid = sorted((run / "images").glob("step_*.png"))[-1]
     copy(grid, "docs/demo-3min.png")
     stats = json.loads((run / "generator.json").read_text())
@@ -124,14 +130,13 @@ def make_demo(numbers: dict) -> None:
 
 def make_report(numbers: dict) -> None:
     from playwright.sync_api import sync_playwright
-    run = demo_run(numbers)
+    run = demo_run()
     if not (run / "metrics.json").exists():
         gankit("eval", run, "--n", "10000")
     written = Path(gankit("report", run).split("report: ")[1].split()[0])  # (report.html, or -2 ... if it exists)
     metrics = json.loads((run / "metrics.json").read_text())["fmnist10k"]
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+        browser = chromium(p)
         page = browser.new_page(viewport={"width": 1000, "height": 1400})
         page.goto((REPO / written).as_uri())  # (the CLI ran in REPO)
         page.wait_for_load_state("load")
@@ -142,7 +147,7 @@ def make_report(numbers: dict) -> None:
 
 
 def make_latent(numbers: dict) -> None:
-    run = demo_run(numbers)
+    run = demo_run()
     seconds = {}
     for cmd in latent_commands(str(run)):
         t0 = time.perf_counter()
@@ -180,7 +185,7 @@ def make_app(numbers: dict) -> None:
     import re
 
     from playwright.sync_api import sync_playwright
-    run = demo_run(numbers)
+    run = demo_run()
     script = Path(sys.executable).with_name("gankit")
     cmd = [str(script)] if script.exists() else [sys.executable, "-m", "gankit"]
     proc = subprocess.Popen(cmd + ["app", str(run.relative_to(RUNS / "demo"))], cwd=RUNS / "demo",
@@ -191,9 +196,8 @@ def make_app(numbers: dict) -> None:
             url = m.group(1) if (m := re.search(r"open (http://\S+)", line)) else None
         if url is None:
             raise SystemExit(f"gankit app did not serve (exit {proc.poll()})")
-        chromium = shutil.which("chromium") or shutil.which("chromium-browser")
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
+            browser = chromium(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(url)
             page.wait_for_selector("#main img", timeout=60_000)

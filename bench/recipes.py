@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from common import append_result, cell_pool, device_name, mean_std
+from common import R3GAN, append_result, cell_pool, device_name, mean_std
 
 from gankit.config import preset_config
 from gankit.data import training_images
@@ -44,7 +44,6 @@ from gankit.runs import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ["fid", "precision", "recall", "coverage", "classes", "memorisation"]
-R3GAN = dict(objective="rpgan", r1=0.1, r2=0.1, reg_every=4, g_betas=(0.0, 0.99), d_betas=(0.0, 0.99))
 RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
     "folder": {
         "faces64+diffaug": ("faces64", dict(augment="diffaug", epochs=0)),

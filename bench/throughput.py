@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from common import device_name
+from common import R3GAN, device_name
 from labloop import LabStep, lab_loader, torchvision_root
 from gankit.config import preset_config
 from gankit.device import native_bf16, resolve_precision
@@ -54,11 +54,9 @@ VARIANTS = {
     "auto+fused": dict(precision="auto", optim_impl="fused"),
     "auto+compile": dict(precision="auto", compile=True),
     "default": dict(preset="default"),
-    "default+rpgan": dict(preset="default", objective="rpgan", d_norm="none", g_betas=(0.0, 0.99), d_betas=(0.0, 0.99)),
-    "default+r1r2/4": dict(preset="default", objective="rpgan", d_norm="none", g_betas=(0.0, 0.99),
-                           d_betas=(0.0, 0.99), r1=0.1, r2=0.1, reg_every=4),
-    "default+r1r2/1": dict(preset="default", objective="rpgan", d_norm="none", g_betas=(0.0, 0.99),
-                           d_betas=(0.0, 0.99), r1=0.1, r2=0.1, reg_every=1),
+    "default+rpgan": dict(preset="default", **{**R3GAN, "r1": 0.0, "r2": 0.0, "reg_every": 1}, d_norm="none"),
+    "default+r1r2/4": dict(preset="default", **R3GAN, d_norm="none"),
+    "default+r1r2/1": dict(preset="default", **{**R3GAN, "reg_every": 1}, d_norm="none"),
 }
 # The fields that change what a step computes (the others change how fast it runs): FLOPs are
 # counted once per distinct set of them.

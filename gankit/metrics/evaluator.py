@@ -80,8 +80,8 @@ def check_images(x: torch.Tensor, what: str = "images", model: Evaluator | None 
 def embed(model: Evaluator, x: torch.Tensor, batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(features (N, 128), softmax probabilities (N, K)) of images in [-1, 1], on the CPU in
     float32. Eval mode: a sample's features do not depend on its batch. Batches of 250 on a CPU
-    (their activations stay in its caches: ~1.5x the images/s of 1,000 on a 2-core Xeon, whose
-    features were the same bit for bit; smaller batches changed their last bits), 1,000 on a GPU."""
+    (their activations stay in its caches; bench/eval_time.py times them against 1,000 and checks
+    the features are the same bit for bit), 1,000 on a GPU."""
     check_images(x, model=model)
     model.eval()
     device = next(model.parameters()).device
