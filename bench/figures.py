@@ -62,6 +62,9 @@ FIGURES = {
                                              "--figure docs/results/img/modern_baseline.png", "bench/MODERN_BASELINE.md"),
     "docs/results/img/folder_recipes_30.png": ("python bench/recipes.py --minutes 30 --seeds 0 "
                                                "--recipes folder64 fastgan64", "bench/FOLDER_RECIPES.md"),
+    "docs/results/img/folder_recipes_30_s12.png": ("python bench/recipes.py --minutes 30 --seeds 1 2 --recipes folder64 "
+                                                   "fastgan64 --pool --figure docs/results/img/folder_recipes_30_s12.png",
+                                                   "bench/FOLDER_RECIPES.md"),
 }
 
 

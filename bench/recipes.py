@@ -22,13 +22,16 @@ Scores: FID, precision, recall, coverage, class entropy, memorised; the real-vs-
 
 A cell whose run folder under --runs already finished the same settings is scored again, not
 retrained. Appends to --out (bench/FOLDER_RECIPES.md, or bench/MODERN_BASELINE.md for
-Fashion-MNIST) and writes every number beside it (.json), and a figure of each recipe's seed-0
-samples side by side (--figure).
+Fashion-MNIST) and appends every number of the call to the list beside it (.json), and draws each
+recipe's samples of the call's first seed side by side (--figure). --pool adds to the table the
+cells of earlier calls in that .json with the same recipes, data, minutes, precision and --n and
+other seeds (each seed's recipes trained in one call, beside each other), saying which.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -111,6 +114,32 @@ def figure(cells: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def earlier_calls(path: Path) -> list[dict]:
+    """The calls recorded in a results .json (a list, newest last; an older file holds one call)."""
+    if not path.exists():
+        return []
+    calls = json.loads(path.read_text())
+    return calls if isinstance(calls, list) else [calls]
+
+
+def poolable(calls: list[dict], now: dict, recipes: list[str], tag: str) -> list[dict]:
+    """Earlier calls' cells that this call's table may pool: the same data, minutes, precision and
+    sample count, every recipe of this call trained in that call for the seed (so each seed's
+    recipes ran beside each other), and a seed this call did not train; the same evaluator (its
+    fingerprint is in the metric's name)."""
+    seen, found = {c["seed"] for c in now["cells"]}, []
+    for call in reversed(calls):
+        if any(call.get(k) != now[k] for k in ("data", "minutes", "precision")) or call.get("n", now["n"]) != now["n"]:
+            continue
+        cells = [c for c in call["cells"] if c["seed"] not in seen and c["recipe"] in recipes and f"fid_{tag}" in c]
+        by_seed = {s: [c for c in cells if c["seed"] == s] for s in {c["seed"] for c in cells}}
+        cells = [c for s, cs in by_seed.items() if {c["recipe"] for c in cs} == set(recipes) for c in cs]
+        if cells:
+            found.append({**call, "cells": cells})
+            seen |= {c["seed"] for c in cells}
+    return found
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="folder", choices=list(RECIPES))
@@ -127,7 +156,9 @@ def main() -> int:
                                            "folder, 10,000 of Fashion-MNIST's test split)")
     ap.add_argument("--runs", help="where the cells' run folders go (default: runs/recipes-DATASET)")
     ap.add_argument("--out", help="the results file (default: bench/FOLDER_RECIPES.md or bench/MODERN_BASELINE.md)")
-    ap.add_argument("--figure", default=None, help="the seed-0 grids side by side (PNG)")
+    ap.add_argument("--figure", default=None, help="the first seed's grids side by side (PNG)")
+    ap.add_argument("--pool", action="store_true", help="pool other seeds' cells of earlier calls (same settings) "
+                                                         "from --out's .json into the table")
     args = ap.parse_args()
     folder = args.dataset == "folder"
     args.recipes = args.recipes or list(RECIPES[args.dataset])
@@ -157,35 +188,48 @@ def main() -> int:
     wall = time.perf_counter() - t0
     what = f"{args.subset:,} images of {args.data_root}" if folder else f"all of {args.dataset}"
     result = {"device": device_name("cpu"), "torch": torch.__version__, "minutes": args.minutes, "data": what,
-              "precision": args.precision, "date": time.strftime("%Y-%m-%d"), "wall_s": round(wall),
+              "precision": args.precision, "n": args.n, "date": time.strftime("%Y-%m-%d"), "wall_s": round(wall),
               "real_floor": floor, "cells": cells}
+    calls = earlier_calls(Path(args.out).with_suffix(".json"))
+    pooled = poolable(calls, result, args.recipes, tag) if args.pool else []
+    table = cells + [c for call in pooled for c in call["cells"]]
     cols = ["fid", "precision", "recall", "coverage", "class_entropy", "memorised"]
     rows = []
     for r in args.recipes:
-        mine = [c for c in cells if c["recipe"] == r]
+        mine = [c for c in table if c["recipe"] == r]
         vals = [mean_std([c[f"{k}_{tag}"] for c in mine], ".2f" if k == "fid" else ".3f") for k in cols]
         rows.append(f"| `{r}` | {statistics.mean(c['steps'] for c in mine):,.0f} | " + " | ".join(vals) + " |")
     rows.append("| real data | - | " + " | ".join(
         f"{floor[f'{k}_{tag}']:.3f}" if f"{k}_{tag}" in floor else "-" for k in cols) + " |")
-    ref = statistics.mean(c[f"fid_{tag}"] for c in cells if c["recipe"] == args.recipes[0])
-    best = min(args.recipes, key=lambda r: statistics.mean(c[f"fid_{tag}"] for c in cells if c["recipe"] == r))
-    best_fid = statistics.mean(c[f"fid_{tag}"] for c in cells if c["recipe"] == best)
+    ref = statistics.mean(c[f"fid_{tag}"] for c in table if c["recipe"] == args.recipes[0])
+    best = min(args.recipes, key=lambda r: statistics.mean(c[f"fid_{tag}"] for c in table if c["recipe"] == r))
+    best_fid = statistics.mean(c[f"fid_{tag}"] for c in table if c["recipe"] == best)
+    seeds = sorted({c["seed"] for c in table})
     text = (f"\n## {result['date']}: {what}, {args.minutes:g} minutes of training per cell, seeds "
-            f"{args.seeds}, precision {args.precision}\n\n"
+            f"{seeds}, precision {args.precision}\n\n"
             f"Measured by `python bench/recipes.py --dataset {args.dataset} --recipes {' '.join(args.recipes)} "
-            f"--minutes {args.minutes:g} --seeds {' '.join(map(str, args.seeds))} --precision {args.precision}` on "
+            f"--minutes {args.minutes:g} --seeds {' '.join(map(str, args.seeds))} --precision {args.precision}"
+            f"{' --pool' if args.pool else ''}` on "
             f"{result['device']}, torch "
             f"{torch.__version__}; {args.workers} cells at a time, one thread each; "
             f"{sum(c['reused'] for c in cells)} of {len(cells)} cells reused from an earlier call; {wall / 60:.0f} min "
             f"in this call. Mean ± std over the seeds; {args.n:,} samples of each EMA generator against {args.n:,} "
-            f"real images ({'of the folder' if folder else 'the test split'}), evaluator `{tag}`.\n\n"
+            f"real images ({'of the folder' if folder else 'the test split'}), evaluator `{tag}`."
+            + "".join(f" The cells of seed(s) {', '.join(str(x) for x in sorted({c['seed'] for c in call['cells']}))} "
+                      f"are pooled from the call of {call['date']} ({call['device']}, {call['wall_s'] / 60:.0f} min)."
+                      for call in pooled) + "\n\n"
             f"| recipe | steps | fid_{tag} | precision | recall | coverage | class entropy | memorised |\n"
-            f"|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+            f"|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+            + "Per cell (seed: steps, fid): " + "; ".join(
+                f"`{r}` " + ", ".join(f"{c['seed']}: {c['steps']:,}, {c[f'fid_{tag}']:.2f}"
+                                      for c in sorted(table, key=lambda c: c["seed"]) if c["recipe"] == r)
+                for r in args.recipes) + ".\n")
     if args.figure:
         figure(cells, Path(args.figure))
-        text += f"\n![seed-0 samples]({Path(args.figure).name})\n"
+        where = os.path.relpath(Path(args.figure).resolve(), Path(args.out).resolve().parent)
+        text += f"\n![samples of seed {min(args.seeds)}]({where})\n"
     append_result(args.out, "Recipes in the same time", "Written by bench/recipes.py; newest at the bottom.", text)
-    Path(args.out).with_suffix(".json").write_text(json.dumps(result, indent=1, default=str))
+    Path(args.out).with_suffix(".json").write_text(json.dumps(calls + [result], indent=1, default=str))
     print(text)
     print(f"best: {best}, fid_{tag} {best_fid:.2f} = {best_fid / ref:.2f}x the reference {args.recipes[0]}'s")
     return 0
