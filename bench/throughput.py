@@ -2,7 +2,7 @@
 (bench/labloop.py), same architecture, batch size and device, in the same run.
 
     python bench/throughput.py [--models mlp dcgan dcgan-fc] [--batch 128 256] [--device cpu]
-                               [--variants plain fp32 auto auto+cl] [--out bench/RESULTS.md]
+                               [--variants plain fp32 auto auto+cl] [--rounds 1] [--out bench/RESULTS.md]
 
 gankit variants (each a switch of the Config, so each part of the fast path is measured):
   plain    the plain path: data on the CPU copied per batch, .item() every step, per-tensor
@@ -20,7 +20,12 @@ gankit variants (each a switch of the Config, so each part of the fast path is m
 
 Timing: reference, after 5 warm-up steps, 5 repeats of 20 steps, median; gankit, the median
 images/s of the last 5 of 6 log ticks of 20 steps each (the first tick holds the warm-up and, for
-compile, the compilation). FLOPs per step: torch's FlopCounterMode around gankit runs of 8 and 4
+compile, the compilation). With --rounds R the reference and every variant are measured R times,
+interleaved (round 1: reference, variant 1, variant 2, ...; round 2: reference, the variants in
+reverse order; ...): a CPU whose speed drifts over minutes slows a whole round alike, so the ratios
+are the medians of each round's own ratios, and the column "vs FIRST" compares each variant with
+the first of --variants the same way (a part's cost: `--variants default default+r1r2/4 --rounds 5`).
+FLOPs per step: torch's FlopCounterMode around gankit runs of 8 and 4
 steps, difference / 4 (everything else those runs do is the same), and around one reference step.
 Share: achieved FLOP/s over this device's best measured matmul rate in the precision used.
 """
@@ -142,8 +147,12 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--variants", nargs="+", default=["plain", "fp32", "fp32+cl", "default"], choices=VARIANTS)
     ap.add_argument("--tick", type=int, default=20, help="steps per timing window (tiny for a smoke test)")
+    ap.add_argument("--rounds", type=int, default=1, help="measure the reference and every variant this many "
+                                                            "times, interleaved; report medians of per-round ratios")
     ap.add_argument("--out", default=str(Path(__file__).with_name("RESULTS.md")))
     args = ap.parse_args()
+    if args.rounds < 1:
+        raise SystemExit(f"--rounds {args.rounds}: at least 1")
     auto = resolve_precision("auto", torch.device(args.device))
     native = native_bf16(torch.device(args.device))
     sizes = (1024, 2048, 4096) if args.tick >= 20 else (256,)
@@ -156,35 +165,46 @@ def main() -> None:
             flops = {key: gankit_step_flops(model, args.batch[0], args.device, Path(tmp), **dict(key)) / args.batch[0]
                      for key in {flop_key(v) for v in args.variants}}  # per image
             for batch in args.batch:
-                ref, ref_flops = reference(model, batch, args.device, root, args.tick)
-                line = (f"| {model} | {batch} | labs' loop | {ref:.0f} | 1.00x | {ref_flops / 1e9:.2f} | "
+                refs, ips = [], {v: [] for v in args.variants}
+                for _ in range(args.rounds):  # interleaved: drift slows a whole round alike
+                    ref, ref_flops = reference(model, batch, args.device, root, args.tick)
+                    refs.append(ref)
+                    order = args.variants if len(refs) % 2 else args.variants[::-1]  # alternate the order
+                    for variant in order:
+                        ips[variant].append(gankit_images_per_s(model, batch, args.device, variant, Path(tmp), args.tick))
+                    print(f"round {len(refs)}: labs' loop {ref:.0f} img/s, "
+                          + ", ".join(f"{v} {ips[v][-1]:.0f}" for v in args.variants), flush=True)
+                ref = statistics.median(refs)
+                line = (f"| {model} | {batch} | labs' loop | {ref:.0f} | 1.00x | - | {ref_flops / 1e9:.2f} | "
                         f"{100 * ref * ref_flops / batch / rates['fp32']:.1f}% |")
-                print(line, flush=True)
                 lines.append(line)
+                first = args.variants[0]
                 for variant in args.variants:
-                    ips = gankit_images_per_s(model, batch, args.device, variant, Path(tmp), args.tick)
-                    ratios[model, batch, variant] = ips / ref
+                    rate = statistics.median(ips[variant])
+                    ratios[model, batch, variant] = statistics.median(i / r for i, r in zip(ips[variant], refs))
+                    vs_first = statistics.median(i / f for i, f in zip(ips[variant], ips[first]))
                     prec = VARIANTS[variant].get("precision", "auto").replace("auto", auto)
                     f = flops[flop_key(variant)]
-                    line = (f"| {model} | {batch} | gankit {variant} ({prec}) | {ips:.0f} | {ips / ref:.2f}x | "
-                            f"{f * batch / 1e9:.2f} | {100 * ips * f / rates[prec]:.1f}% |")
-                    print(line, flush=True)
+                    line = (f"| {model} | {batch} | gankit {variant} ({prec}) | {rate:.0f} | "
+                            f"{ratios[model, batch, variant]:.2f}x | {vs_first:.2f}x | "
+                            f"{f * batch / 1e9:.2f} | {100 * rate * f / rates[prec]:.1f}% |")
                     lines.append(line)
     shutil.rmtree(root, ignore_errors=True)
     device = device_name(args.device)
     text = (f"# Training throughput, gankit against the labs' loop\n\n"
             f"Measured by `python bench/throughput.py --device {args.device} --batch {' '.join(map(str, args.batch))} "
-            f"--models {' '.join(args.models)} --variants {' '.join(args.variants)}` on "
+            f"--models {' '.join(args.models)} --variants {' '.join(args.variants)} --rounds {args.rounds}` on "
             f"{time.strftime('%Y-%m-%d')}: {device}, torch {torch.__version__}, Python {platform.python_version()}. "
             f"Best measured matmul rate of this device: fp32 {rates['fp32'] / 1e9:.0f} GFLOP/s, "
             + (f"bf16 {rates['bf16'] / 1e9:.0f} GFLOP/s; `auto` is {auto}" if native else
                "bf16 not native here (not measured; `auto` is fp32)") + ". Images/s of training (real images through D per second); "
-            "the ratio is against the labs' loop at the same batch in this run. GFLOP per step: torch's "
+            f"the ratio is against the labs' loop at the same batch in this run ({'the median of ' + str(args.rounds) + ' interleaved rounds, each round its own ratio' if args.rounds > 1 else 'one round'}); "
+            f"\"vs {args.variants[0]}\" compares with the first variant the same way. GFLOP per step: torch's "
             "FlopCounterMode (gankit's step skips D's weight gradients in G's update, so it does less "
             "arithmetic than the labs' step). Share: achieved FLOP/s over the matmul rate of the precision used. "
             "Variants are explained at the top of bench/throughput.py.\n\n"
-            "| model | batch | loop | img/s | vs labs' loop | GFLOP per step | share of matmul peak |\n"
-            "|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
+            f"| model | batch | loop | img/s | vs labs' loop | vs {args.variants[0]} | GFLOP per step | share of matmul peak |\n"
+            "|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
             + ("\nA share above 100% means the convolution kernels outran the matmul probe: the probe's rate is "
                "what torch's matmul reaches here, not the hardware's peak.\n"
                if any(float(x.split("|")[-2].strip().rstrip("%")) > 100 for x in lines) else ""))

@@ -28,7 +28,8 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
     """Tiny arguments per script; each writes its result file into `out`, not into bench/."""
     md = str(out / "result.md")
     return {
-        "throughput.py": ["--models", "mlp", "--batch", "16", "--variants", "plain", "default", "--tick", "2", "--out", md],
+        "throughput.py": ["--models", "mlp", "--batch", "16", "--variants", "plain", "default", "--tick", "2", "--rounds", "2",
+                          "--out", md],
         "epoch_times.py": ["--presets", "lab6-gan", "--steps", "20", "--out", md],
         "eval_time.py": [str(run), "--n", "200"],
         "figures.py": ["--list"],  # (making them trains for ~20 minutes: `make figures`; test_docs checks the registry)

@@ -38,7 +38,8 @@ def run(cmd: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
     return out
 
 
-def test_two_ranks_train_one_run_folder_in_sync(tiny_root, tmp_path):
+@pytest.mark.slow  # (a torchrun start, ~18 s; make test's two-ranks-like-one-process test checks the same of an MLP)
+def test_two_ranks_of_a_conv_model_train_one_run_folder_in_sync(tiny_root, tmp_path):
     run(torchrun(2, *common(tiny_root, tmp_path), "--steps", "6", "--batch-size", "16", "--model", "dcgan"))
     runs = list(tmp_path.iterdir())
     assert len(runs) == 1, runs  # rank 0 alone makes the run folder
@@ -53,12 +54,21 @@ def test_two_ranks_train_one_run_folder_in_sync(tiny_root, tmp_path):
 
 
 def test_two_ranks_of_b_step_like_one_process_of_2b(tiny_root, tmp_path):
-    # SGD makes the first update lr * gradient, so equal weights after step 1 mean equal gradients.
-    args = ["--steps", "1", "--g-optimizer", "sgd", "--d-optimizer", "sgd", "--g-lr", "0.1", "--d-lr", "0.1"]
+    # SGD makes the first update lr * gradient, so equal weights after step 1 mean equal gradients
+    # (and after step 2, equal gradients at equal weights).
+    args = ["--steps", "2", "--log-every", "1", "--g-optimizer", "sgd", "--d-optimizer", "sgd", "--g-lr", "0.1",
+            "--d-lr", "0.1"]
     run(torchrun(2, *common(tiny_root, tmp_path / "two"), "--batch-size", "16", *args))
     run([sys.executable, "-m", "gankit", "train", *common(tiny_root, tmp_path / "one"), "--batch-size", "32", *args])
+    (folder,) = list((tmp_path / "two").iterdir())  # rank 0 alone makes the run folder
+    log = (folder / "log.txt").read_text()
+    assert "batch 16 per process x 2 processes = global batch 32" in log
+    assert "ranks in sync: max |parameter difference| between rank 0 and the other 1 rank(s) = 0\n" in log
+    rows = [json.loads(x) for x in (folder / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2] and rows[-1]["images"] == 2 * 32
+    assert json.loads((folder / "config.json").read_text())["world_size"] == 2
     two, one = (load_checkpoint(next((tmp_path / k).glob("*/checkpoints/last.pt"))) for k in ("two", "one"))
-    assert two["step"] == one["step"] == 1
+    assert two["step"] == one["step"] == 2
     for net in ("G", "D"):
         for k, v in one[net].items():
             torch.testing.assert_close(two[net][k], v, rtol=1e-5, atol=1e-6, msg=f"{net}.{k}")

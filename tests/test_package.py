@@ -1,6 +1,6 @@
 """The package a stranger installs: the wheel carries every file gankit reads at run time, and,
 installed into a fresh virtual environment (reusing this one's torch and other dependencies),
-trains and evaluates from a folder outside the checkout."""
+trains and evaluates from a folder outside the checkout (that one in `make test-all`)."""
 from __future__ import annotations
 
 import json
@@ -11,20 +11,29 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_wheel_installs_trains_and_evaluates_outside_the_checkout(tmp_path):
+def build_wheel(tmp_path: Path) -> Path:
     dist = tmp_path / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),
                     str(ROOT)], check=True, cwd=tmp_path, capture_output=True, timeout=300)
-    wheel = next(dist.glob("gankit-*.whl"))
-    names = zipfile.ZipFile(wheel).namelist()
+    return next(dist.glob("gankit-*.whl"))
+
+
+def test_the_wheel_carries_every_file_gankit_reads(tmp_path):
+    names = zipfile.ZipFile(build_wheel(tmp_path)).namelist()
     for needed in ("gankit/metrics/weights/fashion-mnist.safetensors", "gankit/metrics/weights/fashion-mnist.json",
                    "gankit/training/loop.py", "gankit/data/idx.py", "gankit/cli/__init__.py"):
-        assert needed in names, f"{needed} is missing from {wheel.name}"
+        assert needed in names, f"{needed} is missing from the wheel"
     assert any(n.endswith("LICENSE") for n in names)
 
+
+@pytest.mark.slow  # (a virtual environment, an install, a training and an evaluation in fresh processes: ~20 s)
+def test_wheel_installs_trains_and_evaluates_outside_the_checkout(tmp_path):
+    wheel = build_wheel(tmp_path)
     # A fresh environment: gankit from the wheel alone; torch and the rest from this environment's
     # site-packages (a plain path, so this checkout's editable install is not seen there).
     venv = tmp_path / "venv"

@@ -186,7 +186,7 @@ def test_two_processes_share_a_study_without_running_a_trial_twice(tmp_path):
     assert {t.user_attrs["run"] for t in done} == {str(r) for r in runs}
 
 
-def test_ctrl_c_leaves_a_study_that_the_same_command_resumes(tmp_path):
+def test_ctrl_c_leaves_a_study_that_the_same_command_resumes(tmp_path, capsys):
     args = ["tune", "--name", "s", "--out-dir", str(tmp_path), "--preset", "lab6-gan", "--param",
             "d_lr=log:1e-4:1e-3", "--steps", "400", "--evals", "1", "--eval-n", "200", "--trials", "1"]
     proc = subprocess.Popen([sys.executable, "-m", "gankit", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -202,9 +202,9 @@ def test_ctrl_c_leaves_a_study_that_the_same_command_resumes(tmp_path):
     stopped_at = torch.load(run / "checkpoints" / "last.pt", weights_only=False)["step"]
     assert stopped_at < 400
 
-    again = gankit("tune", "--name", "s", "--out-dir", str(tmp_path))
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "resuming trial 0's run" in again.stdout
+    # the same command, in this process (the interrupted one above was a real process and signal)
+    assert main(["tune", "--name", "s", "--out-dir", str(tmp_path)]) == 0, capsys.readouterr().err[-2000:]
+    assert "resuming trial 0's run" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "s").glob("0*")) == [run.name]  # the same run, continued
     assert "resuming from last.pt at step" in (run / "log.txt").read_text()
     result = json.loads((tmp_path / "s" / "results.json").read_text())
