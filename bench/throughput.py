@@ -159,7 +159,7 @@ def main() -> None:
     rates = {"fp32": matmul_rate(torch.float32, args.device, sizes),
              "bf16": matmul_rate(torch.bfloat16, args.device, sizes) if native else float("nan")}
     root = torchvision_root()
-    lines, ratios = [], {}
+    lines, ratios, round_lines = [], {}, []
     with tempfile.TemporaryDirectory() as tmp:
         for model in args.models:
             flops = {key: gankit_step_flops(model, args.batch[0], args.device, Path(tmp), **dict(key)) / args.batch[0]
@@ -172,13 +172,14 @@ def main() -> None:
                     order = args.variants if len(refs) % 2 else args.variants[::-1]  # alternate the order
                     for variant in order:
                         ips[variant].append(gankit_images_per_s(model, batch, args.device, variant, Path(tmp), args.tick))
-                    print(f"round {len(refs)}: labs' loop {ref:.0f} img/s, "
-                          + ", ".join(f"{v} {ips[v][-1]:.0f}" for v in args.variants), flush=True)
+                    first = args.variants[0]
+                    round_lines.append(f"{model} b{batch} round {len(refs)}: labs' loop {ref:.0f} img/s, " + ", ".join(
+                        f"{v} {ips[v][-1]:.0f} ({ips[v][-1] / ips[first][-1]:.2f}x {first})" for v in args.variants))
+                    print(round_lines[-1], flush=True)
                 ref = statistics.median(refs)
                 line = (f"| {model} | {batch} | labs' loop | {ref:.0f} | 1.00x | - | {ref_flops / 1e9:.2f} | "
                         f"{100 * ref * ref_flops / batch / rates['fp32']:.1f}% |")
                 lines.append(line)
-                first = args.variants[0]
                 for variant in args.variants:
                     rate = statistics.median(ips[variant])
                     ratios[model, batch, variant] = statistics.median(i / r for i, r in zip(ips[variant], refs))
@@ -207,7 +208,9 @@ def main() -> None:
             "|---|---|---|---|---|---|---|---|\n" + "\n".join(lines) + "\n"
             + ("\nA share above 100% means the convolution kernels outran the matmul probe: the probe's rate is "
                "what torch's matmul reaches here, not the hardware's peak.\n"
-               if any(float(x.split("|")[-2].strip().rstrip("%")) > 100 for x in lines) else ""))
+               if any(float(x.split("|")[-2].strip().rstrip("%")) > 100 for x in lines) else "")
+            + ("\nEach round as measured (the variants' order alternates between rounds):\n\n"
+               + "\n".join(f"    {x}" for x in round_lines) + "\n" if args.rounds > 1 else ""))
     Path(args.out).write_text(text)
     print(text)
     best = max(ratios, key=ratios.get)

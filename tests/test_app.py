@@ -27,8 +27,8 @@ def runs(tmp_path_factory, tiny_root):
     common = dict(data_root=str(tiny_root), out_dir=str(out), batch_size=16, steps=12, log_every=4, eval_every=0)
     plain = train(preset_config("default", **common))
     cond = train(preset_config("cdcgan", **common))
-    # The conditional run's explorers read a saved ranking: ranking on start takes RANK_N vectors
-    # through G per class (~10 s here). The plain run's rank on start is tested.
+    # The conditional run's explorers read a saved ranking instead of ranking on every start (RANK_N
+    # vectors through G per class, the slowest part of these tests). The plain run's rank on start is tested.
     assert main(["explore", "rank", str(cond), "--n", "4", "--class", "0"]) == 0
     return plain, cond
 
