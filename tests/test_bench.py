@@ -20,7 +20,7 @@ SCRIPTS = sorted(p.name for p in BENCH.glob("*.py") if p.name not in ("common.py
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, tiny_root):
-    return train(preset_config("dcgan-report", data_root=str(tiny_root), out_dir=str(tmp_path_factory.mktemp("r")),
+    return train(preset_config("default", data_root=str(tiny_root), out_dir=str(tmp_path_factory.mktemp("r")),
                                batch_size=16, steps=4, eval_every=0), progress=False)
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny(root, out, **kw):
-    return preset_config("dcgan-report", **{**dict(data_root=str(root), out_dir=str(out), batch_size=16,
+    return preset_config("default", **{**dict(data_root=str(root), out_dir=str(out), batch_size=16,
                                                    log_every=2, steps=8, eval_every=0), **kw})
 
 
@@ -111,11 +111,11 @@ def test_malicious_pickle_is_refused(tiny_root, tmp_path, monkeypatch):
 
 
 def test_existing_run_folders_are_never_reused(tiny_root, tmp_path):
-    (tmp_path / "00000-dcgan-report-fashion-mnist").mkdir()
-    (tmp_path / "00000-dcgan-report-fashion-mnist" / "mine.txt").write_text("keep")
+    (tmp_path / "00000-default-fashion-mnist").mkdir()
+    (tmp_path / "00000-default-fashion-mnist" / "mine.txt").write_text("keep")
     run = train(tiny(tiny_root, tmp_path, steps=2))
     assert run.name.startswith("00001-")
-    assert (tmp_path / "00000-dcgan-report-fashion-mnist" / "mine.txt").read_text() == "keep"
+    assert (tmp_path / "00000-default-fashion-mnist" / "mine.txt").read_text() == "keep"
 
 
 def _nan_after(monkeypatch, calls: int):
@@ -146,7 +146,7 @@ def test_nan_stops_with_a_message_and_no_poisoned_checkpoint(tiny_root, tmp_path
 
 
 def test_nan_rollback_reloads_and_halves_learning_rates(tiny_root, tmp_path, monkeypatch):
-    _nan_after(monkeypatch, 20)  # step 20 diverges, after the epoch-end checkpoint at 16
+    _nan_after(monkeypatch, 20)  # step 20 diverges, after the epoch-end checkpoint at 16 (lr 4e-4: the default's)
     run = None
     # Once NaN starts, every later loss is NaN too: the policy rolls back 3 times, then stops.
     from gankit.training import TrainingStopped
@@ -156,8 +156,8 @@ def test_nan_rollback_reloads_and_halves_learning_rates(tiny_root, tmp_path, mon
     warnings = [json.loads(x) for x in (run / "warnings.jsonl").read_text().splitlines()]
     assert [w["step"] for w in warnings] == [16, 16, 16]
     assert "rolled back to" in warnings[0]["warning"] and "rollback 3 of 3" in warnings[-1]["warning"]
-    assert "halved to G 0.0001, D 0.0001" in warnings[0]["warning"]
-    assert "halved to G 2.5e-05, D 2.5e-05" in warnings[2]["warning"]
+    assert "halved to G 0.0002, D 0.0002" in warnings[0]["warning"]
+    assert "halved to G 5e-05, D 5e-05" in warnings[2]["warning"]
     steps = [json.loads(x)["step"] for x in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == [4, 8, 12, 16]  # rows after the checkpoint were dropped at each rollback
 
@@ -177,7 +177,7 @@ def test_nan_rollback_recovers_from_a_transient_nan(tiny_root, tmp_path, monkeyp
     run = train(tiny(tiny_root, tmp_path, steps=24, log_every=4, on_nan="rollback"))
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["step"] == 24 and ckpt["rollbacks"] == 1
-    assert ckpt["opt_D"]["param_groups"][0]["lr"] == pytest.approx(1e-4)
+    assert ckpt["opt_D"]["param_groups"][0]["lr"] == pytest.approx(2e-4)  # the default preset's 4e-4, halved
 
 
 def test_second_ctrl_c_leaves_at_once_and_corrupts_nothing(tiny_root, tmp_path):

@@ -180,6 +180,19 @@ def test_inception_weights_file_is_loaded_without_pickles(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
+@pytest.mark.parametrize("n, m", [(3000, 2500), (20, 7), (5, 40)])
+def test_nearest_distance_and_kth_radius_match_their_definitions(n, m):
+    """The blocked nearest distance (cdist's own matrix product, min before the root) and the k-NN
+    radius (topk) against torch.cdist(...).min and .kthvalue, on sizes that cross the blocks, and on
+    inputs small enough for cdist's direct formula."""
+    g = torch.Generator().manual_seed(0)
+    points, to = torch.randn(n, 128, generator=g).relu(), torch.randn(m, 128, generator=g).relu()
+    torch.testing.assert_close(scores.nearest_distance(points, to), torch.cdist(points, to).min(dim=1).values,
+                               rtol=1e-6, atol=1e-6)
+    radius = torch.cat([torch.cdist(c, points).kthvalue(4, dim=1).values for c in points.split(scores.CHUNK)])
+    assert torch.equal(scores._kth_nn_radius(points, 3), radius)
+
+
 def test_memorisation_catches_a_generator_that_copies_its_training_images():
     """Features of 500 training images and of held-out images from the same distribution: copies of
     the training images (plus a little noise) count as memorised, new draws about 5 % of the time."""

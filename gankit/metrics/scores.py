@@ -98,8 +98,9 @@ CHUNK = 2048  # rows per distance block: 2048 x 10k float32 distances are 80 MB
 
 
 def _kth_nn_radius(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Distance from each row of x to its k-th nearest other row."""
-    return torch.cat([torch.cdist(c, x).kthvalue(k + 1, dim=1).values  # +1: the row itself is at 0
+    """Distance from each row of x to its k-th nearest other row. (The k + 1 smallest by topk: the
+    same value as kthvalue, ~5x faster on a CPU for the small k used here.)"""
+    return torch.cat([torch.cdist(c, x).topk(k + 1, dim=1, largest=False).values[:, k]  # +1: the row itself is at 0
                       for c in x.split(CHUNK)])
 
 
@@ -162,10 +163,24 @@ def class_scores(feats: torch.Tensor, probs: torch.Tensor, labels: torch.Tensor,
     return out
 
 
-def nearest_distance(points: torch.Tensor, to: torch.Tensor, chunk: int = 2048) -> torch.Tensor:
-    """(N,) Euclidean distance from each point to its nearest row of `to` (in chunks: 10,000 x 60,000
-    distances never sit in memory at once)."""
-    return torch.cat([torch.cdist(c, to).min(dim=1).values for c in points.split(chunk)])
+def nearest_distance(points: torch.Tensor, to: torch.Tensor, rows: int = 1024, cols: int = 1024) -> torch.Tensor:
+    """(N,) Euclidean distance from each point to its nearest row of `to`, in blocks of rows x cols
+    (10,000 x 60,000 distances never sit in memory at once; a block stays in the CPU's caches).
+    The squared distances are torch.cdist's own matrix product (|a|^2 - 2 a.b + |b|^2 as one matmul
+    of padded rows); the minimum is taken before cdist's clamp and square root, which keep order,
+    so the root is taken N times, not N x M (~2x faster than cdist + min on a CPU)."""
+    points, to = points.float(), to.float()
+    if len(points) <= 25 and len(to) <= 25:  # (cdist's direct formula for tiny inputs: kept as cdist computes it)
+        return torch.cdist(points, to).min(dim=1).values
+    ones = lambda x: torch.ones(len(x), 1, dtype=x.dtype)  # noqa: E731
+    norms = lambda x: x.pow(2).sum(-1, keepdim=True)  # noqa: E731
+    to_ = torch.cat([to, ones(to), norms(to)], -1)
+    blocks = to_.split(cols)
+    nearest = []
+    for c in points.split(rows):
+        c_ = torch.cat([c.mul(-2), norms(c), ones(c)], -1)
+        nearest.append(torch.stack([c_.matmul(b.mT).amin(dim=1) for b in blocks], 1).amin(dim=1))
+    return torch.cat(nearest).clamp_min_(1e-30).sqrt_()
 
 
 def memorisation(train: torch.Tensor, heldout: torch.Tensor, samples: torch.Tensor,
