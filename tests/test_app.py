@@ -241,6 +241,12 @@ def _wait_new(page, selector, old_src, timeout=30_000):
         arg=[selector, old_src], timeout=timeout)
 
 
+def _drawn(page) -> list[str]:
+    """The draw counters (data-n) of the main image's and the strip's HTML: each Gradio redraw of a part
+    gives it a new one."""
+    return [page.locator(f"{sel} [data-n]").first.get_attribute("data-n") for sel in ("#main", "#strip")]
+
+
 def _src(page, selector):
     return page.locator(f"{selector} img").first.get_attribute("src")
 
@@ -311,10 +317,16 @@ def test_the_explorer_in_a_real_browser(runs, tmp_path):
             # a bad upload shows its message and the app keeps serving
             bad = tmp_path / "bad.npy"
             np.save(bad, np.zeros((2, 5), np.float32))
+            drawn = _drawn(page)
             page.set_input_files("#upload input[type=file]", str(bad))
             page.wait_for_function("() => document.querySelector('#status').innerText.includes('upload refused')",
                                    timeout=30_000)
             assert "shape (2, 5)" in page.locator("#status").inner_text()
+            # the redraw every upload is followed by (main image, then sheet and strip) is over before
+            # the next move: a slider moved while Gradio redraws a part loses to that redraw
+            page.wait_for_function("(old) => { const n = ['#main', '#strip'].map(s => "
+                                   "document.querySelector(s + ' [data-n]')?.dataset.n); "
+                                   "return n.every((v, i) => v && v !== old[i]); }", arg=drawn, timeout=30_000)
             old = _src(page, "#main")
             slider.fill("1.5")
             _wait_new(page, "#main", old)

@@ -163,9 +163,12 @@ SLOW = {"evaluator train", "tune"}
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in GOOD_PATH])
 def test_every_subcommand_runs_with_only_its_required_arguments(name, tour, tmp_path, monkeypatch, capsys):
     """In this process, through gankit.cli.main, as the `gankit` script calls it (the tour above runs
-    the script itself): a second of torch's import saved per command."""
+    the script itself): a second of torch's import saved per command. Each on its own copy of the
+    tour's run: what it writes there (a report, a latent study) must not meet the tour's own commands,
+    which may run beside it (pytest -n) and check what they wrote (the README's report.html)."""
     from gankit.cli import main
-    line = " ".join(GOOD_PATH[name]).strip().replace("RUN", str(run_of(tour)))
+    run = shutil.copytree(run_of(tour), tmp_path / "run", ignore=shutil.ignore_patterns(".*"))  # (.*: atomic writes' temporaries)
+    line = " ".join(GOOD_PATH[name]).strip().replace("RUN", str(run))
     # a fresh working folder (new files land there); the evaluator it trains goes to a private cache
     monkeypatch.chdir(tmp_path)
     if name == "evaluator train":
