@@ -1,6 +1,9 @@
 """Which recipe makes the best pictures in the same wall-clock budget: each recipe trained for
 --minutes of training per cell, one thread per cell, --workers cells at a time, from every seed,
-scored at the end; the reference recipe (the first of --recipes) trained in the same call.
+scored at the end; the reference recipe (the first of --recipes) trained in the same call. Cells go
+seed by seed, so with as many workers as recipes each seed's recipes train at the same time (this
+machine's speed drifts between half hours: recipes trained in different hours are not compared
+at the same speed).
 
 On a small RGB folder (the default: 1,000 of the emoji, `make emoji`; x-flips off, emoji hold text
 and flags): the folder presets (`folder64`: the tuned DCGAN, `fastgan64`: the FastGAN-style
@@ -174,7 +177,7 @@ def main() -> int:
     t0 = time.perf_counter()
     jobs = [dict(dataset=args.dataset, recipe=r, seed=s, name=f"{r}-s{s}-{args.precision}", data_root=args.data_root,
                  subset=args.subset, minutes=args.minutes, precision=args.precision, out=args.runs)
-            for r in args.recipes for s in args.seeds]
+            for s in args.seeds for r in args.recipes]  # seed-major: the recipes of a seed train side by side
     training_images(config(jobs[0]), say=print)  # decoded once here (the workers may not start processes)
     with cell_pool(args.workers) as pool:
         cells = pool.map(cell, jobs, chunksize=1)

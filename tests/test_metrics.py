@@ -107,6 +107,28 @@ def test_embedding_is_independent_of_batch_size():
     assert f1.shape == (300, 128) and p1.shape == (300, 10)
 
 
+@pytest.mark.parametrize("size", [28, 64])
+def test_folding_batchnorm_keeps_the_evaluators_features(size):
+    """An evaluator with non-trivial BatchNorm statistics gives the same features and probabilities
+    (to float precision) with its norms folded into the convolutions, as load_evaluator returns it."""
+    from gankit.metrics.evaluator import fold_batchnorm
+    torch.manual_seed(0)
+    model = Evaluator(channels=1 if size == 28 else 3, size=size).eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.normal_()
+            m.running_var.uniform_(0.5, 2)
+            m.weight.data.normal_()
+            m.bias.data.normal_()
+    x = torch.rand(40, model.channels, size, size) * 2 - 1
+    f, p = embed(model, x)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    f2, p2 = embed(folded, x)
+    torch.testing.assert_close(f2, f, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(p2, p, rtol=1e-4, atol=1e-6)
+
+
 def test_evaluator_refuses_rgb_and_wrong_sizes():
     with pytest.raises(GankitError, match="grayscale only"):
         embed(Evaluator(), torch.zeros(2, 3, 28, 28))

@@ -66,7 +66,8 @@ def fold_batchnorm(model: Evaluator) -> Evaluator:
     """The evaluator for inference: each convolution with the eval-mode BatchNorm after it folded into
     one convolution with a bias (w * s, beta - mean * s, s = gamma / sqrt(var + eps)) and the norm
     replaced by Identity, in place. The same function to float precision (features move in their
-    last bits), a quarter faster on a CPU; reference caches hold the embedding in their key."""
+    last bits) without the normalisation's pass over every activation; reference caches hold the
+    embedding in their key."""
     layers = list(model.conv)
     for i, (conv, bn) in enumerate(zip(layers, layers[1:])):
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):

@@ -172,7 +172,7 @@ def nearest_distance(points: torch.Tensor, to: torch.Tensor, rows: int = 1024, c
     points, to = points.float(), to.float()
     if len(points) <= 25 and len(to) <= 25:  # (cdist's direct formula for tiny inputs: kept as cdist computes it)
         return torch.cdist(points, to).min(dim=1).values
-    ones = lambda x: torch.ones(len(x), 1, dtype=x.dtype)  # noqa: E731
+    ones = lambda x: torch.ones(len(x), 1, dtype=x.dtype, device=x.device)  # noqa: E731
     norms = lambda x: x.pow(2).sum(-1, keepdim=True)  # noqa: E731
     to_ = torch.cat([to, ones(to), norms(to)], -1)
     blocks = to_.split(cols)
