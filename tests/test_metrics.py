@@ -206,7 +206,7 @@ def test_inception_weights_file_is_loaded_without_pickles(tmp_path):
 def test_nearest_distance_and_kth_radius_match_their_definitions(n, m):
     """The blocked nearest distance (cdist's own matrix product, min before the root) and the k-NN
     radius (topk) against torch.cdist(...).min and .kthvalue, on sizes that cross the blocks, and on
-    inputs small enough for cdist's direct formula."""
+    inputs smaller than one block (for which cdist uses its direct formula)."""
     g = torch.Generator().manual_seed(0)
     points, to = torch.randn(n, 128, generator=g).relu(), torch.randn(m, 128, generator=g).relu()
     torch.testing.assert_close(scores.nearest_distance(points, to), torch.cdist(points, to).min(dim=1).values,

@@ -27,8 +27,8 @@ ARTIFACTS = ["config.json", "models.txt", "stats.jsonl", "log.txt", "loss_curve.
 
 def tiny_cfg(root, out, preset="default", **kw):
     """A preset on the tiny dataset: batch 16 (16 steps per epoch), a log tick every 2 steps. The
-    default preset unless a test names another: the one users train, and a step a third of the
-    labs' full-width DCGAN's (whose every artifact test_run_writes_every_artifact checks)."""
+    default preset unless a test names another: the one users train, with a smaller step and
+    checkpoint than the labs' full-width DCGAN's (whose every artifact test_run_writes_every_artifact checks)."""
     return preset_config(preset, **{**dict(data_root=str(root), out_dir=str(out), batch_size=16,
                                            log_every=2, steps=12, eval_every=0), **kw})
 

@@ -99,7 +99,7 @@ CHUNK = 2048  # rows per distance block: 2048 x 10k float32 distances are 80 MB
 
 def _kth_nn_radius(x: torch.Tensor, k: int) -> torch.Tensor:
     """Distance from each row of x to its k-th nearest other row. (The k + 1 smallest by topk: the
-    same value as kthvalue, ~5x faster on a CPU for the small k used here.)"""
+    same value as kthvalue, and faster on a CPU for the small k used here.)"""
     return torch.cat([torch.cdist(c, x).topk(k + 1, dim=1, largest=False).values[:, k]  # +1: the row itself is at 0
                       for c in x.split(CHUNK)])
 
@@ -168,10 +168,8 @@ def nearest_distance(points: torch.Tensor, to: torch.Tensor, rows: int = 1024, c
     (10,000 x 60,000 distances never sit in memory at once; a block stays in the CPU's caches).
     The squared distances are torch.cdist's own matrix product (|a|^2 - 2 a.b + |b|^2 as one matmul
     of padded rows); the minimum is taken before cdist's clamp and square root, which keep order,
-    so the root is taken N times, not N x M (~2x faster than cdist + min on a CPU)."""
+    so the root is taken N times, not N x M."""
     points, to = points.float(), to.float()
-    if len(points) <= 25 and len(to) <= 25:  # (cdist's direct formula for tiny inputs: kept as cdist computes it)
-        return torch.cdist(points, to).min(dim=1).values
     ones = lambda x: torch.ones(len(x), 1, dtype=x.dtype, device=x.device)  # noqa: E731
     norms = lambda x: x.pow(2).sum(-1, keepdim=True)  # noqa: E731
     to_ = torch.cat([to, ones(to), norms(to)], -1)
