@@ -246,3 +246,28 @@ def test_eval_scores_memorisation_against_the_runs_subset(tiny_root, tmp_path):
     assert other["memorised_fmnist64"] < 1.0  # (the same images, judged against another training set)
     sampled = compute_metrics(run, **kw)  # the run folder: its subset read from subset.json
     assert 0 <= sampled["memorised_fmnist64"] <= 1 and sampled["memorised_fmnist64_threshold"] > 0
+
+
+def test_reference_features_of_a_prefix_are_read_from_a_larger_entry(tmp_path, monkeypatch):
+    """The first 2,000 training images' features, read from the cached entry of the first 4,000
+    (what `gankit eval` does for the real-data floor after memorisation embedded the whole split),
+    are the same bits as computed on their own, and no second embedding ran."""
+    from conftest import write_dataset
+    from gankit.metrics import reference_features
+    from gankit.metrics.reference import feature_network
+    root = str(write_dataset(tmp_path / "data", n=4000))
+    embed_fn, card, _ = feature_network("fashion-mnist", None, "cpu")
+    calls = []
+
+    def counted(x):
+        calls.append(len(x))
+        return embed_fn(x)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "alone"))
+    alone = reference_features("fashion-mnist", "train", 2000, embed_fn, card, root)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "shared"))
+    reference_features("fashion-mnist", "train", 4000, counted, card, root)
+    prefix = reference_features("fashion-mnist", "train", 2000, counted, card, root)
+    assert calls == [4000]
+    assert all(torch.equal(a, b) for a, b in zip(alone, prefix)) and prefix[0].shape == (2000, 128)
+    assert reference_features("fashion-mnist", "test", 1000, counted, card, root)[0].shape == (1000, 128)
+    assert calls == [4000, 1000]  # another split: embedded
