@@ -70,6 +70,22 @@ def tiny_root(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("tinydata"), n=256)
 
 
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory) -> Path:
+    """A short run of the default preset on the real Fashion-MNIST (60 steps, with its EMA), trained
+    once per session for every worker; each test module gets its own copy to write studies into."""
+    import shutil
+
+    from gankit.config import preset_config
+    from gankit.training import train
+
+    def make(folder: Path) -> None:
+        train(preset_config("default", out_dir=str(folder), steps=60, log_every=20, eval_every=0), progress=False)
+    run = next(p for p in shared_folder(tmp_path_factory, "real-run", make).iterdir() if p.is_dir())
+    return Path(shutil.copytree(run, tmp_path_factory.mktemp("real-run") / run.name,
+                                ignore=shutil.ignore_patterns(".*")))  # (.*: atomic writes' temporaries)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
     # gankit caches under XDG_CACHE_HOME; the tests use their own, one per worker (evaluators that

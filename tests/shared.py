@@ -1,16 +1,25 @@
 """What several test files share across the pytest-xdist workers of one session: folders made once
 (a trained run, the tour's folder) under the session's common temporary folder, behind a file lock,
-so that the first worker to need one makes it and the others wait for it and reuse it."""
+so that the first worker to need one makes it and the others wait for it and reuse it; and the
+README's tour, read from the page and run as typed."""
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock
 
 ROOT = Path(__file__).resolve().parents[1]
+# The only changes made to a documented command: a training budget shortened for a test.
+SUBSTITUTIONS = {"--minutes 3": "--steps 60"}
+PAGES = [ROOT / "README.md", ROOT / "docs" / "getting-started.md"]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def shared_folder(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
@@ -26,3 +35,36 @@ def shared_folder(tmp_path_factory, name: str, make: Callable[[Path], None]) -> 
             make(folder)
             (folder / ".made").touch()
     return folder
+
+
+def gankit_blocks(page: Path) -> list[list[str]]:
+    """The `gankit` lines of each bash block of a page, comments dropped, substitutions applied."""
+    blocks = []
+    for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
+        lines = [line.split("#")[0].strip() for line in block.splitlines() if line.strip().startswith("gankit ")]
+        for old, new in SUBSTITUTIONS.items():
+            lines = [line.replace(old, new) for line in lines]
+        blocks.append(lines)
+    return blocks
+
+
+def tour_commands(page: Path) -> list[str]:
+    """The page's first bash block of gankit lines that starts with `gankit train` (the tour)."""
+    for lines in gankit_blocks(page):
+        if lines and lines[0].startswith("gankit train"):
+            return lines
+    raise AssertionError(f"{page}: no tour (a bash block starting with `gankit train`)")
+
+
+def gankit(line: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """A documented command line run as typed, by the installed `gankit` script."""
+    argv = shlex.split(line)
+    assert argv[0] == "gankit"
+    script = Path(sys.executable).with_name("gankit")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "gankit"]
+    return subprocess.run(cmd + argv[1:], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def run_of(tour: Path) -> Path:
+    return tour / shlex.split(tour_commands(PAGES[0])[1])[2]  # the run folder the tour names

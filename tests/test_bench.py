@@ -75,6 +75,7 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
 }
 
 
+@pytest.mark.slow  # (a bench helper's test: see above)
 def test_same_numbers_finds_the_same_runs_the_same_and_a_changed_one_changed(tmp_path, capsys, monkeypatch):
     """bench/same_numbers.py, the check of a refactor: two runs of the same code agree bit for bit, and
     a fingerprint that differs is reported (exit 1), so its verdict can go either way. (In this
@@ -105,17 +106,12 @@ def test_every_bench_script_is_covered():
     assert set(SCRIPTS) == set(LAST_LINE), "a bench script without a smoke test: add it to args_for and LAST_LINE"
 
 
-# Smoke tests of the scripts that only time things (15-60 s each on a 2-core CPU) run with `make
-# test-all`, keeping `make test` within its budget on the slower CPUs; so do eval_time.py's, whose
-# cold-cache run embeds all 60,000 training images (~45 s), and quality.py's, whose memorisation
-# column needs the same features (the tour's `gankit eval` computes them once per session; a second
-# test needing them waits for it). Those of precision.py and ema_decay.py stay in `make test`, and
-# same_numbers.py runs in the test above.
-SLOW = {"same_numbers.py", "quality.py", "recipes.py", "eval_time.py", "augment_cost.py", "small_data.py", "small_folder.py", "control.py", "tune_study.py", "time_to_quality.py", "latent_times.py", "app_latency.py", "vs_labs.py", "ablation.py",
-        "throughput.py", "scaling.py", "epoch_times.py", "folder.py"}
-
-
-@pytest.mark.parametrize("script", [pytest.param(s, marks=pytest.mark.slow) if s in SLOW else s for s in SCRIPTS])
+# Every bench script's smoke test runs with `make test-all` only: they are the developers' measuring
+# tools, not what a user runs, and together they take ~35 s of `make test`'s budget (eval_time.py's
+# cold-cache run alone embeds all 60,000 training images); so do the tests of their shared helpers
+# below. test_every_bench_script_is_covered stays in `make test`.
+@pytest.mark.slow
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_bench_script_runs_with_tiny_arguments(script, tmp_path, tiny_run):
     if script in ("small_folder.py", "recipes.py"):  # a class folder of 280 pictures, an evaluator of its 2 classes
         from gankit.metrics.evaluator import train_evaluator
@@ -154,6 +150,7 @@ def test_vs_labs_keeps_runs_reuses_them_and_refuses_another_protocol(tmp_path):
     assert len(list(keep.iterdir())) == 4  # nothing written by the refused call
 
 
+@pytest.mark.slow  # (a bench helper's test: see above)
 def test_a_study_cell_is_reused_as_it_is_or_resumed_to_a_larger_budget(tiny_root, tmp_path):
     """bench/common.train_or_reuse: a cell trained before is scored again, not retrained; raised
     --steps resume it in its folder to the same weights as a cell trained the whole budget at once;
@@ -193,6 +190,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow  # (a bench helper's test: see above)
 def test_a_killed_study_takes_its_workers_with_it(tmp_path):
     """bench/common.cell_pool: a SIGTERM to a study ends its worker processes too; they would
     otherwise train on, orphaned, into the run folders the next call resumes."""

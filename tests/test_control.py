@@ -20,10 +20,9 @@ from gankit.training import train
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A short real Fashion-MNIST run of `default` (60 steps)."""
-    out = tmp_path_factory.mktemp("control-runs")
-    return train(preset_config("default", out_dir=str(out), steps=60, log_every=20, eval_every=0), progress=False)
+def run(real_run):
+    """A short real Fashion-MNIST run of `default` (60 steps, with EMA), this module's copy."""
+    return real_run
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from conftest import free_port
+from gankit.cli import main
 from gankit.training.checkpoint import load_checkpoint
 from gankit.config import preset_config
 from gankit.nets import build_models
@@ -59,7 +60,7 @@ def test_two_ranks_of_b_step_like_one_process_of_2b(tiny_root, tmp_path):
     args = ["--steps", "2", "--log-every", "1", "--g-optimizer", "sgd", "--d-optimizer", "sgd", "--g-lr", "0.1",
             "--d-lr", "0.1"]
     run(torchrun(2, *common(tiny_root, tmp_path / "two"), "--batch-size", "16", *args))
-    run([sys.executable, "-m", "gankit", "train", *common(tiny_root, tmp_path / "one"), "--batch-size", "32", *args])
+    assert main(["train", *common(tiny_root, tmp_path / "one"), "--batch-size", "32", *args]) == 0  # (in this process)
     (folder,) = list((tmp_path / "two").iterdir())  # rank 0 alone makes the run folder
     log = (folder / "log.txt").read_text()
     assert "batch 16 per process x 2 processes = global batch 32" in log
@@ -84,7 +85,7 @@ def test_ada_p_is_the_same_on_every_rank_as_in_one_process(tiny_root, tmp_path):
     args = ["--steps", "12", "--augment", "ada", "--ada-speed", "200", "--g-optimizer", "sgd", "--d-optimizer", "sgd",
             "--g-lr", "0.05", "--d-lr", "0.05", "--ckpt-every", "4"]
     run(torchrun(2, *common(tiny_root, tmp_path / "two"), "--batch-size", "16", *args))
-    run([sys.executable, "-m", "gankit", "train", *common(tiny_root, tmp_path / "one"), "--batch-size", "32", *args])
+    assert main(["train", *common(tiny_root, tmp_path / "one"), "--batch-size", "32", *args]) == 0  # (in this process)
     two, one = (load_checkpoint(next((tmp_path / k).glob("*/checkpoints/last.pt"))) for k in ("two", "one"))
     assert float(one["ada"][0]) > 0  # p moved
     torch.testing.assert_close(two["ada"], one["ada"], rtol=0, atol=1e-6)

@@ -7,7 +7,6 @@ arguments: the good path, beside tests/test_cli_fuzz.py's bad ones."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shlex
 import shutil
@@ -19,41 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from shared import ROOT, shared_folder
-
-# The only changes made to a documented command: a training budget shortened for a test.
-SUBSTITUTIONS = {"--minutes 3": "--steps 60"}
-PAGES = [ROOT / "README.md", ROOT / "docs" / "getting-started.md"]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def gankit_blocks(page: Path) -> list[list[str]]:
-    """The `gankit` lines of each bash block of a page, comments dropped, substitutions applied."""
-    blocks = []
-    for block in re.findall(r"```bash\n(.*?)```", page.read_text(), re.S):
-        lines = [line.split("#")[0].strip() for line in block.splitlines() if line.strip().startswith("gankit ")]
-        for old, new in SUBSTITUTIONS.items():
-            lines = [line.replace(old, new) for line in lines]
-        blocks.append(lines)
-    return blocks
-
-
-def tour_commands(page: Path) -> list[str]:
-    """The page's first bash block of gankit lines that starts with `gankit train` (the tour)."""
-    for lines in gankit_blocks(page):
-        if lines and lines[0].startswith("gankit train"):
-            return lines
-    raise AssertionError(f"{page}: no tour (a bash block starting with `gankit train`)")
-
-
-def gankit(line: str, cwd: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """A documented command line run as typed, by the installed `gankit` script."""
-    argv = shlex.split(line)
-    assert argv[0] == "gankit"
-    script = Path(sys.executable).with_name("gankit")
-    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "gankit"]
-    return subprocess.run(cmd + argv[1:], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+from shared import CHROMIUM, PAGES, ROOT, gankit, gankit_blocks, run_of, shared_folder, tour_commands
 
 
 def test_the_readme_and_the_guide_show_the_same_tour():
@@ -70,10 +35,6 @@ def tour(tmp_path_factory) -> Path:
         out = gankit(tour_commands(PAGES[0])[0], folder)
         assert out.returncode == 0, out.stderr[-3000:]
     return shared_folder(tmp_path_factory, "tour", make)
-
-
-def run_of(tour: Path) -> Path:
-    return tour / shlex.split(tour_commands(PAGES[0])[1])[2]  # the run folder the tour names
 
 
 def test_the_tour_runs_as_typed(tour):

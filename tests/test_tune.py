@@ -186,6 +186,8 @@ def test_two_processes_share_a_study_without_running_a_trial_twice(tmp_path):
     assert {t.user_attrs["run"] for t in done} == {str(r) for r in runs}
 
 
+@pytest.mark.slow  # (a study's start, a signal and its resume in fresh processes: ~12 s; make test keeps
+# training's own Ctrl-C and signal tests in tests/test_faults.py and the resumed-study tests here)
 def test_ctrl_c_leaves_a_study_that_the_same_command_resumes(tmp_path, capsys):
     args = ["tune", "--name", "s", "--out-dir", str(tmp_path), "--preset", "lab6-gan", "--param",
             "d_lr=log:1e-4:1e-3", "--steps", "400", "--evals", "1", "--eval-n", "200", "--trials", "1"]
