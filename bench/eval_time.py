@@ -49,8 +49,7 @@ def stages(run: str, n: int) -> dict[str, float]:
     lap(f"evaluator features in batches of 1,000 ({'the same' if same else 'NOT the same'} features bit for bit)")
     for name, score in (("FID", lambda: scores.fid(feats, ref)), ("KID", lambda: scores.kid(feats, ref)),
                         ("IS", lambda: scores.inception_score(probs)),
-                        ("precision/recall (k-NN)", lambda: scores.precision_recall(ref, feats)),
-                        ("density/coverage (k-NN)", lambda: scores.density_coverage(ref, feats)),
+                        ("precision, recall, density, coverage (k-NN)", lambda: scores.manifold_scores(ref, feats)),
                         ("class histogram", lambda: scores.class_histogram(probs))):
         score()
         lap(name)

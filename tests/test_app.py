@@ -4,6 +4,7 @@ import base64
 import io
 import re
 import shutil
+import time
 import urllib.request
 
 import numpy as np
@@ -247,6 +248,13 @@ def _drawn(page) -> list[str]:
     return [page.locator(f"{sel} [data-n]").first.get_attribute("data-n") for sel in ("#main", "#strip")]
 
 
+def _wait_drawn(page, drawn: list[str]) -> None:
+    """Until Gradio has redrawn the main image and the strip since `drawn` (their _drawn counters)."""
+    page.wait_for_function("(old) => { const n = ['#main', '#strip'].map(s => "
+                           "document.querySelector(s + ' [data-n]')?.dataset.n); "
+                           "return n.every((v, i) => v && v !== old[i]); }", arg=drawn, timeout=30_000)
+
+
 def _src(page, selector):
     return page.locator(f"{selector} img").first.get_attribute("src")
 
@@ -322,14 +330,34 @@ def test_the_explorer_in_a_real_browser(runs, tmp_path):
             page.wait_for_function("() => document.querySelector('#status').innerText.includes('upload refused')",
                                    timeout=30_000)
             assert "shape (2, 5)" in page.locator("#status").inner_text()
-            # the redraw every upload is followed by (main image, then sheet and strip) is over before
-            # the next move: a slider moved while Gradio redraws a part loses to that redraw
-            page.wait_for_function("(old) => { const n = ['#main', '#strip'].map(s => "
-                                   "document.querySelector(s + ' [data-n]')?.dataset.n); "
-                                   "return n.every((v, i) => v && v !== old[i]); }", arg=drawn, timeout=30_000)
+            _wait_drawn(page, drawn)  # the redraw every upload is followed by (main image, sheet, strip)
+
+            # a part that Gradio redraws with older slider values than the sliders show (a slider moved
+            # while another control's redraw was on its way) is drawn again with the values shown
+            weights = page.locator("#weights input[type=radio]")
+            assert weights.count() >= 2  # (the EMA's weights and G's)
+
+            def pick(i):  # another weights: Gradio redraws every part with the sliders' values it holds
+                drawn = _drawn(page)
+                weights.nth(i).check()
+                _wait_drawn(page, drawn)
+            pick(1)
             old = _src(page, "#main")
             slider.fill("1.5")
             _wait_new(page, "#main", old)
+            wanted = _png(page, "#main")  # weights 1, slider 0 at 1.5
+            pick(0)
+            old = _src(page, "#main")
+            slider.fill(start)
+            _wait_new(page, "#main", old)
+            # The slider shows 1.5 but no input event tells Gradio: its redraw uses `start`, as a redraw
+            # under way when a slider moves uses the value before the move
+            page.evaluate("() => { document.querySelector('#slider0 input[type=range]').value = '1.5'; }")
+            pick(1)
+            deadline = time.time() + 30
+            while not np.array_equal(_png(page, "#main"), wanted) and time.time() < deadline:
+                time.sleep(0.1)
+            assert np.array_equal(_png(page, "#main"), wanted), "the redrawn main image kept the older slider value"
 
             # a picture: projected into z, shown with its figures, then edited along a SeFa direction
             from PIL import Image

@@ -215,6 +215,23 @@ def test_nearest_distance_and_kth_radius_match_their_definitions(n, m):
     assert torch.equal(scores._kth_nn_radius(points, 3), radius)
 
 
+def test_manifold_scores_are_their_definitions_from_shared_distances():
+    """Precision, recall, density and coverage from the shared passes equal the same scores written
+    out from whole distance matrices and kthvalue (Kynkäänniemi et al. 2019, Naeem et al. 2020)."""
+    g = torch.Generator().manual_seed(1)
+    real, fake = torch.randn(700, 16, generator=g), torch.randn(600, 16, generator=g) * 1.2 + 0.3
+    rr, ff, fr = torch.cdist(real, real), torch.cdist(fake, fake), torch.cdist(fake, real)
+    r3, r5, f3 = rr.kthvalue(4, dim=1).values, rr.kthvalue(6, dim=1).values, ff.kthvalue(4, dim=1).values
+    want = {"precision": (fr <= r3[None]).any(1).double().mean().item(),
+            "recall": (torch.cdist(real, fake) <= f3[None]).any(1).double().mean().item(),
+            "density": (fr <= r5[None]).sum().item() / (5 * len(fake)),
+            "coverage": (fr <= r5[None]).any(0).double().mean().item()}
+    got = scores.manifold_scores(real, fake)
+    assert got == want and 0 < got["recall"] < 1 and 0 < got["coverage"] < 1
+    assert scores.precision_recall(real, fake) == (want["precision"], want["recall"])
+    assert scores.density_coverage(real, fake) == (want["density"], want["coverage"])
+
+
 def test_memorisation_catches_a_generator_that_copies_its_training_images():
     """Features of 500 training images and of held-out images from the same distribution: copies of
     the training images (plus a little noise) count as memorised, new draws about 5 % of the time."""
@@ -248,26 +265,28 @@ def test_eval_scores_memorisation_against_the_runs_subset(tiny_root, tmp_path):
     assert 0 <= sampled["memorised_fmnist64"] <= 1 and sampled["memorised_fmnist64_threshold"] > 0
 
 
-def test_reference_features_of_a_prefix_are_read_from_a_larger_entry(tmp_path, monkeypatch):
-    """The first 2,000 training images' features, read from the cached entry of the first 4,000
-    (what `gankit eval` does for the real-data floor after memorisation embedded the whole split),
-    are the same bits as computed on their own, and no second embedding ran."""
+def test_reference_features_of_a_prefix_come_from_the_cached_entries_of_its_split(tmp_path, monkeypatch):
+    """The first 1,000 training images' features read from the cached entry of the first 2,000 (what
+    `gankit eval` does for the real-data floor after memorisation embedded the whole split), and the
+    first 2,000's made from a cached 1,000 and the next 1,000 embedded, are the same bits as each
+    computed on its own, and nothing is embedded twice."""
     from conftest import write_dataset
     from gankit.metrics import reference_features
     from gankit.metrics.reference import feature_network
-    root = str(write_dataset(tmp_path / "data", n=4000))
+    root = str(write_dataset(tmp_path / "data", n=2000))
     embed_fn, card, _ = feature_network("fashion-mnist", None, "cpu")
     calls = []
 
     def counted(x):
         calls.append(len(x))
         return embed_fn(x)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "alone"))
-    alone = reference_features("fashion-mnist", "train", 2000, embed_fn, card, root)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "shared"))
-    reference_features("fashion-mnist", "train", 4000, counted, card, root)
-    prefix = reference_features("fashion-mnist", "train", 2000, counted, card, root)
-    assert calls == [4000]
-    assert all(torch.equal(a, b) for a, b in zip(alone, prefix)) and prefix[0].shape == (2000, 128)
-    assert reference_features("fashion-mnist", "test", 1000, counted, card, root)[0].shape == (1000, 128)
-    assert calls == [4000, 1000]  # another split: embedded
+
+    def features(cache, *counts):
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / cache))
+        return [reference_features("fashion-mnist", "train", n, counted, card, root) for n in counts]
+    alone1, extended = features("a", 1000, 2000)  # 1,000 on their own, then 1,000 more
+    alone2, sliced = features("b", 2000, 1000)  # 2,000 on their own, then their first 1,000
+    assert calls == [1000, 1000, 2000]
+    for a, b in ((alone1, sliced), (alone2, extended)):
+        assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert sliced[0].shape == (1000, 128) and extended[0].shape == (2000, 128)

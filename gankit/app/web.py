@@ -43,7 +43,10 @@ HOT_STATES = 256             # page states the fast path remembers (the newest; 
 # the strip; only the strip for the position slider), and swaps the pictures' pixels in place. One
 # request is in flight at a time; a move meanwhile is sent next, starting again from the first part.
 # Each part's HTML carries the token of the page state it was drawn for (run, weights, base vectors,
-# class, ...), which every other control changes through Gradio.
+# class, ...), which every other control changes through Gradio, and the slider values it was drawn
+# with: a part that Gradio redraws with values older than the sliders show (a slider moved while
+# another control's redraw was on its way, whose answer then replaced or was replaced by it) is
+# drawn again through the fast path with the values shown.
 HOT_JS = """
 () => {
   const holders = {main: '#main', nudge: '#nudge', path: '#strip'};
@@ -69,21 +72,40 @@ HOT_JS = """
     busy = false;
     if (next) { const m = next; next = null; slide(m); }
   }
+  function request(move) {
+    if (next) move.parts = ['main', 'nudge', 'path'].filter(p => move.parts.includes(p) || next.parts.includes(p));
+    if (busy) next = move; else slide(move);
+  }
   const value = (box, ev) => {
     const input = box && (box.contains(ev.target) ? ev.target : box.querySelector('input[type=range]'));
     return input ? parseFloat(input.value) : null;
+  };
+  const shown = (ev) => {  // the values the sliders show (ev: the input event setting one, if any)
+    const values = [];
+    for (let i = 0; i < __SLIDERS__; i++) values.push(value(document.getElementById('slider' + i), ev));
+    return {values, t: value(document.getElementById('t'), ev)};
   };
   // Capture phase: this runs before Gradio's handlers, so it reads the value being set.
   document.addEventListener('input', (ev) => {
     if (!ev.target.closest) return;
     const onZ = ev.target.closest('[id^=slider]'), onT = ev.target.closest('#t');
     if (!onZ && !onT) return;
-    const values = [];
-    for (let i = 0; i < __SLIDERS__; i++) values.push(value(document.getElementById('slider' + i), ev));
-    const move = {values, t: value(document.getElementById('t'), ev), parts: onZ ? ['main', 'nudge', 'path'] : ['path']};
-    if (next) move.parts = ['main', 'nudge', 'path'].filter(p => move.parts.includes(p) || next.parts.includes(p));
-    if (busy) next = move; else slide(move);
+    request({...shown(ev), parts: onZ ? ['main', 'nudge', 'path'] : ['path']});
   }, true);
+  // A part Gradio drew with other slider values than the sliders show now: drawn again with these.
+  const differs = (a, b) => a !== null && b !== null && Math.abs(a - b) > 1e-6;
+  new MutationObserver(() => {
+    const now = shown({target: null}), parts = [];
+    for (const [part, holder] of Object.entries(holders)) {
+      const el = document.querySelector(holder + ' [data-values]');
+      if (!el || el.dataset.seen) continue;
+      el.dataset.seen = '1';
+      const drawn = JSON.parse(el.dataset.values);
+      if (drawn.some((x, i) => differs(x, now.values[i])) || (part === 'path' && differs(parseFloat(el.dataset.t), now.t)))
+        parts.push(part);
+    }
+    if (parts.length) request({...now, parts});
+  }).observe(document.body, {childList: true, subtree: true});
 }
 """
 
@@ -179,7 +201,7 @@ class App:
         """The HTML of the page's pictures in `parts` (see Explorer.views) for its state, by name
         ("main", "eight", "classes", "nudge", "strip", "at_t"), and "timing". Each part's HTML
         carries the token of this state (all but the slider values), from which the sliders'
-        fast path (`slide`) redraws that part."""
+        fast path (`slide`) redraws that part, and the slider values it was drawn with."""
         t0 = time.perf_counter()
         e = self.explorer(label)
         base = np.array(base, dtype=np.float32)
@@ -187,7 +209,8 @@ class App:
                     int(nudge_dim), int(to_seed or 0), float(t), parts=parts)
         token = self.remember(label, weights, base, int(main or 0), cls, int(nudge_dim), int(to_seed or 0), float(t))
         self._drawn += 1  # in every picture's HTML, so that the page never skips an update as unchanged
-        tag = f'data-state="{token}" data-n="{self._drawn}"'
+        drawn = html.escape(json.dumps([None if x is None else float(x) for x in values[:e.n_sliders]]))
+        tag = f'data-state="{token}" data-n="{self._drawn}" data-values="{drawn}" data-t="{float(t)}"'
         out = {}
         if v.main is not None:
             out["main"] = f'<div {tag}>{img_tag(v.main, MAIN_PX, "main image")}</div>'

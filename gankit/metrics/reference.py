@@ -51,35 +51,42 @@ def reference_features(dataset: str, split: str, n: int, embed_fn, card: dict,
     # One process computes a missing entry while the others that need it wait and then read it (the
     # workers of a tuning study or a grid, which would otherwise all embed the same 60,000 images).
     with FileLock(str(path) + ".lock"):
-        # A split's first n images are a prefix of its first n' > n: with n a multiple of 1,000 (of
-        # evaluator.embed's batches, 250 on a CPU and 1,000 on a GPU) an entry for n' holds these n
-        # rows made in the same batches, the same bits (`gankit eval` embeds the whole training split
-        # for memorisation before the real-data floor asks for its first n). Not for a folder, whose
-        # 'train' half is no prefix, nor for Inception features (other batches).
-        reuse = dataset != "folder" and card.get("embedding") and n % 1000 == 0
-        for source in [path] + (_larger(path, n, entry) if reuse else []):
-            if source.exists():
-                cached = torch.load(source, weights_only=True)
-                feats, probs = cached["features"][:n].clone(), cached["probs"][:n].clone()
-                return check_alive(feats, card, data_root or dataset), probs
+        # A split's first n images are a prefix of its first n' > n, and evaluator.embed makes each
+        # batch's features alone (250 images on a CPU, 1,000 on a GPU): an entry for n' holds these
+        # n rows, made in the same batches when n is a multiple of 1,000, and an entry for n' < n
+        # (a multiple of 1,000) the first n' of them: the same bits either way (`gankit eval` embeds
+        # the whole training split for memorisation before the real-data floor asks for its first
+        # 10,000; a run's evaluations of 5,000 leave `gankit eval` 5,000 test images to embed). Not
+        # for a folder, whose 'train' half is no prefix, nor for Inception features (other batches).
+        cached = {n: path} if path.exists() else {}
+        if not cached and dataset != "folder" and card.get("embedding"):
+            cached = _cached_counts(path, entry)
+        above = [c for c in cached if c >= n and (c == n or n % 1000 == 0)]
+        if above:
+            saved = torch.load(cached[min(above)], weights_only=True)
+            feats, probs = saved["features"][:n].clone(), saved["probs"][:n].clone()
+            return check_alive(feats, card, data_root or dataset), probs
         if x is None:
             x, _ = load_split(dataset, split, data_root)
         if len(x) < n:
             raise GankitError(f"{dataset} {split} has {len(x)} images, fewer than n={n}")
-        feats, probs = embed_fn(to_float(x[:n]))
+        below = max((c for c in cached if c < n and c % 1000 == 0), default=0)
+        feats, probs = embed_fn(to_float(x[below:n]))
+        if below:
+            saved = torch.load(cached[below], weights_only=True)
+            feats, probs = torch.cat([saved["features"], feats]), torch.cat([saved["probs"], probs])
         check_alive(feats, card, data_root or dataset)
         with atomic_path(path) as tmp:
             torch.save({"features": feats, "probs": probs}, tmp)
     return feats, probs
 
 
-def _larger(path: Path, n: int, entry) -> list[Path]:
-    """The cached entry of the same split and network with the fewest images above n, if any: the
-    files beside `path` named <dataset>-<split>-<count>-<key> whose key is entry(count)'s."""
+def _cached_counts(path: Path, entry) -> dict[int, Path]:
+    """{count: file} of the cached entries of the same split and network as `path`: the files beside
+    it named <dataset>-<split>-<count>-<key> whose key is entry(count)'s."""
     prefix = path.name.rsplit("-", 2)[0]
-    counts = sorted(int(c) for c in (p.name.rsplit("-", 2)[1] for p in path.parent.glob(f"{prefix}-*.pt"))
-                    if c.isdigit() and int(c) > n)
-    return [entry(c) for c in counts if entry(c).exists()][:1]
+    counts = {int(c) for c in (p.name.rsplit("-", 2)[1] for p in path.parent.glob(f"{prefix}-*.pt")) if c.isdigit()}
+    return {c: entry(c) for c in sorted(counts) if entry(c).exists()}
 
 
 def check_alive(feats: torch.Tensor, card: dict, images: str) -> torch.Tensor:

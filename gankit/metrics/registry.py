@@ -1,7 +1,7 @@
 """The metrics by name: each entry maps the features of one evaluation (`Feats`: samples, their
 class probabilities, reference images, training images) and the protocol tag to its scores keyed
-`<metric>_<tag>`. Metrics computed together (precision and recall, density and coverage) share one
-function, which runs once."""
+`<metric>_<tag>`. Metrics computed together (precision, recall, density and coverage, from the same
+nearest-neighbour distances) share one function, which runs once."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,14 +45,9 @@ def _is(f: Feats, tag: str) -> dict:
     return {f"is_{tag}": value, f"is_{tag}_std": std}
 
 
-def _precision_recall(f: Feats, tag: str) -> dict:
-    precision, recall = scores.precision_recall(f.ref, f.samples)
-    return {f"precision_{tag}": precision, f"recall_{tag}": recall}
-
-
-def _density_coverage(f: Feats, tag: str) -> dict:
-    density, coverage = scores.density_coverage(f.ref, f.samples)
-    return {f"density_{tag}": density, f"coverage_{tag}": coverage}
+def _manifold(f: Feats, tag: str) -> dict:
+    """Precision and recall (k = 3), density and coverage (k = 5), from shared distances."""
+    return {f"{name}_{tag}": value for name, value in scores.manifold_scores(f.ref, f.samples).items()}
 
 
 def _classes(f: Feats, tag: str) -> dict:
@@ -72,10 +67,10 @@ METRICS: dict[str, Metric] = {
     "fid": _fid,  # Fréchet distance of Gaussian fits (Heusel et al. 2017)
     "kid": _kid,  # kernel inception distance, unbiased MMD (Bińkowski et al. 2018), with its std over subsets
     "is": _is,  # inception score (Salimans et al. 2016) on the evaluator's class probabilities
-    "precision": _precision_recall,  # k-NN precision and recall (Kynkäänniemi et al. 2019)
-    "recall": _precision_recall,
-    "density": _density_coverage,  # density and coverage (Naeem et al. 2020)
-    "coverage": _density_coverage,
+    "precision": _manifold,  # k-NN precision and recall (Kynkäänniemi et al. 2019),
+    "recall": _manifold,
+    "density": _manifold,  # density and coverage (Naeem et al. 2020): the four from shared distances
+    "coverage": _manifold,
     "classes": _classes,  # entropy of the predicted-class histogram, share of the rarest class
     "memorisation": _memorisation,  # share of samples nearer a training image than 95 % of held-out images are
 }

@@ -97,40 +97,68 @@ def inception_score(probs: torch.Tensor, splits: int = 10) -> tuple[float, float
 CHUNK = 2048  # rows per distance block: 2048 x 10k float32 distances are 80 MB
 
 
+def _kth_nn_radii(x: torch.Tensor, ks: tuple[int, ...]) -> list[torch.Tensor]:
+    """For each k of ks, the distance from each row of x to its k-th nearest other row, from one pass
+    over the distances. (The max(ks) + 1 smallest by topk: the same values as kthvalue, and faster
+    on a CPU for the small k used here.)"""
+    parts = [torch.cdist(c, x).topk(max(ks) + 1, dim=1, largest=False).values for c in x.split(CHUNK)]
+    return [torch.cat([v[:, k] for v in parts]) for k in ks]  # (k + 1: the row itself is at 0)
+
+
 def _kth_nn_radius(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Distance from each row of x to its k-th nearest other row. (The k + 1 smallest by topk: the
-    same value as kthvalue, and faster on a CPU for the small k used here.)"""
-    return torch.cat([torch.cdist(c, x).topk(k + 1, dim=1, largest=False).values[:, k]  # +1: the row itself is at 0
-                      for c in x.split(CHUNK)])
+    return _kth_nn_radii(x, (k,))[0]
+
+
+def _inside(points: torch.Tensor, centres: torch.Tensor, radii: list[torch.Tensor]):
+    """For each set of balls (centres, radii[j]), from one pass over the distances: for each point,
+    how many of the balls hold it, and for each ball, whether any point is in it."""
+    per_point = [[] for _ in radii]
+    any_point = [torch.zeros(len(centres), dtype=torch.bool) for _ in radii]
+    for c in points.split(CHUNK):
+        d = torch.cdist(c, centres)
+        for j, r in enumerate(radii):
+            inside = d <= r[None, :]
+            per_point[j].append(inside.sum(1))
+            any_point[j] |= inside.any(0)
+    return [(torch.cat(p), a) for p, a in zip(per_point, any_point)]
 
 
 def _inside_counts(points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """For each point, how many balls (centres, radii) hold it; for each ball, whether any point is in it."""
-    per_point, any_point = [], torch.zeros(len(centres), dtype=torch.bool)
-    for c in points.split(CHUNK):
-        inside = torch.cdist(c, centres) <= radii[None, :]
-        per_point.append(inside.sum(1))
-        any_point |= inside.any(0)
-    return torch.cat(per_point), any_point
+    return _inside(points, centres, [radii])[0]
 
 
 def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
     """Precision: share of fakes inside the real manifold (union of k-NN balls of reals);
     recall: share of reals inside the fake manifold (Kynkäänniemi et al. 2019)."""
-    r = _check("precision/recall", real, k + 1).float()
-    f = _check("precision/recall", fake, k + 1).float()
-    in_real, _ = _inside_counts(f, r, _kth_nn_radius(r, k))
-    in_fake, _ = _inside_counts(r, f, _kth_nn_radius(f, k))
-    return (in_real > 0).double().mean().item(), (in_fake > 0).double().mean().item()
+    s = manifold_scores(real, fake, k_pr=k, k_dc=None)
+    return s["precision"], s["recall"]
 
 
 def density_coverage(real: torch.Tensor, fake: torch.Tensor, k: int = 5) -> tuple[float, float]:
     """Density: mean number of real k-NN balls holding each fake, over k; coverage: share of real
     balls holding at least one fake (Naeem et al. 2020)."""
-    r = _check("density/coverage", real, k + 1).float()
-    f = _check("density/coverage", fake, 1).float()
-    counts, covered = _inside_counts(f, r, _kth_nn_radius(r, k))
-    return counts.double().sum().item() / (k * len(f)), covered.double().mean().item()
+    s = manifold_scores(real, fake, k_pr=None, k_dc=k)
+    return s["density"], s["coverage"]
+
+
+def manifold_scores(real: torch.Tensor, fake: torch.Tensor, k_pr: int | None = 3, k_dc: int | None = 5) -> dict:
+    """precision and recall (k_pr nearest neighbours), density and coverage (k_dc) together: the
+    real-to-real and fake-to-real distances they share are computed once (the same values as each
+    pair alone). None leaves a pair out."""
+    ks = [k for k in (k_pr, k_dc) if k is not None]
+    r = _check("precision/recall" if k_pr else "density/coverage", real, max(ks) + 1).float()
+    f = _check("precision/recall" if k_pr else "density/coverage", fake, k_pr + 1 if k_pr else 1).float()
+    real_radii = _kth_nn_radii(r, tuple(ks))
+    inside = _inside(f, r, real_radii)  # (fakes in real balls: precision, density and coverage)
+    out = {}
+    if k_pr is not None:
+        in_fake, _ = _inside_counts(r, f, _kth_nn_radius(f, k_pr))
+        out |= {"precision": (inside[0][0] > 0).double().mean().item(), "recall": (in_fake > 0).double().mean().item()}
+    if k_dc is not None:
+        counts, covered = inside[-1]
+        out |= {"density": counts.double().sum().item() / (k_dc * len(f)), "coverage": covered.double().mean().item()}
+    return out
 
 
 def class_histogram(probs: torch.Tensor) -> dict:
