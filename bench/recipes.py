@@ -21,6 +21,8 @@ Scores: FID, precision, recall, coverage, class entropy, memorised; the real-vs-
 
     python bench/recipes.py --minutes 30 --seeds 0 1 2                                  # the emoji study (~4.5 h)
     python bench/recipes.py --dataset fashion-mnist --minutes 10 --seeds 0 1 2           # the modern baseline (~1 h)
+    python bench/recipes.py --dataset fashion-mnist --minutes 10 --recipes default+rpgan default+rpgan-noR2 \
+        default+rpgan-eager --runs runs/ablation                                          # its ablation (~50 min)
     python bench/recipes.py --minutes 0.2 --seeds 0 --n 200 --out /tmp/fr.md --runs /tmp/fr   # a look
 
 A cell whose run folder under --runs already finished the same settings is scored again, not
@@ -59,10 +61,14 @@ RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
     "fashion-mnist": {
         "default": ("default", {}),
         "default+rpgan": ("default", dict(R3GAN, d_norm="none")),
+        "default+rpgan-noR2": ("default", dict(R3GAN, d_norm="none", r2=0.0)),  # the ablations: R1 alone,
+        "default+rpgan-eager": ("default", dict(R3GAN, d_norm="none", reg_every=1)),  # R1 + R2 at every step
         "resnet": ("default", dict(model="resnet")),
         "resnet+rpgan": ("default", dict(R3GAN, model="resnet")),
     },
 }
+
+ABLATIONS = {"default+rpgan-noR2", "default+rpgan-eager"}  # trained when named in --recipes only
 
 
 def config(job: dict):
@@ -151,7 +157,7 @@ def main() -> int:
     ap.add_argument("--subset", type=int, default=1000, help="images of the folder trained on")
     ap.add_argument("--minutes", type=float, default=30.0, help="minutes of training per cell")
     ap.add_argument("--recipes", nargs="+", choices=[r for d in RECIPES.values() for r in d],
-                    help="the first is the reference (default: every recipe of the dataset)")
+                    help="the first is the reference (default: every recipe of the dataset but the ablations)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--precision", default="auto", choices=["fp32", "auto"])
     ap.add_argument("--workers", type=int, default=2, help="cells trained at a time, one thread each")
@@ -164,7 +170,7 @@ def main() -> int:
                                                          "from --out's .json into the table")
     args = ap.parse_args()
     folder = args.dataset == "folder"
-    args.recipes = args.recipes or list(RECIPES[args.dataset])
+    args.recipes = args.recipes or [r for r in RECIPES[args.dataset] if r not in ABLATIONS]
     if wrong := [r for r in args.recipes if r not in RECIPES[args.dataset]]:
         raise SystemExit(f"--recipes {' '.join(wrong)}: not a recipe for {args.dataset} "
                          f"({', '.join(RECIPES[args.dataset])})")
