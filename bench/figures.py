@@ -60,6 +60,10 @@ FIGURES = {
                                             "bench/FOLDER_RECIPES.md"),
     "docs/results/img/modern_baseline.png": ("python bench/recipes.py --dataset fashion-mnist --minutes 10 --seeds 0 1 2 "
                                              "--figure docs/results/img/modern_baseline.png", "bench/MODERN_BASELINE.md"),
+    "docs/results/img/modern_ablation.png": ("python bench/recipes.py --dataset fashion-mnist --minutes 10 --seeds 0 1 2 "
+                                             "--recipes default+rpgan default+rpgan-noR2 default+rpgan-eager "
+                                             "--runs runs/ablation --figure docs/results/img/modern_ablation.png",
+                                             "bench/MODERN_BASELINE.md"),
     "docs/results/img/folder_recipes_30.png": ("python bench/recipes.py --minutes 30 --seeds 0 "
                                                "--recipes folder64 fastgan64", "bench/FOLDER_RECIPES.md"),
     "docs/results/img/folder_recipes_30_s12.png": ("python bench/recipes.py --minutes 30 --seeds 1 2 --recipes folder64 "

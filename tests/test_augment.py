@@ -194,6 +194,7 @@ def test_r_t_is_logged_and_a_memorising_d_is_warned_about(tiny_root, tmp_path):
     run = train(preset_config("lab04-mlp", data_root=str(tiny_root), out_dir=str(tmp_path), batch_size=16, log_every=4,
                               steps=160, eval_every=0, precision="fp32", d_lr=4e-3, g_lr=2e-4), progress=False)
     rows = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
-    assert all(-1 <= r["r_t"] <= 1 for r in rows) and rows[-1]["r_t"] > 0.9
+    assert all(-1 <= r["r_t"] <= 1 for r in rows)
+    assert sum(r["r_t"] for r in rows[-10:]) / 10 > 0.9  # (its last 40 steps: ~0.97 with AVX-512 and AVX2 kernels)
     warnings = (run / "warnings.jsonl").read_text()
     assert "r_t = E[sign(D(x))]" in warnings and "--augment ada" in warnings

@@ -67,7 +67,7 @@ METRICS: dict[str, Metric] = {
     "fid": _fid,  # Fréchet distance of Gaussian fits (Heusel et al. 2017)
     "kid": _kid,  # kernel inception distance, unbiased MMD (Bińkowski et al. 2018), with its std over subsets
     "is": _is,  # inception score (Salimans et al. 2016) on the evaluator's class probabilities
-    "precision": _manifold,  # k-NN precision and recall (Kynkäänniemi et al. 2019),
+    "precision": _manifold,  # k-NN precision and recall (Kynkäänniemi et al. 2019)
     "recall": _manifold,
     "density": _manifold,  # density and coverage (Naeem et al. 2020): the four from shared distances
     "coverage": _manifold,
