@@ -66,6 +66,9 @@ FIGURES = {
                                              "bench/MODERN_BASELINE.md"),
     "docs/results/img/folder_recipes_30.png": ("python bench/recipes.py --minutes 30 --seeds 0 "
                                                "--recipes folder64 fastgan64", "bench/FOLDER_RECIPES.md"),
+    "docs/results/img/folder_recipes_30_fp32.png": ("python bench/recipes.py --minutes 30 --seeds 0 --recipes folder64 "
+                                                    "fastgan64 --precision fp32 --figure "
+                                                    "docs/results/img/folder_recipes_30_fp32.png", "bench/FOLDER_RECIPES.md"),
     "docs/results/img/folder_recipes_30_s12.png": ("python bench/recipes.py --minutes 30 --seeds 1 2 --recipes folder64 "
                                                    "fastgan64 --pool --figure docs/results/img/folder_recipes_30_s12.png",
                                                    "bench/FOLDER_RECIPES.md"),
