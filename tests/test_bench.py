@@ -75,7 +75,7 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
 }
 
 
-@pytest.mark.slow  # (a bench helper's test: see above)
+@pytest.mark.slow  # (a bench script's test: `make test-all`, as the smoke tests below)
 def test_same_numbers_finds_the_same_runs_the_same_and_a_changed_one_changed(tmp_path, capsys, monkeypatch):
     """bench/same_numbers.py, the check of a refactor: two runs of the same code agree bit for bit, and
     a fingerprint that differs is reported (exit 1), so its verdict can go either way. (In this
@@ -150,7 +150,7 @@ def test_vs_labs_keeps_runs_reuses_them_and_refuses_another_protocol(tmp_path):
     assert len(list(keep.iterdir())) == 4  # nothing written by the refused call
 
 
-@pytest.mark.slow  # (a bench helper's test: see above)
+@pytest.mark.slow  # (a bench helper's test: `make test-all`, as the smoke tests above)
 def test_a_study_cell_is_reused_as_it_is_or_resumed_to_a_larger_budget(tiny_root, tmp_path):
     """bench/common.train_or_reuse: a cell trained before is scored again, not retrained; raised
     --steps resume it in its folder to the same weights as a cell trained the whole budget at once;
@@ -190,7 +190,7 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.slow  # (a bench helper's test: see above)
+@pytest.mark.slow  # (a bench helper's test: `make test-all`, as the smoke tests above)
 def test_a_killed_study_takes_its_workers_with_it(tmp_path):
     """bench/common.cell_pool: a SIGTERM to a study ends its worker processes too; they would
     otherwise train on, orphaned, into the run folders the next call resumes."""
