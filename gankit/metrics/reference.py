@@ -86,7 +86,7 @@ def _cached_counts(path: Path, entry) -> dict[int, Path]:
     it named <dataset>-<split>-<count>-<key> whose key is entry(count)'s."""
     prefix = path.name.rsplit("-", 2)[0]
     counts = {int(c) for c in (p.name.rsplit("-", 2)[1] for p in path.parent.glob(f"{prefix}-*.pt")) if c.isdigit()}
-    return {c: entry(c) for c in sorted(counts) if entry(c).exists()}
+    return {c: p for c in sorted(counts) if (p := entry(c)).exists()}
 
 
 def check_alive(feats: torch.Tensor, card: dict, images: str) -> torch.Tensor:
