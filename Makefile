@@ -14,11 +14,12 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); echo $$(( n > 8 ? 8 : n )))
 PYTEST := OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_JOBS) --dist worksteal
 
-.PHONY: demo test test-all install docs data emoji browser postgres figures clean help
+.PHONY: demo test test-e2e test-all install docs data emoji browser postgres figures clean help
 
 help:
 	@echo "make demo   - install, get Fashion-MNIST, train the default preset for 3 minutes, write the report (~4 min after the install)"
-	@echo "make test   - install, get Fashion-MNIST and chromium, run the test suite (fast tests)"
+	@echo "make test   - install, get Fashion-MNIST, run the test suite (fast tests, in-process), build the guide"
+	@echo "make test-e2e - also chromium, and the tests that start processes: the README's tour as typed, browsers, torchrun (CI runs both)"
 	@echo "make test-all - also postgresql, and the test suite including slow tests"
 	@echo "make docs   - build the user guide into site/ (MkDocs)"
 	@echo "make figures - remake the README's and the guide's pictures from today's code (~20 min on a 2-core CPU)"
@@ -60,7 +61,7 @@ emoji: $(DEMO_STAMP)
 	tmp=$$(mktemp -d) && (cd $$tmp && npm pack -q emoji-datasource-google >/dev/null) \
 	&& $(BIN)/python tools/get_emoji.py $$tmp/emoji-datasource-google-*.tgz $(EMOJI); rc=$$?; rm -rf $$tmp; exit $$rc
 
-# Debian's chromium, for the test that renders a report in a real browser (Playwright drives it).
+# Debian's chromium, for the tests that open the app and a report in a real browser (Playwright drives it).
 browser:
 	@if command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then exit 0; fi; \
 	echo "Installing Debian's chromium for the browser test"; \
@@ -82,9 +83,15 @@ demo: $(DEMO_STAMP) data
 docs: $(TEST_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d site
 
-test: $(TEST_STAMP) data browser
-	$(PYTEST) -m "not slow"
+# make test: the tests that run inside pytest's processes. make test-e2e: those that start their own
+# (marked e2e: the README's tour run as typed by the `gankit` script, Chromium, torchrun, signals to
+# a training process, locks held by another process); tests/test_suite.py checks the marks.
+test: $(TEST_STAMP) data
+	$(PYTEST) -m "not slow and not e2e"
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d $$(mktemp -d)
+
+test-e2e: $(TEST_STAMP) data browser
+	$(PYTEST) -m "e2e and not slow"
 
 test-all: $(TEST_STAMP) data browser postgres
 	$(PYTEST)

@@ -110,6 +110,7 @@ def test_every_bench_script_is_covered():
 # tools, not what a user runs, and together they take ~35 s of `make test`'s budget (eval_time.py's
 # cold-cache run alone embeds all 60,000 training images); so do the tests of their shared helpers
 # below. test_every_bench_script_is_covered stays in `make test`.
+@pytest.mark.e2e
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_bench_script_runs_with_tiny_arguments(script, tmp_path, tiny_run):
@@ -128,6 +129,7 @@ def test_bench_script_runs_with_tiny_arguments(script, tmp_path, tiny_run):
     assert LAST_LINE[script] in last, last
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_vs_labs_keeps_runs_reuses_them_and_refuses_another_protocol(tmp_path):
     keep = tmp_path / "kept"
@@ -190,6 +192,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.slow  # (a bench helper's test: `make test-all`, as the smoke tests above)
 def test_a_killed_study_takes_its_workers_with_it(tmp_path):
     """bench/common.cell_pool: a SIGTERM to a study ends its worker processes too; they would

@@ -107,13 +107,15 @@ def crash_run(tiny_root, tmp_path, kills: int, steps: int, real: bool, seed: int
     return seen
 
 
-@pytest.mark.slow  # (~40 s of subprocesses; make test keeps tests/test_faults.py's signal-stop-and-resume tests)
+@pytest.mark.e2e
+@pytest.mark.slow  # (~40 s of subprocesses; make test-e2e keeps tests/test_faults.py's signal-stop-and-resume tests)
 def test_kills_resume_to_the_same_weights(tiny_root, tmp_path):
     seen = crash_run(tiny_root, tmp_path, kills=2, steps=300, real=False, seed=1, delays=(0.5, 2.0))
     assert seen[-1][1] > 0  # the kills came during training: checkpoints past the start were left
     assert len(seen) == 2
 
 
+@pytest.mark.e2e
 @pytest.mark.slow
 def test_many_kills_with_evaluations_resume_to_the_same_weights(tiny_root, tmp_path):
     seen = crash_run(tiny_root, tmp_path, kills=10, steps=6000, real=True, seed=2, delays=(0.1, 3.0))

@@ -72,6 +72,7 @@ def test_fast_path_switches_on_cuda(tiny_root, tmp_path):
         assert_finite_run(run, 8)
 
 
+@pytest.mark.e2e
 def test_in_training_evaluation_and_cli_on_cuda(tmp_path):
     """On Fashion-MNIST itself (the evaluator is trained on it): quality during training, then the
     CLI's eval, sample, explore and report on the CUDA run."""
@@ -111,6 +112,7 @@ def test_a_cuda_run_is_read_on_the_cpu_and_a_cpu_run_resumes_on_cuda(tiny_root, 
         (cpu_run / "log.txt").read_text()
 
 
+@pytest.mark.e2e
 def test_torchrun_trains_with_nccl(tiny_root, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--master-port",
            str(free_port()), "-m", "gankit", "train", "--preset", "dcgan-report", "--data-root",

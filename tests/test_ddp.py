@@ -39,7 +39,8 @@ def run(cmd: list[str], timeout: int = 240) -> subprocess.CompletedProcess:
     return out
 
 
-@pytest.mark.slow  # (a torchrun start, ~18 s; make test's two-ranks-like-one-process test checks the same of an MLP)
+@pytest.mark.e2e
+@pytest.mark.slow  # (a torchrun start, ~18 s; make test-e2e's two-ranks-like-one-process test checks the same of an MLP)
 def test_two_ranks_of_a_conv_model_train_one_run_folder_in_sync(tiny_root, tmp_path):
     run(torchrun(2, *common(tiny_root, tmp_path), "--steps", "6", "--batch-size", "16", "--model", "dcgan"))
     runs = list(tmp_path.iterdir())
@@ -54,6 +55,7 @@ def test_two_ranks_of_a_conv_model_train_one_run_folder_in_sync(tiny_root, tmp_p
     assert load_checkpoint(runs[0] / "checkpoints" / "last.pt")["step"] == 6
 
 
+@pytest.mark.e2e
 def test_two_ranks_of_b_step_like_one_process_of_2b(tiny_root, tmp_path):
     # SGD makes the first update lr * gradient, so equal weights after step 1 mean equal gradients
     # (and after step 2, equal gradients at equal weights).
@@ -78,7 +80,8 @@ def test_two_ranks_of_b_step_like_one_process_of_2b(tiny_root, tmp_path):
     assert max((one["D"][k] - v).abs().max() for k, v in D0.state_dict().items()) > 1e-3  # it did learn
 
 
-@pytest.mark.slow  # (two torchrun starts, ~15 s; make test keeps the two-ranks-like-one-process check)
+@pytest.mark.e2e
+@pytest.mark.slow  # (two torchrun starts, ~15 s; make test-e2e keeps the two-ranks-like-one-process check)
 def test_ada_p_is_the_same_on_every_rank_as_in_one_process(tiny_root, tmp_path):
     """ADA adapts p from r_t averaged over the ranks: two ranks of batch B move p exactly as one
     process of 2B does, and their augmentations (a share each of one draw) train the same weights."""
@@ -93,7 +96,8 @@ def test_ada_p_is_the_same_on_every_rank_as_in_one_process(tiny_root, tmp_path):
         torch.testing.assert_close(two["D"][k], v, rtol=1e-4, atol=1e-5, msg=f"D.{k}")
 
 
-@pytest.mark.slow  # (~13 s; make test keeps one process's signal tests in tests/test_faults.py)
+@pytest.mark.e2e
+@pytest.mark.slow  # (~13 s; make test-e2e keeps one process's signal tests in tests/test_faults.py)
 def test_sigterm_to_one_rank_stops_both_and_resumes_on_one_process(tiny_root, tmp_path):
     cmd = torchrun(2, *common(tiny_root, tmp_path), "--steps", "100000", "--batch-size", "16")
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -124,6 +128,7 @@ def test_sigterm_to_one_rank_stops_both_and_resumes_on_one_process(tiny_root, tm
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["step"] == 2 * ckpt["step"] + 4
 
 
+@pytest.mark.e2e
 @pytest.mark.slow  # (one torchrun start, ~15 s)
 def test_fastgan_trains_in_sync_with_its_decoders(tmp_path):
     """The fastgan family's decoders run outside D's forward, on features D's hooks kept: DDP still

@@ -29,6 +29,7 @@ def tiny(root, out, **kw):
 
 @pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130),
                                           pytest.param(signal.SIGTERM, 143, marks=pytest.mark.slow)])  # (same path)
+@pytest.mark.e2e
 def test_signal_saves_a_checkpoint_and_resume_continues(tiny_root, tmp_path, signum, code):
     cmd = [sys.executable, "-m", "gankit", "train", "--model", "mlp", "--data-root", str(tiny_root),
            "--out-dir", str(tmp_path), "--steps", "1000000", "--batch-size", "16", "--log-every", "5",
@@ -179,6 +180,7 @@ def test_nan_rollback_recovers_from_a_transient_nan(tiny_root, tmp_path, monkeyp
     assert ckpt["opt_D"]["param_groups"][0]["lr"] == pytest.approx(2e-4)  # the default preset's 4e-4, halved
 
 
+@pytest.mark.e2e
 def test_second_ctrl_c_leaves_at_once_and_corrupts_nothing(tiny_root, tmp_path):
     cmd = [sys.executable, "-m", "gankit", "train", "--model", "mlp", "--data-root", str(tiny_root),
            "--out-dir", str(tmp_path), "--steps", "1000000", "--batch-size", "16", "--log-every", "5",

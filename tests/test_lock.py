@@ -29,6 +29,7 @@ def write_lock(run, pid):
                                            "since": "2026-12-03 08:00:00"}))
 
 
+@pytest.mark.e2e
 def test_a_live_holder_refuses_a_second_writer(tiny_root, tmp_path):
     run = train(tiny(tiny_root, tmp_path), progress=False)
     assert not (run / ".lock").exists()  # released at the end
@@ -43,6 +44,7 @@ def test_a_live_holder_refuses_a_second_writer(tiny_root, tmp_path):
         holder.wait()
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("lock", ["dead", "torn", "reused"])
 def test_a_stale_lock_is_taken_over(tiny_root, tmp_path, lock):
     run = train(tiny(tiny_root, tmp_path), progress=False)
@@ -58,6 +60,7 @@ def test_a_stale_lock_is_taken_over(tiny_root, tmp_path, lock):
     assert resumed == run and not (run / ".lock").exists()
 
 
+@pytest.mark.e2e
 def test_two_resumes_at_once(tiny_root, tmp_path, capsys):
     run = train(tiny(tiny_root, tmp_path), progress=False)
     first = subprocess.Popen([sys.executable, "-m", "gankit", "train", "--resume", str(run), "--steps", "1000000"],

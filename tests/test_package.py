@@ -23,6 +23,7 @@ def build_wheel(tmp_path: Path) -> Path:
     return next(dist.glob("gankit-*.whl"))
 
 
+@pytest.mark.e2e
 def test_the_wheel_carries_every_file_gankit_reads(tmp_path):
     names = zipfile.ZipFile(build_wheel(tmp_path)).namelist()
     for needed in ("gankit/metrics/weights/fashion-mnist.safetensors", "gankit/metrics/weights/fashion-mnist.json",
@@ -31,6 +32,7 @@ def test_the_wheel_carries_every_file_gankit_reads(tmp_path):
     assert any(n.endswith("LICENSE") for n in names)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow  # (a virtual environment, an install, a training and an evaluation in fresh processes: ~20 s)
 def test_wheel_installs_trains_and_evaluates_outside_the_checkout(tmp_path):
     wheel = build_wheel(tmp_path)

@@ -75,7 +75,8 @@ def test_markdown_with_images_beside(runs, tmp_path):
     assert len(images) >= 5 and all((tmp_path / name).exists() for name in images)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+@pytest.mark.e2e
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test-e2e installs it)")
 def test_report_renders_in_a_real_browser(runs, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     out = tmp_path / "compare.html"

@@ -2,8 +2,9 @@
 fresh folder, in order, with its own defaults (`--device auto` included), as a user would run it,
 and checked by its exit code and what it wrote. One substitution only, a training budget a test
 cannot afford (SUBSTITUTIONS). `gankit app RUN` is served with its defaults and its page opened in
-a real browser. Then every subcommand runs once on the tour's run with only its required
-arguments: the good path, beside tests/test_cli_fuzz.py's bad ones."""
+a real browser. These start processes: `make test-e2e` runs them (CI runs it after `make test`).
+Then every subcommand runs once, in this process, on a run like the tour's with only its required
+arguments: the good path, beside tests/test_cli_fuzz.py's bad ones (`make test`)."""
 from __future__ import annotations
 
 import json
@@ -37,6 +38,7 @@ def tour(tmp_path_factory) -> Path:
     return shared_folder(tmp_path_factory, "tour", make)
 
 
+@pytest.mark.e2e
 def test_the_tour_runs_as_typed(tour):
     first, sample, evaluate, report, app = tour_commands(PAGES[0])
     run = run_of(tour)
@@ -62,7 +64,8 @@ def test_the_tour_runs_as_typed(tour):
     assert "fid_fmnist10k" in html and "<img" in html
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test installs it)")
+@pytest.mark.e2e
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test-e2e installs it)")
 def test_the_app_serves_with_its_defaults_and_its_page_opens(tour):
     """`gankit app RUN` as typed (device auto, Gradio's port): it serves, and the page shows the run's images."""
     pytest.importorskip("gradio")
@@ -122,13 +125,13 @@ SLOW = {"evaluator train", "tune"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in GOOD_PATH])
-def test_every_subcommand_runs_with_only_its_required_arguments(name, tour, tmp_path, monkeypatch, capsys):
+def test_every_subcommand_runs_with_only_its_required_arguments(name, real_run, tmp_path, monkeypatch, capsys):
     """In this process, through gankit.cli.main, as the `gankit` script calls it (the tour above runs
-    the script itself): a second of torch's import saved per command. Each on its own copy of the
-    tour's run: what it writes there (a report, a latent study) must not meet the tour's own commands,
-    which may run beside it (pytest -n) and check what they wrote (the README's report.html)."""
+    the script itself; this test stays in `make test`): on a copy of the session's 60-step `default`
+    run (conftest's real_run, the run the tour's first command makes, trained in-process), so that
+    what one command writes there (a report, a latent study) never meets another's."""
     from gankit.cli import main
-    run = shutil.copytree(run_of(tour), tmp_path / "run", ignore=shutil.ignore_patterns(".*"))  # (.*: atomic writes' temporaries)
+    run = shutil.copytree(real_run, tmp_path / "run", ignore=shutil.ignore_patterns(".*"))  # (.*: atomic writes' temporaries)
     line = " ".join(GOOD_PATH[name]).strip().replace("RUN", str(run))
     # a fresh working folder (new files land there); the evaluator it trains goes to a private cache
     monkeypatch.chdir(tmp_path)
@@ -155,6 +158,7 @@ def tutorial_commands() -> list[str]:
     return [line for lines in gankit_blocks(TUTORIAL) for line in lines]
 
 
+@pytest.mark.e2e
 @pytest.mark.slow  # (three trainings and a comparison of 5,000 samples each: ~3 minutes on a 2-core CPU)
 def test_the_tutorial_runs_as_typed(tmp_path):
     lines = tutorial_commands()

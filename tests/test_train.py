@@ -205,6 +205,7 @@ TIMING = ("img_per_s", "time_s", "train_time_s")
 
 # Cut at the epoch boundary in `make test`; mid-epoch and inside an n_critic cycle (also covered in
 # one process by test_resume_is_exact) in `make test-all`: each new process costs seconds of imports.
+@pytest.mark.e2e
 @pytest.mark.parametrize("cut", [pytest.param(5, marks=pytest.mark.slow), 16, pytest.param(18, marks=pytest.mark.slow)])
 def test_resume_in_a_fresh_process_matches_an_uninterrupted_run(tiny_root, tmp_path, cut):
     """k steps, then `gankit train --resume` in a new process to N: same weights, optimizer states,
@@ -295,6 +296,7 @@ def test_dry_run_prints_and_writes_nothing(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.e2e
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "gankit", "train", "--help"], capture_output=True, text=True)
     assert out.returncode == 0

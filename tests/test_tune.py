@@ -169,6 +169,7 @@ def test_a_study_writes_runs_results_plots_and_a_best_config_that_trains_again(t
     assert "this process ran 0 trial(s)" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 @pytest.mark.slow  # (two processes of five trials, ~14 s; make test keeps the resumed study's tests)
 def test_two_processes_share_a_study_without_running_a_trial_twice(tmp_path):
     args = ["tune", "--name", "shared", "--out-dir", str(tmp_path), *TINY, "--trials", "5"]
@@ -186,8 +187,9 @@ def test_two_processes_share_a_study_without_running_a_trial_twice(tmp_path):
     assert {t.user_attrs["run"] for t in done} == {str(r) for r in runs}
 
 
-@pytest.mark.slow  # (a study's start, a signal and its resume in fresh processes: ~12 s; make test keeps
-# training's own Ctrl-C and signal tests in tests/test_faults.py and the resumed-study tests here)
+@pytest.mark.slow  # (a study's start, a signal and its resume in fresh processes: ~12 s; make test-e2e keeps
+# training's own Ctrl-C and signal tests in tests/test_faults.py, make test the resumed-study tests here)
+@pytest.mark.e2e
 def test_ctrl_c_leaves_a_study_that_the_same_command_resumes(tmp_path, capsys):
     args = ["tune", "--name", "s", "--out-dir", str(tmp_path), "--preset", "lab6-gan", "--param",
             "d_lr=log:1e-4:1e-3", "--steps", "400", "--evals", "1", "--eval-n", "200", "--trials", "1"]
@@ -227,7 +229,7 @@ def postgres(tmp_path_factory):
     run as root, since the server refuses root). Yields its URL."""
     bindir = _pg_bin()
     if bindir is None:
-        pytest.skip("no PostgreSQL server binaries (make test installs Debian's postgresql)")
+        pytest.skip("no PostgreSQL server binaries (make test-all installs Debian's postgresql)")
     as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     # (pytest's tmp folders are private to their owner; the server's user needs its own)
     root = Path(tempfile.mkdtemp(prefix="gankit-pg-")) if as_user else tmp_path_factory.mktemp("pg")
@@ -252,6 +254,7 @@ def postgres(tmp_path_factory):
             shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.e2e
 @pytest.mark.slow  # (a server's start and two workers: ~30 s on a 2-core CPU; the journal-file test stays fast)
 def test_a_study_in_postgresql_is_shared_by_workers_that_name_it(tmp_path, postgres):
     first = gankit("tune", "--name", "pg", "--out-dir", str(tmp_path / "machine-a"), *TINY, "--trials", "3",
