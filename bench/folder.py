@@ -1,10 +1,14 @@
 """Image folders: the time to decode a folder of 10k JPEGs into gankit's cache (once), to read the
-cache again, and training images/s of the faces64 and faces128 presets from it.
+cache again, and the training images/s of the folder presets from it, in fp32 and in bf16 where the
+CPU multiplies in it natively, each against the labs' preset of its size (`faces64` at 64 px,
+`faces128` at 128) measured in the same run. With --profile, where a preset's step time goes: the
+torch operators taking the most of it (self time, grouped by operator) over a short run.
 
-    python bench/folder.py [--images 10000] [--device cpu] [--steps 30]
+    python bench/folder.py [--images 10000] [--device cpu] [--steps 12]
+    python bench/folder.py --presets faces64 folder64 fastgan64 --profile folder64 fastgan64
 
 The folder is made here: synthetic 178x218 JPEGs (CelebA's aligned size: an ellipse "face" of
-random colour on a random background), quality 90. Writes bench/FOLDER.md.
+random colour on a random background), quality 90. Appends to bench/FOLDER.md.
 """
 from __future__ import annotations
 
@@ -18,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from common import device_name  # noqa: E402
+from common import append_result, device_name  # noqa: E402
 from gankit.config import preset_config  # noqa: E402
 from gankit.device import native_bf16  # noqa: E402
 from gankit.data.folder import load_folder  # noqa: E402
@@ -38,12 +42,35 @@ def make_images(root: Path, n: int) -> None:
         im.save(sub / f"{i:06d}.jpg", quality=90)
 
 
-def train_rate(preset: str, precision: str, root: Path, out: Path, device: str, steps: int, batch: int) -> float:
-    cfg = preset_config(preset, data_root=str(root), out_dir=str(out), device=device, steps=steps,
-                        log_every=max(1, steps // 3), keep=0, precision=precision, batch_size=batch)
-    run = train(cfg, progress=False)
+def train_config(preset: str, precision: str, root: Path, out: Path, device: str, steps: int, batch: int | None):
+    return preset_config(preset, data_root=str(root), out_dir=str(out), device=device, steps=steps,
+                         log_every=max(1, steps // 3), keep=0, precision=precision, eval_every=0,
+                         **({"batch_size": batch} if batch else {}))
+
+
+def train_rate(preset: str, precision: str, root: Path, out: Path, device: str, steps: int, batch: int | None) -> float:
+    run = train(train_config(preset, precision, root, out, device, steps, batch), progress=False)
     rows = read_stats(run)
     return statistics.median(r["img_per_s"] for r in rows[1:])
+
+
+def profile(preset: str, precision: str, root: Path, out: Path, device: str, steps: int, batch: int | None,
+            top: int = 8) -> list[tuple[str, float]]:
+    """(operator, share of the operators' self time) of the `top` operators of a short run, and
+    ('everything else', its share): where a step's time goes (setup, plots and grids, which run no
+    torch operators worth naming, are left out of the total)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+    with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+        train(train_config(preset, precision, root, out, device, steps, batch), progress=False)
+    ops = sorted(((e.key, e.self_cpu_time_total) for e in prof.key_averages()), key=lambda kv: -kv[1])
+    total = sum(t for _, t in ops) or 1.0
+    shares = [(name, t / total) for name, t in ops[:top]]
+    return shares + [("everything else", 1 - sum(s for _, s in shares))]
+
+
+LABS = {64: "faces64", 128: "faces128"}  # the reference of each size
+FOLDER_PRESETS = ["faces64", "faces128", "folder64", "folder128", "fastgan64", "fastgan128"]
 
 
 def main() -> None:
@@ -51,10 +78,17 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=10000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--batch", type=int, default=64, help="training batch (the faces presets' 64)")
-    ap.add_argument("--presets", nargs="+", default=["faces64", "faces128"], choices=["faces64", "faces128"])
+    ap.add_argument("--batch", type=int, help="training batch (default: each preset's own, 64 for all of these)")
+    ap.add_argument("--presets", nargs="+", default=["faces64", "faces128", "folder64", "fastgan64"],
+                    choices=FOLDER_PRESETS)
+    ap.add_argument("--profile", nargs="*", default=[], choices=FOLDER_PRESETS, help="presets to profile too")
     ap.add_argument("--out", default=str(Path(__file__).with_name("FOLDER.md")))
     args = ap.parse_args()
+    presets = list(dict.fromkeys(args.presets))
+    for p in list(presets):  # every size measured gets its reference, in the same run
+        ref = LABS[preset_config(p, dataset="folder", data_root=".").image_size]
+        if ref not in presets:
+            presets.insert(0, ref)
     with tempfile.TemporaryDirectory() as tmp:
         root, cache, runs = Path(tmp) / "faces", Path(tmp) / "cache", Path(tmp) / "runs"
         root.mkdir()
@@ -71,23 +105,34 @@ def main() -> None:
                   flush=True)
         rates = {}
         precisions = ("fp32", "bf16") if native_bf16(torch.device(args.device)) else ("fp32",)
-        for preset in args.presets:
+        for preset in presets:
             for precision in precisions:
                 rates[preset, precision] = train_rate(preset, precision, root, runs, args.device, args.steps, args.batch)
                 print(f"{preset} {precision}: {rates[preset, precision]:.0f} img/s", flush=True)
-    device = device_name(args.device)
-    text = (f"# Image folders: cache and training speed\n\nMeasured by `python bench/folder.py --images {args.images} "
-            f"--device {args.device} --steps {args.steps}` on {time.strftime('%Y-%m-%d')}: {device}, torch "
-            f"{torch.__version__}. {args.images} synthetic 178x218 JPEGs; decoding uses one process per core.\n\n"
-            "| what | 64x64 | 128x128 |\n|---|---|---|\n"
+        profiles = {p: profile(p, precisions[-1], root, runs, args.device, args.steps, args.batch) for p in args.profile}
+    rows = []
+    for preset in presets:
+        cfg = preset_config(preset, dataset="folder", data_root=".")
+        ref = LABS[cfg.image_size]
+        cells = " | ".join(f"{rates[preset, p]:.0f} ({rates[preset, p] / rates[ref, 'fp32']:.2f}x)" for p in precisions)
+        rows.append(f"| {preset} | {cfg.image_size} | {cfg.model}, widths {cfg.g_width}/{cfg.d_width}, batch "
+                    f"{args.batch or cfg.batch_size} | {cells} |")
+    text = (f"\n## {time.strftime('%Y-%m-%d')}: {device_name(args.device)}, torch {torch.__version__}\n\n"
+            f"`python bench/folder.py --images {args.images} --device {args.device} --steps {args.steps}"
+            f" --presets {' '.join(args.presets)}" + (f" --profile {' '.join(args.profile)}" if args.profile else "")
+            + "`\n\n| what | 64x64 | 128x128 |\n|---|---|---|\n"
             f"| build the cache (decode, resize, crop, save) | {times['build 64']:.1f} s | {times['build 128']:.1f} s |\n"
-            f"| read the cache again | {times['reuse 64']:.2f} s | {times['reuse 128']:.2f} s |\n"
-            + "".join(f"| training img/s, faces64 / faces128 preset, batch {args.batch}, precision {p} | "
-                      f"{rates.get(('faces64', p), float('nan')):.0f} | {rates.get(('faces128', p), float('nan')):.0f} |\n"
-                      for p in precisions)
-            + f"\nTraining rates: median of the last 2 of 3 log ticks of {args.steps // 3} steps (the first holds the "
-              f"warm-up); bf16 (autocast) only where the device does it natively.\n")
-    Path(args.out).write_text(text)
+            f"| read the cache again | {times['reuse 64']:.2f} s | {times['reuse 128']:.2f} s |\n\n"
+            "| preset | px | model | " + " | ".join(f"img/s in {p} (x the labs' preset of its size in fp32)"
+                                                   for p in precisions)
+            + " |\n|---|---|---|" + "---|" * len(precisions) + "\n" + "\n".join(rows) + "\n")
+    for preset, shares in profiles.items():
+        text += (f"\nWhere {preset}'s time goes ({precisions[-1]}, {args.steps} steps, torch.profiler, operators' self time): "
+                 + ", ".join(f"{name} {100 * share:.0f} %" for name, share in shares) + ".\n")
+    append_result(args.out, "Image folders: cache and training speed",
+                  "Written by bench/folder.py: the folder cache's build and reuse times, and the folder presets' "
+                  "training images/s (median of the last 2 of 3 log ticks; the first holds the warm-up) against "
+                  "the labs' preset of the same size, measured in the same run.", text)
     print(text)
     print(f"reading the cache is {times['build 64'] / times['reuse 64']:.0f}x (64x64) and "
           f"{times['build 128'] / times['reuse 128']:.0f}x (128x128) faster than decoding the folder")

@@ -33,7 +33,8 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "epoch_times.py": ["--presets", "lab6-gan", "--steps", "20", "--out", md],
         "eval_time.py": [str(run), "--n", "200"],
         "figures.py": ["--list"],  # (making them trains for ~20 minutes: `make figures`; test_docs checks the registry)
-        "folder.py": ["--images", "12", "--steps", "3", "--batch", "4", "--presets", "faces64", "--out", md],
+        "folder.py": ["--images", "12", "--steps", "3", "--batch", "4", "--presets", "fastgan64", "--profile", "fastgan64",
+                      "--out", md],
         "latent_times.py": [str(run), "--rank-n", "4", "--out", md],
         "precision.py": ["--preset", "lab6-gan", "--steps", "3", "--seeds", "0", "--n", "200", "--out", md],
         "quality.py": ["--presets", "lab6-gan", "--steps", "20", "--seeds", "0", "--n", "200", "--out", md,
