@@ -100,7 +100,7 @@ def test_the_app_serves_with_its_defaults_and_its_page_opens(tour):
 
 
 # ---- every subcommand, once, with only its required arguments ------------------------------------
-# name: (the command with its required arguments, RUN standing for the tour's run; the budget
+# name: (the command with its required arguments, RUN standing for a run like the tour's; the budget
 # flags a test can afford where the defaults train or score for minutes). Slow ones run in
 # `make test-all` only.
 GOOD_PATH = {
@@ -119,7 +119,9 @@ GOOD_PATH = {
     "tune": ("gankit tune --name s --preset lab04-mlp --param d_lr=log:1e-4:1e-3", "--trials 1 --steps 20"),
     "evaluator train": ("gankit evaluator train", "--epochs 1"),               # one pass over 60,000 images
 }
-# train, eval and app: their good path is the tour's own (train with its preset and a short budget).
+# train, eval and app: their good path is the tour's own (train with its preset and a short budget;
+# `make test-e2e`); `make test` trains every preset through gankit.cli.main (test_train.py), evaluates
+# in test_eval_cli.py and draws the app's parts in-process (test_app.py).
 # tune's runs in `make test-all`: tests/test_tune.py runs studies in `make test`.
 SLOW = {"evaluator train", "tune"}
 
