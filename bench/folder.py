@@ -57,8 +57,8 @@ def train_rate(preset: str, precision: str, root: Path, out: Path, device: str, 
 def profile(preset: str, precision: str, root: Path, out: Path, device: str, steps: int, batch: int | None,
             top: int = 8) -> list[tuple[str, float]]:
     """(operator, share of the operators' self time) of the `top` operators of a short run, and
-    ('everything else', its share): where a step's time goes (setup, plots and grids, which run no
-    torch operators worth naming, are left out of the total)."""
+    ('everything else', its share): where a step's time goes. The whole run is profiled: its fixed-z
+    grids and checkpoints run operators too (a few G forwards), plots and file writes run none."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
     with torch_profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -259,13 +259,13 @@ def _src(page, selector):
     return page.locator(f"{selector} img").first.get_attribute("src")
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test-e2e installs it)")
 def app_k(run) -> int:
     """Sliders on the page of this run alone: its dimensions, then its directions (the last ones)."""
     return Explorer(run).n_sliders
 
 
 @pytest.mark.e2e
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test-e2e installs it)")
 def test_the_explorer_in_a_real_browser(runs, tmp_path):
     pytest.importorskip("gradio")
     playwright = pytest.importorskip("playwright.sync_api")
