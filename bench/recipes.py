@@ -10,7 +10,9 @@ and flags): the folder presets (`folder64`: the tuned DCGAN, `fastgan64`: the Fa
 family) against the faces labs' `faces64` + DiffAugment, scored by the folder's evaluator
 (`gankit evaluator train --dataset folder --data-root data/emoji`, seed 0: a CNN of the 9
 categories; Inception weights are not available offline) with --n samples against --n images of
-the whole folder, near-copies judged against the images --subset left out.
+the whole folder, near-copies judged against the images --subset left out. Named in --recipes only:
+R3GAN's loss with R1 + R2 (as below) on `folder64`'s DCGAN (`folder64+rpgan`, its D without
+BatchNorm) and on the 64-px residual family (`resnet64+rpgan`), both with `folder64`'s recipe.
 
 On all 60,000 Fashion-MNIST images (`--dataset fashion-mnist`): `default` against R3GAN's objective
 (`rpgan` with R1 and R2, lazily every 4th step, Adam β1 0) on `default`'s DCGAN and on the
@@ -23,6 +25,7 @@ Scores: FID, precision, recall, coverage, class entropy, memorised; the real-vs-
     python bench/recipes.py --dataset fashion-mnist --minutes 10 --seeds 0 1 2           # the modern baseline (~1 h)
     python bench/recipes.py --dataset fashion-mnist --minutes 10 --recipes default+rpgan default+rpgan-noR2 \
         default+rpgan-eager --runs runs/ablation                                          # its ablation (~50 min)
+    python bench/recipes.py --recipes folder64 folder64+rpgan --seeds 0                  # R3GAN's loss on the emoji (~35 min)
     python bench/recipes.py --minutes 0.2 --seeds 0 --n 200 --out /tmp/fr.md --runs /tmp/fr   # a look
 
 A cell whose run folder under --runs already finished the same settings is scored again, not
@@ -57,6 +60,8 @@ RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
         "faces64+diffaug": ("faces64", dict(augment="diffaug", epochs=0)),
         "folder64": ("folder64", {}),
         "fastgan64": ("fastgan64", {}),
+        "folder64+rpgan": ("folder64", dict(R3GAN, d_norm="none")),  # R3GAN's loss on folder64's DCGAN
+        "resnet64+rpgan": ("folder64", dict(R3GAN, model="resnet64")),  # and on the residual family
     },
     "fashion-mnist": {
         "default": ("default", {}),
@@ -68,7 +73,8 @@ RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
     },
 }
 
-ABLATIONS = {"default+rpgan-noR2", "default+rpgan-eager"}  # trained when named in --recipes only
+# Trained only when --recipes names them: the ablations of R3GAN's loss, and its loss on the folder families
+EXTRAS = {"default+rpgan-noR2", "default+rpgan-eager", "folder64+rpgan", "resnet64+rpgan"}
 
 
 def config(job: dict):
@@ -157,7 +163,8 @@ def main() -> int:
     ap.add_argument("--subset", type=int, default=1000, help="images of the folder trained on")
     ap.add_argument("--minutes", type=float, default=30.0, help="minutes of training per cell")
     ap.add_argument("--recipes", nargs="+", choices=[r for d in RECIPES.values() for r in d],
-                    help="the first is the reference (default: every recipe of the dataset but the ablations)")
+                    help="the first is the reference (default: every recipe of the dataset but the extras: the "
+                         "ablations and R3GAN's loss on a folder)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--precision", default="auto", choices=["fp32", "auto"])
     ap.add_argument("--workers", type=int, default=2, help="cells trained at a time, one thread each")
@@ -170,7 +177,7 @@ def main() -> int:
                                                          "from --out's .json into the table")
     args = ap.parse_args()
     folder = args.dataset == "folder"
-    args.recipes = args.recipes or [r for r in RECIPES[args.dataset] if r not in ABLATIONS]
+    args.recipes = args.recipes or [r for r in RECIPES[args.dataset] if r not in EXTRAS]
     if wrong := [r for r in args.recipes if r not in RECIPES[args.dataset]]:
         raise SystemExit(f"--recipes {' '.join(wrong)}: not a recipe for {args.dataset} "
                          f"({', '.join(RECIPES[args.dataset])})")
