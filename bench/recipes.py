@@ -28,8 +28,9 @@ Scores: FID, precision, recall, coverage, class entropy, memorised; the real-vs-
     python bench/recipes.py --recipes folder64 folder64+rpgan --seeds 0                  # R3GAN's loss on the emoji (~35 min)
     python bench/recipes.py --minutes 0.2 --seeds 0 --n 200 --out /tmp/fr.md --runs /tmp/fr   # a look
 
-A cell whose run folder under --runs already finished the same settings is scored again, not
-retrained. Appends to --out (bench/FOLDER_RECIPES.md, or bench/MODERN_BASELINE.md for
+A seed whose cells' run folders under --runs all finished the same settings is scored again, not
+retrained (--retrain: trained anew); if one recipe of a seed is missing, all of that seed's recipes
+train again, side by side. Appends to --out (bench/FOLDER_RECIPES.md, or bench/MODERN_BASELINE.md for
 Fashion-MNIST) and appends every number of the call to the list beside it (.json), and draws each
 recipe's samples of the call's first seed side by side (--figure). --pool adds to the table the
 cells of earlier calls in that .json with the same recipes, data, minutes, precision and --n and
@@ -97,11 +98,12 @@ def finished(out: Path, name: str, cfg) -> Path | None:
 
 
 def cell(job: dict) -> dict:
-    """Train one cell (a worker process of one thread), or take the one an earlier call finished."""
+    """Train one cell (a worker process of one thread), or take the one an earlier call finished
+    when every recipe of its seed was finished there (`job["reuse"]`)."""
     torch.set_num_threads(1)
     from gankit.training import train
     cfg = config(job)
-    run = finished(Path(job["out"]), job["name"], cfg)
+    run = finished(Path(job["out"]), job["name"], cfg) if job["reuse"] else None
     reused = run is not None
     if run is None:
         run = train(cfg, progress=False, run_name=job["name"])
@@ -148,7 +150,8 @@ def poolable(calls: list[dict], now: dict, recipes: list[str], tag: str) -> list
             continue
         cells = [c for c in call["cells"] if c["seed"] not in seen and c["recipe"] in recipes and f"fid_{tag}" in c]
         by_seed = {s: [c for c in cells if c["seed"] == s] for s in {c["seed"] for c in cells}}
-        cells = [c for s, cs in by_seed.items() if {c["recipe"] for c in cs} == set(recipes) for c in cs]
+        cells = [c for s, cs in by_seed.items() if {c["recipe"] for c in cs} == set(recipes)
+                 and len({c.get("reused", False) for c in cs}) == 1 for c in cs]  # (trained in one call)
         if cells:
             found.append({**call, "cells": cells})
             seen |= {c["seed"] for c in cells}
@@ -173,6 +176,8 @@ def main() -> int:
     ap.add_argument("--runs", help="where the cells' run folders go (default: runs/recipes-DATASET)")
     ap.add_argument("--out", help="the results file (default: bench/FOLDER_RECIPES.md or bench/MODERN_BASELINE.md)")
     ap.add_argument("--figure", default=None, help="the first seed's grids side by side (PNG)")
+    ap.add_argument("--retrain", action="store_true", help="train every cell anew, even where --runs holds a finished "
+                                                            "one (cells of one seed trained in different calls)")
     ap.add_argument("--pool", action="store_true", help="pool other seeds' cells of earlier calls (same settings) "
                                                          "from --out's .json into the table")
     args = ap.parse_args()
@@ -191,6 +196,11 @@ def main() -> int:
     jobs = [dict(dataset=args.dataset, recipe=r, seed=s, name=f"{r}-s{s}-{args.precision}", data_root=args.data_root,
                  subset=args.subset, minutes=args.minutes, precision=args.precision, out=args.runs)
             for s in args.seeds for r in args.recipes]  # seed-major: the recipes of a seed train side by side
+    for s in args.seeds:  # a seed's cells are reused only all together: a recipe retrained now beside one
+        mine = [j for j in jobs if j["seed"] == s]  # trained in another hour would meet another machine speed
+        done = not args.retrain and all(finished(Path(j["out"]), j["name"], config(j)) for j in mine)
+        for j in mine:
+            j["reuse"] = done
     training_images(config(jobs[0]), say=print)  # decoded once here (the workers may not start processes)
     with cell_pool(args.workers) as pool:
         cells = pool.map(cell, jobs, chunksize=1)
@@ -225,7 +235,7 @@ def main() -> int:
             f"{seeds}, precision {args.precision}\n\n"
             f"Measured by `python bench/recipes.py --dataset {args.dataset} --recipes {' '.join(args.recipes)} "
             f"--minutes {args.minutes:g} --seeds {' '.join(map(str, args.seeds))} --precision {args.precision}"
-            f"{' --pool' if args.pool else ''}` on "
+            f"{' --retrain' if args.retrain else ''}{' --pool' if args.pool else ''}` on "
             f"{result['device']}, torch "
             f"{torch.__version__}; {args.workers} cells at a time, one thread each; "
             f"{sum(c['reused'] for c in cells)} of {len(cells)} cells reused from an earlier call; {wall / 60:.0f} min "
