@@ -97,6 +97,17 @@ def finished(out: Path, name: str, cfg) -> Path | None:
     return None
 
 
+def mark_reuse(jobs: list[dict], retrain: bool) -> None:
+    """Set each job's "reuse": whether its seed's cells are all finished under --runs (and not
+    --retrain). A seed's cells are reused only all together: a recipe trained now beside one
+    trained in another hour would meet another machine speed, and the pair would be no pair."""
+    for seed in {j["seed"] for j in jobs}:
+        mine = [j for j in jobs if j["seed"] == seed]
+        done = not retrain and all(finished(Path(j["out"]), j["name"], config(j)) for j in mine)
+        for j in mine:
+            j["reuse"] = done
+
+
 def cell(job: dict) -> dict:
     """Train one cell (a worker process of one thread), or take the one an earlier call finished
     when every recipe of its seed was finished there (`job["reuse"]`)."""
@@ -196,11 +207,7 @@ def main() -> int:
     jobs = [dict(dataset=args.dataset, recipe=r, seed=s, name=f"{r}-s{s}-{args.precision}", data_root=args.data_root,
                  subset=args.subset, minutes=args.minutes, precision=args.precision, out=args.runs)
             for s in args.seeds for r in args.recipes]  # seed-major: the recipes of a seed train side by side
-    for s in args.seeds:  # a seed's cells are reused only all together: a recipe retrained now beside one
-        mine = [j for j in jobs if j["seed"] == s]  # trained in another hour would meet another machine speed
-        done = not args.retrain and all(finished(Path(j["out"]), j["name"], config(j)) for j in mine)
-        for j in mine:
-            j["reuse"] = done
+    mark_reuse(jobs, args.retrain)
     training_images(config(jobs[0]), say=print)  # decoded once here (the workers may not start processes)
     with cell_pool(args.workers) as pool:
         cells = pool.map(cell, jobs, chunksize=1)

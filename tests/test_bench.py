@@ -178,6 +178,32 @@ def test_a_study_cell_is_reused_as_it_is_or_resumed_to_a_larger_budget(tiny_root
     assert earlier_run(tmp_path / "cells", "tiny-ada-s0", cfg(8, "cells", seed=1)) == (None, 0)  # another seed
 
 
+def test_a_recipe_study_pairs_only_cells_trained_side_by_side(monkeypatch):
+    """bench/recipes.py: a seed's cells are reused only when every recipe of the seed is finished
+    (else all of them train again, beside each other), never with --retrain; --pool takes an
+    earlier call's seed only when all its recipes trained in that call (none reused there)."""
+    sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location("recipes", BENCH / "recipes.py")
+    recipes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipes)
+    monkeypatch.setattr(recipes, "config", lambda job: None)
+    monkeypatch.setattr(recipes, "finished", lambda out, name, cfg: name in {"a-s0", "b-s0", "a-s1"})
+    jobs = [dict(seed=s, recipe=r, name=f"{r}-s{s}", out="runs") for s in (0, 1) for r in "ab"]
+    recipes.mark_reuse(jobs, retrain=False)
+    assert [j["reuse"] for j in jobs] == [True, True, False, False]  # seed 1's b is missing: a trains again too
+    recipes.mark_reuse(jobs, retrain=True)
+    assert not any(j["reuse"] for j in jobs)
+
+    def c(seed, recipe, reused=False):
+        return dict(seed=seed, recipe=recipe, reused=reused, fid_t=1.0)
+    same = dict(data="d", minutes=30, precision="auto", n=1500)
+    now = dict(same, cells=[c(0, "a"), c(0, "b")])
+    earlier = [dict(same, date="x", cells=[c(1, "a"), c(1, "b"), c(2, "a", True), c(2, "b"), c(3, "a")]),
+               dict(same, minutes=10, cells=[c(4, "a"), c(4, "b")])]
+    pooled = recipes.poolable(earlier, now, ["a", "b"], "t")
+    assert [(x["seed"], x["recipe"]) for call in pooled for x in call["cells"]] == [(1, "a"), (1, "b")]
+
+
 STUDY = """
 import sys, os, time
 sys.path.insert(0, {bench!r})

@@ -14,6 +14,7 @@ rollback, checkpoints, stopping) is maintenance.py, each handed the loop context
 from __future__ import annotations
 
 import contextlib
+import gc
 from pathlib import Path
 from typing import Callable
 
@@ -73,6 +74,9 @@ def train(cfg: Config, resume: str | Path | None = None, command: list[str] | No
             e.exit_code, e.quiet = 0, True
         raise
     finally:
+        if ddp.enabled:  # the DDP-wrapped modules (their reducer holds gloo work) go before the process group
+            L = None
+            gc.collect()
         ddp.close(finished)
 
 
