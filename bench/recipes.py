@@ -19,13 +19,17 @@ On all 60,000 Fashion-MNIST images (`--dataset fashion-mnist`): `default` agains
 normalisation-free `resnet` family, scored by the shipped evaluator with --n 10000 samples
 against the test split (fid_fmnist10k).
 
-Scores: FID, precision, recall, coverage, class entropy, memorised; the real-vs-real floor beside.
+Scores: FID, KID, precision, recall, coverage, class entropy, memorised; the real-vs-real floor beside
+(FID is biased upwards at a small --n, KID is not: on the 169 smileys --n can be 84 at most, as the
+floor needs twice --n real images).
 
     python bench/recipes.py --minutes 30 --seeds 0 1 2                                  # the emoji study (~4.5 h)
     python bench/recipes.py --dataset fashion-mnist --minutes 10 --seeds 0 1 2           # the modern baseline (~1 h)
     python bench/recipes.py --dataset fashion-mnist --minutes 10 --recipes default+rpgan default+rpgan-noR2 \
         default+rpgan-eager --runs runs/ablation                                          # its ablation (~50 min)
     python bench/recipes.py --recipes folder64 folder64+rpgan --seeds 0                  # R3GAN's loss on the emoji (~35 min)
+    python bench/recipes.py --recipes folder64 fastgan64 --seeds 0 --data-root data/emoji/smileys-emotion \
+        --subset 100 --n 84 --score kid --runs runs/recipes-smileys                     # few-shot: 100 smileys
     python bench/recipes.py --minutes 0.2 --seeds 0 --n 200 --out /tmp/fr.md --runs /tmp/fr   # a look
 
 A seed whose cells' run folders under --runs all finished the same settings is scored again, not
@@ -52,10 +56,11 @@ from common import R3GAN, append_result, cell_pool, device_name, mean_std
 from gankit.config import preset_config
 from gankit.data import training_images
 from gankit.metrics import compute_metrics, real_floor
+from gankit.metrics.registry import LABELS
 from gankit.runs import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
-NAMES = ["fid", "precision", "recall", "coverage", "classes", "memorisation"]
+NAMES = ["fid", "kid", "precision", "recall", "coverage", "classes", "memorisation"]  # (kid: unbiased at a small --n)
 RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
     "folder": {
         "faces64+diffaug": ("faces64", dict(augment="diffaug", epochs=0)),
@@ -63,6 +68,8 @@ RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
         "fastgan64": ("fastgan64", {}),
         "folder64+rpgan": ("folder64", dict(R3GAN, d_norm="none")),  # R3GAN's loss on folder64's DCGAN
         "resnet64+rpgan": ("folder64", dict(R3GAN, model="resnet64")),  # and on the residual family
+        "folder128": ("folder128", {}),  # the folder presets at 128x128 (the 64-px emoji upscaled)
+        "fastgan128": ("fastgan128", {}),
     },
     "fashion-mnist": {
         "default": ("default", {}),
@@ -74,8 +81,8 @@ RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
     },
 }
 
-# Trained only when --recipes names them: the ablations of R3GAN's loss, and its loss on the folder families
-EXTRAS = {"default+rpgan-noR2", "default+rpgan-eager", "folder64+rpgan", "resnet64+rpgan"}
+# Trained only when --recipes names them: the ablations of R3GAN's loss, its loss on the folder families, 128 px
+EXTRAS = {"default+rpgan-noR2", "default+rpgan-eager", "folder64+rpgan", "resnet64+rpgan", "folder128", "fastgan128"}
 
 
 def config(job: dict):
@@ -134,7 +141,9 @@ def figure(cells: list[dict], path: Path) -> None:
     for ax, c in zip(axes[0], firsts):
         ax.imshow(Image.open(last_grid(Path(c["run"]))).convert("RGB"), interpolation="nearest")
         ax.set_axis_off()
-        ax.set_title(f"{c['recipe']}: {c['steps']:,} steps\nfid {c['fid_' + c['tag']]:.1f}, recall "
+        score = c.get("score", "fid")
+        value = f"{c[f'{score}_' + c['tag']]:{'.1f' if score == 'fid' else '.2f'}}"
+        ax.set_title(f"{c['recipe']}: {c['steps']:,} steps\n{score} {value}, recall "
                      f"{c['recall_' + c['tag']]:.2f}", fontsize=9)
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.88, wspace=0.04)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +168,8 @@ def poolable(calls: list[dict], now: dict, recipes: list[str], tag: str) -> list
     for call in reversed(calls):
         if any(call.get(k) != now[k] for k in ("data", "minutes", "precision")) or call.get("n", now["n"]) != now["n"]:
             continue
-        cells = [c for c in call["cells"] if c["seed"] not in seen and c["recipe"] in recipes and f"fid_{tag}" in c]
+        cells = [c for c in call["cells"]
+                 if c["seed"] not in seen and c["recipe"] in recipes and f"{now.get('score', 'fid')}_{tag}" in c]
         by_seed = {s: [c for c in cells if c["seed"] == s] for s in {c["seed"] for c in cells}}
         cells = [c for s, cs in by_seed.items() if {c["recipe"] for c in cs} == set(recipes)
                  and len({c.get("reused", False) for c in cs}) == 1 for c in cs]  # (trained in one call)
@@ -180,6 +190,9 @@ def main() -> int:
                     help="the first is the reference (default: every recipe of the dataset but the extras: the "
                          "ablations and R3GAN's loss on a folder)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--score", default="fid", choices=["fid", "kid"],
+                    help="the score the table ranks by: kid where --n is below the evaluator's feature dimensions "
+                         "(128 for a folder's evaluator), where FID is not defined")
     ap.add_argument("--precision", default="auto", choices=["fp32", "auto"])
     ap.add_argument("--workers", type=int, default=2, help="cells trained at a time, one thread each")
     ap.add_argument("--n", type=int, help="samples scored, against as many real images (default: 1,500 of a "
@@ -198,6 +211,7 @@ def main() -> int:
         raise SystemExit(f"--recipes {' '.join(wrong)}: not a recipe for {args.dataset} "
                          f"({', '.join(RECIPES[args.dataset])})")
     args.n = args.n or (1500 if folder else 10000)
+    names = NAMES if args.score == "fid" else [k for k in NAMES if k != "fid"]
     args.runs = args.runs or str(ROOT / "runs" / f"recipes-{args.dataset}")
     args.out = args.out or str(ROOT / "bench" / ("FOLDER_RECIPES.md" if folder else "MODERN_BASELINE.md"))
     if folder and not Path(args.data_root).is_dir():
@@ -212,21 +226,26 @@ def main() -> int:
     with cell_pool(args.workers) as pool:
         cells = pool.map(cell, jobs, chunksize=1)
     for c in cells:
-        scores = compute_metrics(c["run"], reference, NAMES, args.n, seed=0, data_root=data_root, evaluator=evaluator)
-        c["tag"] = next(k[len("fid_"):] for k in scores if k.startswith("fid_"))
+        scores = compute_metrics(c["run"], reference, names, args.n, seed=0, data_root=data_root, evaluator=evaluator)
+        c["score"], c["tag"] = args.score, next(k[len(args.score) + 1:] for k in scores
+                                                 if k.startswith(args.score + "_") and not k.endswith("_std"))
         c.update(scores)
-        print(f"{c['name']}: {c['steps']} steps, fid_{c['tag']} {scores['fid_' + c['tag']]:.2f}", flush=True)
+        key = f"{args.score}_{c['tag']}"
+        print(f"{c['name']}: {c['steps']} steps, {key} {scores[key]:.4g}", flush=True)
     tag = cells[0]["tag"]
-    floor = real_floor(reference, NAMES, args.n, data_root=data_root, evaluator=evaluator)
+    floor = real_floor(reference, names, args.n, data_root=data_root, evaluator=evaluator)
     wall = time.perf_counter() - t0
     what = f"{args.subset:,} images of {args.data_root}" if folder else f"all of {args.dataset}"
-    result = {"device": device_name("cpu"), "torch": torch.__version__, "minutes": args.minutes, "data": what,
+    result = {"score": args.score, "device": device_name("cpu"), "torch": torch.__version__, "minutes": args.minutes,
+              "data": what,
               "precision": args.precision, "n": args.n, "date": time.strftime("%Y-%m-%d"), "wall_s": round(wall),
               "real_floor": floor, "cells": cells}
     calls = earlier_calls(Path(args.out).with_suffix(".json"))
     pooled = poolable(calls, result, args.recipes, tag) if args.pool else []
     table = cells + [c for call in pooled for c in call["cells"]]
-    cols = ["fid", "precision", "recall", "coverage", "class_entropy", "memorised"]
+    cols = [args.score] + [k for k in ["fid", "kid", "precision", "recall", "coverage", "class_entropy", "memorised"]
+                           if k != args.score]
+    cols = [k for k in cols if all(f"{k}_{tag}" in c for c in table)]  # (cells pooled from before KID: no KID)
     rows = []
     for r in args.recipes:
         mine = [c for c in table if c["recipe"] == r]
@@ -234,15 +253,24 @@ def main() -> int:
         rows.append(f"| `{r}` | {statistics.mean(c['steps'] for c in mine):,.0f} | " + " | ".join(vals) + " |")
     rows.append("| real data | - | " + " | ".join(
         f"{floor[f'{k}_{tag}']:.3f}" if f"{k}_{tag}" in floor else "-" for k in cols) + " |")
-    ref = statistics.mean(c[f"fid_{tag}"] for c in table if c["recipe"] == args.recipes[0])
-    best = min(args.recipes, key=lambda r: statistics.mean(c[f"fid_{tag}"] for c in table if c["recipe"] == r))
-    best_fid = statistics.mean(c[f"fid_{tag}"] for c in table if c["recipe"] == best)
+    key = f"{args.score}_{tag}"
+    ref = statistics.mean(c[key] for c in table if c["recipe"] == args.recipes[0])
+    best = min(args.recipes, key=lambda r: statistics.mean(c[key] for c in table if c["recipe"] == r))
+    best_score = statistics.mean(c[key] for c in table if c["recipe"] == best)
     seeds = sorted({c["seed"] for c in table})
+    default_root = Path(ap.get_default("data_root")).resolve()
+    where_flags = "".join((  # the flags that differ from their defaults, so the line reruns this call
+        f" --data-root {os.path.relpath(args.data_root, ROOT)}" if folder and Path(args.data_root).resolve() != default_root
+        else "", f" --subset {args.subset}" if folder and args.subset != ap.get_default("subset") else "",
+        f" --n {args.n}" if args.n != (1500 if folder else 10000) else "",
+        f" --score {args.score}" if args.score != "fid" else "",
+        f" --runs {os.path.relpath(args.runs, ROOT)}" if Path(args.runs).resolve() != ROOT / "runs" / f"recipes-{args.dataset}"
+        else ""))
     text = (f"\n## {result['date']}: {what}, {args.minutes:g} minutes of training per cell, seeds "
             f"{seeds}, precision {args.precision}\n\n"
             f"Measured by `python bench/recipes.py --dataset {args.dataset} --recipes {' '.join(args.recipes)} "
             f"--minutes {args.minutes:g} --seeds {' '.join(map(str, args.seeds))} --precision {args.precision}"
-            f"{' --retrain' if args.retrain else ''}{' --pool' if args.pool else ''}` on "
+            f"{where_flags}{' --retrain' if args.retrain else ''}{' --pool' if args.pool else ''}` on "
             f"{result['device']}, torch "
             f"{torch.__version__}; {args.workers} cells at a time, one thread each; "
             f"{sum(c['reused'] for c in cells)} of {len(cells)} cells reused from an earlier call; {wall / 60:.0f} min "
@@ -251,10 +279,10 @@ def main() -> int:
             + "".join(f" The cells of seed(s) {', '.join(str(x) for x in sorted({c['seed'] for c in call['cells']}))} "
                       f"are pooled from the call of {call['date']} ({call['device']}, {call['wall_s'] / 60:.0f} min)."
                       for call in pooled) + "\n\n"
-            f"| recipe | steps | fid_{tag} | precision | recall | coverage | class entropy | memorised |\n"
-            f"|---|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
-            + "Per cell (seed: steps, fid): " + "; ".join(
-                f"`{r}` " + ", ".join(f"{c['seed']}: {c['steps']:,}, {c[f'fid_{tag}']:.2f}"
+            f"| recipe | steps | {key} | " + " | ".join(LABELS.get(k, k) for k in cols[1:]) + " |\n"
+            "|---|---|" + "---|" * len(cols) + "\n" + "\n".join(rows) + "\n\n"
+            + f"Per cell (seed: steps, {args.score}): " + "; ".join(
+                f"`{r}` " + ", ".join(f"{c['seed']}: {c['steps']:,}, {c[key]:{'.2f' if args.score == 'fid' else '.3f'}}"
                                       for c in sorted(table, key=lambda c: c["seed"]) if c["recipe"] == r)
                 for r in args.recipes) + ".\n")
     if args.figure:
@@ -264,7 +292,7 @@ def main() -> int:
     append_result(args.out, "Recipes in the same time", "Written by bench/recipes.py; newest at the bottom.", text)
     Path(args.out).with_suffix(".json").write_text(json.dumps(calls + [result], indent=1, default=str))
     print(text)
-    print(f"best: {best}, fid_{tag} {best_fid:.2f} = {best_fid / ref:.2f}x the reference {args.recipes[0]}'s")
+    print(f"best: {best}, {key} {best_score:.4g} = {best_score / ref:.2f}x the reference {args.recipes[0]}'s")
     return 0
 
 

@@ -134,6 +134,21 @@ def test_evaluator_refuses_rgb_and_wrong_sizes():
         embed(Evaluator(), torch.zeros(2, 3, 28, 28))
     with pytest.raises(GankitError, match=r"\(N, 1, 28, 28\)"):
         embed(Evaluator(), torch.zeros(2, 1, 64, 64))
+    with pytest.raises(GankitError, match=r"\(N, 3, 64, 64\) images \(or a whole multiple of 64 px"):
+        embed(Evaluator(channels=3, size=64), torch.zeros(2, 3, 96, 96))
+
+
+def test_a_folder_evaluator_averages_larger_images_down_to_its_size():
+    """128-px samples scored by a 64-px folder's evaluator: a 2x nearest upscale of an image has the
+    same features as the image (averaging 2x2 blocks undoes it)."""
+    torch.manual_seed(0)
+    model = Evaluator(num_classes=9, channels=3, size=64).eval()
+    x = torch.rand(10, 3, 64, 64) * 2 - 1
+    f, p = embed(model, x)
+    f2, p2 = embed(model, torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest"))
+    torch.testing.assert_close(f2, f, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(p2, p, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(embed(model, x.flip(-1))[0], f)  # (the features do depend on the image)
 
 
 def test_protocol_names():

@@ -90,10 +90,11 @@ def check_images(x: torch.Tensor, what: str = "images", model: Evaluator | None 
                           + ("grayscale only. For RGB images use Inception features (--inception-weights PATH), "
                              "or train an evaluator on a folder's classes (`gankit evaluator train --dataset folder`)"
                              if c == 1 else f"{c}-channel images"))
-    if x.ndim != 4 or x.shape[2:] != (s, s):
-        raise GankitError(f"{what}: the evaluator takes (N, {c}, {s}, {s}) images, got shape {tuple(x.shape)}; "
-                          f"for other sizes use Inception features (--inception-weights PATH) or an evaluator "
-                          f"trained at that size")
+    if x.ndim != 4 or x.shape[2] != x.shape[3] or not (x.shape[-1] == s or s >= 32 and x.shape[-1] % s == 0):
+        raise GankitError(f"{what}: the evaluator takes (N, {c}, {s}, {s}) images"
+                          + (f" (or a whole multiple of {s} px, averaged down to it)" if s >= 32 else "")
+                          + f", got shape {tuple(x.shape)}; for other sizes use Inception features "
+                            f"(--inception-weights PATH) or an evaluator trained at that size")
     if not torch.isfinite(x).all():
         raise GankitError(f"{what}: non-finite pixel values")
 
@@ -103,7 +104,9 @@ def embed(model: Evaluator, x: torch.Tensor, batch: int | None = None) -> tuple[
     """(features (N, 128), softmax probabilities (N, K)) of images in [-1, 1], on the CPU in
     float32. Eval mode: a sample's features do not depend on its batch. Batches of 250 on a CPU
     (their activations stay in its caches; bench/eval_time.py times them against 1,000 and checks
-    the features are the same bit for bit), 1,000 on a GPU."""
+    the features are the same bit for bit), 1,000 on a GPU. A folder's evaluator (32 px or more, which
+    averages its images down to 32x32 anyway) takes images a whole multiple of its size, averaged
+    down to it first: a 64-px folder's evaluator scores a model trained on it at 128 px."""
     check_images(x, model=model)
     model.eval()
     device = next(model.parameters()).device
@@ -112,6 +115,8 @@ def embed(model: Evaluator, x: torch.Tensor, batch: int | None = None) -> tuple[
     model.to(memory_format=fmt)  # the same weights, in the faster layout
     feats, probs = [], []
     for chunk in x.split(batch):
+        if chunk.shape[-1] != model.size:
+            chunk = F.avg_pool2d(chunk.float(), chunk.shape[-1] // model.size)
         f = model.features(chunk.to(device).float().contiguous(memory_format=fmt))
         feats.append(f.float().cpu())
         probs.append(F.softmax(model.head(f).float(), 1).cpu())
