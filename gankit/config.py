@@ -120,7 +120,8 @@ class Config:
     sync_bn: bool = F(False, "under torchrun: BatchNorm statistics over all ranks' batches (SyncBatchNorm)")
     # What to write.
     out_dir: str = F("runs", "parent folder of run folders")
-    log_every: int = F(100, "D steps between log ticks (stats.jsonl, TensorBoard, NaN checks)")
+    log_every: int = F(100, "D steps between log ticks (stats.jsonl, TensorBoard, NaN checks); epochs shorter than "
+                            "this are taken together for the epoch line, grid and checkpoint")
     ckpt_every: int = F(1, "epochs between checkpoints (last.pt is rewritten each time)")
     ckpt_minutes: float = F(5.0, "minutes of training between checkpoints within an epoch too, so a kill loses at most "
                                  "that much; 0: at epoch ends only")

@@ -181,6 +181,16 @@ def test_plots_are_paced_and_always_drawn_at_the_end(tiny_root, tmp_path, monkey
     assert len(calls) == 3
 
 
+def test_epochs_shorter_than_a_log_interval_share_their_grid_and_checkpoint(tiny_root, tmp_path):
+    """4 steps an epoch, a log tick every 10 steps: the epoch-end work (grid, epoch line, periodic
+    checkpoint) comes every 3rd epoch, not at every 4th step; the log ticks stay where they were."""
+    run = train(tiny_cfg(tiny_root, tmp_path, steps=24, batch_size=64, log_every=10, model="mlp", init="default"))
+    assert sorted(p.name for p in (run / "images").glob("epoch_*.png")) == ["epoch_003.png", "epoch_006.png"]
+    assert [json.loads(line)["step"] for line in (run / "stats.jsonl").read_text().splitlines()] == [10, 12, 20, 24]
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*.pt")) == ["step_00000012.pt", "step_00000024.pt"]
+    assert "epoch 3 step 12:" in (run / "log.txt").read_text() and "epoch 1 step 4:" not in (run / "log.txt").read_text()
+
+
 def test_lr_schedule_follows_the_steps_and_resumes_exactly(tiny_root, tmp_path):
     """A linear schedule: the lr used at step s (0-based) of T is lr * (1 - (1 - end) * s / T) for
     G and D; cut at step 5 and resumed, the run equals an uninterrupted one bit for bit. A cosine schedule ends at lr_end."""

@@ -69,11 +69,17 @@ class Clock:
 class Schedule:
     """For each step: is it a log tick, an epoch's end, an evaluation, a milestone, a checkpoint,
     the end? The end comes at the step limit, or when something ends training early (a spent time
-    budget, a quality target): `finish()`, after which the next answers treat the step as the last."""
+    budget, a quality target): `finish()`, after which the next answers treat the step as the last.
+
+    The work due at an epoch's end (the epoch line, the fixed-z grid, a periodic checkpoint, an
+    evaluation each epoch) comes at most once per log interval: epochs shorter than --log-every
+    steps (a folder of a few hundred images has epochs of a few steps) are taken `epochs_per_end`
+    at a time, else that work would cost more than the training (100 smileys: one step an epoch)."""
 
     def __init__(self, cfg: Config, steps_per_epoch: int, total: int, clock: Clock, evaluates: bool,
                  stop_after: int | None = None):
         self.spe, self.total, self.clock = steps_per_epoch, total, clock
+        self.epochs_per_end = max(1, -(-cfg.log_every // steps_per_epoch))  # (ceil: 1 for epochs of log_every steps)
         self.log_every, self.eval_every, self.ckpt_every = cfg.log_every, cfg.eval_every, cfg.ckpt_every
         self.evaluates = evaluates  # there is a judge
         self.budget_s = (cfg.minutes or 0) * 60  # 0: no time budget
@@ -105,6 +111,11 @@ class Schedule:
         self.last = True
 
     def epoch_end(self, done: int) -> bool:
+        """Step `done` ends an epoch whose end work is due (every `epochs_per_end`-th epoch)."""
+        return done % (self.spe * self.epochs_per_end) == 0
+
+    def epoch_boundary(self, done: int) -> bool:
+        """Step `done` ends an epoch (what a grid's file name says: epoch_NNN.png, else step_N.png)."""
         return done % self.spe == 0
 
     def evaluation(self, done: int) -> bool:

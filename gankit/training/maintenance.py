@@ -133,7 +133,9 @@ def log_tick(L: Loop, done: int) -> Tick:
         m = L.epoch_mean.take()  # the epoch's means (of the steps this process trained), not the last interval's
         L.out.say(f"epoch {done // L.schedule.spe} step {done}: "
                   + " ".join(f"{catalogue.STATS[k].label} {m[k]:{f}}" for k, f in EPOCH_LINE.items())
-                  + f" {row['img_per_s']:.0f} img/s (epoch means)")
+                  + f" {row['img_per_s']:.0f} img/s ("
+                  + (f"means of the last {L.schedule.epochs_per_end} epochs)" if L.schedule.epochs_per_end > 1
+                     else "epoch means)"))
     warn_if_D_wins(L, stats, done)
     L.tally.reset_tick()
     L.clock.tick(done)
@@ -278,7 +280,7 @@ def write_grid(L: Loop, done: int) -> None:
     """At an epoch's end (or the last step): the fixed-z grid, and, when due (Out.plots_due) or at
     the last step, the loss and D-output curves and the milestone strip (rank 0)."""
     z, y, nrow = L.grid
-    name = f"epoch_{done // L.schedule.spe:03d}.png" if L.schedule.epoch_end(done) else f"step_{done:08d}.png"
+    name = f"epoch_{done // L.schedule.spe:03d}.png" if L.schedule.epoch_boundary(done) else f"step_{done:08d}.png"
     L.out.log.image("samples/fixed_z", save_grid(sample_images(L.nets.G_show, z, y), L.out.run_dir / "images" / name,
                                                  nrow), done)
     if L.schedule.last or L.out.plots_due():
