@@ -58,6 +58,7 @@ def args_for(script: str, out: Path, run: Path) -> list[str]:
         "recipes.py": ["--data-root", str(out / "shapes"), "--evaluator", str(out / "ev" / "shapes.safetensors"),
                        "--subset", "130", "--minutes", "0.02", "--seeds", "0", "--n", "130", "--runs",
                        str(out / "runs"), "--out", md, "--figure", str(out / "fig.png")],
+        "saturation.py": [str(run), "--n", "8", "--out", md],
         "same_numbers.py": ["--steps", "4", "--cases", "lab6-wgan", "--file", str(out / "sn.json"), "--save"],
         "vs_labs.py": ["--presets", "default", "cdcgan", "--minutes", "0.01", "--curve-images", "500", "--eval-n", "300",
                     "--figure", str(out / "fig.png"), "--out", md],
@@ -73,6 +74,7 @@ LAST_LINE = {  # what each script's last line states: its result against its ref
     "augment_cost.py": "of the step time against none", "small_data.py": "against none",
     "control.py": "as much per unit as the top coordinate", "small_folder.py": "against none",
     "model_cost.py": "x the DCGAN of its size", "recipes.py": "x the reference",
+    "saturation.py": "(the reference): ",
 }
 
 
