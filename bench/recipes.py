@@ -188,7 +188,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=30.0, help="minutes of training per cell")
     ap.add_argument("--recipes", nargs="+", choices=[r for d in RECIPES.values() for r in d],
                     help="the first is the reference (default: every recipe of the dataset but the extras: the "
-                         "ablations and R3GAN's loss on a folder)")
+                         "ablations, R3GAN's loss on a folder and the 128-px folder presets)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--score", default="fid", choices=["fid", "kid"],
                     help="the score the table ranks by: kid where --n is below the evaluator's feature dimensions "
@@ -237,8 +237,7 @@ def main() -> int:
     wall = time.perf_counter() - t0
     what = f"{args.subset:,} images of {args.data_root}" if folder else f"all of {args.dataset}"
     result = {"score": args.score, "device": device_name("cpu"), "torch": torch.__version__, "minutes": args.minutes,
-              "data": what,
-              "precision": args.precision, "n": args.n, "date": time.strftime("%Y-%m-%d"), "wall_s": round(wall),
+              "data": what, "precision": args.precision, "n": args.n, "date": time.strftime("%Y-%m-%d"), "wall_s": round(wall),
               "real_floor": floor, "cells": cells}
     calls = earlier_calls(Path(args.out).with_suffix(".json"))
     pooled = poolable(calls, result, args.recipes, tag) if args.pool else []
@@ -264,8 +263,8 @@ def main() -> int:
         else "", f" --subset {args.subset}" if folder and args.subset != ap.get_default("subset") else "",
         f" --n {args.n}" if args.n != (1500 if folder else 10000) else "",
         f" --score {args.score}" if args.score != "fid" else "",
-        f" --runs {os.path.relpath(args.runs, ROOT)}" if Path(args.runs).resolve() != ROOT / "runs" / f"recipes-{args.dataset}"
-        else ""))
+        f" --runs {os.path.relpath(args.runs, ROOT)}"
+        if Path(args.runs).resolve() != ROOT / "runs" / f"recipes-{args.dataset}" else ""))
     text = (f"\n## {result['date']}: {what}, {args.minutes:g} minutes of training per cell, seeds "
             f"{seeds}, precision {args.precision}\n\n"
             f"Measured by `python bench/recipes.py --dataset {args.dataset} --recipes {' '.join(args.recipes)} "
