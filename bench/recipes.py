@@ -237,7 +237,8 @@ def main() -> int:
     wall = time.perf_counter() - t0
     what = f"{args.subset:,} images of {args.data_root}" if folder else f"all of {args.dataset}"
     result = {"score": args.score, "device": device_name("cpu"), "torch": torch.__version__, "minutes": args.minutes,
-              "data": what, "precision": args.precision, "n": args.n, "date": time.strftime("%Y-%m-%d"), "wall_s": round(wall),
+              "data": what, "precision": args.precision, "n": args.n, "date": time.strftime("%Y-%m-%d"),
+              "wall_s": round(wall),
               "real_floor": floor, "cells": cells}
     calls = earlier_calls(Path(args.out).with_suffix(".json"))
     pooled = poolable(calls, result, args.recipes, tag) if args.pool else []
@@ -259,8 +260,8 @@ def main() -> int:
     seeds = sorted({c["seed"] for c in table})
     default_root = Path(ap.get_default("data_root")).resolve()
     where_flags = "".join((  # the flags that differ from their defaults, so the line reruns this call
-        f" --data-root {os.path.relpath(args.data_root, ROOT)}" if folder and Path(args.data_root).resolve() != default_root
-        else "", f" --subset {args.subset}" if folder and args.subset != ap.get_default("subset") else "",
+        f" --data-root {os.path.relpath(args.data_root, ROOT)}"
+        if folder and Path(args.data_root).resolve() != default_root else "", f" --subset {args.subset}" if folder and args.subset != ap.get_default("subset") else "",
         f" --n {args.n}" if args.n != (1500 if folder else 10000) else "",
         f" --score {args.score}" if args.score != "fid" else "",
         f" --runs {os.path.relpath(args.runs, ROOT)}"
