@@ -261,7 +261,8 @@ def main() -> int:
     default_root = Path(ap.get_default("data_root")).resolve()
     where_flags = "".join((  # the flags that differ from their defaults, so the line reruns this call
         f" --data-root {os.path.relpath(args.data_root, ROOT)}"
-        if folder and Path(args.data_root).resolve() != default_root else "", f" --subset {args.subset}" if folder and args.subset != ap.get_default("subset") else "",
+        if folder and Path(args.data_root).resolve() != default_root else "",
+        f" --subset {args.subset}" if folder and args.subset != ap.get_default("subset") else "",
         f" --n {args.n}" if args.n != (1500 if folder else 10000) else "",
         f" --score {args.score}" if args.score != "fid" else "",
         f" --runs {os.path.relpath(args.runs, ROOT)}"
