@@ -72,6 +72,10 @@ FIGURES = {
     "docs/results/img/folder_recipes_30_s12.png": ("python bench/recipes.py --minutes 30 --seeds 1 2 --recipes folder64 "
                                                    "fastgan64 --pool --figure docs/results/img/folder_recipes_30_s12.png",
                                                    "bench/FOLDER_RECIPES.md"),
+    "docs/results/img/folder_smileys.png": ("python bench/recipes.py --recipes folder64 fastgan64 --seeds 0 --data-root "
+                                            "data/emoji/smileys-emotion --subset 100 --n 84 --score kid --runs "
+                                            "runs/recipes-smileys --figure docs/results/img/folder_smileys.png",
+                                            "bench/FOLDER_RECIPES.md"),
     "docs/results/img/folder_all.png": ("python bench/recipes.py --recipes folder64 fastgan64 --seeds 0 --subset 3500 "
                                         "--runs runs/recipes-emoji3500 --figure docs/results/img/folder_all.png",
                                         "bench/FOLDER_RECIPES.md"),
