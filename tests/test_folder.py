@@ -221,11 +221,15 @@ def test_a_folder_evaluator_scores_runs_on_its_folder_and_catches_copies(tmp_pat
                  "--steps", "2", "--batch-size", "8", "--g-width", "8", "--d-width", "8"]) == 0
     run = next(p for p in out.iterdir() if not p.name.startswith("."))
     capsys.readouterr()
-    assert main(["eval", str(run), "--n", "30", "--metrics", "kid", "precision", "memorisation", "--dataset", "folder",
-                 "--data-root", str(root), "--evaluator", "shapes"]) == 0
+    assert main(["eval", str(run), "--n", "30", "--dataset", "folder", "--data-root", str(root), "--evaluator",
+                 "shapes"]) == 0  # every metric but FID, which 30 samples of 128 features leave undefined
+    assert "--n 30: no FID" in capsys.readouterr().out
     key, saved = next(iter(json.loads((run / "metrics.json").read_text()).items()))
     assert key == f"shapes-{card['sha256'][:6]}-30"  # an evaluator gankit does not ship is named apart
-    assert 0 <= saved[f"memorised_{key}"] <= 1 and f"kid_{key}" in saved["real_floor"]
+    assert 0 <= saved[f"memorised_{key}"] <= 1 and f"kid_{key}" in saved["real_floor"] and f"fid_{key}" not in saved
+    assert main(["eval", str(run), "--n", "30", "--metrics", "fid", "--dataset", "folder", "--data-root", str(root),
+                 "--evaluator", "shapes"]) == 2  # asked for by name: refused, with the way out
+    assert "or leave fid out of --metrics" in capsys.readouterr().err
     # Against the 36 images the subset left out: copies of the run's training images are caught,
     # the images it never saw are not.
     trained = training_set(run)

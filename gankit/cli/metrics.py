@@ -72,7 +72,8 @@ def check_eval(src: Path, dataset: str, n: int, data_root: str | None, inception
         raise GankitError(f"--n must be >= 2, got {n}")
     if "fid" in metrics and not inception and n <= FEATURE_DIM:
         raise GankitError(f"--n {n}: FID needs more samples than the evaluator's {FEATURE_DIM} feature dimensions; "
-                          f"give --n {FEATURE_DIM + 1} or more (the protocol of the figures gankit quotes is 10000)")
+                          f"give --n {FEATURE_DIM + 1} or more (the protocol of the figures gankit quotes is 10000), "
+                          f"or leave fid out of --metrics (KID is unbiased at any n)")
     have = M.reference_size(dataset, data_root)
     need = 2 * n if dataset == "folder" else n
     if have < need:
@@ -90,6 +91,11 @@ def check_eval(src: Path, dataset: str, n: int, data_root: str | None, inception
 def cmd_eval(args) -> int:
     args.device = str(resolve_device(args.device))
     src = Path(args.src)
+    if args.metrics is None:  # all of them, but FID where --n leaves it undefined (a small folder's floor needs 2n)
+        args.metrics = [m for m in M.METRICS if m != "fid" or args.inception_weights or args.n > FEATURE_DIM]
+        if "fid" not in args.metrics:
+            print(f"--n {args.n}: no FID (it needs more samples than the evaluator's {FEATURE_DIM} feature "
+                  f"dimensions); KID, unbiased at any n, scores the distance instead")
     check_eval(src, args.dataset, args.n, args.data_root, bool(args.inception_weights), args.metrics, args.evaluator)
     t0 = time.perf_counter()
     x, y, weights = M.load_labelled_images(src, args.n, args.seed, args.ema, args.device)
@@ -102,7 +108,8 @@ def cmd_eval(args) -> int:
                          evaluator=args.evaluator)
     tag = M.protocol(args.dataset, args.n, M.feature_network(args.dataset, args.inception_weights, "cpu",
                                                              args.evaluator)[2])
-    print_table([(src.name or str(src), results), ("real data (train vs test)", floor)], tag)
+    real = "real data (folder vs folder)" if args.dataset == "folder" else "real data (train vs test)"
+    print_table([(src.name or str(src), results), (real, floor)], tag)
     if y is not None:
         print_per_class(src, results, tag)
     print(f"{args.n} samples" + (" (every class equally often)" if y is not None else "")
@@ -164,8 +171,9 @@ def add_parsers(sub) -> None:
                                    "is printed beside them and everything is merged into metrics.json.")
     p.add_argument("src", help="run folder, saved generator folder, generator .safetensors, folder of PNGs, "
                                "or .npy/.pt images")
-    p.add_argument("--metrics", nargs="+", default=list(M.METRICS), choices=M.METRICS, metavar="METRIC",
-                   help=f"which metrics (default: all of {', '.join(M.METRICS)})")
+    p.add_argument("--metrics", nargs="+", default=None, choices=M.METRICS, metavar="METRIC",
+                   help=f"which metrics (default: all of {', '.join(M.METRICS)}; without fid at an --n of "
+                        f"{FEATURE_DIM} or less, as a folder of under {2 * FEATURE_DIM + 2} images needs)")
     p.add_argument("--n", type=int, default=M.DEFAULT_N, help=f"samples (and reference test images); default {M.DEFAULT_N}")
     p.add_argument("--dataset", default="fashion-mnist", choices=(*available_evaluators(), "folder"),
                    help="whose evaluator and test set (the datasets with an evaluator, shipped or trained with "
