@@ -233,7 +233,9 @@ def main() -> int:
         key = f"{args.score}_{c['tag']}"
         print(f"{c['name']}: {c['steps']} steps, {key} {scores[key]:.4g}", flush=True)
     tag = cells[0]["tag"]
-    floor = real_floor(reference, names, args.n, data_root=data_root, evaluator=evaluator)
+    cfg0 = config(jobs[0])  # (the floor at the cells' image size: a 64-px folder upscaled for a 128-px recipe)
+    floor = real_floor(reference, names, args.n, data_root=data_root, evaluator=evaluator,
+                       shape=(cfg0.channels, cfg0.image_size))
     wall = time.perf_counter() - t0
     what = f"{args.subset:,} images of {args.data_root}" if folder else f"all of {args.dataset}"
     result = {"score": args.score, "device": device_name("cpu"), "torch": torch.__version__, "minutes": args.minutes,
