@@ -72,6 +72,9 @@ FIGURES = {
     "docs/results/img/folder_recipes_30_s12.png": ("python bench/recipes.py --minutes 30 --seeds 1 2 --recipes folder64 "
                                                    "fastgan64 --pool --figure docs/results/img/folder_recipes_30_s12.png",
                                                    "bench/FOLDER_RECIPES.md"),
+    "docs/results/img/folder128.png": ("python bench/recipes.py --recipes folder128 fastgan128 --seeds 0 --runs "
+                                       "runs/recipes-folder128 --figure docs/results/img/folder128.png",
+                                       "bench/FOLDER_RECIPES.md"),
     "docs/results/img/folder_smileys.png": ("python bench/recipes.py --recipes folder64 fastgan64 --seeds 0 --data-root "
                                             "data/emoji/smileys-emotion --subset 100 --n 84 --score kid --runs "
                                             "runs/recipes-smileys --figure docs/results/img/folder_smileys.png",
