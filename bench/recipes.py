@@ -130,8 +130,8 @@ def cell(job: dict) -> dict:
             "precision_used": read_json(run / "config.json").get("precision")}
 
 
-def figure(cells: list[dict], path: Path) -> None:
-    """Each recipe's seed-0 grid (its last fixed-z grid), side by side, titled with its FID."""
+def figure(cells: list[dict], path: Path, score: str = "fid") -> None:
+    """Each recipe's seed-0 grid (its last fixed-z grid), side by side, titled with its `score` (FID or KID)."""
     from PIL import Image
 
     from gankit.runs import last_grid, pyplot
@@ -141,7 +141,6 @@ def figure(cells: list[dict], path: Path) -> None:
     for ax, c in zip(axes[0], firsts):
         ax.imshow(Image.open(last_grid(Path(c["run"]))).convert("RGB"), interpolation="nearest")
         ax.set_axis_off()
-        score = c.get("score", "fid")
         value = f"{c[f'{score}_' + c['tag']]:{'.1f' if score == 'fid' else '.2f'}}"
         ax.set_title(f"{c['recipe']}: {c['steps']:,} steps\n{score} {value}, recall "
                      f"{c['recall_' + c['tag']]:.2f}", fontsize=9)
@@ -222,20 +221,20 @@ def main() -> int:
                  subset=args.subset, minutes=args.minutes, precision=args.precision, out=args.runs)
             for s in args.seeds for r in args.recipes]  # seed-major: the recipes of a seed train side by side
     mark_reuse(jobs, args.retrain)
-    training_images(config(jobs[0]), say=print)  # decoded once here (the workers may not start processes)
+    cfg0 = config(jobs[0])
+    training_images(cfg0, say=print)  # decoded once here (the workers may not start processes)
     with cell_pool(args.workers) as pool:
         cells = pool.map(cell, jobs, chunksize=1)
     for c in cells:
         scores = compute_metrics(c["run"], reference, names, args.n, seed=0, data_root=data_root, evaluator=evaluator)
-        c["score"], c["tag"] = args.score, next(k[len(args.score) + 1:] for k in scores
-                                                 if k.startswith(args.score + "_") and not k.endswith("_std"))
+        c["tag"] = next(k[len(args.score) + 1:] for k in scores
+                        if k.startswith(args.score + "_") and not k.endswith("_std"))
         c.update(scores)
         key = f"{args.score}_{c['tag']}"
         print(f"{c['name']}: {c['steps']} steps, {key} {scores[key]:.4g}", flush=True)
     tag = cells[0]["tag"]
-    cfg0 = config(jobs[0])  # (the floor at the cells' image size: a 64-px folder upscaled for a 128-px recipe)
-    floor = real_floor(reference, names, args.n, data_root=data_root, evaluator=evaluator,
-                       shape=(cfg0.channels, cfg0.image_size))
+    floor = real_floor(  # at the cells' image size (a 64-px folder upscaled for a 128-px recipe)
+        reference, names, args.n, data_root=data_root, evaluator=evaluator, shape=(cfg0.channels, cfg0.image_size))
     wall = time.perf_counter() - t0
     what = f"{args.subset:,} images of {args.data_root}" if folder else f"all of {args.dataset}"
     result = {"score": args.score, "device": device_name("cpu"), "torch": torch.__version__, "minutes": args.minutes,
@@ -289,7 +288,7 @@ def main() -> int:
                                       for c in sorted(table, key=lambda c: c["seed"]) if c["recipe"] == r)
                 for r in args.recipes) + ".\n")
     if args.figure:
-        figure(cells, Path(args.figure))
+        figure(cells, Path(args.figure), args.score)
         where = os.path.relpath(Path(args.figure).resolve(), Path(args.out).resolve().parent)
         text += f"\n![samples of seed {min(args.seeds)}]({where})\n"
     append_result(args.out, "Recipes in the same time", "Written by bench/recipes.py; newest at the bottom.", text)

@@ -23,7 +23,7 @@ from .config import Config, chosen_preset, preset_config
 from .device import resolve_device
 from .errors import GankitError
 from .export import PRETRAINED, build_generator, read_generator, write_generator
-from .metrics import DEFAULT_N, METRICS, compute_metrics
+from .metrics import DEFAULT_N, compute_metrics, default_metrics
 from . import runs
 from .runs import check_run_dir, new_study_folder, save_grid, write_study_record
 from .sample import balanced_labels, class_index, generate, z_from_seed
@@ -311,12 +311,14 @@ def train(preset: str | Config | None = None, *, resume: str | Path | None = Non
 
 
 def evaluate(source: str | Path | Run | GANPipeline | torch.Tensor, dataset: str = "fashion-mnist",
-             n: int = DEFAULT_N, metrics: Sequence[str] = tuple(METRICS), seed: int = 0, ema: bool | None = None,
+             n: int = DEFAULT_N, metrics: Sequence[str] | None = None, seed: int = 0, ema: bool | None = None,
              device: str = "auto", data_root: str | None = None, inception_weights: str | None = None) -> dict:
     """Sample quality of n images from `source` (a run, a generator, an image folder, a tensor of
     images) against n real test images of `dataset`, with its evaluator (or Inception-v3 features
-    from `inception_weights`): {"fid_fmnist10k": ..., "precision_fmnist10k": ..., ...}."""
+    from `inception_weights`): {"fid_fmnist10k": ..., "precision_fmnist10k": ..., ...}. `metrics`
+    names them; by default all, but FID where n is too small for it (default_metrics)."""
     device = str(resolve_device(device))
+    metrics = default_metrics(n, bool(inception_weights)) if metrics is None else metrics
     if isinstance(source, GANPipeline):
         y = source.labels(None, n)
         return compute_metrics(generate(source.G, source.z(seed, n), y=y), dataset, list(metrics), n,

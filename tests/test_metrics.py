@@ -151,6 +151,12 @@ def test_a_folder_evaluator_averages_larger_images_down_to_its_size():
     assert not torch.allclose(embed(model, x.flip(-1))[0], f)  # (the features do depend on the image)
 
 
+def test_fid_is_left_out_of_the_default_metrics_only_where_n_leaves_it_undefined():
+    from gankit.metrics import METRICS, default_metrics
+    assert "fid" not in default_metrics(128) and "kid" in default_metrics(128)  # 128 features: no covariance
+    assert default_metrics(129) == list(METRICS) == default_metrics(84, inception=True)  # (Inception: its own check)
+
+
 def test_protocol_names():
     assert protocol("fashion-mnist", 10000) == "fmnist10k"
     assert protocol("mnist", 5000) == "mnist5k"

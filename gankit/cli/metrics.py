@@ -91,8 +91,8 @@ def check_eval(src: Path, dataset: str, n: int, data_root: str | None, inception
 def cmd_eval(args) -> int:
     args.device = str(resolve_device(args.device))
     src = Path(args.src)
-    if args.metrics is None:  # all of them, but FID where --n leaves it undefined (a small folder's floor needs 2n)
-        args.metrics = [m for m in M.METRICS if m != "fid" or args.inception_weights or args.n > FEATURE_DIM]
+    if args.metrics is None:
+        args.metrics = M.default_metrics(args.n, bool(args.inception_weights))
         if "fid" not in args.metrics:
             print(f"--n {args.n}: no FID (it needs more samples than the evaluator's {FEATURE_DIM} feature "
                   f"dimensions); KID, unbiased at any n, scores the distance instead")

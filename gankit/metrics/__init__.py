@@ -24,9 +24,17 @@ from .registry import DEFAULT_N, LABELS, METRICS, protocol, score_features
 from .reference import reference_size
 from .sources import estimate_bytes, load_images, load_labelled_images, source_shape, training_set
 
-__all__ = ["DEFAULT_N", "Judge", "LABELS", "METRICS", "compute_metrics", "feature_network", "load_images",
+__all__ = ["DEFAULT_N", "Judge", "LABELS", "METRICS", "compute_metrics", "default_metrics", "feature_network", "load_images",
            "load_labelled_images", "make_judge", "protocol", "real_floor", "reference_features", "reference_size",
            "save_results", "score_features", "scores", "estimate_bytes", "source_shape", "training_set"]
+
+
+def default_metrics(n: int, inception: bool = False) -> list[str]:
+    """The metrics scored when none are named: all of them, but FID where n samples leave it undefined
+    (n at most the evaluator's feature dimensions, as a folder of under 258 images needs for its
+    floor); KID, unbiased at any n, measures the distance there."""
+    from .evaluator import FEATURE_DIM
+    return [m for m in METRICS if m != "fid" or inception or n > FEATURE_DIM]
 
 
 def compute_metrics(source, reference: str = "fashion-mnist", names=tuple(METRICS), n: int = DEFAULT_N, seed: int = 0,
