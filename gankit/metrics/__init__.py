@@ -18,6 +18,7 @@ from ..data import load_split
 from ..data.folder import cache_key, find_images
 from ..files import atomic_write_text, cache_root
 from . import scores
+from .evaluator import FEATURE_DIM
 from .judge import Judge, make_judge
 from .reference import feature_network, folder_training_features, reference_features, training_features
 from .registry import DEFAULT_N, LABELS, METRICS, protocol, score_features
@@ -33,7 +34,6 @@ def default_metrics(n: int, inception: bool = False) -> list[str]:
     """The metrics scored when none are named: all of them, but FID where n samples leave it undefined
     (n at most the evaluator's feature dimensions, as a folder of under 258 images needs for its
     floor); KID, unbiased at any n, measures the distance there."""
-    from .evaluator import FEATURE_DIM
     return [m for m in METRICS if m != "fid" or inception or n > FEATURE_DIM]
 
 
