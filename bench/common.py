@@ -25,7 +25,7 @@ R3GAN = dict(objective="rpgan", r1=0.1, r2=0.1, reg_every=4, g_betas=(0.0, 0.99)
 
 def device_name(device: str) -> str:
     """The device as results name it. For a CPU: its model, whether bf16 is native there (as
-    gankit measures it), and any ISA cap set in the environment (how an AVX2-only CPU is emulated
+    gankit measures it: emulated on AVX2 and on AVX-512 without its BF16 extension), and any ISA cap set in the environment (how an AVX2-only CPU is emulated
     on an AVX-512 one: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2)."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
@@ -35,7 +35,8 @@ def device_name(device: str) -> str:
                  platform.processor() or platform.machine())
     caps = [f"{k}={os.environ[k]}" for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
             if k in os.environ]
-    flags = "AVX-512-BF16" if "avx512_bf16" in info else "AVX2" if "avx2" in info else "no AVX2"
+    flags = ("AVX-512-BF16" if "avx512_bf16" in info else "AVX-512, no BF16" if "avx512f" in info
+             else "AVX2" if "avx2" in info else "no AVX2")
     return (f"CPU {model} ({flags}" + (f", capped by {' '.join(caps)}" if caps else "")
             + f"; bf16 {'native' if native_bf16(torch.device('cpu')) else 'emulated'}), {os.cpu_count()} cores, "
             f"{torch.get_num_threads()} threads")
