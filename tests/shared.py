@@ -1,7 +1,7 @@
 """What several test files share across the pytest-xdist workers of one session: folders made once
 (a trained run, the tour's folder) under the session's common temporary folder, behind a file lock,
 so that the first worker to need one makes it and the others wait for it and reuse it; and the
-README's tour, read from the page and run as typed."""
+README's tour, read from the page and run as typed; and a generator as after its first step."""
 from __future__ import annotations
 
 import os
@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock
+from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 # The only changes made to a documented command: a training budget shortened for a test.
@@ -68,3 +69,13 @@ def gankit(line: str, cwd: Path, timeout: float = 600, env: dict | None = None) 
 
 def run_of(tour: Path) -> Path:
     return tour / shlex.split(tour_commands(PAGES[0])[1])[2]  # the run folder the tour names
+
+
+def first_step_taken(G: nn.Module) -> nn.Module:
+    """G with its to-image convolution moved off zero where it starts there (the resnet family: flat
+    grey first images, and no gradient back through that layer until it has moved), as G's first
+    step moves it; other families are returned as they are."""
+    convs = [m for m in G.modules() if isinstance(m, nn.Conv2d)]
+    if convs and not convs[-1].weight.any():
+        nn.init.normal_(convs[-1].weight, std=0.01)
+    return G

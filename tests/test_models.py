@@ -7,6 +7,7 @@ from torch import nn
 from gankit.config import Config
 from gankit.nets.losses import OBJECTIVES
 from gankit.nets import MODELS, build_models, has_batchnorm, resnet
+from shared import first_step_taken
 
 
 def sig(m: nn.Module) -> str:
@@ -140,6 +141,7 @@ def test_shapes_ranges_and_gradients(model, objective):
     cfg = cfg_for(model, objective=objective, d_norm="layer" if objective == "wgan-gp" and MODELS[model].d_norm else "batch",
                   g_width=16, d_width=16)
     G, D = build_models(cfg)
+    G = first_step_taken(G)  # (the resnet family's to-image convolution starts at zero)
     obj = OBJECTIVES[objective]
     s = MODELS[model].size
     assert (G.z_dim, G.num_classes, G.img_shape) == (100, 0, (1, s, s))
@@ -252,7 +254,8 @@ def test_d_norm_spectral_bounds_every_weight_of_D(model, conditional):
 def test_resnet_blocks_start_as_the_identity_and_train_without_normalisation(model):
     """Fix-up: every residual branch's last convolution is zero at the start (a block is the identity),
     the others He-scaled by L^(-1/4); no normalisation layer anywhere, so R1/R2 apply; `blocks` sets
-    the blocks per resolution; `init` leaves the family's own initialisation alone."""
+    the blocks per resolution; `init` leaves the family's own initialisation alone. G's to-image
+    convolution starts at zero too: its first images are flat grey, the tanh unsaturated."""
     torch.manual_seed(0)
     G, D = build_models(cfg_for(model, blocks=2, g_width=16, d_width=16, init="normal02"))
     blocks = [m for m in [*G.modules(), *D.modules()] if isinstance(m, resnet.Block)]
@@ -265,6 +268,7 @@ def test_resnet_blocks_start_as_the_identity_and_train_without_normalisation(mod
     assert abs(std / expected - 1) < 0.1, (std, expected)
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)) for m in [*G.modules(), *D.modules()])
     assert not has_batchnorm(D)  # (what refuses R1/R2 and a gradient penalty)
+    assert torch.equal(G(torch.randn(3, G.z_dim)), torch.zeros(3, *G.img_shape))
 
 
 def test_resnet_is_refused_at_a_size_it_does_not_make():

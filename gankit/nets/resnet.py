@@ -14,6 +14,11 @@ CPU. The facts it follows, not its code:
 - G: z -> a linear layer to the first map (4x4, or 7x7 for 28x28 images) -> resolutions doubling to
   the image -> 1x1 convolution -> tanh. D mirrors it down to that map, then a linear layer to
   features and one to the logit (the projection and AC-GAN variants take those features).
+- G's last 1x1 convolution (to the image's channels) starts at zero too, so G's first images are
+  flat grey with its tanh unsaturated. R3GAN's G has no output non-linearity; gankit keeps the tanh
+  (every image in [-1, 1]), and a He-initialised layer before it put pre-tanh values of std 1.9 at
+  64 px (a fifth of the pixels beyond ±0.99, where the tanh passes almost no gradient): a D that
+  won at once then drove G's output white for good (bench/SATURATION.md).
 
 Channels: `width` (g_width, d_width) at the image's resolution, doubling per halving, capped at 8x.
 The objective R3GAN pairs it with is `rpgan` with `r1` and `r2` (gankit.nets.losses).
@@ -134,5 +139,6 @@ def family(size: int):
         G, D = nn.Sequential(*g), nn.Sequential(*d)
         _he(G)
         _he(D)
+        nn.init.zeros_(G[-2].weight)  # the to-image convolution: G starts flat, its tanh unsaturated
         return Generator(G, cfg.z_dim, img_shape), Discriminator(D, img_shape)
     return build
