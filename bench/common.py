@@ -25,8 +25,9 @@ R3GAN = dict(objective="rpgan", r1=0.1, r2=0.1, reg_every=4, g_betas=(0.0, 0.99)
 
 def device_name(device: str) -> str:
     """The device as results name it. For a CPU: its model, whether bf16 is native there (as
-    gankit measures it: emulated on AVX2 and on AVX-512 without its BF16 extension), and any ISA cap set in the environment (how an AVX2-only CPU is emulated
-    on an AVX-512 one: ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2)."""
+    gankit measures it: emulated on AVX2 and on AVX-512 without its BF16 extension), and any ISA cap
+    set in the environment (how an AVX2-only CPU is emulated on an AVX-512 one:
+    ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2)."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
     from gankit.device import cpuinfo, native_bf16

@@ -83,15 +83,15 @@ FIGURES = {
                                         "--runs runs/recipes-emoji3500 --figure docs/results/img/folder_all.png",
                                         "bench/FOLDER_RECIPES.md"),
     "docs/results/img/modern_resnet_zero.png": ("python bench/recipes.py --dataset fashion-mnist --minutes 10 --recipes "
-                                                "default resnet+rpgan --figure docs/results/img/modern_resnet_zero.png "
-                                                "(a Xeon without BF16)", "bench/MODERN_BASELINE.md"),
+                                                "default resnet+rpgan --figure docs/results/img/modern_resnet_zero.png",
+                                                "bench/MODERN_BASELINE.md"),
     "docs/results/img/folder_nobf16.png": ("python bench/recipes.py --recipes folder64 fastgan64 --seeds 0 --figure "
-                                          "docs/results/img/folder_nobf16.png (a Xeon without BF16)",
+                                          "docs/results/img/folder_nobf16.png",
                                           "bench/FOLDER_RECIPES.md"),
     "docs/results/img/folder_resnet.png": ("python bench/recipes.py --recipes folder64 resnet64+rpgan --minutes 30 "
                                            "--seeds 0 --figure docs/results/img/folder_resnet.png", "bench/FOLDER_RECIPES.md"),
     "docs/results/img/folder_resnet_zero.png": ("python bench/recipes.py --recipes folder64 resnet64+rpgan --seeds 0 "
-                                                "--figure docs/results/img/folder_resnet_zero.png (a Xeon without BF16)",
+                                                "--figure docs/results/img/folder_resnet_zero.png",
                                                 "bench/FOLDER_RECIPES.md"),
     "docs/results/img/folder_rpgan.png": ("python bench/recipes.py --recipes folder64 folder64+rpgan --minutes 30 "
                                           "--seeds 0 --figure docs/results/img/folder_rpgan.png", "bench/FOLDER_RECIPES.md"),

@@ -8,7 +8,7 @@ import torch
 
 from gankit.config import preset_config
 from gankit.errors import GankitError
-from gankit.metrics import load_images, protocol, scores
+from gankit.metrics import METRICS, default_metrics, load_images, protocol, scores
 from gankit.metrics.evaluator import Evaluator, embed
 from gankit.training import train
 
@@ -152,7 +152,6 @@ def test_a_folder_evaluator_averages_larger_images_down_to_its_size():
 
 
 def test_fid_is_left_out_of_the_default_metrics_only_where_n_leaves_it_undefined():
-    from gankit.metrics import METRICS, default_metrics
     assert "fid" not in default_metrics(128) and "kid" in default_metrics(128)  # 128 features: no covariance
     assert default_metrics(129) == list(METRICS) == default_metrics(84, inception=True)  # (Inception: its own check)
 

@@ -129,7 +129,8 @@ def family(size: int):
                               nn.LeakyReLU(SLOPE)]
         for i in range(n - 1):  # (the image's own resolution holds no blocks: a CPU's budget goes below it)
             g += [Block(ch[i], total) for _ in range(blocks)] + [Up(ch[i], ch[i + 1])]
-        g += [nn.LeakyReLU(SLOPE), nn.Conv2d(ch[-1], c, 1), nn.Tanh()]
+        to_image = nn.Conv2d(ch[-1], c, 1)
+        g += [nn.LeakyReLU(SLOPE), to_image, nn.Tanh()]
         ch = channels(cfg.d_width, n)[::-1]  # from the image down to the first map
         d: list[nn.Module] = [nn.Conv2d(c, ch[0], 1), nn.LeakyReLU(SLOPE)]
         for i in range(n - 1):
@@ -139,6 +140,6 @@ def family(size: int):
         G, D = nn.Sequential(*g), nn.Sequential(*d)
         _he(G)
         _he(D)
-        nn.init.zeros_(G[-2].weight)  # the to-image convolution: G starts flat, its tanh unsaturated
+        nn.init.zeros_(to_image.weight)  # G starts flat grey, its tanh unsaturated
         return Generator(G, cfg.z_dim, img_shape), Discriminator(D, img_shape)
     return build
