@@ -17,7 +17,9 @@ BatchNorm) and on the 64-px residual family (`resnet64+rpgan`), both with `folde
 On all 60,000 Fashion-MNIST images (`--dataset fashion-mnist`): `default` against R3GAN's objective
 (`rpgan` with R1 and R2, lazily every 4th step, Adam β1 0) on `default`'s DCGAN and on the
 normalisation-free `resnet` family, scored by the shipped evaluator with --n 10000 samples
-against the test split (fid_fmnist10k).
+against the test split (fid_fmnist10k). Named in --recipes only: the ablations (R1 alone, R1 + R2 at
+every step) and the residual family at half its width (`resnet16+rpgan`: widths 16, a quarter of
+the arithmetic per step).
 
 Scores: FID, KID, precision, recall, coverage, class entropy, memorised; the real-vs-real floor beside
 (FID is biased upwards at a small --n, KID is not: on the 169 smileys --n can be 84 at most, as the
@@ -78,11 +80,13 @@ RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
         "default+rpgan-eager": ("default", dict(R3GAN, d_norm="none", reg_every=1)),  # R1 + R2 at every step
         "resnet": ("default", dict(model="resnet")),
         "resnet+rpgan": ("default", dict(R3GAN, model="resnet")),
+        "resnet16+rpgan": ("default", dict(R3GAN, model="resnet", g_width=16, d_width=16)),  # half its width
     },
 }
 
 # Trained only when --recipes names them: the ablations of R3GAN's loss, its loss on the folder families, 128 px
-EXTRAS = {"default+rpgan-noR2", "default+rpgan-eager", "folder64+rpgan", "resnet64+rpgan", "folder128", "fastgan128"}
+EXTRAS = {"default+rpgan-noR2", "default+rpgan-eager", "folder64+rpgan", "resnet64+rpgan", "folder128", "fastgan128",
+          "resnet16+rpgan"}
 
 
 def config(job: dict):
