@@ -85,6 +85,10 @@ FIGURES = {
     "docs/results/img/modern_resnet_zero.png": ("python bench/recipes.py --dataset fashion-mnist --minutes 10 --recipes "
                                                 "default resnet+rpgan --figure docs/results/img/modern_resnet_zero.png",
                                                 "bench/MODERN_BASELINE.md"),
+    "docs/results/img/modern_resnet16.png": ("python bench/recipes.py --dataset fashion-mnist --minutes 10 --recipes "
+                                            "default resnet16+rpgan --runs runs/resnet16 --figure "
+                                            "docs/results/img/modern_resnet16.png",
+                                            "bench/MODERN_BASELINE.md"),
     "docs/results/img/folder_nobf16.png": ("python bench/recipes.py --recipes folder64 fastgan64 --seeds 0 --figure "
                                           "docs/results/img/folder_nobf16.png",
                                           "bench/FOLDER_RECIPES.md"),
