@@ -396,6 +396,9 @@ _QUALITY_PER_MINUTE = dict(
 _FOLDER = {**_QUALITY_PER_MINUTE, "dataset": "folder", "channels": 3, "augment": "diffaug", "hflip": False,
            "epochs": 0, "minutes": 30.0, "eval_every": 0}
 FOLDER_SIZES = (32, 64, 128)
+# The preset a folder of such images gets without --preset: the folder study's best at 30 minutes
+# (docs/results/folder-recipes.md; at 128 px the FastGAN-style family led the DCGAN in all 3 seeds)
+FOLDER_DEFAULT = {32: "folder32", 64: "folder64", 128: "fastgan128"}
 SMALL_FOLDER = 10_000  # images: below it a folder trains with DiffAugment
 
 PRESETS: dict[str, dict] = {
@@ -441,11 +444,14 @@ PRESETS: dict[str, dict] = {
         about="conditional DCGAN: the default recipe with the class joined to z and a projection discriminator",
         conditional=True, d_cond="projection", **_QUALITY_PER_MINUTE),
     **{f"folder{size}": dict(
-        about=f"any folder of images at {size}x{size} (what `gankit train --data-root DIR` picks for such images): "
-              f"default's recipe on the {size}-px DCGAN, DiffAugment, 30 minutes",
+        about=f"any folder of images at {size}x{size}"
+              + (" (what `gankit train --data-root DIR` picks for such images)" if FOLDER_DEFAULT[size] == f"folder{size}"
+                 else "") + f": default's recipe on the {size}-px DCGAN, DiffAugment, 30 minutes",
         **{**_FOLDER, "model": f"dcgan{size}", "image_size": size}) for size in FOLDER_SIZES},
     **{f"fastgan{size}": dict(
-        about=f"small image folders at {size}x{size}: the FastGAN-style family (GLU up-blocks, skip-layer excitation, "
+        about=f"small image folders at {size}x{size}"
+              + (" (what `gankit train --data-root DIR` picks for such images)" if FOLDER_DEFAULT[size] == f"fastgan{size}"
+                 else "") + f": the FastGAN-style family (GLU up-blocks, skip-layer excitation, "
               f"a self-supervised D), hinge loss, DiffAugment colour + translation, EMA, 30 minutes",
         **{**_FOLDER, "model": f"fastgan{size}", "image_size": size, "objective": "hinge", "init": "normal02",
            "g_width": 8, "d_width": 16,
@@ -474,7 +480,7 @@ def folder_preset(root: str | Path) -> tuple[str, dict, str] | None:
     if not found.count:
         return None
     size = min(FOLDER_SIZES, key=lambda s: (abs(math.log2(max(found.side, 1) / s)), -s))
-    name, overrides = f"folder{size}", {}
+    name, overrides = FOLDER_DEFAULT[size], {}
     if found.grayscale:
         overrides["channels"] = 1
     if found.count >= SMALL_FOLDER:

@@ -280,7 +280,7 @@ def plain_folder(root: Path, n: int, side: int, mode: str = "RGB") -> Path:
 
 
 @pytest.mark.parametrize("side, mode, preset, channels", [(64, "RGB", "folder64", 3), (30, "L", "folder32", 1),
-                                                          (200, "RGB", "folder128", 3), (48, "RGB", "folder64", 3)])
+                                                          (200, "RGB", "fastgan128", 3), (48, "RGB", "folder64", 3)])
 def test_a_folder_without_a_preset_gets_the_folder_preset_of_its_size(tmp_path, capsys, side, mode, preset, channels):
     root = plain_folder(tmp_path / "imgs", 12, side, mode)
     assert main(["train", "--data-root", str(root), "--batch-size", "4", "--dry-run"]) == 0
