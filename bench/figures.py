@@ -88,6 +88,10 @@ FIGURES = {
     "docs/results/img/folder128_seeds12.png": ("python bench/recipes.py --recipes folder128 fastgan128 --seeds 1 2 --runs "
                                               "runs/recipes-folder128 --figure docs/results/img/folder128_seeds12.png",
                                               "bench/FOLDER_RECIPES.md"),
+    "docs/results/img/modern_resnet16_dlr.png": ("python bench/recipes.py --dataset fashion-mnist --minutes 10 --recipes "
+                                                "resnet16+rpgan resnet16+rpgan-dlr --seeds 0 --runs runs/resnet16-dlr "
+                                                "--figure docs/results/img/modern_resnet16_dlr.png",
+                                                "bench/MODERN_BASELINE.md"),
     "docs/results/img/modern_resnet16.png": ("python bench/recipes.py --dataset fashion-mnist --minutes 10 --recipes "
                                             "default resnet16+rpgan --runs runs/resnet16 --figure "
                                             "docs/results/img/modern_resnet16.png",

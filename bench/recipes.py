@@ -19,7 +19,7 @@ On all 60,000 Fashion-MNIST images (`--dataset fashion-mnist`): `default` agains
 normalisation-free `resnet` family, scored by the shipped evaluator with --n 10000 samples
 against the test split (fid_fmnist10k). Named in --recipes only: the ablations (R1 alone, R1 + R2 at
 every step) and the residual family at half its width (`resnet16+rpgan`: widths 16, a quarter of
-the arithmetic per step).
+the arithmetic per step; `resnet16+rpgan-dlr`: the same with D's learning rate at 1e-4, a quarter of G's).
 
 Scores: FID, KID, precision, recall, coverage, class entropy, memorised; the real-vs-real floor beside
 (FID is biased upwards at a small --n, KID is not: on the 169 smileys --n can be 84 at most, as the
@@ -81,12 +81,13 @@ RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
         "resnet": ("default", dict(model="resnet")),
         "resnet+rpgan": ("default", dict(R3GAN, model="resnet")),
         "resnet16+rpgan": ("default", dict(R3GAN, model="resnet", g_width=16, d_width=16)),  # half its width
+        "resnet16+rpgan-dlr": ("default", dict(R3GAN, model="resnet", g_width=16, d_width=16, d_lr=1e-4)),  # D slower
     },
 }
 
 # Trained only when --recipes names them: the ablations of R3GAN's loss, its loss on the folder families, 128 px
 EXTRAS = {"default+rpgan-noR2", "default+rpgan-eager", "folder64+rpgan", "resnet64+rpgan", "folder128", "fastgan128",
-          "resnet16+rpgan"}
+          "resnet16+rpgan", "resnet16+rpgan-dlr"}
 
 
 def config(job: dict):
