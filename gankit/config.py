@@ -451,8 +451,8 @@ PRESETS: dict[str, dict] = {
     **{f"fastgan{size}": dict(
         about=f"small image folders at {size}x{size}"
               + (" (what `gankit train --data-root DIR` picks for such images)" if FOLDER_DEFAULT[size] == f"fastgan{size}"
-                 else "") + f": the FastGAN-style family (GLU up-blocks, skip-layer excitation, "
-              f"a self-supervised D), hinge loss, DiffAugment colour + translation, EMA, 30 minutes",
+                 else "") + ": the FastGAN-style family (GLU up-blocks, skip-layer excitation, "
+              "a self-supervised D), hinge loss, DiffAugment colour + translation, EMA, 30 minutes",
         **{**_FOLDER, "model": f"fastgan{size}", "image_size": size, "objective": "hinge", "init": "normal02",
            "g_width": 8, "d_width": 16,
            "g_lr": 2e-4, "d_lr": 2e-4, "diffaug_policy": "color,translation"}) for size in FOLDER_SIZES},
