@@ -18,8 +18,8 @@ On all 60,000 Fashion-MNIST images (`--dataset fashion-mnist`): `default` agains
 (`rpgan` with R1 and R2, lazily every 4th step, Adam β1 0) on `default`'s DCGAN and on the
 normalisation-free `resnet` family, scored by the shipped evaluator with --n 10000 samples
 against the test split (fid_fmnist10k). Named in --recipes only: the ablations (R1 alone, R1 + R2 at
-every step) and the residual family at half its width (`resnet16+rpgan`: widths 16, a quarter of
-the arithmetic per step; `resnet16+rpgan-dlr`: the same with D's learning rate at 1e-4, a quarter of G's).
+every step) and the residual family at half its width (`resnet16+rpgan`: widths 16, about a quarter
+of the arithmetic per step; `resnet16+rpgan-dlr`: the same with D's learning rate at 1e-4, a quarter of G's).
 
 Scores: FID, KID, precision, recall, coverage, class entropy, memorised; the real-vs-real floor beside
 (FID is biased upwards at a small --n, KID is not: on the 169 smileys --n can be 84 at most, as the

@@ -395,10 +395,16 @@ _QUALITY_PER_MINUTE = dict(
 # an epoch of a 1,000-image folder is 16 steps, so epochs are no measure of a run's length.
 _FOLDER = {**_QUALITY_PER_MINUTE, "dataset": "folder", "channels": 3, "augment": "diffaug", "hflip": False,
            "epochs": 0, "minutes": 30.0, "eval_every": 0}
-FOLDER_SIZES = (32, 64, 128)
-# The preset a folder of such images gets without --preset: the folder study's best at 30 minutes
-# (docs/results/folder-recipes.md; at 128 px the FastGAN-style family led the DCGAN in all 3 seeds)
+# The preset a folder of images of each size gets without --preset: the folder study's best at 30
+# minutes (docs/results/folder-recipes.md; at 128 px the FastGAN-style family led the DCGAN in all 3 seeds)
 FOLDER_DEFAULT = {32: "folder32", 64: "folder64", 128: "fastgan128"}
+FOLDER_SIZES = tuple(FOLDER_DEFAULT)
+
+
+def _picked(name: str, size: int) -> str:
+    """The words a folder preset's `about` line adds when it is what a folder of `size` px gets."""
+    return " (what `gankit train --data-root DIR` picks for such images)" if FOLDER_DEFAULT[size] == name else ""
+
 SMALL_FOLDER = 10_000  # images: below it a folder trains with DiffAugment
 
 PRESETS: dict[str, dict] = {
@@ -444,15 +450,13 @@ PRESETS: dict[str, dict] = {
         about="conditional DCGAN: the default recipe with the class joined to z and a projection discriminator",
         conditional=True, d_cond="projection", **_QUALITY_PER_MINUTE),
     **{f"folder{size}": dict(
-        about=f"any folder of images at {size}x{size}"
-              + (" (what `gankit train --data-root DIR` picks for such images)" if FOLDER_DEFAULT[size] == f"folder{size}"
-                 else "") + f": default's recipe on the {size}-px DCGAN, DiffAugment, 30 minutes",
+        about=f"any folder of images at {size}x{size}{_picked(f'folder{size}', size)}: "
+              f"default's recipe on the {size}-px DCGAN, DiffAugment, 30 minutes",
         **{**_FOLDER, "model": f"dcgan{size}", "image_size": size}) for size in FOLDER_SIZES},
     **{f"fastgan{size}": dict(
-        about=f"small image folders at {size}x{size}"
-              + (" (what `gankit train --data-root DIR` picks for such images)" if FOLDER_DEFAULT[size] == f"fastgan{size}"
-                 else "") + ": the FastGAN-style family (GLU up-blocks, skip-layer excitation, "
-              "a self-supervised D), hinge loss, DiffAugment colour + translation, EMA, 30 minutes",
+        about=f"small image folders at {size}x{size}{_picked(f'fastgan{size}', size)}: the FastGAN-style family "
+              "(GLU up-blocks, skip-layer excitation, a self-supervised D), hinge loss, DiffAugment colour + "
+              "translation, EMA, 30 minutes",
         **{**_FOLDER, "model": f"fastgan{size}", "image_size": size, "objective": "hinge", "init": "normal02",
            "g_width": 8, "d_width": 16,
            "g_lr": 2e-4, "d_lr": 2e-4, "diffaug_policy": "color,translation"}) for size in FOLDER_SIZES},
