@@ -75,6 +75,9 @@ FIGURES = {
     "docs/results/img/folder128.png": ("python bench/recipes.py --recipes folder128 fastgan128 --seeds 0 --runs "
                                        "runs/recipes-folder128 --figure docs/results/img/folder128.png",
                                        "bench/FOLDER_RECIPES.md"),
+    "docs/results/img/folder32.png": ("python bench/recipes.py --recipes folder32 fastgan32 --seeds 0 1 --evaluator "
+                                      "emoji32 --runs runs/recipes-folder32 --figure docs/results/img/folder32.png",
+                                      "bench/FOLDER_RECIPES.md"),
     "docs/results/img/folder_smileys.png": ("python bench/recipes.py --recipes folder64 fastgan64 --seeds 0 --data-root "
                                             "data/emoji/smileys-emotion --subset 100 --n 84 --score kid --runs "
                                             "runs/recipes-smileys --figure docs/results/img/folder_smileys.png",

@@ -11,7 +11,8 @@ family) against the faces labs' `faces64` + DiffAugment, scored by the folder's 
 (`gankit evaluator train --dataset folder --data-root data/emoji`, seed 0: a CNN of the 9
 categories; Inception weights are not available offline) with --n samples against --n images of
 the whole folder, near-copies judged against the images --subset left out. Named in --recipes only:
-R3GAN's loss with R1 + R2 (as below) on `folder64`'s DCGAN (`folder64+rpgan`, its D without
+the folder presets at 32 and 128 px (`folder32`/`fastgan32`, `folder128`/`fastgan128`: the 64-px emoji
+resized, and scored at the evaluator's 64 px), R3GAN's loss with R1 + R2 (as below) on `folder64`'s DCGAN (`folder64+rpgan`, its D without
 BatchNorm) and on the 64-px residual family (`resnet64+rpgan`), both with `folder64`'s recipe.
 
 On all 60,000 Fashion-MNIST images (`--dataset fashion-mnist`): `default` against R3GAN's objective
@@ -72,6 +73,8 @@ RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
         "resnet64+rpgan": ("folder64", dict(R3GAN, model="resnet64")),  # and on the residual family
         "folder128": ("folder128", {}),  # the folder presets at 128x128 (the 64-px emoji upscaled)
         "fastgan128": ("fastgan128", {}),
+        "folder32": ("folder32", {}),  # and at 32x32 (the emoji downscaled)
+        "fastgan32": ("fastgan32", {}),
     },
     "fashion-mnist": {
         "default": ("default", {}),
@@ -85,9 +88,9 @@ RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
     },
 }
 
-# Trained only when --recipes names them: the ablations of R3GAN's loss, its loss on the folder families, 128 px
+# Trained only when --recipes names them: the ablations of R3GAN's loss, its loss on the folder families, 32 and 128 px
 EXTRAS = {"default+rpgan-noR2", "default+rpgan-eager", "folder64+rpgan", "resnet64+rpgan", "folder128", "fastgan128",
-          "resnet16+rpgan", "resnet16+rpgan-dlr"}
+          "folder32", "fastgan32", "resnet16+rpgan", "resnet16+rpgan-dlr"}
 
 
 def config(job: dict):
@@ -187,7 +190,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="folder", choices=list(RECIPES))
     ap.add_argument("--data-root", default=str(ROOT / "data" / "emoji"), help="the folder (--dataset folder)")
-    ap.add_argument("--evaluator", default="emoji", help="the folder's evaluator (gankit evaluator train)")
+    ap.add_argument("--evaluator", default="emoji", help="the folder's evaluator (gankit evaluator train; for "
+                    "32-px recipes one trained with --image-size 32 --name emoji32)")
     ap.add_argument("--subset", type=int, default=1000, help="images of the folder trained on")
     ap.add_argument("--minutes", type=float, default=30.0, help="minutes of training per cell")
     ap.add_argument("--recipes", nargs="+", choices=[r for d in RECIPES.values() for r in d],
@@ -269,6 +273,7 @@ def main() -> int:
         f" --data-root {os.path.relpath(args.data_root, ROOT)}"
         if folder and Path(args.data_root).resolve() != default_root else "",
         f" --subset {args.subset}" if folder and args.subset != ap.get_default("subset") else "",
+        f" --evaluator {args.evaluator}" if folder and args.evaluator != ap.get_default("evaluator") else "",
         f" --n {args.n}" if args.n != (1500 if folder else 10000) else "",
         f" --score {args.score}" if args.score != "fid" else "",
         f" --runs {os.path.relpath(args.runs, ROOT)}"

@@ -396,7 +396,8 @@ _QUALITY_PER_MINUTE = dict(
 _FOLDER = {**_QUALITY_PER_MINUTE, "dataset": "folder", "channels": 3, "augment": "diffaug", "hflip": False,
            "epochs": 0, "minutes": 30.0, "eval_every": 0}
 # The preset a folder of images of each size gets without --preset: the folder study's best at 30
-# minutes (docs/results/folder-recipes.md; at 128 px the FastGAN-style family led the DCGAN in all 3 seeds)
+# minutes (docs/results/folder-recipes.md: at 128 px the FastGAN-style family led the DCGAN in all 3 seeds,
+# at 32 and 64 px the DCGAN led where bf16 is native)
 FOLDER_DEFAULT = {32: "folder32", 64: "folder64", 128: "fastgan128"}
 FOLDER_SIZES = tuple(FOLDER_DEFAULT)
 
