@@ -95,6 +95,17 @@ FIGURES = {
                                                 "resnet16+rpgan resnet16+rpgan-dlr --seeds 0 --runs runs/resnet16-dlr "
                                                 "--figure docs/results/img/modern_resnet16_dlr.png",
                                                 "bench/MODERN_BASELINE.md"),
+    "docs/results/img/modern_resnet30.png": ("python bench/recipes.py --dataset fashion-mnist --recipes default "
+                                            "resnet+rpgan --minutes 30 --seeds 0 --runs runs/modern30 --figure "
+                                            "docs/results/img/modern_resnet30.png", "bench/MODERN_BASELINE.md"),
+    "docs/results/img/modern_resnet_gamma.png": ("python bench/recipes.py --dataset fashion-mnist --recipes "
+                                                "resnet+rpgan resnet+rpgan-g1 --minutes 10 --seeds 0 --runs "
+                                                "runs/resnet-gamma --figure docs/results/img/modern_resnet_gamma.png",
+                                                "bench/MODERN_BASELINE.md"),
+    "docs/results/img/modern_resnet_gamma10.png": ("python bench/recipes.py --dataset fashion-mnist --recipes "
+                                                  "resnet+rpgan-g1 resnet+rpgan-g10 --minutes 10 --seeds 0 --runs "
+                                                  "runs/resnet-gamma --figure docs/results/img/modern_resnet_gamma10.png",
+                                                  "bench/MODERN_BASELINE.md"),
     "docs/results/img/modern_resnet16.png": ("python bench/recipes.py --dataset fashion-mnist --minutes 10 --recipes "
                                             "default resnet16+rpgan --runs runs/resnet16 --figure "
                                             "docs/results/img/modern_resnet16.png",

@@ -20,7 +20,8 @@ On all 60,000 Fashion-MNIST images (`--dataset fashion-mnist`): `default` agains
 normalisation-free `resnet` family, scored by the shipped evaluator with --n 10000 samples
 against the test split (fid_fmnist10k). Named in --recipes only: the ablations (R1 alone, R1 + R2 at
 every step) and the residual family at half its width (`resnet16+rpgan`: widths 16, about a quarter
-of the arithmetic per step; `resnet16+rpgan-dlr`: the same with D's learning rate at 1e-4, a quarter of G's).
+of the arithmetic per step; `resnet16+rpgan-dlr`: the same with D's learning rate at 1e-4, a quarter of G's;
+`resnet+rpgan-g1`, `-g10`: the residual family with R1 and R2 at γ 1 and 10, 10 and 100 times the study's).
 
 Scores: FID, KID, precision, recall, coverage, class entropy, memorised; the real-vs-real floor beside
 (FID is biased upwards at a small --n, KID is not: on the 169 smileys --n can be 84 at most, as the
@@ -85,12 +86,15 @@ RECIPES = {  # dataset -> name -> (preset, overrides): what each cell trains
         "resnet+rpgan": ("default", dict(R3GAN, model="resnet")),
         "resnet16+rpgan": ("default", dict(R3GAN, model="resnet", g_width=16, d_width=16)),  # half its width
         "resnet16+rpgan-dlr": ("default", dict(R3GAN, model="resnet", g_width=16, d_width=16, d_lr=1e-4)),  # D slower
+        "resnet+rpgan-g1": ("default", dict(R3GAN, model="resnet", r1=1.0, r2=1.0)),  # γ 10x: a smoother D
+        "resnet+rpgan-g10": ("default", dict(R3GAN, model="resnet", r1=10.0, r2=10.0)),  # and 100x
     },
 }
 
 # Trained only when --recipes names them: the ablations of R3GAN's loss, its loss on the folder families, 32 and 128 px
 EXTRAS = {"default+rpgan-noR2", "default+rpgan-eager", "folder64+rpgan", "resnet64+rpgan", "folder128", "fastgan128",
-          "folder32", "fastgan32", "resnet16+rpgan", "resnet16+rpgan-dlr"}
+          "folder32", "fastgan32", "resnet16+rpgan", "resnet16+rpgan-dlr", "resnet+rpgan-g1",
+          "resnet+rpgan-g10"}
 
 
 def config(job: dict):
