@@ -12,7 +12,8 @@ family) against the faces labs' `faces64` + DiffAugment, scored by the folder's 
 categories; Inception weights are not available offline) with --n samples against --n images of
 the whole folder, near-copies judged against the images --subset left out. Named in --recipes only:
 the folder presets at 32 and 128 px (`folder32`/`fastgan32`, `folder128`/`fastgan128`: the 64-px emoji
-resized, and scored at the evaluator's 64 px), R3GAN's loss with R1 + R2 (as below) on `folder64`'s DCGAN (`folder64+rpgan`, its D without
+resized; 128-px samples scored by the 64-px evaluator, 32-px ones by an evaluator trained at 32 px,
+--evaluator emoji32), R3GAN's loss with R1 + R2 (as below) on `folder64`'s DCGAN (`folder64+rpgan`, its D without
 BatchNorm) and on the 64-px residual family (`resnet64+rpgan`), both with `folder64`'s recipe.
 
 On all 60,000 Fashion-MNIST images (`--dataset fashion-mnist`): `default` against R3GAN's objective
@@ -34,6 +35,9 @@ floor needs twice --n real images).
     python bench/recipes.py --recipes folder64 folder64+rpgan --seeds 0                  # R3GAN's loss on the emoji (~35 min)
     python bench/recipes.py --recipes folder64 fastgan64 --seeds 0 --data-root data/emoji/smileys-emotion \
         --subset 100 --n 84 --score kid --runs runs/recipes-smileys                     # few-shot: 100 smileys
+    gankit evaluator train --dataset folder --data-root data/emoji --image-size 32 --name emoji32 && \
+    python bench/recipes.py --recipes folder32 fastgan32 --seeds 0 1 --evaluator emoji32 \
+        --runs runs/recipes-folder32                                                      # 32 px (~65 min)
     python bench/recipes.py --minutes 0.2 --seeds 0 --n 200 --out /tmp/fr.md --runs /tmp/fr   # a look
 
 A seed whose cells' run folders under --runs all finished the same settings is scored again, not
